@@ -1,0 +1,163 @@
+"""Typed, frozen settings built once at start-up from flags > environment > config file > defaults.
+
+A settings class is a frozen dataclass whose fields are declared with `setting(...)`:
+
+    @dataclass(frozen=True)
+    class EmbedderSettings:
+        port: int = setting(50051, "gRPC port (0 picks a free one)")
+
+`add_arguments(parser, EmbedderSettings, env_prefix="SEARCHGW_EMBEDDER_")` adds `--port`, and
+`build(EmbedderSettings, args, env_prefix=..., environ=os.environ, file_section={...})` returns the
+instance. Each field's environment variable is the prefix plus its upper-cased name
+(`SEARCHGW_EMBEDDER_PORT`). Validation lives in the class's `__post_init__`, which raises
+`SettingsError` with a message naming the setting; start-up turns that into a clear exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["SettingsError", "add_arguments", "build", "describe", "load_config_file", "setting"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, secret: bool = False) -> Any:
+    """Declare a settings field with its default and help text."""
+    factory: Any = dataclasses.MISSING
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults (settings are frozen)")
+    return dataclasses.field(
+        default=default, default_factory=factory, metadata={"help": help, "flag": flag, "secret": secret}
+    )
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _env_name(prefix: str, field: dataclasses.Field) -> str:
+    return prefix + field.name.upper()
+
+
+def _resolved_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse(kind: Any, raw: Any, name: str) -> Any:
+    """Convert a string (flag/env) or a config-file value to the field's type."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "null")):
+            return None
+        return _parse(args[0], raw, name)
+    if origin is tuple:
+        (item_type, *_rest) = typing.get_args(kind)
+        if isinstance(raw, str):
+            items = [part.strip() for part in raw.split(",") if part.strip()]
+        elif isinstance(raw, (list, tuple)):
+            items = list(raw)
+        else:
+            raise SettingsError(f"{name}: expected a comma-separated list, got {raw!r}")
+        return tuple(_parse(item_type, item, name) for item in items)
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is pathlib.Path:
+            return pathlib.Path(str(raw)).expanduser()
+        if kind is str:
+            return str(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}") from None
+    raise TypeError(f"unsupported settings type {kind!r} for {name}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, env_prefix: str) -> None:
+    """Add one flag per field; defaults stay None so `build` can tell 'not given' apart."""
+    hints = _resolved_types(cls)
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        help_text = f"{field.metadata.get('help', '')} [env {_env_name(env_prefix, field)}; default {field.default!r}]"
+        if kind is bool:
+            parser.add_argument(_flag(field), dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(_flag(field), dest=field.name, default=None, help=help_text)
+
+
+def build(
+    cls: type,
+    args: argparse.Namespace | Mapping[str, Any] | None = None,
+    *,
+    env_prefix: str,
+    environ: Mapping[str, str] | None = None,
+    file_section: Mapping[str, Any] | None = None,
+    **overrides: Any,
+):
+    """Build `cls` from overrides > flags > environment > config file > defaults."""
+    hints = _resolved_types(cls)
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    environ = environ or {}
+    file_section = dict(file_section or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(file_section) - known)
+    if unknown:
+        raise SettingsError(f"config file: unknown setting(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        env_name = _env_name(env_prefix, field)
+        if field.name in overrides:
+            values[field.name] = overrides[field.name]
+        elif given.get(field.name) is not None:
+            values[field.name] = _parse(kind, given[field.name], _flag(field))
+        elif env_name in environ:
+            values[field.name] = _parse(kind, environ[env_name], env_name)
+        elif field.name in file_section:
+            values[field.name] = _parse(kind, file_section[field.name], f"config file: {field.name}")
+    return cls(**values)
+
+
+def load_config_file(path: pathlib.Path | None) -> dict[str, Any]:
+    """Read a YAML (or JSON) config file: a mapping of section name -> settings mapping."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: expected a mapping at the top level")
+    return data
+
+
+def describe(cls: type, *, env_prefix: str) -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, help) rows, for the README's settings table."""
+    rows = []
+    for field in dataclasses.fields(cls):
+        rows.append((_flag(field), _env_name(env_prefix, field), repr(field.default), field.metadata.get("help", "")))
+    return rows

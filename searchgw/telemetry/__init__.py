@@ -1,0 +1,7 @@
+"""Logging, metrics endpoint and tracing set-up shared by both servers."""
+
+from searchgw.telemetry.logs import configure_logging
+from searchgw.telemetry.metrics import MetricsEndpoint
+from searchgw.telemetry.tracing import configure_tracing
+
+__all__ = ["MetricsEndpoint", "configure_logging", "configure_tracing"]

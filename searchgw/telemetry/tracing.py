@@ -1,0 +1,41 @@
+"""OpenTelemetry tracing set-up.
+
+Exporters: "none" (spans are made and propagated, nothing leaves the process), "console", and
+"otlp" (the optional `otlp` extra; configured by the standard OTEL_EXPORTER_OTLP_* variables).
+Tests pass their own span processor (an in-memory exporter) instead.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+_configured: TracerProvider | None = None
+
+
+def configure_tracing(service_name: str, exporter: str = "none",
+                      processor: SpanProcessor | None = None) -> TracerProvider:
+    """Install a global TracerProvider once per process and return it.
+
+    A process that hosts both servers (the single-machine command, tests) shares one provider;
+    later calls add their processor to it.
+    """
+    global _configured
+    if _configured is None:
+        _configured = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        trace.set_tracer_provider(_configured)
+    if processor is not None:
+        _configured.add_span_processor(processor)
+    if exporter == "console":
+        _configured.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    elif exporter == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:  # pragma: no cover - depends on the optional extra
+            raise RuntimeError("tracing exporter 'otlp' needs: pip install 'searchgw[otlp]'") from exc
+        _configured.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    elif exporter != "none":
+        raise ValueError(f"unknown tracing exporter {exporter!r} (none, console, otlp)")
+    return _configured

@@ -1,0 +1,270 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Stage(_message.Message):
+    __slots__ = ("weight_percent", "min_duration", "min_requests")
+    WEIGHT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_DURATION_FIELD_NUMBER: _ClassVar[int]
+    MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    weight_percent: float
+    min_duration: _duration_pb2.Duration
+    min_requests: int
+    def __init__(self, weight_percent: _Optional[float] = ..., min_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests: _Optional[int] = ...) -> None: ...
+
+class AnalysisPolicy(_message.Message):
+    __slots__ = ("interval", "window", "error_codes", "max_error_rate", "max_error_rate_delta", "max_latency_ratio", "latency_slack", "min_requests_per_arm", "max_consecutive_failures", "max_total_failures", "latency_quantile")
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_RATE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    MAX_LATENCY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_SLACK_FIELD_NUMBER: _ClassVar[int]
+    MIN_REQUESTS_PER_ARM_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOTAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    window: _duration_pb2.Duration
+    error_codes: _containers.RepeatedScalarFieldContainer[str]
+    max_error_rate: float
+    max_error_rate_delta: float
+    max_latency_ratio: float
+    latency_slack: _duration_pb2.Duration
+    min_requests_per_arm: int
+    max_consecutive_failures: int
+    max_total_failures: int
+    latency_quantile: float
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ...) -> None: ...
+
+class Rollout(_message.Message):
+    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Rollout.State]
+        STATE_RUNNING: _ClassVar[Rollout.State]
+        STATE_PAUSED: _ClassVar[Rollout.State]
+        STATE_AWAITING_PROMOTION: _ClassVar[Rollout.State]
+        STATE_PROMOTED: _ClassVar[Rollout.State]
+        STATE_ROLLED_BACK: _ClassVar[Rollout.State]
+        STATE_ABORTED: _ClassVar[Rollout.State]
+    STATE_UNSPECIFIED: Rollout.State
+    STATE_RUNNING: Rollout.State
+    STATE_PAUSED: Rollout.State
+    STATE_AWAITING_PROMOTION: Rollout.State
+    STATE_PROMOTED: Rollout.State
+    STATE_ROLLED_BACK: Rollout.State
+    STATE_ABORTED: Rollout.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    AUTO_PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STAGE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STAGE_ELAPSED_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    collection: str
+    primary_collection: str
+    canary_collection: str
+    stages: _containers.RepeatedCompositeFieldContainer[Stage]
+    analysis: AnalysisPolicy
+    auto_promote: bool
+    state: Rollout.State
+    current_stage: int
+    weight_percent: float
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    stage_elapsed: _duration_pb2.Duration
+    consecutive_failures: int
+    total_failures: int
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ...) -> None: ...
+
+class ArmStats(_message.Message):
+    __slots__ = ("requests", "errors", "error_rate", "latency_seconds")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    requests: int
+    errors: int
+    error_rate: float
+    latency_seconds: float
+    def __init__(self, requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., latency_seconds: _Optional[float] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("time", "kind", "reason", "stage", "weight_percent", "primary", "canary", "actor")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Decision.Kind]
+        KIND_STARTED: _ClassVar[Decision.Kind]
+        KIND_CHECK_PASSED: _ClassVar[Decision.Kind]
+        KIND_INCONCLUSIVE: _ClassVar[Decision.Kind]
+        KIND_CHECK_FAILED: _ClassVar[Decision.Kind]
+        KIND_ADVANCED: _ClassVar[Decision.Kind]
+        KIND_AWAITING_PROMOTION: _ClassVar[Decision.Kind]
+        KIND_PROMOTED: _ClassVar[Decision.Kind]
+        KIND_ROLLED_BACK: _ClassVar[Decision.Kind]
+        KIND_PAUSED: _ClassVar[Decision.Kind]
+        KIND_RESUMED: _ClassVar[Decision.Kind]
+        KIND_ABORTED: _ClassVar[Decision.Kind]
+    KIND_UNSPECIFIED: Decision.Kind
+    KIND_STARTED: Decision.Kind
+    KIND_CHECK_PASSED: Decision.Kind
+    KIND_INCONCLUSIVE: Decision.Kind
+    KIND_CHECK_FAILED: Decision.Kind
+    KIND_ADVANCED: Decision.Kind
+    KIND_AWAITING_PROMOTION: Decision.Kind
+    KIND_PROMOTED: Decision.Kind
+    KIND_ROLLED_BACK: Decision.Kind
+    KIND_PAUSED: Decision.Kind
+    KIND_RESUMED: Decision.Kind
+    KIND_ABORTED: Decision.Kind
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    kind: Decision.Kind
+    reason: str
+    stage: int
+    weight_percent: float
+    primary: ArmStats
+    canary: ArmStats
+    actor: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[Decision.Kind, str]] = ..., reason: _Optional[str] = ..., stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., primary: _Optional[_Union[ArmStats, _Mapping]] = ..., canary: _Optional[_Union[ArmStats, _Mapping]] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class CreateRolloutRequest(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class CreateRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class GetRolloutRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class ListRolloutsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "collection")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    collection: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class ListRolloutsResponse(_message.Message):
+    __slots__ = ("rollouts", "next_page_token")
+    ROLLOUTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    rollouts: _containers.RepeatedCompositeFieldContainer[Rollout]
+    next_page_token: str
+    def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PauseRolloutRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PauseRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class ResumeRolloutRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResumeRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class PromoteRolloutRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PromoteRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class AbortRolloutRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AbortRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class WatchRolloutRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchRolloutResponse(_message.Message):
+    __slots__ = ("rollout", "decision")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    decision: Decision
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
