@@ -179,3 +179,29 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
                 _current.reset(token)
 
         return wrapped
+
+
+_CLIENT_ERRORS: dict[grpc.StatusCode, type[errors.SearchgwError]] = {
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+}
+
+
+def domain_error_from(exc: grpc.aio.AioRpcError, *, field: str = "", what: str = "") -> errors.SearchgwError:
+    """The domain error a dependency's failed call means to our own caller.
+
+    INVALID_ARGUMENT is re-attributed to `field` of our own request, since the caller only knows its
+    own fields. A dependency's INTERNAL/UNKNOWN/CANCELLED is not our bug: it is Unavailable to us.
+    """
+    code = exc.code()
+    detail = exc.details() or code.name
+    prefix = f"{what}: " if what else ""
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidArgument(field or "request", prefix + detail)
+    return _CLIENT_ERRORS.get(code, errors.Unavailable)(prefix + detail)

@@ -7,7 +7,7 @@ again when a worker dies or shutdown begins. The overall status ("") follows the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -48,3 +48,33 @@ async def add_health_and_reflection(server: grpc.aio.Server, state: ServingState
     reflection.enable_server_reflection(
         (*state.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+
+
+def server_options(*, max_message_bytes: int, keepalive_time_s: float, keepalive_timeout_s: float) -> list[tuple]:
+    """Channel arguments for a server: message size limits and HTTP/2 keepalive."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", int(keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
+    """Wait for SIGTERM or SIGINT, then run `stop` (flip health, drain, persist) once."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled.set)
+    try:
+        await signalled.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    await stop()

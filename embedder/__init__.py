@@ -1,0 +1,1 @@
+"""The ONNX embedding server (searchgw.v1.EmbedService) and its async client."""

@@ -1,0 +1,36 @@
+"""The embedding model layer: ONNX export from safetensors (no torch) and the runtime around onnxruntime.
+
+    export    BERT safetensors -> fp32 ONNX graph, built with the onnx helper API
+    runtime   EmbeddingModel: tokenize, pad to the longest, run, pool; normalize()
+    catalog   the built-in all-MiniLM-L6-v2 (fp32 export, int8 variant) as cached model directories
+
+Domain code: imports neither grpc nor torch.
+"""
+
+from embedder.model.catalog import (
+    DEFAULT_MODEL_NAME,
+    ModelPackageMissing,
+    default_model_dir,
+    default_source_dir,
+    int8_model_dir,
+    load_default_model,
+)
+from embedder.model.export import BertConfig, build_bert_model, export_bert_onnx
+from embedder.model.runtime import EmbeddingModel, Encoded, ModelSpec, Pooling, normalize
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "BertConfig",
+    "EmbeddingModel",
+    "Encoded",
+    "ModelPackageMissing",
+    "ModelSpec",
+    "Pooling",
+    "build_bert_model",
+    "default_model_dir",
+    "default_source_dir",
+    "export_bert_onnx",
+    "int8_model_dir",
+    "load_default_model",
+    "normalize",
+]

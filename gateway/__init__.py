@@ -1,0 +1,1 @@
+"""The search gateway: routing, rollouts, analysis, vector backends and the gRPC services over them."""

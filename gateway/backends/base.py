@@ -1,0 +1,98 @@
+"""The one small async interface every vector backend implements.
+
+Names: a *collection* is physical (it holds points); an *alias* is a logical name that points at one
+collection. Collections and aliases share one namespace. Data operations (`upsert`, `delete_points`,
+`search`, `count`) accept either and act on the collection the name resolves to at call time.
+
+Errors are `searchgw.errors` types, never the engine's own for an expected case:
+
+- NotFound: an unknown collection or alias.
+- AlreadyExists: the name is taken (by a collection or an alias).
+- InvalidArgument(field, ...): a bad name, spec, id, vector (`vector`, `points[i].vector`, checked
+  against the collection before the engine is called), payload or filter. A rejected write writes
+  nothing.
+- FailedPrecondition: the state forbids the move (deleting a collection an alias still points at).
+- Unavailable: the engine cannot be reached, timed out, or the backend is closed.
+
+Anything else escaping a backend is an unexpected engine failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from gateway.backends.types import CollectionInfo, CollectionSpec, Filter, Point, PointId, ScoredPoint, SearchQuery
+
+
+@runtime_checkable
+class VectorBackend(Protocol):
+    """Vector storage: collections, aliases and the points in them."""
+
+    #: A short name for logs and metric labels: "edge" or "qdrant".
+    kind: str
+
+    async def create_collection(self, spec: CollectionSpec) -> CollectionInfo:
+        """Create an empty collection; zero HNSW settings take the defaults (the info shows them)."""
+        ...
+
+    async def get_collection(self, name: str) -> CollectionInfo:
+        """Describe the collection `name` is, or that the alias `name` points at."""
+        ...
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        """Every collection, by name."""
+        ...
+
+    async def delete_collection(self, name: str) -> None:
+        """Delete a collection and its points. FailedPrecondition while an alias points at it."""
+        ...
+
+    async def update_alias(self, alias: str, collection: str) -> str | None:
+        """Point `alias` at `collection` in one atomic switch; returns the previous target, if any.
+
+        NotFound (and the alias unchanged) when `collection` does not exist.
+        """
+        ...
+
+    async def delete_alias(self, alias: str) -> None:
+        """Remove an alias; its collection stays."""
+        ...
+
+    async def list_aliases(self) -> dict[str, str]:
+        """Every alias and the collection it points at."""
+        ...
+
+    async def resolve(self, name: str) -> str:
+        """The collection `name` means: an alias's target, or a collection's own name."""
+        ...
+
+    async def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        """Insert or replace points: all of them, or none when any is invalid."""
+        ...
+
+    async def delete_points(self, collection: str, *, ids: Sequence[PointId] | None = None,
+                            filter: Filter | None = None) -> None:
+        """Delete the points with these ids, or the points that match a filter (exactly one is given)."""
+        ...
+
+    async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
+        """The points nearest to `query.vector`, best first."""
+        ...
+
+    async def count(self, collection: str) -> int:
+        """How many points the collection holds (exact)."""
+        ...
+
+    async def optimize(self, collection: str) -> None:
+        """Index what is not indexed yet, and return when done.
+
+        The embedded engine builds its HNSW graph only when asked (it holds the interpreter while it
+        does, so call this after a bulk load, not on the request path); a Qdrant server indexes by
+        itself, so there this does nothing.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Persist what is pending and release every resource; later calls fail with Unavailable."""
+        ...

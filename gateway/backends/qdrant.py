@@ -1,0 +1,384 @@
+"""QdrantBackend: a Qdrant server (gRPC preferred) or qdrant-client's local mode, via AsyncQdrantClient.
+
+`location` is a server URL (`http://host:6333`; with `prefer_grpc` the client talks gRPC to port
+6334; `timeout` is in whole seconds, qdrant-client rounds it up), or `":memory:"` / a directory path
+for qdrant-client's local mode. Local mode is an in-process stand-in for tests and small set-ups: it
+has no HNSW index (a search scans every point), keeps no quantization config, and its calls run on
+the event loop.
+
+Aliases are Qdrant's own; a switch is one `update_collection_aliases` call holding the delete and
+the create, which the server applies atomically. A collection's embedding model is kept in the
+collection's metadata (`metadata.embedding_model`), which server and local mode both store.
+
+To check vector sizes without I/O the backend keeps each collection's spec (a collection's spec
+never changes), and a snapshot of the collection and alias names for `resolve` and the data calls.
+The snapshot is refreshed by this backend's own changes, on a name it does not know, and when older
+than `names_ttl` seconds — so an alias switched by another process is seen within that time.
+
+Errors: a server that cannot be reached or times out, or answers 5xx / 429, is Unavailable; 404 is
+NotFound and 409 AlreadyExists; anything else from the engine is unexpected and passes through.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from gateway.backends._validation import (
+    check_name,
+    checked_points,
+    checked_query,
+    checked_selector,
+    normalized_spec,
+)
+from gateway.backends.types import (
+    DEFAULT_QUANTILE,
+    CollectionInfo,
+    CollectionSpec,
+    Condition,
+    Distance,
+    Filter,
+    HasId,
+    Point,
+    PointId,
+    ScalarQuantization,
+    ScoredPoint,
+    SearchQuery,
+)
+from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
+
+_EMBEDDING_MODEL_KEY = "embedding_model"
+
+_DISTANCES = {
+    Distance.COSINE: models.Distance.COSINE,
+    Distance.DOT: models.Distance.DOT,
+    Distance.EUCLID: models.Distance.EUCLID,
+    Distance.MANHATTAN: models.Distance.MANHATTAN,
+}
+_DISTANCES_BACK = {engine: domain for domain, engine in _DISTANCES.items()}
+#: gRPC status codes (by name: this package does not import grpc) that mean "try again later".
+_UNAVAILABLE_CODES = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+
+
+def _grpc_code_name(exc: Exception) -> str | None:
+    code = getattr(exc, "code", None)
+    if not callable(code):
+        return None
+    try:
+        return code().name
+    except Exception:  # not a gRPC error after all
+        return None
+
+
+@contextmanager
+def _engine_errors(subject: str) -> Iterator[None]:
+    """Translate the client's errors for the expected cases; `subject` names what was asked for."""
+    try:
+        yield
+    except SearchgwError:
+        raise
+    except UnexpectedResponse as exc:
+        status = exc.status_code
+        if status == 404:
+            raise NotFound(f"{subject} does not exist") from exc
+        if status == 409:
+            raise AlreadyExists(f"{subject} exists") from exc
+        if status is None or status == 429 or status >= 500:
+            raise Unavailable(f"the Qdrant server failed ({status}) on {subject}; retry") from exc
+        raise
+    except ResponseHandlingException as exc:
+        raise Unavailable(f"the Qdrant server cannot be reached ({type(exc.source).__name__}: {exc.source})") from exc
+    except OSError as exc:  # refused connections and timeouts (TimeoutError is an OSError)
+        raise Unavailable(f"the Qdrant server cannot be reached ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:
+        code = _grpc_code_name(exc)
+        if code in _UNAVAILABLE_CODES:
+            raise Unavailable(f"the Qdrant server cannot be reached ({code})") from exc
+        if code == "NOT_FOUND":
+            raise NotFound(f"{subject} does not exist") from exc
+        if code == "ALREADY_EXISTS":
+            raise AlreadyExists(f"{subject} exists") from exc
+        raise
+
+
+# -- domain ⇄ client models ---------------------------------------------------------------------
+def _condition(condition: Condition) -> Any:
+    if isinstance(condition, Filter):
+        return _filter(condition)
+    if isinstance(condition, HasId):
+        return models.HasIdCondition(has_id=list(condition.ids))
+    if condition.range is not None:
+        bounds = condition.range
+        return models.FieldCondition(key=condition.key, range=models.Range(gt=bounds.gt, gte=bounds.gte,
+                                                                           lt=bounds.lt, lte=bounds.lte))
+    if condition.any_keyword is not None:
+        return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.any_keyword)))
+    value = next(v for v in (condition.keyword, condition.integer, condition.boolean) if v is not None)
+    return models.FieldCondition(key=condition.key, match=models.MatchValue(value=value))
+
+
+def _filter(filter: Filter) -> models.Filter:
+    def clause(conditions: tuple[Condition, ...]) -> list[Any] | None:
+        return [_condition(c) for c in conditions] or None
+
+    return models.Filter(must=clause(filter.must), should=clause(filter.should), must_not=clause(filter.must_not))
+
+
+def _spec_from_info(name: str, info: models.CollectionInfo) -> CollectionSpec:
+    vectors = info.config.params.vectors
+    if not isinstance(vectors, models.VectorParams):
+        raise FailedPrecondition(f"collection {name!r} has named vectors; searchgw serves one unnamed dense vector")
+    hnsw = info.config.hnsw_config
+    quantization = info.config.quantization_config
+    scalar = None
+    if isinstance(quantization, models.ScalarQuantization):
+        scalar = ScalarQuantization(quantile=quantization.scalar.quantile or DEFAULT_QUANTILE,
+                                    always_ram=bool(quantization.scalar.always_ram))
+    return CollectionSpec(
+        name=name,
+        dimension=vectors.size,
+        distance=_DISTANCES_BACK[vectors.distance],
+        hnsw_m=hnsw.m,
+        hnsw_ef_construct=hnsw.ef_construct,
+        full_scan_threshold=hnsw.full_scan_threshold,
+        scalar_quantization=scalar,
+        embedding_model=str((info.config.metadata or {}).get(_EMBEDDING_MODEL_KEY, "")),
+    )
+
+
+def _client(location: str, api_key: str | None, timeout: float, prefer_grpc: bool) -> AsyncQdrantClient:
+    if location.startswith(("http://", "https://")):
+        # No compatibility check: it would be a blocking request in the constructor.
+        return AsyncQdrantClient(url=location, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc,
+                                 check_compatibility=False)
+    if location == ":memory:":
+        return AsyncQdrantClient(location=":memory:")
+    return AsyncQdrantClient(path=location)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The collection and alias names as the server reported them at `taken_at`."""
+
+    collections: frozenset[str] = frozenset()
+    aliases: dict[str, str] = field(default_factory=dict)
+    taken_at: float = -math.inf
+
+
+class QdrantBackend:
+    """A Qdrant server or qdrant-client local mode; see the module docstring."""
+
+    kind = "qdrant"
+
+    def __init__(self, location: str, *, api_key: str | None = None, timeout: float = 10.0,
+                 prefer_grpc: bool = True, names_ttl: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not location:
+            raise ValueError("location: a Qdrant URL, ':memory:' or a directory path is required")
+        self._client = _client(location, api_key, timeout, prefer_grpc)
+        self._names_ttl = names_ttl
+        self._clock = clock
+        self._names = _Names()
+        self._specs: dict[str, CollectionSpec] = {}
+        self._closed = False
+
+    # -- names and specs ---------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the qdrant backend is closed")
+
+    async def _fresh_names(self) -> _Names:
+        self._check_open()
+        with _engine_errors("the collection list"):
+            collections = await self._client.get_collections()
+            aliases = await self._client.get_aliases()
+        self._names = _Names(
+            collections=frozenset(c.name for c in collections.collections),
+            aliases={a.alias_name: a.collection_name for a in aliases.aliases},
+            taken_at=self._clock(),
+        )
+        return self._names
+
+    @staticmethod
+    def _lookup(names: _Names, name: str) -> str | None:
+        return names.aliases.get(name) or (name if name in names.collections else None)
+
+    async def resolve(self, name: str) -> str:
+        self._check_open()
+        names = self._names
+        physical = None if self._clock() - names.taken_at > self._names_ttl else self._lookup(names, name)
+        if physical is None:  # an old snapshot, or a name it does not hold: ask the server
+            physical = self._lookup(await self._fresh_names(), name)
+        if physical is None:
+            raise NotFound(f"collection or alias {name!r} does not exist")
+        return physical
+
+    async def _spec(self, physical: str) -> CollectionSpec:
+        spec = self._specs.get(physical)
+        if spec is None:
+            with self._forgetting(physical):
+                info = await self._client.get_collection(physical)
+            spec = self._specs[physical] = _spec_from_info(physical, info)
+        return spec
+
+    @contextmanager
+    def _forgetting(self, physical: str) -> Iterator[None]:
+        """Engine errors translated; a collection the server no longer has is forgotten."""
+        try:
+            with _engine_errors(f"collection {physical!r}"):
+                yield
+        except NotFound:
+            self._specs.pop(physical, None)
+            self._names = _Names()
+            raise
+
+    async def _target(self, name: str) -> tuple[str, CollectionSpec]:
+        physical = await self.resolve(name)
+        return physical, await self._spec(physical)
+
+    # -- collections -------------------------------------------------------------------------
+    async def create_collection(self, spec: CollectionSpec) -> CollectionInfo:
+        spec = normalized_spec(spec)
+        names = await self._fresh_names()
+        if spec.name in names.collections or spec.name in names.aliases:
+            raise AlreadyExists(f"a collection or alias named {spec.name!r} exists")
+        quantization = None
+        if spec.scalar_quantization is not None:
+            quantization = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=spec.scalar_quantization.quantile,
+                always_ram=spec.scalar_quantization.always_ram))
+        with _engine_errors(f"collection {spec.name!r}"):
+            await self._client.create_collection(
+                spec.name,
+                vectors_config=models.VectorParams(size=spec.dimension, distance=_DISTANCES[spec.distance]),
+                hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct,
+                                                  full_scan_threshold=spec.full_scan_threshold),
+                quantization_config=quantization,
+                metadata={_EMBEDDING_MODEL_KEY: spec.embedding_model},
+            )
+        self._specs[spec.name] = spec
+        self._names = _Names()
+        return CollectionInfo(spec=spec, points_count=0)
+
+    async def get_collection(self, name: str) -> CollectionInfo:
+        names = await self._fresh_names()
+        physical = self._lookup(names, name)
+        if physical is None:
+            raise NotFound(f"collection or alias {name!r} does not exist")
+        spec = await self._spec(physical)
+        aliases = tuple(sorted(alias for alias, target in names.aliases.items() if target == physical))
+        return CollectionInfo(spec=spec, points_count=await self.count(physical), aliases=aliases)
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        names = await self._fresh_names()
+        return [await self.get_collection(name) for name in sorted(names.collections)]
+
+    async def delete_collection(self, name: str) -> None:
+        names = await self._fresh_names()
+        if name not in names.collections:
+            raise NotFound(f"collection {name!r} does not exist" + (
+                " (it is an alias: delete_alias removes it)" if name in names.aliases else ""))
+        aliases = sorted(alias for alias, target in names.aliases.items() if target == name)
+        if aliases:
+            raise FailedPrecondition(f"collection {name!r} is the target of alias(es) {', '.join(aliases)}; "
+                                     "point them elsewhere or delete them first")
+        with self._forgetting(name):
+            await self._client.delete_collection(name)
+        self._specs.pop(name, None)
+        self._names = _Names()
+
+    # -- aliases -----------------------------------------------------------------------------
+    async def update_alias(self, alias: str, collection: str) -> str | None:
+        check_name("alias", alias)
+        names = await self._fresh_names()
+        if collection not in names.collections:
+            raise NotFound(f"collection {collection!r} does not exist" + (
+                " (it is an alias; point at a collection)" if collection in names.aliases else ""))
+        if alias in names.collections:
+            raise AlreadyExists(f"{alias!r} is a collection; an alias needs a name of its own")
+        previous = names.aliases.get(alias)
+        if previous == collection:
+            return previous
+        actions: list[Any] = []
+        if previous is not None:
+            actions.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        actions.append(models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))
+        with _engine_errors(f"alias {alias!r}"):
+            await self._client.update_collection_aliases(actions)
+        self._names = _Names()
+        return previous
+
+    async def delete_alias(self, alias: str) -> None:
+        names = await self._fresh_names()
+        if alias not in names.aliases:
+            raise NotFound(f"alias {alias!r} does not exist")
+        with _engine_errors(f"alias {alias!r}"):
+            await self._client.update_collection_aliases(
+                [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))])
+        self._names = _Names()
+
+    async def list_aliases(self) -> dict[str, str]:
+        return dict(sorted((await self._fresh_names()).aliases.items()))
+
+    # -- points ------------------------------------------------------------------------------
+    async def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        physical, spec = await self._target(collection)
+        checked = checked_points(physical, spec.dimension, points)
+        if not checked:
+            return
+        structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in checked]
+        with self._forgetting(physical):
+            await self._client.upsert(physical, points=structs, wait=True)
+
+    async def delete_points(self, collection: str, *, ids: Sequence[PointId] | None = None,
+                            filter: Filter | None = None) -> None:
+        physical, _ = await self._target(collection)
+        selector = checked_selector(ids, filter)
+        if isinstance(selector, Filter):
+            points_selector: Any = models.FilterSelector(filter=_filter(selector))
+        elif selector:
+            points_selector = models.PointIdsList(points=selector)
+        else:
+            return
+        with self._forgetting(physical):
+            await self._client.delete(physical, points_selector=points_selector, wait=True)
+
+    async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
+        physical, spec = await self._target(collection)
+        query = checked_query(physical, spec.dimension, query)
+        with self._forgetting(physical):
+            response = await self._client.query_points(
+                physical,
+                query=query.vector,
+                limit=query.limit,
+                offset=query.offset,
+                query_filter=None if query.filter is None else _filter(query.filter),
+                score_threshold=query.score_threshold,
+                with_payload=query.with_payload,
+                with_vectors=False,
+            )
+        return [ScoredPoint(id=hit.id, score=hit.score, payload=dict(hit.payload or {}) if query.with_payload else None)
+                for hit in response.points]
+
+    async def count(self, collection: str) -> int:
+        physical, _ = await self._target(collection)
+        with self._forgetting(physical):
+            return (await self._client.count(physical, exact=True)).count
+
+    async def optimize(self, collection: str) -> None:
+        """Nothing to do: a Qdrant server indexes by itself (and local mode has no index)."""
+        await self.resolve(collection)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.close()

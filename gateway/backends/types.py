@@ -1,0 +1,151 @@
+"""Domain types of the vector backends, mirroring `searchgw.v1` (common.proto, collection_service.proto).
+
+Every type is a frozen dataclass; sequences are tuples so values can be compared, hashed and printed
+the same way every time (page tokens fingerprint a query by its `repr`). Vectors are any sequence of
+floats, a 1-d numpy array included.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+
+#: A point id: an unsigned 64-bit integer, or a UUID in its canonical textual form.
+PointId: TypeAlias = int | str
+#: A dense vector.
+Vector: TypeAlias = Sequence[float] | np.ndarray
+#: A JSON object.
+Payload: TypeAlias = dict[str, Any]
+
+#: Qdrant's defaults, used where the API leaves a setting at zero.
+DEFAULT_HNSW_M = 16
+DEFAULT_HNSW_EF_CONSTRUCT = 100
+DEFAULT_FULL_SCAN_THRESHOLD_KB = 10_000
+DEFAULT_QUANTILE = 0.99
+
+
+class Distance(enum.StrEnum):
+    """The similarity a collection ranks by."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLID = "euclid"
+    MANHATTAN = "manhattan"
+
+
+@dataclass(frozen=True)
+class ScalarQuantization:
+    """Keep int8 copies of the vectors for faster search."""
+
+    quantile: float = DEFAULT_QUANTILE
+    always_ram: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a physical collection is made of. Zero HNSW settings mean the engine's defaults."""
+
+    name: str
+    dimension: int
+    distance: Distance = Distance.COSINE
+    hnsw_m: int = DEFAULT_HNSW_M
+    hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
+    #: Below this many kilobytes of vectors a segment is searched exhaustively.
+    full_scan_threshold: int = DEFAULT_FULL_SCAN_THRESHOLD_KB
+    scalar_quantization: ScalarQuantization | None = None
+    #: The embedding model whose vectors the collection holds; text queries are embedded with it.
+    embedding_model: str = ""
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection as it is now."""
+
+    spec: CollectionSpec
+    points_count: int
+    #: The aliases that point at it, by name.
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point to write."""
+
+    id: PointId
+    vector: Vector
+    payload: Payload = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    """A search hit; `payload` is None unless the query asked for it."""
+
+    id: PointId
+    score: float
+    payload: Payload | None = None
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds on a numeric field; unset bounds are open."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class FieldCondition:
+    """A test on one payload field (`key`, dotted for nested objects). Exactly one test is set."""
+
+    key: str
+    keyword: str | None = None
+    integer: int | None = None
+    boolean: bool | None = None
+    #: The field equals one of these keywords (or, for an array field, holds one of them).
+    any_keyword: tuple[str, ...] | None = None
+    range: Range | None = None
+
+    def __post_init__(self) -> None:
+        tests = (self.keyword, self.integer, self.boolean, self.any_keyword, self.range)
+        if sum(test is not None for test in tests) != 1:
+            raise ValueError(f"FieldCondition({self.key!r}) needs exactly one of keyword, integer, boolean, "
+                             "any_keyword, range")
+
+
+@dataclass(frozen=True)
+class HasId:
+    """The point's id is one of these."""
+
+    ids: tuple[PointId, ...]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Every `must` holds, at least one `should` holds (when any are given), no `must_not` holds."""
+
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+
+#: One clause of a filter; a Filter nests.
+Condition: TypeAlias = FieldCondition | HasId | Filter
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A nearest-neighbour query: the `limit` best points after skipping `offset`, best first."""
+
+    vector: Vector
+    limit: int = 10
+    offset: int = 0
+    filter: Filter | None = None
+    #: Only points scoring at least this (at most this, for the euclid and manhattan distances).
+    score_threshold: float | None = None
+    with_payload: bool = False

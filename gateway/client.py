@@ -1,0 +1,218 @@
+"""GatewayClient: a small typed async client for SearchService, CollectionService and RolloutService.
+
+Used by the CLI, the tests, the load generator and internal Python callers. Methods take plain
+Python arguments and return the response messages; failures raise `searchgw.errors` types (the
+status code is `exc.code_name`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, struct_pb2
+
+from searchgw import errors
+from searchgw.errors import SearchgwError
+from searchgw.v1 import collection_service_pb2 as coll_pb
+from searchgw.v1 import collection_service_pb2_grpc as coll_grpc
+from searchgw.v1 import common_pb2 as common_pb
+from searchgw.v1 import rollout_service_pb2 as roll_pb
+from searchgw.v1 import rollout_service_pb2_grpc as roll_grpc
+from searchgw.v1 import search_service_pb2 as search_pb
+from searchgw.v1 import search_service_pb2_grpc as search_grpc
+
+PointIdLike = int | str
+
+
+def point_id(value: PointIdLike) -> common_pb.PointId:
+    return common_pb.PointId(num=value) if isinstance(value, int) else common_pb.PointId(uuid=value)
+
+
+def _struct(payload: Mapping[str, Any] | None) -> struct_pb2.Struct | None:
+    if payload is None:
+        return None
+    value = struct_pb2.Struct()
+    value.update(payload)
+    return value
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+def stage(weight_percent: float, min_duration_s: float = 0.0, min_requests: int = 0) -> roll_pb.Stage:
+    """A rollout stage, for `create_rollout(stages=[stage(5, 60, 100), ...])`."""
+    return roll_pb.Stage(weight_percent=weight_percent, min_duration=_duration(min_duration_s),
+                         min_requests=min_requests)
+
+
+class GatewayClient:
+    """Async client of the gateway at `target` (host:port)."""
+
+    def __init__(self, target: str, *, channel: grpc.aio.Channel | None = None,
+                 metadata: Sequence[tuple[str, str]] = (), credentials: grpc.ChannelCredentials | None = None,
+                 max_message_bytes: int = 32 * 1024 * 1024) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if channel is None:
+            channel = (grpc.aio.secure_channel(target, credentials, options=options) if credentials
+                       else grpc.aio.insecure_channel(target, options=options))
+        self._channel = channel
+        self._metadata = tuple(metadata)
+        self.search_stub = search_grpc.SearchServiceStub(channel)
+        self.collection_stub = coll_grpc.CollectionServiceStub(channel)
+        self.rollout_stub = roll_grpc.RolloutServiceStub(channel)
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method, request, timeout: float | None, metadata: Sequence[tuple[str, str]] = ()):
+        try:
+            return await method(request, timeout=timeout, metadata=self._metadata + tuple(metadata))
+        except grpc.aio.AioRpcError as exc:
+            raise _client_error(exc) from None
+
+    # -- SearchService ---------------------------------------------------------------------
+    async def search(self, collection: str, *, text: str | None = None, vector: Sequence[float] | None = None,
+                     limit: int = 0, routing_key: str = "", with_payload: bool = False,
+                     filter: common_pb.Filter | None = None, score_threshold: float | None = None,
+                     page_token: str = "", force_arm: str | None = None,
+                     timeout: float | None = None) -> search_pb.SearchResponse:
+        request = search_pb.SearchRequest(collection=collection, limit=limit, routing_key=routing_key,
+                                          with_payload=with_payload, page_token=page_token, filter=filter)
+        if text is not None:
+            request.text = text
+        if vector is not None:
+            request.vector.values.extend(vector)
+        if score_threshold is not None:
+            request.score_threshold = score_threshold
+        metadata = (("x-canary-arm", force_arm),) if force_arm else ()
+        return await self._call(self.search_stub.Search, request, timeout, metadata)
+
+    async def upsert(self, collection: str, points: Sequence[Mapping[str, Any]], *,
+                     timeout: float | None = None) -> search_pb.UpsertResponse:
+        """points: mappings with `id`, and `text` or `vector`, and optional `payload`."""
+        inputs = []
+        for point in points:
+            item = search_pb.PointInput(id=point_id(point["id"]), payload=_struct(point.get("payload")))
+            if point.get("text") is not None:
+                item.text = point["text"]
+            if point.get("vector") is not None:
+                item.vector.values.extend(point["vector"])
+            inputs.append(item)
+        return await self._call(self.search_stub.Upsert, search_pb.UpsertRequest(collection=collection,
+                                                                                 points=inputs), timeout)
+
+    async def delete(self, collection: str, *, ids: Sequence[PointIdLike] | None = None,
+                     filter: common_pb.Filter | None = None, timeout: float | None = None) -> search_pb.DeleteResponse:
+        request = search_pb.DeleteRequest(collection=collection)
+        if ids is not None:
+            request.ids.ids.extend(point_id(i) for i in ids)
+        if filter is not None:
+            request.filter.CopyFrom(filter)
+        return await self._call(self.search_stub.Delete, request, timeout)
+
+    # -- CollectionService -----------------------------------------------------------------
+    async def create_collection(self, name: str, *, dimension: int = 0, embedding_model: str = "",
+                                distance: int = coll_pb.DISTANCE_COSINE, hnsw: coll_pb.HnswConfig | None = None,
+                                timeout: float | None = None) -> coll_pb.Collection:
+        collection = coll_pb.Collection(name=name, dimension=dimension, embedding_model=embedding_model,
+                                        distance=distance, hnsw=hnsw)
+        response = await self._call(self.collection_stub.CreateCollection,
+                                    coll_pb.CreateCollectionRequest(collection=collection), timeout)
+        return response.collection
+
+    async def get_collection(self, name: str, *, timeout: float | None = None) -> coll_pb.Collection:
+        response = await self._call(self.collection_stub.GetCollection, coll_pb.GetCollectionRequest(name=name),
+                                    timeout)
+        return response.collection
+
+    async def list_collections(self, *, page_size: int = 0, page_token: str = "",
+                               timeout: float | None = None) -> coll_pb.ListCollectionsResponse:
+        return await self._call(self.collection_stub.ListCollections,
+                                coll_pb.ListCollectionsRequest(page_size=page_size, page_token=page_token), timeout)
+
+    async def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
+        await self._call(self.collection_stub.DeleteCollection, coll_pb.DeleteCollectionRequest(name=name), timeout)
+
+    async def update_alias(self, alias: str, collection: str, *, timeout: float | None = None) -> str:
+        response = await self._call(self.collection_stub.UpdateAlias,
+                                    coll_pb.UpdateAliasRequest(alias=alias, collection=collection), timeout)
+        return response.previous_collection
+
+    async def list_aliases(self, *, timeout: float | None = None) -> dict[str, str]:
+        response = await self._call(self.collection_stub.ListAliases, coll_pb.ListAliasesRequest(), timeout)
+        return {a.alias: a.collection for a in response.aliases}
+
+    # -- RolloutService --------------------------------------------------------------------
+    async def create_rollout(self, name: str, collection: str, canary_collection: str, *,
+                             stages: Sequence[roll_pb.Stage] = (), analysis: roll_pb.AnalysisPolicy | None = None,
+                             auto_promote: bool = False, primary_collection: str = "",
+                             timeout: float | None = None) -> roll_pb.Rollout:
+        rollout = roll_pb.Rollout(name=name, collection=collection, canary_collection=canary_collection,
+                                  primary_collection=primary_collection, stages=stages, analysis=analysis,
+                                  auto_promote=auto_promote)
+        response = await self._call(self.rollout_stub.CreateRollout, roll_pb.CreateRolloutRequest(rollout=rollout),
+                                    timeout)
+        return response.rollout
+
+    async def get_rollout(self, name: str, *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.GetRollout, roll_pb.GetRolloutRequest(name=name), timeout)).rollout
+
+    async def list_rollouts(self, *, collection: str = "", page_size: int = 0, page_token: str = "",
+                            timeout: float | None = None) -> roll_pb.ListRolloutsResponse:
+        return await self._call(self.rollout_stub.ListRollouts,
+                                roll_pb.ListRolloutsRequest(collection=collection, page_size=page_size,
+                                                            page_token=page_token), timeout)
+
+    async def pause_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.PauseRollout, roll_pb.PauseRolloutRequest(name=name, reason=reason),
+                                 timeout)).rollout
+
+    async def resume_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.ResumeRollout,
+                                 roll_pb.ResumeRolloutRequest(name=name, reason=reason), timeout)).rollout
+
+    async def promote_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.PromoteRollout,
+                                 roll_pb.PromoteRolloutRequest(name=name, reason=reason), timeout)).rollout
+
+    async def abort_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.AbortRollout,
+                                 roll_pb.AbortRolloutRequest(name=name, reason=reason), timeout)).rollout
+
+    async def watch_rollout(self, name: str) -> AsyncIterator[roll_pb.WatchRolloutResponse]:
+        call = self.rollout_stub.WatchRollout(roll_pb.WatchRolloutRequest(name=name), metadata=self._metadata)
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise _client_error(exc) from None
+        finally:
+            call.cancel()
+
+
+def _client_error(exc: grpc.aio.AioRpcError) -> SearchgwError:
+    """The server's status as a `searchgw.errors` instance carrying the server's code and message."""
+    code = exc.code()
+    message = exc.details() or code.name
+    kind = next((k for k in _ERROR_KINDS if k.code_name == code.name), SearchgwError)
+    error = kind.__new__(kind)
+    SearchgwError.__init__(error, message)
+    error.code_name = code.name
+    if isinstance(error, errors.InvalidArgument):
+        error.field, _, error.description = message.partition(": ")
+    return error
+
+
+_ERROR_KINDS = [getattr(errors, name) for name in errors.__all__ if name != "SearchgwError"]

@@ -1,0 +1,97 @@
+"""CollectionAdmin: creating, describing and deleting collections and aliases, free of gRPC.
+
+A collection remembers the embedding model its vectors come from; text queries and text writes
+use it. Creating one with an embedding model and no dimension takes the model's dimension; a
+collection with neither a model nor a matching default model holds vectors only. Nothing that a
+search depends on can be deleted from under it: a collection an alias or an active rollout points
+at is refused with FAILED_PRECONDITION.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gateway.backends import CollectionInfo, CollectionSpec, VectorBackend
+from gateway.core import SearchCore
+from gateway.embedding import TextEmbedder
+from gateway.rollout import RolloutController
+from searchgw.errors import FailedPrecondition, InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+class CollectionAdmin:
+    def __init__(self, core: SearchCore, controller: RolloutController) -> None:
+        self._core = core
+        self._controller = controller
+
+    @property
+    def _backend(self) -> VectorBackend:
+        return self._core.backend
+
+    @property
+    def _embedder(self) -> TextEmbedder | None:
+        return self._core.embedder
+
+    async def create(self, spec: CollectionSpec) -> CollectionInfo:
+        model = spec.embedding_model
+        if self._embedder is not None:
+            if model:
+                dimension = await self._embedder.dimension_of(model)
+                if spec.dimension and spec.dimension != dimension:
+                    raise InvalidArgument("collection.dimension", f"{spec.dimension}, but model {model!r} makes "
+                                                                  f"{dimension}-d vectors")
+                spec = replace(spec, dimension=dimension)
+            else:
+                default = self._core.settings.default_embedding_model or await self._embedder.default_model()
+                default_dimension = await self._embedder.dimension_of(default)
+                if spec.dimension in (0, default_dimension):
+                    spec = replace(spec, dimension=default_dimension, embedding_model=default)
+        if not spec.dimension:
+            raise InvalidArgument("collection.dimension", "is required when no embedding model is set")
+        info = await self._core.backend_call("create_collection", self._backend.create_collection(spec))
+        self._core.forget_collection(spec.name)
+        return info
+
+    async def get(self, name: str) -> CollectionInfo:
+        physical = await self._backend.resolve(name)
+        return await self._backend.get_collection(physical)
+
+    async def list(self, page_size: int, page_token: str) -> tuple[list[CollectionInfo], str]:
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        everything = await self._backend.list_collections()
+        start = 0
+        if page_token:
+            start = next((i for i, info in enumerate(everything) if info.spec.name > page_token), len(everything))
+        page = everything[start:start + size]
+        more = start + size < len(everything)
+        return page, (page[-1].spec.name if more else "")
+
+    async def delete(self, name: str) -> None:
+        if not name:
+            raise InvalidArgument("name", "is required")
+        aliases = sorted(alias for alias, target in (await self._backend.list_aliases()).items() if target == name)
+        if aliases:
+            raise FailedPrecondition(f"collection {name!r} is the target of alias(es) {', '.join(aliases)}; "
+                                     "point them elsewhere first")
+        self._refuse_if_in_rollout(name, "delete")
+        await self._core.backend_call("delete_collection", self._backend.delete_collection(name))
+        self._core.forget_collection(name)
+
+    async def update_alias(self, alias: str, collection: str) -> str | None:
+        self._refuse_if_in_rollout(alias, "repoint")
+        return await self._core.backend_call("update_alias", self._backend.update_alias(alias, collection))
+
+    async def delete_alias(self, alias: str) -> None:
+        self._refuse_if_in_rollout(alias, "delete")
+        await self._core.backend_call("delete_alias", self._backend.delete_alias(alias))
+
+    async def aliases(self) -> dict[str, str]:
+        return await self._backend.list_aliases()
+
+    def _refuse_if_in_rollout(self, name: str, action: str) -> None:
+        for collection, table in self._core.router.tables().items():
+            if name in (collection, table.primary, table.canary):
+                raise FailedPrecondition(f"cannot {action} {name!r}: rollout {table.rollout!r} is active on it; "
+                                         "promote or abort it first")

@@ -1,0 +1,301 @@
+"""SearchCore: the gateway's request path, free of gRPC.
+
+Search: resolve the routing key → route (primary / canary of an active rollout, or the alias target)
+→ embed a text query with the model of the collection that serves it → search the backend →
+record the arm's outcome for the rollout analysis. When the canary fails with a retryable error, the
+failure is recorded and primary answers within the remaining deadline (`route.fallback`).
+
+Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
+embedded with its own arm's model, so the canary never falls behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.backends import (
+    CollectionInfo,
+    Filter,
+    Point,
+    PointId,
+    ScoredPoint,
+    SearchQuery,
+    VectorBackend,
+)
+from gateway.embedding import TextEmbedder
+from gateway.metrics import GatewayMetrics
+from gateway.paging import PageTokens, fingerprint
+from gateway.rollout import RolloutController
+from gateway.routing import Arm, Router, resolve_routing_key
+from gateway.settings import GatewaySettings
+from searchgw.errors import DeadlineExceeded, InvalidArgument, NotFound, SearchgwError, Unavailable
+
+log = logging.getLogger(__name__)
+
+#: Canary errors that primary may answer instead.
+_RETRYABLE = (Unavailable, DeadlineExceeded)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    collection: str
+    text: str | None = None
+    vector: Sequence[float] | None = None
+    limit: int = 0
+    routing_key: str = ""
+    metadata_key: str = ""
+    forced_arm: Arm | None = None
+    peer: str = ""
+    filter: Filter | None = None
+    score_threshold: float | None = None
+    with_payload: bool = False
+    page_token: str = ""
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    arm: Arm
+    collection: str
+    rollout: str = ""
+    fallback: bool = False
+
+
+@dataclass
+class SearchOutcome:
+    points: list[ScoredPoint]
+    route: RouteInfo
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True)
+class PointInput:
+    id: PointId
+    text: str | None = None
+    vector: Sequence[float] | None = None
+    payload: dict = field(default_factory=dict)
+
+
+def _code_name(exc: BaseException) -> str:
+    return exc.code_name if isinstance(exc, SearchgwError) else "UNAVAILABLE"
+
+
+class SearchCore:
+    def __init__(
+        self,
+        backend: VectorBackend,
+        router: Router,
+        controller: RolloutController,
+        embedder: TextEmbedder | None,
+        settings: GatewaySettings,
+        metrics: GatewayMetrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.router = router
+        self.controller = controller
+        self.embedder = embedder
+        self.settings = settings
+        self.metrics = metrics
+        self._clock = clock
+        self._pages = PageTokens(settings.page_token_secret)
+        self._collections: dict[str, CollectionInfo] = {}
+
+    # -- collection facts, cached (dimension and model never change for a collection) --------
+    async def collection_info(self, physical: str) -> CollectionInfo:
+        info = self._collections.get(physical)
+        if info is None:
+            info = await self.backend_call("get_collection", self.backend.get_collection(physical))
+            self._collections[physical] = info
+        return info
+
+    def forget_collection(self, physical: str) -> None:
+        self._collections.pop(physical, None)
+
+    async def backend_call(self, operation: str, awaitable):
+        started = self._clock()
+        try:
+            return await awaitable
+        except SearchgwError:
+            raise
+        except Exception as exc:  # the engine failed: a dependency failure, not a client error
+            log.error("backend %s failed", operation, exc_info=exc)
+            raise Unavailable(f"the vector backend failed during {operation}; retry") from exc
+        finally:
+            self.metrics.backend_duration.labels(operation, self.backend.kind).observe(self._clock() - started)
+
+    async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None) -> np.ndarray:
+        if self.embedder is None:
+            raise InvalidArgument(field, "this gateway has no embedder configured; send a vector instead")
+        started = self._clock()
+        try:
+            return await self.embedder.embed(texts, model=model, field=field, deadline=deadline)
+        finally:
+            self.metrics.embed_duration.observe(self._clock() - started)
+
+    # -- search ------------------------------------------------------------------------------
+    def _validate_search(self, params: SearchParams) -> int:
+        if not params.collection:
+            raise InvalidArgument("collection", "is required")
+        if params.text is None and params.vector is None:
+            raise InvalidArgument("query", "set text or vector")
+        if params.text is not None:
+            if not params.text.strip():
+                raise InvalidArgument("text", "must not be empty")
+            if len(params.text) > self.settings.max_text_chars:
+                raise InvalidArgument("text", f"{len(params.text)} characters; at most {self.settings.max_text_chars}")
+        limit = params.limit or self.settings.default_limit
+        if limit > self.settings.max_limit:
+            raise InvalidArgument("limit", f"{limit} is over the maximum of {self.settings.max_limit}")
+        return limit
+
+    async def search(self, params: SearchParams, *, deadline: float | None = None,
+                     on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
+        """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
+        limit = self._validate_search(params)
+        vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
+        query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
+                                  params.score_threshold)
+        offset = self._pages.read(params.page_token, query_print)
+        if offset + limit > self.settings.max_limit:
+            raise InvalidArgument("page_token", f"paging past {self.settings.max_limit} hits is not supported")
+
+        key, source = resolve_routing_key(params.routing_key, params.metadata_key, params.peer,
+                                          self.settings.routing_key_fallback)
+        if source not in ("request", "metadata"):
+            self.metrics.unkeyed.labels(source).inc()
+        decision = self.router.route(params.collection, key, params.forced_arm)
+        if on_route is not None:
+            on_route(decision.arm)
+
+        if decision.collection is None:  # no rollout: the alias (or physical name) decides
+            physical = await self.backend_call("resolve", self.backend.resolve(params.collection))
+            points = await self._search_arm(physical, params, limit, offset, deadline)
+            route = RouteInfo(Arm.PRIMARY, physical)
+        else:
+            started = self._clock()
+            try:
+                points = await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
+            except Exception as exc:
+                if decision.in_analysis:
+                    self.controller.record(decision.rollout, decision.arm, _code_name(exc), self._clock() - started)
+                if not self._may_fall_back(decision, exc, deadline):
+                    raise
+                log.warning("canary failed; primary answers", extra={"rollout": decision.rollout,
+                                                                    "error": _code_name(exc)})
+                self.metrics.fallbacks.labels(params.collection).inc()
+                if on_route is not None:
+                    on_route(Arm.PRIMARY)
+                primary = decision.primary
+                points = await self._search_arm(primary, params, limit, offset, deadline, routed=True)
+                route = RouteInfo(Arm.PRIMARY, primary, decision.rollout, fallback=True)
+            else:
+                if decision.in_analysis:
+                    self.controller.record(decision.rollout, decision.arm, "OK", self._clock() - started)
+                route = RouteInfo(decision.arm, decision.collection, decision.rollout)
+        next_token = self._pages.issue(offset + limit, query_print) if len(points) == limit else ""
+        return SearchOutcome(points=points, route=route, next_page_token=next_token)
+
+    def _may_fall_back(self, decision, exc: Exception, deadline: float | None) -> bool:
+        if decision.arm is not Arm.CANARY or not self.settings.canary_fallback:
+            return False
+        if not isinstance(exc, _RETRYABLE) and isinstance(exc, SearchgwError):
+            return False  # the request itself is wrong (or not found): primary would say the same
+        return deadline is None or deadline > self._clock()
+
+    async def _search_arm(self, physical: str, params: SearchParams, limit: int, offset: int,
+                          deadline: float | None, *, routed: bool = False) -> list[ScoredPoint]:
+        """Search one physical collection. For a rollout's arm (`routed`), the collection was chosen by
+        the gateway, not the caller: if it has vanished that is our failure (UNAVAILABLE), not NOT_FOUND."""
+        try:
+            return await self._search_physical(physical, params, limit, offset, deadline)
+        except NotFound as exc:
+            if not routed:
+                raise
+            self.forget_collection(physical)
+            raise Unavailable(f"collection {physical!r} of the rollout cannot be searched: {exc.message}") from exc
+
+    async def _search_physical(self, physical: str, params: SearchParams, limit: int, offset: int,
+                               deadline: float | None) -> list[ScoredPoint]:
+        info = await self.collection_info(physical)
+        if params.text is not None:
+            if not info.spec.embedding_model:
+                raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
+                                              "search it by vector")
+            vector = (await self._embed([params.text], info.spec.embedding_model, "text", deadline))[0]
+        else:
+            vector = np.asarray(params.vector, dtype=np.float32)
+            if vector.shape != (info.spec.dimension,):
+                raise InvalidArgument("vector.values", f"has {vector.size} values; collection "
+                                                       f"{params.collection!r} holds {info.spec.dimension}-d vectors")
+        query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
+                            score_threshold=params.score_threshold, with_payload=params.with_payload)
+        return await self.backend_call("search", self.backend.search(physical, query))
+
+    # -- writes ------------------------------------------------------------------------------
+    async def write_targets(self, collection: str) -> list[str]:
+        """The physical collections a write to `collection` must reach: both arms during a rollout."""
+        if not collection:
+            raise InvalidArgument("collection", "is required")
+        arms = self.router.write_targets(collection)
+        if arms:
+            return list(arms)
+        return [await self.backend_call("resolve", self.backend.resolve(collection))]
+
+    async def upsert(self, collection: str, points: Sequence[PointInput], *,
+                     deadline: float | None = None) -> tuple[int, list[str]]:
+        if not points:
+            raise InvalidArgument("points", "at least one point is required")
+        if len(points) > self.settings.max_upsert_points:
+            raise InvalidArgument("points", f"{len(points)} points; at most {self.settings.max_upsert_points} "
+                                            "per request")
+        for index, point in enumerate(points):
+            if point.text is None and point.vector is None:
+                raise InvalidArgument(f"points[{index}].content", "set text or vector")
+            if point.text is not None and not point.text.strip():
+                raise InvalidArgument(f"points[{index}].text", "must not be empty")
+        targets = await self.write_targets(collection)
+        # Prepare every arm's points first (embedding, dimension checks): nothing is written
+        # unless every arm's batch is valid.
+        prepared: list[tuple[str, list[Point]]] = []
+        vectors_by_model: dict[str, np.ndarray] = {}
+        text_rows = [i for i, p in enumerate(points) if p.text is not None]
+        for physical in targets:
+            info = await self.collection_info(physical)
+            model = info.spec.embedding_model
+            if text_rows and not model:
+                raise InvalidArgument(f"points[{text_rows[0]}].text", f"collection {physical!r} has no embedding "
+                                                                     "model; write vectors")
+            if text_rows and model not in vectors_by_model:
+                field = "points[].text" if len(text_rows) > 1 else f"points[{text_rows[0]}].text"
+                vectors_by_model[model] = await self._embed([points[i].text for i in text_rows], model, field,
+                                                            deadline)
+            embedded = dict(zip(text_rows, vectors_by_model.get(model, ())))
+            batch = []
+            for index, point in enumerate(points):
+                vector = embedded[index] if point.text is not None else np.asarray(point.vector, dtype=np.float32)
+                if vector.shape != (info.spec.dimension,):
+                    raise InvalidArgument(f"points[{index}].vector.values",
+                                          f"has {vector.size} values; collection {physical!r} holds "
+                                          f"{info.spec.dimension}-d vectors")
+                batch.append(Point(id=point.id, vector=vector, payload=point.payload))
+            prepared.append((physical, batch))
+        for physical, batch in prepared:
+            await self.backend_call("upsert", self.backend.upsert(physical, batch))
+        return len(points), targets
+
+    async def delete(self, collection: str, *, ids: Sequence[PointId] | None = None,
+                     filter: Filter | None = None) -> list[str]:
+        if ids is None and filter is None:
+            raise InvalidArgument("selector", "set ids or filter")
+        if ids is not None and not ids:
+            raise InvalidArgument("ids.ids", "at least one id is required")
+        targets = await self.write_targets(collection)
+        for physical in targets:
+            await self.backend_call("delete", self.backend.delete_points(physical, ids=ids, filter=filter))
+        return targets

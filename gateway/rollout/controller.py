@@ -1,0 +1,705 @@
+"""RolloutController: moves a logical collection's traffic to a canary stage by stage, on evidence.
+
+Life of a rollout
+    RUNNING ──pause──► PAUSED ──resume──► RUNNING                 same stage, same stage clock
+    RUNNING ──last stage passes──► PROMOTED                       with auto_promote
+    RUNNING ──last stage passes──► AWAITING_PROMOTION             without it
+    RUNNING | PAUSED | AWAITING_PROMOTION ──promote──► PROMOTED   one alias switch; early promotion allowed
+    RUNNING | PAUSED | AWAITING_PROMOTION ──abort──► ABORTED      weight 0, alias untouched
+    RUNNING | PAUSED | AWAITING_PROMOTION ──checks fail──► ROLLED_BACK   weight 0, alias untouched
+Any other move is FailedPrecondition, with the state in the message.
+
+Checks
+    Every `interval` each active rollout is checked over its window (see `analysis`). Checks run
+    in every active state — while PAUSED and AWAITING_PROMOTION too, since the canary still serves
+    users — and are recorded as decisions; failed checks count and can roll back in every active
+    state. Only a RUNNING rollout advances. A passed check resets the count of failures in a row;
+    an inconclusive one neither counts nor resets it.
+
+Stage passing
+    A stage passes at a passed check when its clean period has lasted `min_duration` and has seen
+    `min_requests` analysed canary requests. The clean period starts with the stage and restarts
+    at every failed check. Stage time counts only while RUNNING: pauses, and time the gateway was
+    down, are excluded. Canary requests count only while RUNNING, too. After the last stage,
+    `auto_promote` promotes; otherwise the rollout awaits PromoteRollout with traffic at the last
+    weight.
+
+Transitions
+    Each is all or nothing and serialised per rollout by an asyncio.Lock; the state is re-read
+    under the lock, so the controller never undoes an operator's action (a tick that waited for
+    the lock finds the rollout paused or aborted and leaves it so). A new `Rollout` is built, saved
+    (the store's transaction), then made current and published to the router, then announced: log
+    line (logger `gateway.rollout`, numbers in `extra`), observer, watchers. If saving fails the
+    rollout is unchanged. Promotion is one alias switch; if it fails the rollout is unchanged and
+    the error propagates (Unavailable unless the backend raised a domain error).
+
+History
+    Every decision is kept except routine ones (CHECK_PASSED, INCONCLUSIVE): of those only the
+    newest `max_routine_decisions` per rollout, so a rollout that waits days for promotion keeps a
+    bounded history. Failed checks are bounded by the failure limits; transitions are all kept.
+
+Restart
+    `start()` loads every rollout; active ones resume in their state, stage and weight with the
+    stage time and canary count saved with their last decision (saved again on `stop()`). The
+    windows start empty, so the first checks after a restart may be inconclusive. An active rollout
+    whose alias already points at its canary (a promotion whose save did not happen) is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import Protocol
+
+from gateway.rollout.analysis import ArmWindow, CheckOutcome, CheckResult, check
+from gateway.rollout.model import (
+    ACTIVE_STATES,
+    CONTROLLER_ACTOR,
+    ROUTINE_DECISIONS,
+    Decision,
+    DecisionKind,
+    Rollout,
+    RolloutState,
+    check_reason,
+    validate_new_rollout,
+)
+from gateway.rollout.store import RolloutStore
+from gateway.routing import BUCKETS, Arm, Router, RouteTable
+from searchgw.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SearchgwError,
+    Unavailable,
+)
+
+log = logging.getLogger("gateway.rollout")
+
+SwitchAlias = Callable[[str, str], Awaitable[None]]
+ResolveAlias = Callable[[str], Awaitable[str]]
+Sleep = Callable[[float], Awaitable[None]]
+
+#: The actor of a manual action whose caller named nobody.
+ANONYMOUS_ACTOR = "anonymous"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+DEFAULT_MAX_ROUTINE_DECISIONS = 100
+
+_RUNNING = RolloutState.RUNNING
+_PAUSED = RolloutState.PAUSED
+_AWAITING = RolloutState.AWAITING_PROMOTION
+_CANARY = Arm.CANARY  # module constants: looking a member up on an Enum class costs ~100 ns
+
+
+class RolloutObserver(Protocol):
+    """Told about every decision and every change (the gateway's metrics implement it)."""
+
+    def on_decision(self, rollout: Rollout, decision: Decision) -> None: ...
+
+    def on_change(self, rollout: Rollout) -> None: ...
+
+
+WatchEvent = tuple[Rollout, Decision | None]
+
+
+class _Active:
+    """The live side of an active rollout: windows, stage progress, lock and watchers."""
+
+    __slots__ = ("rollout", "lock", "primary", "canary", "canary_requests", "elapsed_base", "running_since",
+                 "next_check_at", "watchers")
+
+    def __init__(self, rollout: Rollout, now: float) -> None:
+        #: The current (saved) rollout.
+        self.rollout = rollout
+        self.lock = asyncio.Lock()
+        self.primary = ArmWindow(rollout.analysis.window_s)
+        self.canary = ArmWindow(rollout.analysis.window_s)
+        #: Analysed canary requests in the stage's clean period (counted while RUNNING).
+        self.canary_requests = rollout.stage_canary_requests
+        #: Stage time at `running_since`; the stage clock runs only while `running_since` is set.
+        self.elapsed_base = rollout.stage_elapsed_s
+        self.running_since: float | None = now if rollout.state is _RUNNING else None
+        self.next_check_at = now + rollout.analysis.interval_s
+        self.watchers: set[asyncio.Queue[WatchEvent | None]] = set()
+
+    def elapsed(self, now: float) -> float:
+        if self.running_since is None:
+            return self.elapsed_base
+        return self.elapsed_base + max(0.0, now - self.running_since)
+
+    def live(self, now: float) -> Rollout:
+        """The current rollout with its stage time and canary count as of `now`."""
+        return dataclasses.replace(self.rollout, stage_elapsed_s=self.elapsed(now),
+                                   stage_canary_requests=self.canary_requests)
+
+
+class RolloutController:
+    """Owns every rollout: the API behind RolloutService, the analysis loop, the router's tables.
+
+    `switch_alias(logical, physical)` and `resolve_alias(logical) -> physical` are the backend's
+    alias operations. `clock` is monotonic seconds (stage time, windows, check schedule);
+    `wall_clock` is epoch seconds (decision and rollout times). `sleep` is what `run()` waits with.
+    """
+
+    def __init__(
+        self,
+        store: RolloutStore,
+        router: Router,
+        *,
+        switch_alias: SwitchAlias,
+        resolve_alias: ResolveAlias,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        observer: RolloutObserver | None = None,
+        sleep: Sleep = asyncio.sleep,
+        tick_interval: float = 1.0,
+        max_routine_decisions: int = DEFAULT_MAX_ROUTINE_DECISIONS,
+    ) -> None:
+        if tick_interval <= 0:
+            raise ValueError("tick_interval must be positive")
+        if max_routine_decisions < 1:
+            raise ValueError("max_routine_decisions must be at least 1")
+        self._store = store
+        self._router = router
+        self._switch_alias = switch_alias
+        self._resolve_alias = resolve_alias
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._observer = observer
+        self._sleep = sleep
+        self._tick_interval = tick_interval
+        self._max_routine_decisions = max_routine_decisions
+        #: Every rollout by name, ended ones too.
+        self._rollouts: dict[str, Rollout] = {}
+        self._active: dict[str, _Active] = {}
+        self._create_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, *, run_loop: bool = True) -> None:
+        """Restore every rollout from the store, publish routes, and (unless told not to) start `run()`."""
+        now = self._clock()
+        for rollout in await self._store.load_all():
+            self._rollouts[rollout.name] = rollout
+            if rollout.state.is_active:
+                self._active[rollout.name] = _Active(rollout, now)
+        self._publish_routes()
+        for active in list(self._active.values()):
+            await self._finish_interrupted_promotion(active)
+        for rollout in self._rollouts.values():
+            self._notify_change(rollout)
+        log.info("rollout controller started", extra={"rollouts": len(self._rollouts),
+                                                      "active_rollouts": len(self._active)})
+        if run_loop:
+            self._task = asyncio.create_task(self.run(), name="rollout-controller")
+
+    async def stop(self) -> None:
+        """Stop the loop, save each running rollout's stage time, and end every watch."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for active in list(self._active.values()):
+            async with active.lock:
+                if active.rollout.state is _RUNNING:
+                    try:
+                        await self._store.save(active.live(self._clock()))
+                    except SearchgwError:
+                        log.exception("could not save rollout progress", extra={"rollout": active.rollout.name})
+            for queue in active.watchers:
+                queue.put_nowait(None)
+
+    async def run(self) -> None:
+        """Tick every `tick_interval` until cancelled."""
+        while True:
+            await self.tick()
+            await self._sleep(self._tick_interval)
+
+    async def tick(self) -> None:
+        """Check every active rollout whose interval has elapsed. One rollout's failure spares the others."""
+        now = self._clock()
+        for active in list(self._active.values()):
+            if active.next_check_at > now:
+                continue
+            try:
+                await self._check(active)
+            except Exception:
+                log.exception("rollout check failed", extra={"rollout": active.rollout.name})
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def record(self, rollout: str, arm: Arm, code_name: str, latency_s: float) -> None:
+        """Count one analysed request of `rollout` (a RouteDecision's `rollout`); O(1), no I/O.
+
+        Requests of a rollout that has ended are ignored. Call it from the event loop's thread.
+        """
+        active = self._active.get(rollout)
+        if active is None:
+            return
+        if arm is _CANARY:
+            active.canary.record(self._clock(), code_name, latency_s)
+            if active.running_since is not None:
+                active.canary_requests += 1
+        else:
+            active.primary.record(self._clock(), code_name, latency_s)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, name: str) -> Rollout:
+        """The rollout with its decisions; NotFound when there is none of that name."""
+        return self._view(self._find(name))
+
+    async def list(self, collection: str | None = None, page_size: int = 0,
+                   page_token: str = "") -> tuple[Sequence[Rollout], str]:
+        """A page of rollouts, newest first, and the token of the next page ("" on the last)."""
+        if page_size < 0:
+            raise InvalidArgument("page_size", f"{page_size}; must not be negative")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        collection = collection or ""
+        ordered = sorted((r for r in self._rollouts.values() if not collection or r.collection == collection),
+                         key=_newest_first)
+        start = 0
+        if page_token:
+            after = _read_page_token(page_token, collection)
+            start = next((i for i, r in enumerate(ordered) if _newest_first(r) > after), len(ordered))
+        page = ordered[start:start + size]
+        more = start + size < len(ordered)
+        token = _page_token(collection, _newest_first(page[-1])) if more else ""
+        return [self._view(r) for r in page], token
+
+    async def watch(self, name: str) -> AsyncIterator[WatchEvent]:
+        """Yield (rollout, None) now, then (rollout, decision) for every decision, in order.
+
+        Ends after the decision that ends the rollout, on `stop()`, or when the caller stops
+        iterating. NotFound (raised at the first iteration) when there is no such rollout.
+        """
+        rollout = self._find(name)
+        active = self._active.get(name)
+        if active is None:
+            yield rollout, None
+            return
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        async with active.lock:  # decisions are announced under the lock: none is missed or repeated
+            current = self._view(active.rollout)
+            if current.state.is_active:
+                active.watchers.add(queue)
+        try:
+            yield current, None
+            if not current.state.is_active:
+                return
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            active.watchers.discard(queue)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def create(self, rollout: Rollout, actor: str = "") -> Rollout:
+        """Start a rollout at its first stage. Output-only fields of `rollout` are ignored.
+
+        InvalidArgument for a bad spec; AlreadyExists for a taken name or a collection with an
+        active rollout; NotFound (from `resolve_alias`) for an unknown collection; FailedPrecondition
+        when `primary_collection` is set but is not what the collection points at.
+        """
+        spec = validate_new_rollout(rollout)
+        actor = actor or ANONYMOUS_ACTOR
+        async with self._create_lock:
+            if spec.name in self._rollouts:
+                raise AlreadyExists(f"a rollout named {spec.name!r} already exists; pick another name",
+                                    reason="ROLLOUT_EXISTS", metadata={"rollout": spec.name})
+            busy = next((a.rollout for a in self._active.values() if a.rollout.collection == spec.collection), None)
+            if busy is not None:
+                raise AlreadyExists(
+                    f"collection {spec.collection!r} already has an active rollout {busy.name!r} "
+                    f"({busy.state.name}); promote or abort it first",
+                    reason="ACTIVE_ROLLOUT_EXISTS", metadata={"collection": spec.collection, "rollout": busy.name})
+            target = await self._resolve_alias(spec.collection)
+            if spec.primary_collection and spec.primary_collection != target:
+                raise FailedPrecondition(
+                    f"rollout.primary_collection {spec.primary_collection!r} is not what {spec.collection!r} "
+                    f"points at ({target!r}); leave it empty or set it to {target!r}")
+            if spec.canary_collection == target:
+                raise InvalidArgument("rollout.canary_collection",
+                                      f"{target!r} is what {spec.collection!r} already points at")
+            if await self._resolve_alias(spec.canary_collection) != spec.canary_collection:
+                raise InvalidArgument("rollout.canary_collection",
+                                      f"{spec.canary_collection!r} is an alias; name the physical collection")
+            now, wall = self._clock(), self._wall_clock()
+            first = spec.stages[0]
+            started = dataclasses.replace(
+                spec, primary_collection=target, state=_RUNNING, current_stage=0,
+                weight_percent=first.weight_percent, decisions=(), create_time=wall, update_time=wall,
+                stage_elapsed_s=0.0, consecutive_failures=0, total_failures=0, salt=secrets.token_hex(8),
+                stage_clean_since_s=0.0, stage_canary_requests=0,
+            )
+            started, decision = self._decide(
+                started, DecisionKind.STARTED, actor, wall,
+                f"started at {started.stage_label}: {first.weight_percent:g}% of keyed traffic to canary "
+                f"{spec.canary_collection!r}, the rest to primary {target!r}",
+            )
+            await self._store.save(started)
+            active = _Active(started, now)
+            self._rollouts[started.name] = started
+            self._active[started.name] = active
+            self._publish_routes()
+            self._announce(active, started, [decision])
+            return started
+
+    async def pause(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        """Freeze the weight and the stage clock of a RUNNING rollout (checks still run and count)."""
+        check_reason(reason)
+        async with self._transition(name, "pause", {_RUNNING}) as active:
+            now = self._clock()
+            draft = active.live(now)
+            draft, decision = self._decide(
+                dataclasses.replace(draft, state=_PAUSED), DecisionKind.PAUSED, actor, self._wall_clock(),
+                _with_reason(f"paused at {draft.stage_label} after {draft.stage_elapsed_s:.0f} s in the stage; "
+                             f"weight stays {draft.weight_percent:g}%", reason),
+            )
+            return await self._commit(active, draft, [decision], now)
+
+    async def resume(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        """Continue a PAUSED rollout in the same stage, its clock where it stopped."""
+        check_reason(reason)
+        async with self._transition(name, "resume", {_PAUSED}) as active:
+            now = self._clock()
+            draft = active.live(now)
+            draft, decision = self._decide(
+                dataclasses.replace(draft, state=_RUNNING), DecisionKind.RESUMED, actor, self._wall_clock(),
+                _with_reason(f"resumed at {draft.stage_label} with {draft.stage_elapsed_s:.0f} s in the stage",
+                             reason),
+            )
+            return await self._commit(active, draft, [decision], now)
+
+    async def promote(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        """Point the logical collection at the canary now (one alias switch; the old collection stays).
+
+        Allowed in every active state. If the switch fails the rollout is unchanged and the error
+        propagates.
+        """
+        check_reason(reason)
+        async with self._transition(name, "promote", ACTIVE_STATES) as active:
+            current = active.rollout
+            await self._point_alias_at_canary(current)
+            now = self._clock()
+            draft, decision = self._decide(
+                dataclasses.replace(active.live(now), state=RolloutState.PROMOTED, weight_percent=100.0),
+                DecisionKind.PROMOTED, actor, self._wall_clock(),
+                _with_reason(f"promoted from {current.state.name} at {current.stage_label}: "
+                             f"{_promotion_effect(current)}", reason),
+            )
+            return await self._commit(active, draft, [decision], now)
+
+    async def abort(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        """End an active rollout: weight 0 at once, state ABORTED, alias untouched."""
+        check_reason(reason)
+        async with self._transition(name, "abort", ACTIVE_STATES) as active:
+            now = self._clock()
+            current = active.live(now)
+            draft, decision = self._decide(
+                dataclasses.replace(current, state=RolloutState.ABORTED, weight_percent=0.0),
+                DecisionKind.ABORTED, actor, self._wall_clock(),
+                _with_reason(f"aborted at {current.stage_label}: all traffic back to primary "
+                             f"{current.primary_collection!r}", reason),
+            )
+            return await self._commit(active, draft, [decision], now)
+
+    # -- the analysis step ---------------------------------------------------------------------------
+
+    async def _check(self, active: _Active) -> None:
+        async with active.lock:
+            now = self._clock()
+            if not active.rollout.state.is_active or active.next_check_at > now:
+                return  # ended or checked while this tick waited for the lock
+            current = active.live(now)
+            policy = current.analysis
+            active.next_check_at = now + policy.interval_s
+            result = check(
+                policy,
+                active.primary.snapshot(now, policy.error_codes, policy.latency_quantile),
+                active.canary.snapshot(now, policy.error_codes, policy.latency_quantile),
+                compare_with_primary=current.weight_bps < BUCKETS,
+            )
+            wall = self._wall_clock()
+            if result.outcome is CheckOutcome.FAILED:
+                draft, decisions = self._on_failed_check(current, result, wall)
+                await self._commit(active, draft, decisions, now, reset_progress=True)
+            elif result.outcome is CheckOutcome.INCONCLUSIVE:
+                draft, decision = self._decide(current, DecisionKind.INCONCLUSIVE, CONTROLLER_ACTOR, wall,
+                                               f"{result.summary}; {_holding(current)}; no failure counted",
+                                               result)
+                await self._commit(active, draft, [decision], now)
+            else:
+                await self._on_passed_check(active, current, result, now, wall)
+
+    def _on_failed_check(self, current: Rollout, result: CheckResult,
+                         wall: float) -> tuple[Rollout, Sequence[Decision]]:
+        policy = current.analysis
+        in_a_row, in_all = current.consecutive_failures + 1, current.total_failures + 1
+        draft = dataclasses.replace(current, consecutive_failures=in_a_row, total_failures=in_all,
+                                    stage_clean_since_s=current.stage_elapsed_s, stage_canary_requests=0)
+        draft, failed = self._decide(
+            draft, DecisionKind.CHECK_FAILED, CONTROLLER_ACTOR, wall,
+            f"check failed ({in_a_row} in a row, rollback at {policy.max_consecutive_failures}; {in_all} in all, "
+            f"rollback at {policy.max_total_failures}): {result.summary}; the stage's clean period restarts",
+            result,
+        )
+        if in_a_row >= policy.max_consecutive_failures:
+            limit = f"{in_a_row} failed checks in a row reached the limit of {policy.max_consecutive_failures}"
+        elif in_all >= policy.max_total_failures:
+            limit = f"{in_all} failed checks in all reached the limit of {policy.max_total_failures}"
+        else:
+            return draft, [failed]
+        draft, rolled_back = self._decide(
+            dataclasses.replace(draft, state=RolloutState.ROLLED_BACK, weight_percent=0.0),
+            DecisionKind.ROLLED_BACK, CONTROLLER_ACTOR, wall,
+            f"{limit} (last: {result.summary}); all traffic back to primary {current.primary_collection!r}, "
+            f"alias {current.collection!r} untouched",
+            result,
+        )
+        return draft, [failed, rolled_back]
+
+    async def _on_passed_check(self, active: _Active, current: Rollout, result: CheckResult, now: float,
+                               wall: float) -> None:
+        stage = current.stage
+        clean_s = current.stage_elapsed_s - current.stage_clean_since_s
+        current = dataclasses.replace(current, consecutive_failures=0)
+        ready = (current.state is _RUNNING and clean_s >= stage.min_duration_s
+                 and current.stage_canary_requests >= stage.min_requests)
+        if not ready:
+            draft, decision = self._decide(current, DecisionKind.CHECK_PASSED, CONTROLLER_ACTOR, wall,
+                                           f"check passed: {result.summary}; {_holding(current)}", result)
+            await self._commit(active, draft, [decision], now)
+            return
+        passed = (f"{current.stage_label} passed after {clean_s:.0f} s and {current.stage_canary_requests} "
+                  f"canary requests with no failed check")
+        draft, checked = self._decide(current, DecisionKind.CHECK_PASSED, CONTROLLER_ACTOR, wall,
+                                      f"check passed: {result.summary}", result)
+        if current.current_stage + 1 < len(current.stages):
+            following = current.stages[current.current_stage + 1]
+            draft = dataclasses.replace(draft, current_stage=current.current_stage + 1,
+                                        weight_percent=following.weight_percent, stage_elapsed_s=0.0,
+                                        stage_clean_since_s=0.0, stage_canary_requests=0)
+            draft, moved = self._decide(
+                draft, DecisionKind.ADVANCED, CONTROLLER_ACTOR, wall,
+                f"{passed}; weight {stage.weight_percent:g}% to {following.weight_percent:g}% "
+                f"({draft.stage_label})", result)
+            await self._commit(active, draft, [checked, moved], now, reset_progress=True)
+        elif not current.auto_promote:
+            draft, awaiting = self._decide(
+                dataclasses.replace(draft, state=_AWAITING), DecisionKind.AWAITING_PROMOTION, CONTROLLER_ACTOR,
+                wall, f"{passed}, the last one; traffic stays at {stage.weight_percent:g}% until PromoteRollout",
+                result)
+            await self._commit(active, draft, [checked, awaiting], now)
+        else:
+            try:
+                await self._point_alias_at_canary(current)
+            except SearchgwError as exc:
+                draft, checked = self._decide(
+                    current, DecisionKind.CHECK_PASSED, CONTROLLER_ACTOR, wall,
+                    f"check passed: {result.summary}; {passed}, the last one, but the automatic promotion "
+                    f"failed ({exc.message}); it is retried at the next passed check", result)
+                await self._commit(active, draft, [checked], now)
+                return
+            draft, promoted = self._decide(
+                dataclasses.replace(draft, state=RolloutState.PROMOTED, weight_percent=100.0),
+                DecisionKind.PROMOTED, CONTROLLER_ACTOR, wall,
+                f"{passed}, the last one; {_promotion_effect(current)}", result)
+            await self._commit(active, draft, [checked, promoted], now)
+
+    # -- transitions ---------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _transition(self, name: str, action: str,
+                          allowed: Collection[RolloutState]) -> AsyncIterator[_Active]:
+        """Hold the rollout's lock while its state is one `action` is allowed in."""
+        rollout = self._find(name)
+        active = self._active.get(name)
+        if active is None:
+            raise _illegal(rollout, action, allowed)
+        async with active.lock:
+            if active.rollout.state not in allowed:
+                raise _illegal(active.rollout, action, allowed)
+            yield active
+
+    def _decide(self, rollout: Rollout, kind: DecisionKind, actor: str, wall: float, reason: str,
+                result: CheckResult | None = None) -> tuple[Rollout, Decision]:
+        """`rollout` with one more decision, made at its current stage and weight."""
+        decision = Decision(
+            time=wall, kind=kind, reason=reason, stage=rollout.current_stage, weight_percent=rollout.weight_percent,
+            primary=result.primary if result else None, canary=result.canary if result else None,
+            actor=actor or ANONYMOUS_ACTOR, seq=rollout.decisions[-1].seq + 1 if rollout.decisions else 1,
+        )
+        decisions = (*rollout.decisions, decision)
+        routine = [d for d in decisions if d.kind in ROUTINE_DECISIONS]
+        if len(routine) > self._max_routine_decisions:
+            dropped = {d.seq for d in routine[:len(routine) - self._max_routine_decisions]}
+            decisions = tuple(d for d in decisions if d.seq not in dropped)
+        return dataclasses.replace(rollout, decisions=decisions, update_time=wall), decision
+
+    async def _commit(self, active: _Active, draft: Rollout, decisions: Sequence[Decision], now: float, *,
+                      reset_progress: bool = False) -> Rollout:
+        """Save `draft`, make it current, route by it, announce `decisions`. Call with the lock held."""
+        await self._store.save(draft)
+        previous = active.rollout
+        active.rollout = draft
+        active.elapsed_base = draft.stage_elapsed_s
+        active.running_since = now if draft.state is _RUNNING else None
+        if reset_progress:
+            active.canary_requests = 0
+        self._rollouts[draft.name] = draft
+        if not draft.state.is_active:
+            del self._active[draft.name]
+        if (previous.state, previous.weight_percent) != (draft.state, draft.weight_percent):
+            self._publish_routes()
+        self._announce(active, draft, decisions)
+        return draft
+
+    async def _point_alias_at_canary(self, rollout: Rollout) -> None:
+        try:
+            await self._switch_alias(rollout.collection, rollout.canary_collection)
+        except SearchgwError:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"could not point {rollout.collection!r} at {rollout.canary_collection!r} "
+                              f"({exc}); the rollout is unchanged") from exc
+
+    async def _finish_interrupted_promotion(self, active: _Active) -> None:
+        rollout = active.rollout
+        try:
+            target = await self._resolve_alias(rollout.collection)
+        except Exception:
+            log.warning("could not read the alias of an active rollout at start-up", exc_info=True,
+                        extra={"rollout": rollout.name, "collection": rollout.collection})
+            return
+        if target != rollout.canary_collection:
+            return
+        async with active.lock:
+            now = self._clock()
+            draft, decision = self._decide(
+                dataclasses.replace(active.live(now), state=RolloutState.PROMOTED, weight_percent=100.0),
+                DecisionKind.PROMOTED, CONTROLLER_ACTOR, self._wall_clock(),
+                f"{rollout.collection!r} already pointed at the canary {rollout.canary_collection!r} at start-up "
+                f"(a promotion was not saved before the gateway stopped); recorded as promoted",
+            )
+            await self._commit(active, draft, [decision], now)
+
+    # -- publishing ----------------------------------------------------------------------------------
+
+    def _publish_routes(self) -> None:
+        self._router.replace({
+            r.collection: RouteTable(rollout=r.name, salt=r.salt, primary=r.primary_collection,
+                                     canary=r.canary_collection, weight_bps=r.weight_bps)
+            for r in (active.rollout for active in self._active.values())
+        })
+
+    def _announce(self, active: _Active, rollout: Rollout, decisions: Sequence[Decision]) -> None:
+        for decision in decisions:
+            _log_decision(rollout, decision)
+            for queue in active.watchers:
+                queue.put_nowait((rollout, decision))
+            if self._observer is not None:
+                try:
+                    self._observer.on_decision(rollout, decision)
+                except Exception:
+                    log.exception("rollout observer failed", extra={"rollout": rollout.name})
+        self._notify_change(rollout)
+        if not rollout.state.is_active:
+            for queue in active.watchers:
+                queue.put_nowait(None)
+
+    def _notify_change(self, rollout: Rollout) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.on_change(rollout)
+            except Exception:
+                log.exception("rollout observer failed", extra={"rollout": rollout.name})
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _find(self, name: str) -> Rollout:
+        rollout = self._rollouts.get(name)
+        if rollout is None:
+            raise NotFound(f"no rollout named {name!r}", reason="ROLLOUT_NOT_FOUND", metadata={"rollout": name})
+        return rollout
+
+    def _view(self, rollout: Rollout) -> Rollout:
+        """`rollout` with live stage progress when it is active."""
+        active = self._active.get(rollout.name)
+        return rollout if active is None else active.live(self._clock())
+
+
+def _illegal(rollout: Rollout, action: str, allowed: Collection[RolloutState]) -> FailedPrecondition:
+    needed = " or ".join(sorted(state.name for state in allowed))
+    return FailedPrecondition(f"cannot {action} rollout {rollout.name!r}: it is {rollout.state.name}; "
+                              f"{action} needs {needed}",
+                              reason="ILLEGAL_TRANSITION", metadata={"state": rollout.state.name})
+
+
+def _holding(rollout: Rollout) -> str:
+    """Why the stage does not move (yet), with the progress numbers."""
+    if rollout.state is _PAUSED:
+        return f"paused at {rollout.stage_label}: the stage clock is frozen"
+    if rollout.state is _AWAITING:
+        return f"awaiting promotion at {rollout.stage_label}"
+    stage = rollout.stage
+    clean_s = rollout.stage_elapsed_s - rollout.stage_clean_since_s
+    return (f"{rollout.stage_label} holds: {clean_s:.0f}/{stage.min_duration_s:.0f} s clean, "
+            f"{rollout.stage_canary_requests}/{stage.min_requests} canary requests")
+
+
+def _promotion_effect(rollout: Rollout) -> str:
+    return (f"{rollout.collection!r} now points at the canary {rollout.canary_collection!r} "
+            f"(the old collection {rollout.primary_collection!r} is kept)")
+
+
+def _with_reason(text: str, reason: str) -> str:
+    return f"{text}: {reason}" if reason else text
+
+
+def _log_decision(rollout: Rollout, decision: Decision) -> None:
+    extra: dict[str, object] = {
+        "rollout": rollout.name, "collection": rollout.collection, "decision": decision.kind.name,
+        "state": rollout.state.name, "stage": decision.stage, "weight_percent": decision.weight_percent,
+        "actor": decision.actor, "consecutive_failures": rollout.consecutive_failures,
+        "total_failures": rollout.total_failures,
+    }
+    for arm, stats in (("primary", decision.primary), ("canary", decision.canary)):
+        if stats is not None:
+            extra[f"{arm}_requests"] = stats.requests
+            extra[f"{arm}_errors"] = stats.errors
+            extra[f"{arm}_error_rate"] = stats.error_rate
+            extra[f"{arm}_latency_s"] = stats.latency_s
+    level = logging.WARNING if decision.kind in (DecisionKind.CHECK_FAILED, DecisionKind.ROLLED_BACK) else logging.INFO
+    log.log(level, "rollout %s %s: %s", rollout.name, decision.kind.name.lower(), decision.reason, extra=extra)
+
+
+def _newest_first(rollout: Rollout) -> tuple[float, str]:
+    return (-rollout.create_time, rollout.name)
+
+
+def _page_token(collection: str, position: tuple[float, str]) -> str:
+    body = json.dumps({"c": collection, "t": position[0], "n": position[1]}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def _read_page_token(token: str, collection: str) -> tuple[float, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = (float(data["t"]), str(data["n"]))
+        token_collection = data["c"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise InvalidArgument("page_token", "is not a token this server issued") from None
+    if token_collection != collection:
+        raise InvalidArgument("page_token", "belongs to a listing of another collection; repeat that listing")
+    return position

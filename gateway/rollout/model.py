@@ -1,0 +1,324 @@
+"""Rollout domain types: stages, the analysis policy, the rollout and its decisions.
+
+They mirror `searchgw.v1.Rollout` and its neighbours field by field so the converters in the
+services stay mechanical: durations are float seconds (`*_s`), times are wall-clock epoch seconds,
+enum members carry the proto's names without their prefix (`RolloutState.RUNNING` ⇄
+`Rollout.STATE_RUNNING`, `DecisionKind.CHECK_FAILED` ⇄ `Decision.KIND_CHECK_FAILED`).
+
+Every type here is immutable. The controller derives a new `Rollout` for every change, so any
+snapshot it hands out stays valid.
+
+`validate_new_rollout` checks a rollout a client asked for and fills the defaults; every error is
+`InvalidArgument` naming the proto field path, e.g. `rollout.stages[1].weight_percent`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+from dataclasses import dataclass
+
+from gateway.routing import weight_to_bps
+from searchgw.errors import InvalidArgument
+
+#: Who made a decision that no operator made.
+CONTROLLER_ACTOR = "controller"
+
+#: The canonical gRPC status code names (grpc is not imported here).
+GRPC_CODE_NAMES = frozenset({
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+})
+
+#: The codes that count as errors unless a policy names others: the server's fault, not the client's.
+DEFAULT_ERROR_CODES = ("UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN")
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_ROLLOUT_NAME_LENGTH = 63
+MAX_COLLECTION_NAME_LENGTH = 255
+MAX_STAGES = 20
+MAX_REASON_LENGTH = 1000
+#: The longest analysis window and stage duration accepted.
+MAX_WINDOW_S = 24 * 3600.0
+MAX_STAGE_DURATION_S = 30 * 24 * 3600.0
+
+
+class RolloutState(enum.Enum):
+    """Where a rollout is in its life (`Rollout.State`)."""
+
+    UNSPECIFIED = 0
+    RUNNING = 1
+    PAUSED = 2
+    AWAITING_PROMOTION = 3
+    PROMOTED = 4
+    ROLLED_BACK = 5
+    ABORTED = 6
+
+    @property
+    def is_active(self) -> bool:
+        """True while the rollout routes traffic and holds its collection."""
+        return self in ACTIVE_STATES
+
+
+#: States in which a rollout routes traffic; at most one such rollout per logical collection.
+ACTIVE_STATES = frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.AWAITING_PROMOTION})
+
+
+class DecisionKind(enum.Enum):
+    """What was decided (`Decision.Kind`)."""
+
+    UNSPECIFIED = 0
+    STARTED = 1
+    CHECK_PASSED = 2
+    INCONCLUSIVE = 3
+    CHECK_FAILED = 4
+    ADVANCED = 5
+    AWAITING_PROMOTION = 6
+    PROMOTED = 7
+    ROLLED_BACK = 8
+    PAUSED = 9
+    RESUMED = 10
+    ABORTED = 11
+
+
+#: Decisions that change nothing; only the newest of these are kept (see `Rollout.decisions`).
+ROUTINE_DECISIONS = frozenset({DecisionKind.CHECK_PASSED, DecisionKind.INCONCLUSIVE})
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of a rollout: the canary's share, and what the stage must see before it may pass."""
+
+    weight_percent: float
+    min_duration_s: float = 0.0
+    min_requests: int = 0
+
+    @property
+    def weight_bps(self) -> int:
+        return weight_to_bps(self.weight_percent)
+
+
+#: Stages of a rollout that names none.
+DEFAULT_STAGES = (
+    Stage(5.0, min_duration_s=300.0, min_requests=100),
+    Stage(25.0, min_duration_s=300.0, min_requests=100),
+    Stage(50.0, min_duration_s=300.0, min_requests=100),
+    Stage(100.0, min_duration_s=300.0, min_requests=100),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisPolicy:
+    """How the canary is compared with primary. Zero (or empty) fields take the defaults below."""
+
+    interval_s: float = 10.0
+    window_s: float = 60.0
+    error_codes: tuple[str, ...] = DEFAULT_ERROR_CODES
+    max_error_rate: float = 0.05
+    max_error_rate_delta: float = 0.01
+    max_latency_ratio: float = 1.5
+    latency_slack_s: float = 0.005
+    min_requests_per_arm: int = 50
+    max_consecutive_failures: int = 3
+    max_total_failures: int = 5
+    latency_quantile: float = 0.95
+
+    def with_defaults(self) -> AnalysisPolicy:
+        """This policy with every zero or empty field replaced by its default (proto3 semantics)."""
+        changes = {
+            field.name: field.default
+            for field in dataclasses.fields(self)
+            if not getattr(self, field.name)
+        }
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def validate(self, path: str) -> None:
+        """Raise InvalidArgument naming `path.<field>` for the first unusable value."""
+
+        def fail(name: str, message: str) -> None:
+            raise InvalidArgument(f"{path}.{name}", message)
+
+        if not _finite(self.interval_s) or self.interval_s < 1.0:
+            fail("interval", f"{self.interval_s}s; must be at least 1s")
+        if not _finite(self.window_s) or not self.interval_s <= self.window_s <= MAX_WINDOW_S:
+            fail("window", f"{self.window_s}s; must lie between the interval ({self.interval_s}s) and "
+                           f"{MAX_WINDOW_S:.0f}s")
+        for index, code in enumerate(self.error_codes):
+            if code not in GRPC_CODE_NAMES:
+                fail(f"error_codes[{index}]", f"{code!r} is not a gRPC status code name (e.g. UNAVAILABLE)")
+            if code == "OK":
+                fail(f"error_codes[{index}]", "OK cannot count as an error")
+        if not _finite(self.max_error_rate) or not 0 < self.max_error_rate <= 1:
+            fail("max_error_rate", f"{self.max_error_rate}; must lie in (0, 1]")
+        if not _finite(self.max_error_rate_delta) or not 0 < self.max_error_rate_delta <= 1:
+            fail("max_error_rate_delta", f"{self.max_error_rate_delta}; must lie in (0, 1]")
+        if not _finite(self.max_latency_ratio) or self.max_latency_ratio < 1:
+            fail("max_latency_ratio", f"{self.max_latency_ratio}; must be at least 1")
+        if not _finite(self.latency_slack_s) or self.latency_slack_s < 0:
+            fail("latency_slack", f"{self.latency_slack_s}s; must not be negative")
+        if not _whole(self.min_requests_per_arm) or self.min_requests_per_arm < 1:
+            fail("min_requests_per_arm", f"{self.min_requests_per_arm}; must be a positive whole number")
+        if not _whole(self.max_consecutive_failures) or self.max_consecutive_failures < 1:
+            fail("max_consecutive_failures", f"{self.max_consecutive_failures}; must be a positive whole number")
+        if not _whole(self.max_total_failures) or self.max_total_failures < self.max_consecutive_failures:
+            fail("max_total_failures", f"{self.max_total_failures}; must be a whole number no smaller than "
+                                       f"max_consecutive_failures ({self.max_consecutive_failures})")
+        if not _finite(self.latency_quantile) or not 0 < self.latency_quantile < 1:
+            fail("latency_quantile", f"{self.latency_quantile}; must lie in (0, 1), e.g. 0.95")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmStats:
+    """One arm's numbers over the analysis window."""
+
+    requests: int
+    errors: int
+    error_rate: float
+    #: The policy's latency quantile in seconds; None when there were no requests.
+    latency_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One thing the controller or an operator decided, with the numbers behind it."""
+
+    #: Wall-clock epoch seconds.
+    time: float
+    kind: DecisionKind
+    #: Why, in words a person can act on, with the numbers.
+    reason: str
+    #: The stage index at the time (0-based, as on the wire).
+    stage: int
+    #: The canary weight after the decision, in percent.
+    weight_percent: float
+    #: The arms' numbers over the window (checks, and the decisions they caused).
+    primary: ArmStats | None
+    canary: ArmStats | None
+    #: "controller" or the operator's principal.
+    actor: str
+    #: The decision's number within its rollout, from 1, never reused (not on the wire; the store's key).
+    seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rollout:
+    """A progressive move of a logical collection's traffic to a canary collection.
+
+    The first group of fields is the spec a client sends; the rest is output only (ignored on
+    create). `decisions` keeps every decision except routine ones (CHECK_PASSED, INCONCLUSIVE), of
+    which only the newest `max_routine_decisions` (controller setting) are kept, so history stays bounded.
+    """
+
+    name: str
+    collection: str
+    canary_collection: str
+    #: Empty on create means "the alias's current target".
+    primary_collection: str = ""
+    #: Empty on create means `DEFAULT_STAGES`.
+    stages: tuple[Stage, ...] = ()
+    analysis: AnalysisPolicy = AnalysisPolicy()
+    auto_promote: bool = False
+
+    state: RolloutState = RolloutState.UNSPECIFIED
+    current_stage: int = 0
+    weight_percent: float = 0.0
+    decisions: tuple[Decision, ...] = ()
+    create_time: float = 0.0
+    update_time: float = 0.0
+    #: Time spent in the current stage while RUNNING (pauses and gateway downtime excluded).
+    stage_elapsed_s: float = 0.0
+    consecutive_failures: int = 0
+    total_failures: int = 0
+
+    # Internal (persisted, not on the wire).
+    #: The routing salt; fresh per rollout, so each rollout's canary carries different users.
+    salt: str = ""
+    #: `stage_elapsed_s` when the stage's clean period began (stage start, or the last failed check).
+    stage_clean_since_s: float = 0.0
+    #: Canary requests analysed in the clean period of the current stage while RUNNING.
+    stage_canary_requests: int = 0
+
+    @property
+    def weight_bps(self) -> int:
+        return weight_to_bps(self.weight_percent)
+
+    @property
+    def stage(self) -> Stage:
+        return self.stages[self.current_stage]
+
+    @property
+    def stage_label(self) -> str:
+        """"stage 2/4 (25%)": 1-based, for people."""
+        return f"stage {self.current_stage + 1}/{len(self.stages)} ({self.stage.weight_percent:g}%)"
+
+
+def validate_new_rollout(rollout: Rollout) -> Rollout:
+    """Check the spec of a rollout to create; return it with defaults filled in.
+
+    What depends on other state (the alias target, other rollouts) is the controller's to check.
+    """
+    _check_name("rollout.name", rollout.name, MAX_ROLLOUT_NAME_LENGTH)
+    _check_name("rollout.collection", rollout.collection, MAX_COLLECTION_NAME_LENGTH)
+    _check_name("rollout.canary_collection", rollout.canary_collection, MAX_COLLECTION_NAME_LENGTH)
+    if rollout.canary_collection == rollout.collection:
+        raise InvalidArgument("rollout.canary_collection", "must be a physical collection, not the logical "
+                                                           f"name {rollout.collection!r} itself")
+    if rollout.primary_collection:
+        _check_name("rollout.primary_collection", rollout.primary_collection, MAX_COLLECTION_NAME_LENGTH)
+        if rollout.primary_collection == rollout.canary_collection:
+            raise InvalidArgument("rollout.canary_collection",
+                                  f"must differ from the primary collection {rollout.primary_collection!r}")
+    stages = rollout.stages or DEFAULT_STAGES
+    _check_stages(stages)
+    analysis = rollout.analysis.with_defaults()
+    analysis.validate("rollout.analysis")
+    return dataclasses.replace(rollout, stages=tuple(stages), analysis=analysis)
+
+
+def check_reason(reason: str) -> None:
+    """An operator's reason must fit the decision history."""
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidArgument("reason", f"{len(reason)} characters; at most {MAX_REASON_LENGTH}")
+
+
+def _check_name(path: str, value: str, max_length: int) -> None:
+    if not value:
+        raise InvalidArgument(path, "is required")
+    if len(value) > max_length:
+        raise InvalidArgument(path, f"{len(value)} characters; at most {max_length}")
+    if not _NAME.fullmatch(value):
+        raise InvalidArgument(path, f"{value!r} may hold only letters, digits, '.', '_' and '-', "
+                                    "and must start with a letter or digit")
+
+
+def _check_stages(stages: tuple[Stage, ...]) -> None:
+    if len(stages) > MAX_STAGES:
+        raise InvalidArgument("rollout.stages", f"{len(stages)} stages; at most {MAX_STAGES}")
+    previous = 0.0
+    for index, stage in enumerate(stages):
+        path = f"rollout.stages[{index}]"
+        weight = stage.weight_percent
+        if not _finite(weight) or not 0 < weight <= 100:
+            raise InvalidArgument(f"{path}.weight_percent", f"{weight}; must lie in (0, 100]")
+        if abs(weight * 100 - round(weight * 100)) > 1e-6:
+            raise InvalidArgument(f"{path}.weight_percent", f"{weight}; must be a multiple of 0.01")
+        if weight <= previous:
+            raise InvalidArgument(f"{path}.weight_percent",
+                                  f"{weight}; weights must ascend (the stage before has {previous:g})")
+        previous = weight
+        if not _finite(stage.min_duration_s) or not 0 <= stage.min_duration_s <= MAX_STAGE_DURATION_S:
+            raise InvalidArgument(f"{path}.min_duration", f"{stage.min_duration_s}s; must lie in "
+                                                           f"[0, {MAX_STAGE_DURATION_S:.0f}s]")
+        if not _whole(stage.min_requests) or stage.min_requests < 0:
+            raise InvalidArgument(f"{path}.min_requests", f"{stage.min_requests}; must be a whole number, at least 0")
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,40 @@
+"""CollectionServicer: searchgw.v1.CollectionService over CollectionAdmin."""
+
+from __future__ import annotations
+
+from gateway.collections import CollectionAdmin
+from gateway.services.convert import collection_spec_from_proto, collection_to_proto
+from searchgw.v1 import collection_service_pb2 as pb
+from searchgw.v1 import collection_service_pb2_grpc as pb_grpc
+
+
+class CollectionServicer(pb_grpc.CollectionServiceServicer):
+    def __init__(self, admin: CollectionAdmin) -> None:
+        self._admin = admin
+
+    async def CreateCollection(self, request, context) -> pb.CreateCollectionResponse:
+        info = await self._admin.create(collection_spec_from_proto(request.collection))
+        return pb.CreateCollectionResponse(collection=collection_to_proto(info))
+
+    async def GetCollection(self, request, context) -> pb.GetCollectionResponse:
+        return pb.GetCollectionResponse(collection=collection_to_proto(await self._admin.get(request.name)))
+
+    async def ListCollections(self, request, context) -> pb.ListCollectionsResponse:
+        page, token = await self._admin.list(request.page_size, request.page_token)
+        return pb.ListCollectionsResponse(collections=[collection_to_proto(i) for i in page], next_page_token=token)
+
+    async def DeleteCollection(self, request, context) -> pb.DeleteCollectionResponse:
+        await self._admin.delete(request.name)
+        return pb.DeleteCollectionResponse()
+
+    async def UpdateAlias(self, request, context) -> pb.UpdateAliasResponse:
+        previous = await self._admin.update_alias(request.alias, request.collection)
+        return pb.UpdateAliasResponse(previous_collection=previous or "")
+
+    async def DeleteAlias(self, request, context) -> pb.DeleteAliasResponse:
+        await self._admin.delete_alias(request.alias)
+        return pb.DeleteAliasResponse()
+
+    async def ListAliases(self, request, context) -> pb.ListAliasesResponse:
+        aliases = await self._admin.aliases()
+        return pb.ListAliasesResponse(aliases=[pb.Alias(alias=a, collection=c) for a, c in sorted(aliases.items())])

@@ -1,0 +1,310 @@
+"""Converters between searchgw.v1 messages and the gateway's domain types, in one place.
+
+Each `*_from_proto` reads a request part into a domain value (shape only: the domain checks the
+values and names the field when one is wrong); each `*_to_proto` writes a domain value into a
+message. tests/gateway/test_convert.py round-trips every pair.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+
+from gateway.backends import (
+    CollectionInfo,
+    CollectionSpec,
+    Condition,
+    Distance,
+    FieldCondition,
+    Filter,
+    HasId,
+    PointId,
+    Range,
+    ScalarQuantization,
+    ScoredPoint,
+)
+from gateway.core import RouteInfo
+from gateway.rollout import AnalysisPolicy, ArmStats, Decision, DecisionKind, Rollout, RolloutState, Stage
+from gateway.routing import Arm
+from searchgw.errors import InvalidArgument
+from searchgw.v1 import collection_service_pb2 as coll_pb
+from searchgw.v1 import common_pb2 as common_pb
+from searchgw.v1 import rollout_service_pb2 as roll_pb
+from searchgw.v1 import search_service_pb2 as search_pb
+
+#: Deepest filter nesting accepted (a deeper one is refused before anything recurses over it).
+MAX_FILTER_DEPTH = 8
+#: Most conditions in one filter, nested ones included.
+MAX_FILTER_CONDITIONS = 256
+_MAX_SAFE_INTEGER = 2**53
+
+# -- ids, payloads, durations ---------------------------------------------------------------
+
+
+def point_id_from_proto(message: common_pb.PointId, field: str) -> PointId:
+    kind = message.WhichOneof("kind")
+    if kind == "num":
+        return message.num
+    if kind == "uuid":
+        return message.uuid
+    raise InvalidArgument(field, "set num or uuid")
+
+
+def point_id_to_proto(value: PointId) -> common_pb.PointId:
+    return common_pb.PointId(num=value) if isinstance(value, int) else common_pb.PointId(uuid=value)
+
+
+def _plain(value: Any) -> Any:
+    """Struct numbers are doubles: give whole numbers back as ints, so integer filters match them."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_SAFE_INTEGER:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def payload_from_proto(message: struct_pb2.Struct) -> dict[str, Any]:
+    return _plain(MessageToDict(message))
+
+
+def payload_to_proto(payload: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if payload is None:
+        return None
+    message = struct_pb2.Struct()
+    message.update(payload)
+    return message
+
+
+def duration_from_proto(message: duration_pb2.Duration) -> float:
+    return message.seconds + message.nanos / 1e9
+
+
+def duration_to_proto(seconds: float) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(round(seconds * 1e9))
+    return message
+
+
+def timestamp_to_proto(epoch_seconds: float) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromNanoseconds(round(epoch_seconds * 1e9))
+    return message
+
+
+# -- filters ---------------------------------------------------------------------------------
+
+
+class _FilterReader:
+    def __init__(self) -> None:
+        self.conditions = 0
+
+    def filter(self, message: common_pb.Filter, field: str, depth: int) -> Filter:
+        if depth > MAX_FILTER_DEPTH:
+            raise InvalidArgument(field, f"filters nest at most {MAX_FILTER_DEPTH} deep")
+        return Filter(
+            must=tuple(self.condition(c, f"{field}.must[{i}]", depth) for i, c in enumerate(message.must)),
+            should=tuple(self.condition(c, f"{field}.should[{i}]", depth) for i, c in enumerate(message.should)),
+            must_not=tuple(self.condition(c, f"{field}.must_not[{i}]", depth)
+                           for i, c in enumerate(message.must_not)),
+        )
+
+    def condition(self, message: common_pb.Condition, field: str, depth: int) -> Condition:
+        self.conditions += 1
+        if self.conditions > MAX_FILTER_CONDITIONS:
+            raise InvalidArgument(field, f"a filter holds at most {MAX_FILTER_CONDITIONS} conditions")
+        kind = message.WhichOneof("condition")
+        if kind == "filter":
+            return self.filter(message.filter, f"{field}.filter", depth + 1)
+        if kind == "has_id":
+            return HasId(tuple(point_id_from_proto(p, f"{field}.has_id.ids[{i}]")
+                               for i, p in enumerate(message.has_id.ids)))
+        if kind == "field":
+            return _field_condition(message.field, f"{field}.field")
+        raise InvalidArgument(field, "set field, filter or has_id")
+
+
+def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCondition:
+    match = message.WhichOneof("match")
+    key = message.key
+    if match == "keyword":
+        return FieldCondition(key, keyword=message.keyword)
+    if match == "integer":
+        return FieldCondition(key, integer=message.integer)
+    if match == "boolean":
+        return FieldCondition(key, boolean=message.boolean)
+    if match == "any_keyword":
+        return FieldCondition(key, any_keyword=tuple(message.any_keyword.keywords))
+    if match == "range":
+        r = message.range
+        bounds = {name: getattr(r, name) for name in ("gt", "gte", "lt", "lte") if r.HasField(name)}
+        if not bounds:
+            raise InvalidArgument(f"{field}.range", "set at least one bound")
+        if any(not math.isfinite(v) for v in bounds.values()):
+            raise InvalidArgument(f"{field}.range", "bounds must be finite numbers")
+        return FieldCondition(key, range=Range(**bounds))
+    raise InvalidArgument(field, "set keyword, integer, boolean, any_keyword or range")
+
+
+def filter_from_proto(message: common_pb.Filter, field: str = "filter") -> Filter:
+    return _FilterReader().filter(message, field, 1)
+
+
+def filter_to_proto(value: Filter) -> common_pb.Filter:
+    def condition(c: Condition) -> common_pb.Condition:
+        if isinstance(c, Filter):
+            return common_pb.Condition(filter=filter_to_proto(c))
+        if isinstance(c, HasId):
+            return common_pb.Condition(has_id=common_pb.PointIdList(ids=[point_id_to_proto(i) for i in c.ids]))
+        out = common_pb.FieldCondition(key=c.key)
+        if c.keyword is not None:
+            out.keyword = c.keyword
+        elif c.integer is not None:
+            out.integer = c.integer
+        elif c.boolean is not None:
+            out.boolean = c.boolean
+        elif c.any_keyword is not None:
+            out.any_keyword.keywords.extend(c.any_keyword)
+        elif c.range is not None:
+            for name in ("gt", "gte", "lt", "lte"):
+                bound = getattr(c.range, name)
+                if bound is not None:
+                    setattr(out.range, name, bound)
+        return common_pb.Condition(field=out)
+
+    return common_pb.Filter(must=[condition(c) for c in value.must], should=[condition(c) for c in value.should],
+                            must_not=[condition(c) for c in value.must_not])
+
+
+# -- search results --------------------------------------------------------------------------
+
+_ARM = {Arm.PRIMARY: common_pb.ARM_PRIMARY, Arm.CANARY: common_pb.ARM_CANARY}
+
+
+def scored_point_to_proto(point: ScoredPoint) -> search_pb.ScoredPoint:
+    return search_pb.ScoredPoint(id=point_id_to_proto(point.id), score=point.score,
+                                 payload=payload_to_proto(point.payload))
+
+
+def route_to_proto(route: RouteInfo) -> common_pb.Route:
+    return common_pb.Route(arm=_ARM[route.arm], collection=route.collection, rollout=route.rollout,
+                           fallback=route.fallback)
+
+
+# -- collections -----------------------------------------------------------------------------
+
+_DISTANCE = {
+    coll_pb.DISTANCE_UNSPECIFIED: Distance.COSINE,
+    coll_pb.DISTANCE_COSINE: Distance.COSINE,
+    coll_pb.DISTANCE_DOT: Distance.DOT,
+    coll_pb.DISTANCE_EUCLID: Distance.EUCLID,
+    coll_pb.DISTANCE_MANHATTAN: Distance.MANHATTAN,
+}
+_DISTANCE_OUT = {Distance.COSINE: coll_pb.DISTANCE_COSINE, Distance.DOT: coll_pb.DISTANCE_DOT,
+                 Distance.EUCLID: coll_pb.DISTANCE_EUCLID, Distance.MANHATTAN: coll_pb.DISTANCE_MANHATTAN}
+
+
+def collection_spec_from_proto(message: coll_pb.Collection) -> CollectionSpec:
+    if message.distance not in _DISTANCE:
+        raise InvalidArgument("collection.distance", f"{message.distance} is not a known distance")
+    quantization = None
+    if message.HasField("scalar_quantization"):
+        q = message.scalar_quantization
+        quantization = ScalarQuantization(quantile=round(q.quantile, 6) or 0.99, always_ram=q.always_ram)  # float32 on the wire
+    return CollectionSpec(
+        name=message.name, dimension=message.dimension, distance=_DISTANCE[message.distance],
+        hnsw_m=message.hnsw.m, hnsw_ef_construct=message.hnsw.ef_construct,
+        full_scan_threshold=message.hnsw.full_scan_threshold, scalar_quantization=quantization,
+        embedding_model=message.embedding_model,
+    )
+
+
+def collection_to_proto(info: CollectionInfo) -> coll_pb.Collection:
+    spec = info.spec
+    message = coll_pb.Collection(
+        name=spec.name, dimension=spec.dimension, distance=_DISTANCE_OUT[Distance(spec.distance)],
+        hnsw=coll_pb.HnswConfig(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct,
+                                full_scan_threshold=spec.full_scan_threshold),
+        embedding_model=spec.embedding_model, points_count=info.points_count, aliases=list(info.aliases),
+    )
+    if spec.scalar_quantization is not None:
+        message.scalar_quantization.quantile = spec.scalar_quantization.quantile
+        message.scalar_quantization.always_ram = spec.scalar_quantization.always_ram
+    return message
+
+
+# -- rollouts --------------------------------------------------------------------------------
+
+_STATE_OUT = {state: getattr(roll_pb.Rollout, f"STATE_{state.name}") for state in RolloutState}
+_KIND_OUT = {kind: getattr(roll_pb.Decision, f"KIND_{kind.name}") for kind in DecisionKind}
+
+
+def analysis_from_proto(message: roll_pb.AnalysisPolicy) -> AnalysisPolicy:
+    """Zero fields mean 'default' (AnalysisPolicy.with_defaults fills them)."""
+    return AnalysisPolicy(
+        interval_s=duration_from_proto(message.interval), window_s=duration_from_proto(message.window),
+        error_codes=tuple(message.error_codes), max_error_rate=message.max_error_rate,
+        max_error_rate_delta=message.max_error_rate_delta, max_latency_ratio=message.max_latency_ratio,
+        latency_slack_s=duration_from_proto(message.latency_slack),
+        min_requests_per_arm=message.min_requests_per_arm,
+        max_consecutive_failures=message.max_consecutive_failures,
+        max_total_failures=message.max_total_failures, latency_quantile=message.latency_quantile,
+    )
+
+
+def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
+    return roll_pb.AnalysisPolicy(
+        interval=duration_to_proto(policy.interval_s), window=duration_to_proto(policy.window_s),
+        error_codes=list(policy.error_codes), max_error_rate=policy.max_error_rate,
+        max_error_rate_delta=policy.max_error_rate_delta, max_latency_ratio=policy.max_latency_ratio,
+        latency_slack=duration_to_proto(policy.latency_slack_s), min_requests_per_arm=policy.min_requests_per_arm,
+        max_consecutive_failures=policy.max_consecutive_failures, max_total_failures=policy.max_total_failures,
+        latency_quantile=policy.latency_quantile,
+    )
+
+
+def rollout_from_proto(message: roll_pb.Rollout) -> Rollout:
+    """The fields a client may set; output-only fields are ignored."""
+    return Rollout(
+        name=message.name, collection=message.collection, canary_collection=message.canary_collection,
+        primary_collection=message.primary_collection,
+        stages=tuple(Stage(weight_percent=s.weight_percent, min_duration_s=duration_from_proto(s.min_duration),
+                           min_requests=s.min_requests) for s in message.stages),
+        analysis=analysis_from_proto(message.analysis), auto_promote=message.auto_promote,
+    )
+
+
+def arm_stats_to_proto(stats: ArmStats | None) -> roll_pb.ArmStats | None:
+    if stats is None:
+        return None
+    message = roll_pb.ArmStats(requests=stats.requests, errors=stats.errors, error_rate=stats.error_rate)
+    if stats.latency_s is not None:
+        message.latency_seconds = stats.latency_s
+    return message
+
+
+def decision_to_proto(decision: Decision) -> roll_pb.Decision:
+    return roll_pb.Decision(
+        time=timestamp_to_proto(decision.time), kind=_KIND_OUT[decision.kind], reason=decision.reason,
+        stage=decision.stage, weight_percent=decision.weight_percent, primary=arm_stats_to_proto(decision.primary),
+        canary=arm_stats_to_proto(decision.canary), actor=decision.actor,
+    )
+
+
+def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_pb.Rollout:
+    return roll_pb.Rollout(
+        name=rollout.name, collection=rollout.collection, primary_collection=rollout.primary_collection,
+        canary_collection=rollout.canary_collection,
+        stages=[roll_pb.Stage(weight_percent=s.weight_percent, min_duration=duration_to_proto(s.min_duration_s),
+                              min_requests=s.min_requests) for s in rollout.stages],
+        analysis=analysis_to_proto(rollout.analysis), auto_promote=rollout.auto_promote,
+        state=_STATE_OUT[rollout.state], current_stage=rollout.current_stage, weight_percent=rollout.weight_percent,
+        decisions=[decision_to_proto(d) for d in rollout.decisions] if with_decisions else [],
+        create_time=timestamp_to_proto(rollout.create_time), update_time=timestamp_to_proto(rollout.update_time),
+        stage_elapsed=duration_to_proto(rollout.stage_elapsed_s),
+        consecutive_failures=rollout.consecutive_failures, total_failures=rollout.total_failures,
+    )

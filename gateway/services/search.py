@@ -1,0 +1,80 @@
+"""SearchServicer: searchgw.v1.SearchService over SearchCore."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gateway.core import PointInput, SearchCore, SearchParams
+from gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, parse_forced_arm
+from gateway.services.convert import (
+    filter_from_proto,
+    payload_from_proto,
+    point_id_from_proto,
+    route_to_proto,
+    scored_point_to_proto,
+)
+from searchgw.rpc import current_rpc
+from searchgw.v1 import search_service_pb2 as pb
+from searchgw.v1 import search_service_pb2_grpc as pb_grpc
+
+
+def _deadline(context, clock: Callable[[], float]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else clock() + remaining
+
+
+class SearchServicer(pb_grpc.SearchServiceServicer):
+    def __init__(self, core: SearchCore, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._core = core
+        self._clock = clock
+
+    async def Search(self, request: pb.SearchRequest, context) -> pb.SearchResponse:
+        labels = current_rpc().labels
+        labels["collection"] = request.collection
+        metadata = dict(context.invocation_metadata() or ())
+        query = request.WhichOneof("query")
+        params = SearchParams(
+            collection=request.collection,
+            text=request.text if query == "text" else None,
+            vector=request.vector.values if query == "vector" else None,
+            limit=request.limit,
+            routing_key=request.routing_key,
+            metadata_key=metadata.get(ROUTING_KEY_HEADER, ""),
+            forced_arm=parse_forced_arm(metadata.get(FORCED_ARM_HEADER)),
+            peer=context.peer() or "",
+            filter=filter_from_proto(request.filter) if request.HasField("filter") else None,
+            score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
+            with_payload=request.with_payload,
+            page_token=request.page_token,
+        )
+        outcome = await self._core.search(params, deadline=_deadline(context, self._clock),
+                                          on_route=lambda arm: labels.__setitem__("arm", arm.value))
+        return pb.SearchResponse(points=[scored_point_to_proto(p) for p in outcome.points],
+                                 route=route_to_proto(outcome.route), next_page_token=outcome.next_page_token)
+
+    async def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
+        current_rpc().labels["collection"] = request.collection
+        points = []
+        for index, point in enumerate(request.points):
+            content = point.WhichOneof("content")
+            points.append(PointInput(
+                id=point_id_from_proto(point.id, f"points[{index}].id"),
+                text=point.text if content == "text" else None,
+                vector=point.vector.values if content == "vector" else None,
+                payload=payload_from_proto(point.payload),
+            ))
+        count, collections = await self._core.upsert(request.collection, points,
+                                                      deadline=_deadline(context, self._clock))
+        return pb.UpsertResponse(upserted=count, collections=collections)
+
+    async def Delete(self, request: pb.DeleteRequest, context) -> pb.DeleteResponse:
+        current_rpc().labels["collection"] = request.collection
+        selector = request.WhichOneof("selector")
+        ids = filter_ = None
+        if selector == "ids":
+            ids = [point_id_from_proto(p, f"ids.ids[{i}]") for i, p in enumerate(request.ids.ids)]
+        elif selector == "filter":
+            filter_ = filter_from_proto(request.filter)
+        collections = await self._core.delete(request.collection, ids=ids, filter=filter_)
+        return pb.DeleteResponse(collections=collections)

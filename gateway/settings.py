@@ -1,0 +1,92 @@
+"""GatewaySettings: every knob of the gateway, built once at start-up."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+from searchgw.settings import SettingsError, setting
+
+ENV_PREFIX = "SEARCHGW_GATEWAY_"
+DEFAULT_PORT = 50051
+DEFAULT_METRICS_PORT = 9464
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = setting("127.0.0.1", "address to bind (0.0.0.0 or [::] in a container)")
+    port: int = setting(DEFAULT_PORT, "gRPC port; 0 picks a free one and logs it")
+    metrics_host: str = setting("127.0.0.1", "address of the Prometheus endpoint")
+    metrics_port: int = setting(DEFAULT_METRICS_PORT, "Prometheus port; 0 picks a free one, -1 turns it off")
+    data_dir: pathlib.Path = setting(pathlib.Path("./data"), "rollout state and the edge backend's collections")
+    backend: str = setting("edge", "vector backend: edge (embedded qdrant-edge) or qdrant (qdrant-client)")
+    qdrant_url: str = setting("", "Qdrant server URL for --backend qdrant (':memory:' or a path: local mode)")
+    qdrant_api_key: str = setting("", "Qdrant API key", secret=True)
+    qdrant_timeout_s: float = setting(5.0, "timeout of one Qdrant call")
+    qdrant_prefer_grpc: bool = setting(True, "talk to the Qdrant server over gRPC")
+    with_embedder: bool = setting(False, "start an embedding server in this process (on a loopback port)")
+    embedder_addr: str = setting("", "host:port of the embedding server (ignored with --with-embedder)")
+    embed_timeout_s: float = setting(5.0, "deadline of one embedder call (capped by the caller's deadline)")
+    default_embedding_model: str = setting("", "model for collections that name none (default: the embedder's)")
+    routing_key_fallback: str = setting("random", "key for requests without one: random (per request) or peer")
+    canary_fallback: bool = setting(True, "answer from primary when the canary fails with a retryable error")
+    controller_tick_s: float = setting(1.0, "how often the rollout controller looks for due checks")
+    default_limit: int = setting(10, "hits returned when a search sets no limit")
+    max_limit: int = setting(1000, "most hits one search may ask for (limit + page offset)")
+    max_upsert_points: int = setting(1000, "most points in one Upsert")
+    max_text_chars: int = setting(100_000, "most characters in one query or point text")
+    page_token_secret: str = setting("", "HMAC key of page tokens (default: random per process)", secret=True)
+    demo: bool = setting(False, "create and fill the demo collection 'docs' if it does not exist")
+    grace_period_s: float = setting(10.0, "how long in-flight calls may finish after SIGTERM")
+    max_message_bytes: int = setting(32 * 1024 * 1024, "largest gRPC message accepted or sent")
+    keepalive_time_s: float = setting(30.0, "HTTP/2 keepalive ping interval")
+    keepalive_timeout_s: float = setting(10.0, "how long a keepalive ping may go unanswered")
+    tls_cert: pathlib.Path | None = setting(None, "PEM certificate chain to serve TLS with (with --tls-key)")
+    tls_key: pathlib.Path | None = setting(None, "PEM private key of --tls-cert")
+    tls_client_ca: pathlib.Path | None = setting(None, "PEM CA bundle; when set, clients must present a "
+                                                       "certificate it signed (mutual TLS)")
+    auth_tokens_file: pathlib.Path | None = setting(None, "YAML file of bearer tokens (sha256) and their scopes; "
+                                                          "unset: no authentication")
+    rate_limit_rps: float = setting(0.0, "calls per second per principal (token bucket); 0: unlimited")
+    rate_limit_burst: int = setting(0, "bucket size of the rate limit (default: one second of calls)")
+    embedder_tls_ca: pathlib.Path | None = setting(None, "PEM CA that signed the embedder's certificate "
+                                                         "(enables TLS to the embedder)")
+    embedder_tls_cert: pathlib.Path | None = setting(None, "client certificate for mutual TLS to the embedder")
+    embedder_tls_key: pathlib.Path | None = setting(None, "private key of --embedder-tls-cert")
+    embedder_token: str = setting("", "bearer token the gateway presents to the embedder", secret=True)
+    tracing_exporter: str = setting("none", "span exporter: none, console or otlp (OTEL_* variables)")
+    log_level: str = setting("info", "log level")
+    log_format: str = setting("json", "log format: json or text")
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("--tls-cert and --tls-key: set both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise SettingsError("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+        if self.rate_limit_rps < 0 or self.rate_limit_burst < 0:
+            raise SettingsError("--rate-limit-rps and --rate-limit-burst must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"--port: {self.port} is not a port number")
+        if not -1 <= self.metrics_port <= 65535:
+            raise SettingsError(f"--metrics-port: {self.metrics_port} is not a port number (or -1)")
+        if self.backend not in ("edge", "qdrant"):
+            raise SettingsError(f"--backend: {self.backend!r} is not edge or qdrant")
+        if self.backend == "qdrant" and not self.qdrant_url:
+            raise SettingsError("--qdrant-url: required with --backend qdrant")
+        if self.routing_key_fallback not in ("random", "peer"):
+            raise SettingsError(f"--routing-key-fallback: {self.routing_key_fallback!r} is not random or peer")
+        for name in ("default_limit", "max_limit", "max_upsert_points", "max_text_chars", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"--{name.replace('_', '-')}: must be at least 1")
+        if self.default_limit > self.max_limit:
+            raise SettingsError("--default-limit: must not exceed --max-limit")
+        for name in ("embed_timeout_s", "qdrant_timeout_s", "controller_tick_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name.replace('_', '-')}: must be positive")
+        if self.tracing_exporter not in ("none", "console", "otlp"):
+            raise SettingsError(f"--tracing-exporter: {self.tracing_exporter!r} is not none, console or otlp")
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(f"--log-format: {self.log_format!r} is not json or text")
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"GatewaySettings(port={self.port}, backend={self.backend!r}, data_dir={str(self.data_dir)!r})"

@@ -1,0 +1,320 @@
+"""Loading deploy/ and what the code says it should agree with: helpers for test_manifests.py.
+
+Nothing here can build or start a container; everything is read from the files and the code:
+settings fields (`dataclasses.fields`), default ports, health service names (the generated
+descriptors), exported metrics (the servers' own registries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+import shlex
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from embedder.metrics import EmbedderMetrics
+from embedder.settings import ENV_PREFIX as EMBEDDER_ENV_PREFIX, EmbedderSettings
+from gateway.metrics import GatewayMetrics
+from gateway.settings import ENV_PREFIX as GATEWAY_ENV_PREFIX, GatewaySettings
+from searchgw.v1 import collection_service_pb2, embed_service_pb2, rollout_service_pb2, search_service_pb2
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+COMPOSE_FILE = DEPLOY / "compose" / "compose.yaml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+PROMETHEUS = DEPLOY / "prometheus"
+RULES_FILE = PROMETHEUS / "rules" / "searchgw.rules.yml"
+RULES_TEST_FILE = PROMETHEUS / "rules" / "searchgw.rules.test.yml"
+DASHBOARD_FILE = DEPLOY / "grafana" / "searchgw-dashboard.json"
+OPERATIONS_DOC = ROOT / "docs" / "operations.md"
+
+
+# -- files ---------------------------------------------------------------------------------------
+def yaml_docs(path: pathlib.Path) -> list[Any]:
+    """The non-empty documents of a (multi-document) YAML file."""
+    with path.open() as handle:
+        return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
+
+
+def deploy_files(*suffixes: str) -> list[pathlib.Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix in suffixes)
+
+
+def k8s_objects() -> list[dict]:
+    """Every object of the Kustomize base (the kustomization itself excluded)."""
+    objects = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml_docs(path):
+            objects.append(doc)
+    return objects
+
+
+def k8s_index() -> dict[tuple[str, str], dict]:
+    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in k8s_objects()}
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD_FILE.read_text())
+
+
+# -- the code's side -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Server:
+    """One of the two servers as the code defines it."""
+
+    name: str  # "gateway" | "embedder"
+    settings_cls: type
+    env_prefix: str
+    health_services: tuple[str, ...]
+
+    def env_fields(self) -> dict[str, dataclasses.Field]:
+        return {self.env_prefix + f.name.upper(): f for f in dataclasses.fields(self.settings_cls)}
+
+    def default(self, field_name: str) -> Any:
+        return {f.name: f.default for f in dataclasses.fields(self.settings_cls)}[field_name]
+
+
+def _service_name(module, name: str) -> str:
+    return module.DESCRIPTOR.services_by_name[name].full_name
+
+
+GATEWAY = Server("gateway", GatewaySettings, GATEWAY_ENV_PREFIX, (
+    _service_name(search_service_pb2, "SearchService"),
+    _service_name(collection_service_pb2, "CollectionService"),
+    _service_name(rollout_service_pb2, "RolloutService"),
+))
+EMBEDDER = Server("embedder", EmbedderSettings, EMBEDDER_ENV_PREFIX, (
+    _service_name(embed_service_pb2, "EmbedService"),
+))
+SERVERS = (GATEWAY, EMBEDDER)
+
+
+def server_for_env(name: str) -> Server | None:
+    for server in SERVERS:
+        if name.startswith(server.env_prefix):
+            return server
+    return None
+
+
+def rpc_methods() -> dict[str, Any]:
+    """'/package.Service/Method' -> method descriptor, for every RPC of the API."""
+    methods = {}
+    for module in (search_service_pb2, collection_service_pb2, rollout_service_pb2, embed_service_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                methods[f"/{service.full_name}/{method.name}"] = method
+    return methods
+
+
+@dataclass
+class ExportedMetrics:
+    """Sample names the servers export, and the label names each carries."""
+
+    labels: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_servers(cls) -> ExportedMetrics:
+        exported = cls()
+        for metrics in (GatewayMetrics(), EmbedderMetrics()):
+            # Label names per family, from the metric objects (a labelled family has no samples
+            # until a child exists, so registry.collect() alone cannot tell them).
+            family_labels = {}
+            for value in vars(metrics).values():
+                if isinstance(value, MetricWrapperBase):
+                    family_labels[value._name] = frozenset(value._labelnames)
+            for family in metrics.registry.collect():
+                base = family_labels.get(family.name, frozenset())
+                names = {family.name: base}
+                if family.type == "counter":
+                    names = {f"{family.name}_total": base, f"{family.name}_created": base}
+                elif family.type == "histogram":
+                    names = {f"{family.name}_bucket": base | {"le"}, f"{family.name}_sum": base,
+                             f"{family.name}_count": base, f"{family.name}_created": base}
+                for sample in family.samples:  # whatever the registry actually emits
+                    names.setdefault(sample.name, frozenset(sample.labels))
+                exported.labels.update(names)
+        return exported
+
+
+# -- PromQL, just enough to find metric names and label matchers ---------------------------------
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+             "offset", "bool", "inf", "nan", "atan2"}
+_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
+_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)?\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_IDENT = re.compile(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*")
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard query with Grafana's variables replaced by values PromQL accepts."""
+    replacements = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "${datasource}": "",
+                    "$collection": ".*", "$rpc": "Search"}
+    for variable, value in replacements.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric (or recorded series) names an expression reads."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = _GROUPING.sub(" ", text)
+    text = re.sub(r"\boffset\s+\w+", " ", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        name = match.group(0)
+        if name in _KEYWORDS or text[match.end():].lstrip().startswith("("):
+            continue  # a keyword or a function call
+        names.add(name)
+    return names
+
+
+def grouping_labels(expr: str) -> set[str]:
+    labels = set()
+    for match in _GROUPING.finditer(expr):
+        labels |= {part.strip() for part in match.group(2).split(",") if part.strip()}
+    return labels
+
+
+@dataclass(frozen=True)
+class Matcher:
+    metric: str | None
+    label: str
+    op: str
+    value: str
+
+
+def label_matchers(expr: str) -> Iterator[Matcher]:
+    for selector in _SELECTOR.finditer(expr):
+        for matcher in _MATCHER.finditer(selector.group(2)):
+            yield Matcher(selector.group(1), matcher.group(1), matcher.group(2), matcher.group(3))
+
+
+# -- rules ---------------------------------------------------------------------------------------
+def rules() -> list[dict]:
+    return [rule for group in yaml_docs(RULES_FILE)[0]["groups"] for rule in group["rules"]]
+
+
+def alerts() -> list[dict]:
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def recorded_labels() -> dict[str, frozenset[str]]:
+    """Recorded series -> the labels they keep (their `by` clauses, else those of the series they use)."""
+    recorded: dict[str, frozenset[str]] = {}
+    for rule in rules():
+        if "record" not in rule:
+            continue
+        labels = grouping_labels(rule["expr"]) - {"le"}
+        if not labels:
+            labels = set().union(*(recorded.get(name, frozenset()) for name in metric_names(rule["expr"])))
+        recorded[rule["record"]] = frozenset(labels)
+    return recorded
+
+
+def dashboard_queries(board: dict | None = None) -> list[str]:
+    """Every PromQL expression of the dashboard: panel targets and annotation queries."""
+    board = board or dashboard()
+    exprs = [target["expr"] for panel in board["panels"] for target in panel.get("targets", ())]
+    exprs += [a["expr"] for a in board["annotations"]["list"] if a.get("expr")]
+    return exprs
+
+
+def dashboard_variable_queries(board: dict | None = None) -> list[tuple[str, str]]:
+    """(metric, label) of every `label_values(metric, label)` template variable."""
+    board = board or dashboard()
+    found = []
+    for variable in board["templating"]["list"]:
+        query = variable.get("query")
+        if isinstance(query, dict):
+            query = query.get("query", "")
+        match = re.fullmatch(r"\s*label_values\(\s*([A-Za-z_:][\w:]*)\s*,\s*(\w+)\s*\)\s*", query or "")
+        if match:
+            found.append((match.group(1), match.group(2)))
+    return found
+
+
+# -- Dockerfile ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Instruction:
+    stage: int
+    keyword: str
+    args: str
+
+
+def dockerfile_instructions(path: pathlib.Path = DOCKERFILE) -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped, numbered by stage."""
+    logical, current = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    stage = -1
+    out = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            stage += 1
+        out.append(Instruction(stage, keyword, args.strip()))
+    return out
+
+
+def env_assignments(args: str) -> dict[str, str]:
+    """KEY=VALUE pairs of an ENV instruction."""
+    values = {}
+    for token in shlex.split(args):
+        key, sep, value = token.partition("=")
+        if sep:
+            values[key] = value
+    return values
+
+
+def flag_values(server: Server, argv: Iterable[str]) -> dict[str, Any]:
+    """Settings flags in a command line -> {field name: raw value} (booleans as True/False)."""
+    fields = {("--" + f.name.replace("_", "-")): f for f in dataclasses.fields(server.settings_cls)}
+    for f in dataclasses.fields(server.settings_cls):
+        if f.metadata.get("flag"):
+            fields[f.metadata["flag"]] = f
+    values: dict[str, Any] = {}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            i += 1
+            continue
+        name, eq, inline = arg.partition("=")
+        negated = name.startswith("--no-") and ("--" + name[5:]) in fields
+        key = "--" + name[5:] if negated else name
+        if key not in fields:
+            raise AssertionError(f"{arg!r} is not a flag of {server.settings_cls.__name__}")
+        f = fields[key]
+        if f.type in (bool, "bool"):
+            values[f.name] = not negated
+            i += 1
+        elif eq:
+            values[f.name] = inline
+            i += 1
+        else:
+            values[f.name] = args[i + 1]
+            i += 2
+    return values
