@@ -51,6 +51,6 @@ async def _main(settings: EmbedderSettings) -> int:
         log.error("cannot serve: %s", exc)
         await server.stop(0)
         return 2
-    print(f"embedder serving on {server.address}", flush=True)
-    await run_until_signalled(server.stop)
+    await run_until_signalled(server.stop,
+                              on_ready=lambda: print(f"embedder serving on {server.address}", flush=True))
     return 0

@@ -38,7 +38,9 @@ class EmbedderClient:
         self.target = target
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.keepalive_time_ms", 30000)]
+                   ("grpc.keepalive_time_ms", 30000),
+                   # Spread calls over every address the name resolves to (a headless Service's pods).
+                   ("grpc.lb_policy_name", "round_robin")]
         if channel is None:
             interceptors = aio_client_interceptors()
             channel = (grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)

@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--addr", default=os.environ.get("SEARCHGW_ADDR", "127.0.0.1:50051"),
                             help="gateway host:port [env SEARCHGW_ADDR]")
         parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
+        parser.add_argument("--token", default=os.environ.get("SEARCHGW_TOKEN", ""),
+                            help="bearer token [env SEARCHGW_TOKEN]")
+        parser.add_argument("--tls-ca", default=os.environ.get("SEARCHGW_TLS_CA"),
+                            help="PEM CA of the gateway's certificate: connect with TLS [env SEARCHGW_TLS_CA]")
+        parser.add_argument("--tls-cert", default=os.environ.get("SEARCHGW_TLS_CERT"),
+                            help="client certificate for mutual TLS [env SEARCHGW_TLS_CERT]")
+        parser.add_argument("--tls-key", default=os.environ.get("SEARCHGW_TLS_KEY"),
+                            help="key of --tls-cert [env SEARCHGW_TLS_KEY]")
         return parser
 
     search = client_parser("search", "search a collection by text")
@@ -59,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--batch-size", type=int, default=64)
     ingest.add_argument("--id-field", default="id")
     ingest.add_argument("--text-field", default="text")
+    ingest.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="skip the index build at the end (the embedded engine scans until it is built)")
     ingest.set_defaults(run=lambda a: _client(a, _ingest))
 
     collections = client_parser("collections", "manage collections and aliases")
@@ -72,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--embedding-model", default="")
     delete = ops.add_parser("delete")
     delete.add_argument("name")
+    optimize = ops.add_parser("optimize", help="build the collection's index now")
+    optimize.add_argument("name")
     alias = ops.add_parser("alias", help="point ALIAS at COLLECTION")
     alias.add_argument("alias")
     alias.add_argument("collection")
@@ -131,24 +143,31 @@ async def _run_gateway(settings, embedder_settings) -> int:
     gateway = await create_server(settings)
     if settings.demo:
         await ensure_demo_collection(gateway.core)
-    print(f"gateway serving on {gateway.address}"
-          + (f" (embedder on {embedder.address})" if embedder else ""), flush=True)
-
     async def stop() -> None:
         await gateway.stop()
         if embedder is not None:
             await embedder.stop()
 
-    await run_until_signalled(stop)
+    await run_until_signalled(stop, on_ready=lambda: print(
+        f"gateway serving on {gateway.address}" + (f" (embedder on {embedder.address})" if embedder else ""),
+        flush=True))
     return 0
 
 
 # -- client commands -----------------------------------------------------------------------
 def _client(args: argparse.Namespace, command) -> int:
     from gateway.client import GatewayClient
+    from searchgw import security
+
+    credentials = None
+    if args.tls_ca:
+        credentials = security.channel_credentials(pathlib.Path(args.tls_ca),
+                                                   args.tls_cert and pathlib.Path(args.tls_cert),
+                                                   args.tls_key and pathlib.Path(args.tls_key))
+    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
 
     async def main() -> int:
-        async with GatewayClient(args.addr) as client:
+        async with GatewayClient(args.addr, credentials=credentials, metadata=metadata) as client:
             return await command(client, args) or 0
 
     try:
@@ -211,7 +230,9 @@ async def _ingest(client, args) -> int:
             await client.upsert(args.collection, batch, timeout=args.timeout)
             written += len(batch)
             bar.update(len(batch))
-    print(f"upserted {written} points into {args.collection}")
+    if args.optimize:
+        await client.optimize_collection(args.collection, timeout=max(args.timeout, 600.0))
+    print(f"upserted {written} points into {args.collection}" + (" and built its index" if args.optimize else ""))
     return 0
 
 
@@ -232,6 +253,8 @@ async def _collections(client, args) -> int:
     elif args.op == "delete":
         await client.delete_collection(args.name, timeout=args.timeout)
         print(f"deleted {args.name}")
+    elif args.op == "optimize":
+        _print(await client.optimize_collection(args.name, timeout=max(args.timeout, 600.0)))
     elif args.op == "alias":
         previous = await client.update_alias(args.alias, args.collection, timeout=args.timeout)
         print(f"{args.alias} -> {args.collection}" + (f" (was {previous})" if previous else ""))

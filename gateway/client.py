@@ -150,6 +150,11 @@ class GatewayClient:
                                     coll_pb.UpdateAliasRequest(alias=alias, collection=collection), timeout)
         return response.previous_collection
 
+    async def optimize_collection(self, name: str, *, timeout: float | None = None) -> coll_pb.Collection:
+        response = await self._call(self.collection_stub.OptimizeCollection,
+                                    coll_pb.OptimizeCollectionRequest(name=name), timeout)
+        return response.collection
+
     async def list_aliases(self, *, timeout: float | None = None) -> dict[str, str]:
         response = await self._call(self.collection_stub.ListAliases, coll_pb.ListAliasesRequest(), timeout)
         return {a.alias: a.collection for a in response.aliases}

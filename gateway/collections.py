@@ -87,6 +87,11 @@ class CollectionAdmin:
         self._refuse_if_in_rollout(alias, "delete")
         await self._core.backend_call("delete_alias", self._backend.delete_alias(alias))
 
+    async def optimize(self, name: str) -> CollectionInfo:
+        physical = await self._backend.resolve(name)
+        await self._core.backend_call("optimize", self._backend.optimize(physical))
+        return await self._backend.get_collection(physical)
+
     async def aliases(self) -> dict[str, str]:
         return await self._backend.list_aliases()
 

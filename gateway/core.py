@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from opentelemetry import trace
 
 from gateway.backends import (
     CollectionInfo,
@@ -36,6 +37,7 @@ from gateway.settings import GatewaySettings
 from searchgw.errors import DeadlineExceeded, InvalidArgument, NotFound, SearchgwError, Unavailable
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("gateway.core")
 
 #: Canary errors that primary may answer instead.
 _RETRYABLE = (Unavailable, DeadlineExceeded)
@@ -118,9 +120,11 @@ class SearchCore:
         self._collections.pop(physical, None)
 
     async def backend_call(self, operation: str, awaitable):
+        """Await a backend call, timed, traced, and with engine failures turned into UNAVAILABLE."""
         started = self._clock()
         try:
-            return await awaitable
+            with _tracer.start_as_current_span(f"backend.{operation}", attributes={"backend": self.backend.kind}):
+                return await awaitable
         except SearchgwError:
             raise
         except Exception as exc:  # the engine failed: a dependency failure, not a client error
@@ -134,7 +138,9 @@ class SearchCore:
             raise InvalidArgument(field, "this gateway has no embedder configured; send a vector instead")
         started = self._clock()
         try:
-            return await self.embedder.embed(texts, model=model, field=field, deadline=deadline)
+            with _tracer.start_as_current_span("embed", attributes={"embedding.model": model,
+                                                                    "embedding.texts": len(texts)}):
+                return await self.embedder.embed(texts, model=model, field=field, deadline=deadline)
         finally:
             self.metrics.embed_duration.observe(self._clock() - started)
 
@@ -198,6 +204,9 @@ class SearchCore:
                 if decision.in_analysis:
                     self.controller.record(decision.rollout, decision.arm, "OK", self._clock() - started)
                 route = RouteInfo(decision.arm, decision.collection, decision.rollout)
+        trace.get_current_span().set_attributes({
+            "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
+            "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
         next_token = self._pages.issue(offset + limit, query_print) if len(points) == limit else ""
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
 

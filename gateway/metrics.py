@@ -9,6 +9,8 @@ from __future__ import annotations
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.rollout import DecisionKind
+
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 ROLLOUT_STATES = ("running", "paused", "awaiting_promotion", "promoted", "rolled_back", "aborted")
 
@@ -45,6 +47,7 @@ class GatewayMetrics:
                                       "Latency quantile in the analysis window at the last check",
                                       ["rollout", "arm"], registry=r)
         self.ready = Gauge("searchgw_ready", "1 when the gateway is SERVING", registry=r)
+        self._counted_rollouts: set[str] = set()
 
     # -- RpcObserver -----------------------------------------------------------------------
     def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None:
@@ -54,7 +57,18 @@ class GatewayMetrics:
         self.request_duration.labels(rpc, arm).observe(seconds)
 
     # -- rollout observer ------------------------------------------------------------------
+    def _init_decision_counters(self, rollout) -> None:
+        """Create every kind's counter at 0 the first time a rollout is seen, so that `increase()`
+        in alerts and annotations also sees the first decision of a kind."""
+        if rollout.name in self._counted_rollouts:
+            return
+        self._counted_rollouts.add(rollout.name)
+        for kind in DecisionKind:
+            if kind is not DecisionKind.UNSPECIFIED:
+                self.decisions.labels(rollout.name, kind.name.lower())
+
     def on_change(self, rollout) -> None:
+        self._init_decision_counters(rollout)
         self.rollout_weight.labels(rollout.name, rollout.collection).set(rollout.weight_percent / 100.0)
         current = rollout.state.name.lower() if hasattr(rollout.state, "name") else str(rollout.state).lower()
         for state in ROLLOUT_STATES:

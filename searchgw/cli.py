@@ -3,7 +3,7 @@
     searchgw embedder serve ...         the embedding server          (embedder.cli)
     searchgw serve ...                  the gateway (+ embedder)       (gateway.cli)
     searchgw collections|ingest|search|rollout ...                      (gateway.cli)
-    searchgw loadgen ...                the load generator             (gateway.loadgen, when present)
+    searchgw loadgen ...                the load generator             (loadgen.cli)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from embedder.model.catalog import (
     load_default_model,
 )
 from embedder.model.export import BertConfig, build_bert_model, export_bert_onnx
-from embedder.model.runtime import EmbeddingModel, Encoded, ModelSpec, Pooling, normalize
+from embedder.model.runtime import EmbeddingModel, Encoded, ModelSpec, Pooling, create_session, normalize
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -27,6 +27,7 @@ __all__ = [
     "ModelSpec",
     "Pooling",
     "build_bert_model",
+    "create_session",
     "default_model_dir",
     "default_source_dir",
     "export_bert_onnx",

@@ -57,6 +57,17 @@ class Encoded:
     truncated: bool
 
 
+def create_session(onnx_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """The onnxruntime session a model runs in: CPU, every graph optimisation, sequential execution,
+    one inter-op thread and `intra_op_threads` threads per operator (None or 0: one per core)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_path), options, providers=[EXECUTION_PROVIDER])
+
+
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Scale each row (last axis) to unit L2 length; all-zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
@@ -100,12 +111,7 @@ class EmbeddingModel:
         if not tokenizer_path.is_file():
             raise FileNotFoundError(f"{model_dir}: no tokenizer.json")
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), options, providers=[EXECUTION_PROVIDER])
+        session = create_session(onnx_path, intra_op_threads)
         output = session.get_outputs()[0]
         if len(output.shape) != 3:
             raise ValueError(f"{onnx_path}: the first output {output.name} is not [batch, sequence, hidden]")

@@ -38,3 +38,6 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     async def ListAliases(self, request, context) -> pb.ListAliasesResponse:
         aliases = await self._admin.aliases()
         return pb.ListAliasesResponse(aliases=[pb.Alias(alias=a, collection=c) for a, c in sorted(aliases.items())])
+
+    async def OptimizeCollection(self, request, context) -> pb.OptimizeCollectionResponse:
+        return pb.OptimizeCollectionResponse(collection=collection_to_proto(await self._admin.optimize(request.name)))

@@ -12,6 +12,7 @@ duration and the labels the handler put on `current_rpc()` (the gateway adds its
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -110,6 +111,8 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._wrap_unary(method, handler.unary_unary))
         if handler.unary_stream is not None:
+            if inspect.iscoroutinefunction(handler.unary_stream):  # writes with context.write (Health/Watch)
+                return handler._replace(unary_stream=self._wrap_unary(method, handler.unary_stream))
             return handler._replace(unary_stream=self._wrap_stream(method, handler.unary_stream))
         return handler
 

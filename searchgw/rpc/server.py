@@ -63,8 +63,13 @@ def server_options(*, max_message_bytes: int, keepalive_time_s: float, keepalive
     ]
 
 
-async def run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
-    """Wait for SIGTERM or SIGINT, then run `stop` (flip health, drain, persist) once."""
+async def run_until_signalled(stop: Callable[[], Awaitable[None]],
+                              on_ready: Callable[[], None] | None = None) -> None:
+    """Wait for SIGTERM or SIGINT, then run `stop` (flip health, drain, persist) once.
+
+    `on_ready` runs once the handlers are installed: announce readiness there, so a signal sent
+    as soon as a supervisor sees the announcement is never lost.
+    """
     import asyncio
     import signal
 
@@ -72,6 +77,8 @@ async def run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
     signalled = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled.set)
+    if on_ready is not None:
+        on_ready()
     try:
         await signalled.wait()
     finally:

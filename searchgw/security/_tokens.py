@@ -53,7 +53,7 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         """True when this principal's scopes grant `scope` (admin ⊇ write ⊇ read)."""
-        return scope in expand_scopes(self.scopes)
+        return any(scope in _IMPLIES.get(granted, ()) for granted in self.scopes)
 
 
 def token_digest(token: str) -> bytes:

@@ -70,6 +70,11 @@ class CollectionServiceStub:
                 request_serializer=searchgw_dot_v1_dot_collection__service__pb2.ListAliasesRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.ListAliasesResponse.FromString,
                 _registered_method=True)
+        self.OptimizeCollection = channel.unary_unary(
+                '/searchgw.v1.CollectionService/OptimizeCollection',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -125,6 +130,15 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OptimizeCollection(self, request, context):
+        """OptimizeCollection builds the collection's search index now. The embedded engine indexes only
+        when asked (until then it scans); the build holds the gateway process for seconds per 10 000
+        points, so run it after a bulk load and off-peak. A Qdrant server indexes by itself: no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +176,11 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.ListAliases,
                     request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.ListAliasesRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_collection__service__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'OptimizeCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.OptimizeCollection,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +373,33 @@ class CollectionService:
             '/searchgw.v1.CollectionService/ListAliases',
             searchgw_dot_v1_dot_collection__service__pb2.ListAliasesRequest.SerializeToString,
             searchgw_dot_v1_dot_collection__service__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OptimizeCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/OptimizeCollection',
+            searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

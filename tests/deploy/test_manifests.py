@@ -8,7 +8,6 @@ settings fields and defaults, health service names, exported metrics and their l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil

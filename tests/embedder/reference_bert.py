@@ -1,4 +1,5 @@
-"""A plain numpy BERT forward pass with sentence-transformers pooling: the oracle for the ONNX export.
+"""A plain numpy BERT forward pass with sentence-transformers pooling: the oracle for the ONNX export,
+and the diverse texts it is checked on.
 
 Written from the BERT paper and the Hugging Face checkpoint layout, on purpose sharing nothing with
 `embedder.model.export`: it runs one unpadded sequence at a time in float64, one head at a time, so
@@ -14,6 +15,25 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file
+
+#: Over 256 tokens: the model's limit cuts it.
+OVER_LONG_TEXT = "The committee reviewed every clause of the proposal before voting. " * 40
+#: Texts to judge an export on: paraphrases, an unrelated text, several scripts, emoji, one
+#: character, and an over-long text.
+DIVERSE_TEXTS = (
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The new movie is awesome, I loved every minute of it.",
+    "Ein Mann isst Brot.",
+    "Un homme mange du pain à la terrasse d'un café.",
+    "一个男人在吃面包。",
+    "Мужчина ест хлеб на кухне.",
+    "رجل يأكل الخبز في المطبخ",
+    "मनुष्य रसोई में रोटी खा रहा है।",
+    "🍞🥖 breakfast time! 😋🎉",
+    "x",
+    OVER_LONG_TEXT,
+)
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -43,9 +63,13 @@ class ReferenceBert:
         self.eps = config.get("layer_norm_eps", 1e-12)
         raw = load_file(Path(model_dir) / "model.safetensors")
         self.w = {name: value.astype(np.float64) for name, value in raw.items()}
+        # torch's Linear stores [out, in]; keep each as a contiguous [in, out] for fast products.
+        self.linear_in_out = {name.removesuffix(".weight"): np.ascontiguousarray(value.T)
+                              for name, value in self.w.items()
+                              if name.startswith("encoder.") and name.endswith(".weight") and value.ndim == 2}
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
-        return x @ self.w[f"{name}.weight"].T + self.w[f"{name}.bias"]
+        return x @ self.linear_in_out[name] + self.w[f"{name}.bias"]
 
     def hidden_states(self, ids: Sequence[int]) -> np.ndarray:
         """Last hidden state [len(ids), hidden] of one sequence (all tokens real, token type 0)."""

@@ -84,6 +84,7 @@ def test_scopes_nest_admin_over_write_over_read(granted, allowed, refused):
 
 def test_unknown_scope_is_never_granted():
     assert not Principal("p", frozenset({"admin"})).allows("superuser")
+    assert not Principal("p", frozenset({"superuser"})).allows("read")
     with pytest.raises(ValueError, match="unknown scope"):
         expand_scopes(["root"])
 
