@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from embedder.core import EmbedderCore
 from embedder.metrics import EmbedderMetrics
@@ -22,7 +21,7 @@ from embedder.settings import EmbedderSettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import server_options
-from searchgw.telemetry import MetricsEndpoint
+from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import embed_service_pb2, embed_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ async def create_server(settings: EmbedderSettings) -> EmbedderServer:
     """Bind and start the gRPC server (health NOT_SERVING); call `load()` next."""
     metrics = EmbedderMetrics()
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), DomainErrorInterceptor(metrics),
+        interceptors=[server_tracing_interceptor(), DomainErrorInterceptor(metrics),
                       *security.interceptors_for(settings, METHOD_SCOPES)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,

@@ -192,7 +192,7 @@ class SearchCore:
                     self.controller.record(decision.rollout, decision.arm, _code_name(exc), self._clock() - started)
                 if not self._may_fall_back(decision, exc, deadline):
                     raise
-                log.warning("canary failed; primary answers", extra={"rollout": decision.rollout,
+                log.debug("canary failed; primary answers", extra={"rollout": decision.rollout,
                                                                     "error": _code_name(exc)})
                 self.metrics.fallbacks.labels(params.collection).inc()
                 if on_route is not None:

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from embedder.client import EmbedderClient
 from gateway.backends import VectorBackend, open_backend
@@ -28,7 +27,7 @@ from gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import server_options
-from searchgw.telemetry import MetricsEndpoint
+from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import (
     collection_service_pb2,
     collection_service_pb2_grpc,
@@ -135,7 +134,7 @@ async def create_server(
     core = SearchCore(backend, router, controller, embedder, settings, metrics, clock=clock)
 
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), DomainErrorInterceptor(metrics),
+        interceptors=[server_tracing_interceptor(), DomainErrorInterceptor(metrics),
                       *security.interceptors_for(settings, METHOD_SCOPES)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,

@@ -36,3 +36,13 @@ async def embedder_server() -> EmbedderServer:
 def embedding_models(embedder_server):
     """The loaded models, to start more embedders without loading the weights again."""
     return embedder_server.core.models()
+
+
+@pytest.fixture
+async def rig(tmp_path, embedder_server):
+    """Start real gateways (edge or qdrant backend, fault-injectable) on the session's embedder."""
+    from tests.rigs import GatewayRig
+
+    rig = GatewayRig(tmp_path, embedder_server.address)
+    yield rig
+    await rig.close()

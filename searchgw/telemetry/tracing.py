@@ -39,3 +39,11 @@ def configure_tracing(service_name: str, exporter: str = "none",
     elif exporter != "none":
         raise ValueError(f"unknown tracing exporter {exporter!r} (none, console, otlp)")
     return _configured
+
+
+def server_tracing_interceptor():
+    """The OpenTelemetry server interceptor (W3C trace context from metadata), minus health checks:
+    probes would flood traces, and its wrapper cannot carry Health/Watch's `context.write` stream."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+    return aio_server_interceptor(filter_=filters.negate(filters.health_check()))

@@ -1,10 +1,8 @@
-"""Gateway fixtures: real gateways on loopback over real backends and the session's real embedder."""
+"""Rigs for tests: real gateways on loopback over real backends and the session's real embedder."""
 
 from __future__ import annotations
 
 import pathlib
-
-import pytest
 
 from embedder.client import EmbedderClient
 from gateway.backends import EdgeBackend, FaultInjectingBackend, QdrantBackend
@@ -71,10 +69,3 @@ class GatewayRig:
             await client.close()
         for server in list(self.servers):
             await server.stop(0)
-
-
-@pytest.fixture
-async def rig(tmp_path, embedder_server):
-    rig = GatewayRig(tmp_path, embedder_server.address)
-    yield rig
-    await rig.close()
