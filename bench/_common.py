@@ -71,6 +71,16 @@ class Machine:
         return f"{self.cores} cores, {self.cpu}, {self.date}"
 
 
+def configure_like_production(log_level: str = "error") -> None:
+    """Tracing as the CLI sets it up (an SDK TracerProvider: spans are made, none exported), so the
+    servers pay what a deployed one pays; logs to stderr from `log_level` up (the fallback warnings
+    of a failing canary would otherwise drown the output)."""
+    from searchgw.telemetry import configure_logging, configure_tracing  # noqa: PLC0415
+
+    configure_logging(log_level, "text")
+    configure_tracing("searchgw-bench", "none")
+
+
 # -- load from another process ---------------------------------------------------------------------
 ProgressHandler = Callable[[float, Progress], None]
 """Called with (wall-clock time the snapshot was taken, the snapshot)."""

@@ -119,23 +119,33 @@ async def edge_runs(data_dir: Path, name: str, queries: np.ndarray) -> dict[str,
     return runs
 
 
-def report(title: str, runs: dict[str, Run]) -> None:
-    print(f"\n{title}")
+def report(title: str, runs: dict[str, Run], log=print) -> None:
+    log(f"\n{title}")
     for run in runs.values():
-        print(run.line())
+        log(run.line())
     direct, seq_off = runs["direct"].qps, runs["seq-off"].qps
-    print(f"  ratios: sequential backend / engine direct = {seq_off / direct:.2f}; "
+    log(f"  ratios: sequential backend / engine direct = {seq_off / direct:.2f}; "
           f"batching on / off: sequential {runs['seq-on'].qps / seq_off:.2f}, "
           f"{CONCURRENCY} concurrent {runs['c16-on'].qps / runs['c16-off'].qps:.2f}; "
           f"{CONCURRENCY} concurrent batching on / engine direct = {runs['c16-on'].qps / direct:.2f}")
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=1600, help="queries per measurement")
-    args = parser.parse_args()
-    queries = unit_vectors(args.queries, seed=2)
+@dataclass
+class BackendResults:
+    runs: dict[str, dict[str, Run]]  # "1000", "20000", "20000-indexed" -> runs by key (see edge_runs)
+    upserts_s: dict[int, float]  # edge upsert time by size
+    optimize_s: float  # the 20k HNSW build
+    local: Run | None = None  # qdrant-client local mode, 20k, sequential
+    local_upsert_s: float | None = None
+
+
+async def run(queries_per_run: int = 1600, *, with_local: bool = True, log=print) -> BackendResults:
+    """Every measurement of this benchmark; `log` gets the same lines `main()` prints."""
+    queries = unit_vectors(queries_per_run, seed=2)
     results: dict[str, dict[str, Run]] = {}
+    upserts: dict[int, float] = {}
+    optimize_s = 0.0
+    local_run = local_upsert_s = None
 
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         root = Path(tmp)
@@ -143,30 +153,40 @@ async def main() -> None:
             vectors = unit_vectors(size, seed=1)
             data_dir = root / f"edge-{size}"
             backend = EdgeBackend(data_dir)
-            upsert_s = await fill(backend, "bench", vectors)
+            upserts[size] = await fill(backend, "bench", vectors)
             await backend.close()
-            print(f"\nedge {size} points: upsert {upsert_s:.2f} s")
+            log(f"\nedge {size} points: upsert {upserts[size]:.2f} s")
             results[f"{size}"] = await edge_runs(data_dir, "bench", queries)
-            report(f"edge, {size} points" + (", not indexed" if size > 1_000 else ""), results[f"{size}"])
+            report(f"edge, {size} points" + (", not indexed" if size > 1_000 else ""), results[f"{size}"], log=log)
             if size > 1_000:
                 backend = EdgeBackend(data_dir)
                 start = time.perf_counter()
                 await backend.optimize("bench")
-                print(f"\nedge {size} points: optimize (HNSW build) {time.perf_counter() - start:.1f} s")
+                optimize_s = time.perf_counter() - start
+                log(f"\nedge {size} points: optimize (HNSW build) {optimize_s:.1f} s")
                 await backend.close()
                 results[f"{size}-indexed"] = await edge_runs(data_dir, "bench", queries)
-                report(f"edge, {size} points, indexed", results[f"{size}-indexed"])
+                report(f"edge, {size} points, indexed", results[f"{size}-indexed"], log=log)
 
-        local = QdrantBackend(":memory:")
-        upsert_s = await fill(local, "bench", unit_vectors(20_000, seed=1))
-        local_queries = queries[:100]
-        await closed_loop("warm-up", local, "bench", local_queries[:5], 1)
-        local_run = await closed_loop("qdrant-client local mode, sequential", local, "bench", local_queries, 1)
-        await local.close()
-        edge_indexed = results["20000-indexed"]["seq-on"]
-        print(f"\nqdrant-client local mode, 20000 points: upsert {upsert_s:.1f} s")
-        print(local_run.line())
-        print(f"  ratio: edge (indexed, sequential) / local mode queries/s = {edge_indexed.qps / local_run.qps:.0f}")
+        if with_local:
+            local = QdrantBackend(":memory:")
+            local_upsert_s = await fill(local, "bench", unit_vectors(20_000, seed=1))
+            local_queries = queries[:100]
+            await closed_loop("warm-up", local, "bench", local_queries[:5], 1)
+            local_run = await closed_loop("qdrant-client local mode, sequential", local, "bench", local_queries, 1)
+            await local.close()
+            edge_indexed = results["20000-indexed"]["seq-on"]
+            log(f"\nqdrant-client local mode, 20000 points: upsert {local_upsert_s:.1f} s")
+            log(local_run.line())
+            log(f"  ratio: edge (indexed, sequential) / local mode queries/s = {edge_indexed.qps / local_run.qps:.0f}")
+    return BackendResults(results, upserts, optimize_s, local_run, local_upsert_s)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=1600, help="queries per measurement")
+    args = parser.parse_args()
+    await run(args.queries)
 
 
 if __name__ == "__main__":

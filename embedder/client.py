@@ -40,7 +40,11 @@ class EmbedderClient:
                    ("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.keepalive_time_ms", 30000),
                    # Spread calls over every address the name resolves to (a headless Service's pods).
-                   ("grpc.lb_policy_name", "round_robin")]
+                   ("grpc.lb_policy_name", "round_robin"),
+                   # Reconnect within seconds after an embedder restart (defaults back off to minutes).
+                   ("grpc.initial_reconnect_backoff_ms", 500),
+                   ("grpc.min_reconnect_backoff_ms", 500),
+                   ("grpc.max_reconnect_backoff_ms", 3000)]
         if channel is None:
             interceptors = aio_client_interceptors()
             channel = (grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Above this many characters to tokenise, tokenisation leaves the event loop.
 _INLINE_TOKENIZE_CHARS = 4096
+#: How much of an unknown model's name an error repeats.
+_SHOWN_NAME_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,12 @@ class EmbedderCore:
     def _served(self, name: str) -> ServedModel:
         served = self._models.get(name or self.default_model)
         if served is None:
-            raise NotFound(f"model {name!r} is not served here; served: {', '.join(self._models)}",
-                           reason="MODEL_NOT_FOUND", metadata={"model": name})
+            # Echo at most a little of the name: status messages and details travel in HTTP/2 trailers,
+            # which clients refuse beyond a few KiB (they would see RESOURCE_EXHAUSTED, not this).
+            shown = name[:_SHOWN_NAME_CHARS]
+            described = repr(shown) if shown == name else f"{shown!r}… ({len(name)} characters)"
+            raise NotFound(f"model {described} is not served here; served: {', '.join(self._models)}",
+                           reason="MODEL_NOT_FOUND", metadata={"model": shown})
         return served
 
     async def embed(

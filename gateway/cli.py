@@ -3,7 +3,8 @@
     searchgw serve [--with-embedder] [--embedder-addr H:P] [--backend edge|qdrant] [--data-dir D] ...
     searchgw search "text" [--collection docs] [--limit 5] [--routing-key K]
     searchgw ingest FILE --collection C            (JSONL or CSV; embedded by the gateway in batches)
-    searchgw collections list|get|create|delete|alias ...
+    searchgw collections list|get|create|delete|alias|optimize ...
+    searchgw collections snapshot NAME | snapshots NAME | restore SNAPSHOT NEW_NAME
     searchgw rollout start|status|list|pause|resume|promote|abort|watch ...
 
 Client commands reach the gateway at --addr (env SEARCHGW_ADDR, default 127.0.0.1:50051).
@@ -87,6 +88,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     alias = ops.add_parser("alias", help="point ALIAS at COLLECTION")
     alias.add_argument("alias")
     alias.add_argument("collection")
+    snapshot = ops.add_parser("snapshot", help="take a snapshot of a collection (or of an alias's target)")
+    snapshot.add_argument("name")
+    snapshots = ops.add_parser("snapshots", help="list a collection's snapshots, oldest first")
+    snapshots.add_argument("name")
+    restore = ops.add_parser("restore", help="restore SNAPSHOT into the new collection NEW_NAME")
+    restore.add_argument("snapshot")
+    restore.add_argument("new_name")
     collections.set_defaults(run=lambda a: _client(a, _collections))
 
     rollout = client_parser("rollout", "start and steer rollouts")
@@ -258,6 +266,19 @@ async def _collections(client, args) -> int:
     elif args.op == "alias":
         previous = await client.update_alias(args.alias, args.collection, timeout=args.timeout)
         print(f"{args.alias} -> {args.collection}" + (f" (was {previous})" if previous else ""))
+    elif args.op == "snapshot":
+        _print(await client.create_snapshot(args.name, timeout=max(args.timeout, 600.0)))
+    elif args.op == "snapshots":
+        token = ""
+        while True:
+            page = await client.list_snapshots(args.name, page_token=token, timeout=args.timeout)
+            for s in page.snapshots:
+                print(f"{s.name}\t{s.create_time.ToJsonString()}\t{s.size_bytes} bytes\tsha256={s.checksum or '-'}")
+            token = page.next_page_token
+            if not token:
+                break
+    elif args.op == "restore":
+        _print(await client.restore_snapshot(args.snapshot, args.new_name, timeout=max(args.timeout, 600.0)))
     return 0
 
 

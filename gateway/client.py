@@ -159,6 +159,23 @@ class GatewayClient:
         response = await self._call(self.collection_stub.ListAliases, coll_pb.ListAliasesRequest(), timeout)
         return {a.alias: a.collection for a in response.aliases}
 
+    async def create_snapshot(self, name: str, *, timeout: float | None = None) -> coll_pb.Snapshot:
+        response = await self._call(self.collection_stub.CreateSnapshot, coll_pb.CreateSnapshotRequest(name=name),
+                                    timeout)
+        return response.snapshot
+
+    async def list_snapshots(self, collection: str, *, page_size: int = 0, page_token: str = "",
+                             timeout: float | None = None) -> coll_pb.ListSnapshotsResponse:
+        return await self._call(self.collection_stub.ListSnapshots,
+                                coll_pb.ListSnapshotsRequest(collection=collection, page_size=page_size,
+                                                             page_token=page_token), timeout)
+
+    async def restore_snapshot(self, snapshot: str, collection: str, *,
+                               timeout: float | None = None) -> coll_pb.Collection:
+        response = await self._call(self.collection_stub.RestoreSnapshot,
+                                    coll_pb.RestoreSnapshotRequest(snapshot=snapshot, collection=collection), timeout)
+        return response.collection
+
     # -- RolloutService --------------------------------------------------------------------
     async def create_rollout(self, name: str, collection: str, canary_collection: str, *,
                              stages: Sequence[roll_pb.Stage] = (), analysis: roll_pb.AnalysisPolicy | None = None,

@@ -5,26 +5,34 @@ use it. Creating one with an embedding model and no dimension takes the model's 
 collection with neither a model nor a matching default model holds vectors only. Nothing that a
 search depends on can be deleted from under it: a collection an alias or an active rollout points
 at is refused with FAILED_PRECONDITION.
+
+Snapshots: a snapshot is of a physical collection (an alias is resolved first); restoring one makes
+a NEW collection with the snapshot's spec, embedding model included, and never overwrites a name.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway.backends import CollectionInfo, CollectionSpec, VectorBackend
+from gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
+from gateway.backends._snapshots import check_snapshot_name
+from gateway.backends._validation import check_name
 from gateway.core import SearchCore
 from gateway.embedding import TextEmbedder
+from gateway.paging import PageTokens
 from gateway.rollout import RolloutController
 from searchgw.errors import FailedPrecondition, InvalidArgument
 
+_LISTING = "collections"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
 class CollectionAdmin:
-    def __init__(self, core: SearchCore, controller: RolloutController) -> None:
+    def __init__(self, core: SearchCore, controller: RolloutController, page_tokens: PageTokens) -> None:
         self._core = core
         self._controller = controller
+        self._pages = page_tokens
 
     @property
     def _backend(self) -> VectorBackend:
@@ -55,22 +63,26 @@ class CollectionAdmin:
         return info
 
     async def get(self, name: str) -> CollectionInfo:
+        check_name("name", name)
         physical = await self._backend.resolve(name)
         return await self._backend.get_collection(physical)
 
     async def list(self, page_size: int, page_token: str) -> tuple[list[CollectionInfo], str]:
+        """A page of collections by name; the token (signed) carries the last name of the page before."""
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         everything = await self._backend.list_collections()
         start = 0
         if page_token:
-            start = next((i for i, info in enumerate(everything) if info.spec.name > page_token), len(everything))
+            after = self._pages.read_value(page_token, _LISTING)
+            if not isinstance(after, str):
+                raise InvalidArgument("page_token", "is not a token this server issued")
+            start = next((i for i, info in enumerate(everything) if info.spec.name > after), len(everything))
         page = everything[start:start + size]
         more = start + size < len(everything)
-        return page, (page[-1].spec.name if more else "")
+        return page, (self._pages.issue_value(page[-1].spec.name, _LISTING) if more else "")
 
     async def delete(self, name: str) -> None:
-        if not name:
-            raise InvalidArgument("name", "is required")
+        check_name("name", name)
         aliases = sorted(alias for alias, target in (await self._backend.list_aliases()).items() if target == name)
         if aliases:
             raise FailedPrecondition(f"collection {name!r} is the target of alias(es) {', '.join(aliases)}; "
@@ -80,17 +92,48 @@ class CollectionAdmin:
         self._core.forget_collection(name)
 
     async def update_alias(self, alias: str, collection: str) -> str | None:
+        check_name("alias", alias)
+        check_name("collection", collection)
         self._refuse_if_in_rollout(alias, "repoint")
         return await self._core.backend_call("update_alias", self._backend.update_alias(alias, collection))
 
     async def delete_alias(self, alias: str) -> None:
+        check_name("alias", alias)
         self._refuse_if_in_rollout(alias, "delete")
         await self._core.backend_call("delete_alias", self._backend.delete_alias(alias))
 
     async def optimize(self, name: str) -> CollectionInfo:
+        check_name("name", name)
         physical = await self._backend.resolve(name)
         await self._core.backend_call("optimize", self._backend.optimize(physical))
         return await self._backend.get_collection(physical)
+
+    async def create_snapshot(self, name: str) -> SnapshotInfo:
+        check_name("name", name)
+        physical = await self._backend.resolve(name)
+        return await self._core.backend_call("create_snapshot", self._backend.create_snapshot(physical))
+
+    async def list_snapshots(self, collection: str, page_size: int = 0,
+                             page_token: str = "") -> tuple[list[SnapshotInfo], str]:
+        """A page of the collection's snapshots, oldest first; the token is the last one's name."""
+        check_name("collection", collection)
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        everything = await self._core.backend_call("list_snapshots", self._backend.list_snapshots(collection))
+        start = 0
+        if page_token:
+            start = next((i + 1 for i, info in enumerate(everything) if info.name == page_token), None)
+            if start is None:
+                raise InvalidArgument("page_token", "names no snapshot of this collection; start over without it")
+        page = everything[start:start + size]
+        more = start + size < len(everything)
+        return page, (page[-1].name if more else "")
+
+    async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
+        check_snapshot_name("snapshot", snapshot)
+        check_name("collection", collection)
+        info = await self._core.backend_call("restore_snapshot", self._backend.restore_snapshot(snapshot, collection))
+        self._core.forget_collection(collection)
+        return info
 
     async def aliases(self) -> dict[str, str]:
         return await self._backend.list_aliases()

@@ -11,6 +11,8 @@ embedded with its own arm's model, so the canary never falls behind.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,13 +23,16 @@ from opentelemetry import trace
 
 from gateway.backends import (
     CollectionInfo,
+    FieldCondition,
     Filter,
+    HasId,
     Point,
     PointId,
     ScoredPoint,
     SearchQuery,
     VectorBackend,
 )
+from gateway.backends._validation import MAX_DIMENSION, check_name
 from gateway.embedding import TextEmbedder
 from gateway.metrics import GatewayMetrics
 from gateway.paging import PageTokens, fingerprint
@@ -97,6 +102,7 @@ class SearchCore:
         metrics: GatewayMetrics,
         *,
         clock: Callable[[], float] = time.monotonic,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self.backend = backend
         self.router = router
@@ -105,7 +111,7 @@ class SearchCore:
         self.settings = settings
         self.metrics = metrics
         self._clock = clock
-        self._pages = PageTokens(settings.page_token_secret)
+        self._pages = page_tokens or PageTokens(settings.page_token_secret)
         self._collections: dict[str, CollectionInfo] = {}
 
     # -- collection facts, cached (dimension and model never change for a collection) --------
@@ -134,30 +140,89 @@ class SearchCore:
             self.metrics.backend_duration.labels(operation, self.backend.kind).observe(self._clock() - started)
 
     async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None) -> np.ndarray:
+        """Vectors for `texts`, in calls of at most `embed_batch_texts` texts (run together)."""
         if self.embedder is None:
             raise InvalidArgument(field, "this gateway has no embedder configured; send a vector instead")
         started = self._clock()
+        size = self.settings.embed_batch_texts
         try:
             with _tracer.start_as_current_span("embed", attributes={"embedding.model": model,
                                                                     "embedding.texts": len(texts)}):
-                return await self.embedder.embed(texts, model=model, field=field, deadline=deadline)
+                if len(texts) <= size:
+                    return await self.embedder.embed(texts, model=model, field=field, deadline=deadline)
+                parts = await asyncio.gather(*(
+                    self.embedder.embed(texts[i:i + size], model=model, field=field, deadline=deadline)
+                    for i in range(0, len(texts), size)))
+                return np.concatenate(parts)
         finally:
             self.metrics.embed_duration.observe(self._clock() - started)
 
+    # -- request rules (values the engines take are checked by the backends) --------------------
+    @staticmethod
+    def _check_collection(name: str) -> None:
+        if not name:
+            raise InvalidArgument("collection", "is required")
+        check_name("collection", name)
+
+    def _check_text(self, field: str, text: str) -> None:
+        if not text.strip():
+            raise InvalidArgument(field, "must not be empty")
+        if len(text) > self.settings.max_text_chars:
+            raise InvalidArgument(field, f"{len(text)} characters; at most {self.settings.max_text_chars}")
+
+    def _check_filter(self, field: str, filter: Filter) -> None:
+        """At most `max_filter_values` ids and keywords; no key or keyword longer than a payload may be."""
+        limit, longest = self.settings.max_filter_values, self.settings.max_payload_bytes
+        values = 0
+        pending: list[tuple[str, Filter]] = [(field, filter)]
+        while pending:
+            path, current = pending.pop()
+            for clause in ("must", "should", "must_not"):
+                for index, condition in enumerate(getattr(current, clause)):
+                    where = f"{path}.{clause}[{index}]"
+                    if isinstance(condition, Filter):
+                        pending.append((f"{where}.filter", condition))
+                        continue
+                    strings: list[tuple[str, object]] = []
+                    if isinstance(condition, HasId):
+                        values += len(condition.ids)
+                    elif isinstance(condition, FieldCondition):
+                        keywords = condition.any_keyword or ()
+                        values += len(keywords)
+                        strings = [("key", condition.key), ("keyword", condition.keyword),
+                                   *((f"any_keyword.keywords[{i}]", k) for i, k in enumerate(keywords))]
+                    if values > limit:
+                        raise InvalidArgument(where, f"the filter lists more than {limit} ids and keywords "
+                                                     "(--max-filter-values)")
+                    for name, text in strings:
+                        if isinstance(text, str) and len(text) * 4 > longest and len(text.encode()) > longest:
+                            raise InvalidArgument(f"{where}.field.{name}", f"{len(text.encode())} bytes; at most "
+                                                  f"{longest} (--max-payload-bytes: no payload holds more)")
+
+    def _check_payload(self, field: str, payload: object) -> None:
+        try:
+            size = len(json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(field, f"is not JSON: {exc}") from None
+        if size > self.settings.max_payload_bytes:
+            raise InvalidArgument(field, f"{size} bytes as JSON; at most {self.settings.max_payload_bytes} "
+                                         "per point (--max-payload-bytes)")
+
     # -- search ------------------------------------------------------------------------------
     def _validate_search(self, params: SearchParams) -> int:
-        if not params.collection:
-            raise InvalidArgument("collection", "is required")
+        self._check_collection(params.collection)
         if params.text is None and params.vector is None:
             raise InvalidArgument("query", "set text or vector")
         if params.text is not None:
-            if not params.text.strip():
-                raise InvalidArgument("text", "must not be empty")
-            if len(params.text) > self.settings.max_text_chars:
-                raise InvalidArgument("text", f"{len(params.text)} characters; at most {self.settings.max_text_chars}")
+            self._check_text("text", params.text)
+        elif len(params.vector) > MAX_DIMENSION:
+            raise InvalidArgument("vector.values", f"{len(params.vector)} values; no collection holds vectors "
+                                                   f"longer than {MAX_DIMENSION}")
         limit = params.limit or self.settings.default_limit
         if limit > self.settings.max_limit:
             raise InvalidArgument("limit", f"{limit} is over the maximum of {self.settings.max_limit}")
+        if params.filter is not None:
+            self._check_filter("filter", params.filter)
         return limit
 
     async def search(self, params: SearchParams, *, deadline: float | None = None,
@@ -249,8 +314,7 @@ class SearchCore:
     # -- writes ------------------------------------------------------------------------------
     async def write_targets(self, collection: str) -> list[str]:
         """The physical collections a write to `collection` must reach: both arms during a rollout."""
-        if not collection:
-            raise InvalidArgument("collection", "is required")
+        self._check_collection(collection)
         arms = self.router.write_targets(collection)
         if arms:
             return list(arms)
@@ -263,11 +327,13 @@ class SearchCore:
         if len(points) > self.settings.max_upsert_points:
             raise InvalidArgument("points", f"{len(points)} points; at most {self.settings.max_upsert_points} "
                                             "per request")
+        self._check_collection(collection)
         for index, point in enumerate(points):
             if point.text is None and point.vector is None:
                 raise InvalidArgument(f"points[{index}].content", "set text or vector")
-            if point.text is not None and not point.text.strip():
-                raise InvalidArgument(f"points[{index}].text", "must not be empty")
+            if point.text is not None:
+                self._check_text(f"points[{index}].text", point.text)
+            self._check_payload(f"points[{index}].payload", point.payload)
         targets = await self.write_targets(collection)
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
         # unless every arm's batch is valid.
@@ -304,6 +370,15 @@ class SearchCore:
             raise InvalidArgument("selector", "set ids or filter")
         if ids is not None and not ids:
             raise InvalidArgument("ids.ids", "at least one id is required")
+        self._check_collection(collection)
+        if ids is not None and len(ids) > self.settings.max_filter_values:
+            raise InvalidArgument("ids.ids", f"{len(ids)} ids; at most {self.settings.max_filter_values} per "
+                                             "request (--max-filter-values)")
+        if filter is not None:
+            if not (filter.must or filter.should or filter.must_not):
+                raise InvalidArgument("filter", "an empty filter would delete every point; to empty a collection, "
+                                                "delete and re-create it")
+            self._check_filter("filter", filter)
         targets = await self.write_targets(collection)
         for physical in targets:
             await self.backend_call("delete", self.backend.delete_points(physical, ids=ids, filter=filter))

@@ -20,6 +20,7 @@ from gateway.collections import CollectionAdmin
 from gateway.core import SearchCore
 from gateway.embedding import RemoteEmbedder, TextEmbedder
 from gateway.metrics import GatewayMetrics
+from gateway.paging import PageTokens
 from gateway.rollout import RolloutController, SqliteRolloutStore
 from gateway.routing import Router
 from gateway.services import CollectionServicer, RolloutServicer, SearchServicer
@@ -123,15 +124,16 @@ async def create_server(
             metadata=(("authorization", f"Bearer {settings.embedder_token}"),) if settings.embedder_token else ())
         embedder = RemoteEmbedder(embedder_client, timeout_s=settings.embed_timeout_s, clock=clock)
 
+    page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
     router = Router()
     store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
     controller = RolloutController(
         store, router,
         switch_alias=backend.update_alias, resolve_alias=backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
-        tick_interval=settings.controller_tick_s,
+        tick_interval=settings.controller_tick_s, page_tokens=page_tokens,
     )
-    core = SearchCore(backend, router, controller, embedder, settings, metrics, clock=clock)
+    core = SearchCore(backend, router, controller, embedder, settings, metrics, clock=clock, page_tokens=page_tokens)
 
     server = grpc.aio.server(
         interceptors=[server_tracing_interceptor(), DomainErrorInterceptor(metrics),
@@ -142,7 +144,7 @@ async def create_server(
     )
     search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock), server)
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
-        CollectionServicer(CollectionAdmin(core, controller)), server)
+        CollectionServicer(CollectionAdmin(core, controller, page_tokens)), server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(controller), server)
     state = ServingState(SERVICE_NAMES)
     await add_health_and_reflection(server, state)

@@ -35,6 +35,11 @@ class GatewaySettings:
     max_limit: int = setting(1000, "most hits one search may ask for (limit + page offset)")
     max_upsert_points: int = setting(1000, "most points in one Upsert")
     max_text_chars: int = setting(100_000, "most characters in one query or point text")
+    max_payload_bytes: int = setting(64 * 1024, "largest payload of one point, in bytes of compact UTF-8 JSON")
+    max_filter_values: int = setting(10_000, "most point ids and keywords one filter (has_id, any_keyword) or "
+                                             "one Delete (ids) may list")
+    embed_batch_texts: int = setting(256, "most texts in one call to the embedder (larger upserts are split); "
+                                          "keep it within the embedder's --max-texts-per-request")
     page_token_secret: str = setting("", "HMAC key of page tokens (default: random per process)", secret=True)
     demo: bool = setting(False, "create and fill the demo collection 'docs' if it does not exist")
     grace_period_s: float = setting(10.0, "how long in-flight calls may finish after SIGTERM")
@@ -75,7 +80,8 @@ class GatewaySettings:
             raise SettingsError("--qdrant-url: required with --backend qdrant")
         if self.routing_key_fallback not in ("random", "peer"):
             raise SettingsError(f"--routing-key-fallback: {self.routing_key_fallback!r} is not random or peer")
-        for name in ("default_limit", "max_limit", "max_upsert_points", "max_text_chars", "max_message_bytes"):
+        for name in ("default_limit", "max_limit", "max_upsert_points", "max_text_chars", "max_message_bytes",
+                     "max_payload_bytes", "max_filter_values", "embed_batch_texts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')}: must be at least 1")
         if self.default_limit > self.max_limit:

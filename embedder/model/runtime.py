@@ -96,7 +96,6 @@ class EmbeddingModel:
         self._mask_dtype = _INPUT_DTYPES.get(inputs.get("attention_mask", ""))
         self._type_dtype = _INPUT_DTYPES.get(inputs.get("token_type_ids", ""))
         self._output_name = session.get_outputs()[0].name
-        self._positions = np.arange(spec.max_input_tokens)
 
     @classmethod
     def load(cls, model_dir: Path | str, name: str | None = None, *,
@@ -143,30 +142,26 @@ class EmbeddingModel:
         refused with InvalidArgument naming `texts[i]` and its token count otherwise.
         """
         limit = self.spec.max_input_tokens
-        encoded: list[Encoded | None] = []
-        too_long: list[int] = []
-        for i, encoding in enumerate(self._tokenizer.encode_batch(list(texts))):
-            n_tokens = len(encoding.ids)
-            if n_tokens <= limit:
-                encoded.append(Encoded(np.array(encoding.ids, dtype=np.int64), n_tokens, truncated=False))
-                continue
-            if not truncate:
-                raise InvalidArgument(
-                    f"texts[{i}]", f"the text is {n_tokens} tokens, over the model's limit of {limit} tokens; "
-                                   "shorten it or allow truncation")
-            encoded.append(None)
-            too_long.append(i)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        too_long = [i for i, encoding in enumerate(encodings) if len(encoding.ids) > limit]
+        if too_long and not truncate:
+            i = too_long[0]
+            raise InvalidArgument(
+                f"texts[{i}]", f"the text is {len(encodings[i].ids)} tokens, over the model's limit of {limit} "
+                               "tokens; shorten it or allow truncation")
         # Re-encoding with the tokenizer's own truncation keeps its special tokens ([CLS] ... [SEP]) right.
         for i, encoding in zip(too_long, self._truncating_tokenizer.encode_batch([texts[i] for i in too_long])):
-            encoded[i] = Encoded(np.array(encoding.ids, dtype=np.int64), len(encoding.ids), truncated=True)
-        return encoded  # type: ignore[return-value]  # every None was filled above
+            encodings[i] = encoding
+        cut = set(too_long)
+        return [Encoded(np.array(encoding.ids, dtype=np.int64), len(encoding.ids), truncated=i in cut)
+                for i, encoding in enumerate(encodings)]
 
     def run(self, batch: Sequence[Encoded]) -> np.ndarray:
         """Pooled, un-normalised vectors, float32 [len(batch), dimension], padding to the longest input."""
         if not batch:
             return np.empty((0, self.spec.dimension), dtype=np.float32)
         lengths = np.fromiter((item.n_tokens for item in batch), dtype=np.int64, count=len(batch))
-        real = self._positions[: lengths.max()] < lengths[:, None]  # bool [batch, longest]
+        real = np.arange(lengths.max()) < lengths[:, None]  # bool [batch, longest]
         ids = np.full(real.shape, self._pad_id, dtype=self._id_dtype)
         ids[real] = np.concatenate([item.ids for item in batch])
         feed: dict[str, Any] = {"input_ids": ids}

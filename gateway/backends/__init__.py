@@ -29,6 +29,7 @@ from gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     SearchQuery,
+    SnapshotInfo,
     Vector,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "ScalarQuantization",
     "ScoredPoint",
     "SearchQuery",
+    "SnapshotInfo",
     "Vector",
     "VectorBackend",
     "open_backend",

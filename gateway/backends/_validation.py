@@ -37,15 +37,29 @@ from gateway.backends.types import (
 from searchgw.errors import InvalidArgument
 
 #: Collection and alias names: they name directories of the embedded backend, so no separators.
-_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
-_MAX_DIMENSION = 65_536
+MAX_NAME_LENGTH = 255
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,%d}" % (MAX_NAME_LENGTH - 1))
+#: The longest vector any collection may hold.
+MAX_DIMENSION = 65_536
 _MAX_POINT_ID = 2**64 - 1
+_MAX_ARRAY_INDEX = 2**64 - 1
+#: How much of a bad value an error message repeats: status messages travel in HTTP/2 trailers,
+#: which clients refuse beyond a few KiB (RESOURCE_EXHAUSTED instead of the real error).
+_SHOWN_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to a length an error message can carry."""
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return f"{value[:_SHOWN_CHARS]!r}… ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS + 2 else f"{text[:_SHOWN_CHARS]}…"
 
 
 def check_name(field: str, name: str) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidArgument(field, f"{name!r} is not a valid name: 1 to 255 letters, digits, '_', '-' or '.', "
-                                     "not starting with '.'")
+        raise InvalidArgument(field, f"{shown(name)} is not a valid name: 1 to {MAX_NAME_LENGTH} letters, digits, "
+                                     "'_', '-' or '.', not starting with '.'")
 
 
 def _in_range(field: str, value: int, low: int, high: int) -> int:
@@ -57,7 +71,7 @@ def _in_range(field: str, value: int, low: int, high: int) -> int:
 def normalized_spec(spec: CollectionSpec) -> CollectionSpec:
     """The spec with zero settings replaced by the defaults, or InvalidArgument."""
     check_name("collection.name", spec.name)
-    _in_range("collection.dimension", spec.dimension, 1, _MAX_DIMENSION)
+    _in_range("collection.dimension", spec.dimension, 1, MAX_DIMENSION)
     try:
         distance = Distance(spec.distance)
     except ValueError:
@@ -87,15 +101,15 @@ def point_id(field: str, value: object) -> PointId:
     if isinstance(value, int) and not isinstance(value, bool):
         if 0 <= value <= _MAX_POINT_ID:
             return value
-        raise InvalidArgument(field, f"{value} is not an unsigned 64-bit integer")
+        raise InvalidArgument(field, f"{shown(value)} is not an unsigned 64-bit integer")
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str):
         try:
             return str(uuid.UUID(value))
         except ValueError:
-            raise InvalidArgument(field, f"{value!r} is neither an unsigned integer nor a UUID") from None
-    raise InvalidArgument(field, f"{value!r} is neither an unsigned integer nor a UUID")
+            raise InvalidArgument(field, f"{shown(value)} is neither an unsigned integer nor a UUID") from None
+    raise InvalidArgument(field, f"{shown(value)} is neither an unsigned integer nor a UUID")
 
 
 def vector_values(field: str, vector: Vector, collection: str, dimension: int) -> list[float]:
@@ -135,6 +149,68 @@ def checked_ids(field: str, ids: Sequence[PointId]) -> list[PointId]:
     return [point_id(f"{field}[{i}]", value) for i, value in enumerate(ids)]
 
 
+def _raw_segment(text: str, start: int) -> int:
+    """The end of the unquoted key segment at `start` (== start when there is none)."""
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "_-"):
+        end += 1
+    return end
+
+
+def _quoted_segment(text: str, start: int) -> int:
+    """The end of the quoted key segment at `start`, past its closing quote (== start when there is none)."""
+    if start >= len(text) or text[start] != '"':
+        return start
+    end = start + 1
+    while end < len(text) and text[end] not in '"\\':
+        end += 1
+    return end + 1 if end < len(text) and text[end] == '"' else start
+
+
+def _key_error(key: str) -> str | None:
+    """Why `key` is not a payload path the engines accept, or None when it is one.
+
+    The grammar is Qdrant's: a segment, then any of `.segment`, `[N]` (an array index) and `[]`
+    (every element). A segment is letters, digits, '_' and '-', or anything but '"' and '\\' in double
+    quotes (`meta."content-type"`). Letters and digits are those of `str.isalnum`, a subset of the
+    engines' (which also take some combining marks): quote such a segment.
+    """
+    def segment(at: int) -> int:
+        end = _raw_segment(key, at)
+        return end if end > at else _quoted_segment(key, at)
+
+    at = segment(0)
+    if at == 0:
+        return "must start with a field name (letters, digits, '_', '-', or any text in double quotes)"
+    while at < len(key):
+        if key[at] == ".":
+            end = segment(at + 1)
+            if end == at + 1:
+                return f"needs a field name after the '.' at position {at}"
+        elif key.startswith("[]", at):
+            end = at + 2
+        elif key[at] == "[":
+            close = key.find("]", at)
+            digits = key[at + 1:close] if close > 0 else ""
+            if not (digits.isascii() and digits.isdigit()) or len(digits) > 20 or int(digits) > _MAX_ARRAY_INDEX:
+                return f"has a bad array index at position {at}: write [N] with N from 0 to {_MAX_ARRAY_INDEX}, or []"
+            end = close + 1
+        else:
+            return f"has {key[at]!r} at position {at}; quote a segment holding other characters: a.\"b c\""
+        at = end
+    return None
+
+
+def check_key(field: str, key: object) -> str:
+    """A payload path as filters name fields (`city`, `meta.tags[]`, `a."b c"[0]`)."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(field, "is required")
+    problem = _key_error(key)
+    if problem is not None:
+        raise InvalidArgument(field, f"{shown(key)} is not a payload path: it {problem}")
+    return key
+
+
 def _bound(field: str, value: float | None) -> float | None:
     if value is None:
         return None
@@ -149,8 +225,7 @@ def _condition(path: str, condition: Condition) -> Condition:
     if isinstance(condition, HasId):
         return HasId(tuple(checked_ids(f"{path}.has_id.ids", condition.ids)))
     if isinstance(condition, FieldCondition):
-        if not condition.key:
-            raise InvalidArgument(f"{path}.field.key", "is required")
+        check_key(f"{path}.field.key", condition.key)
         if condition.range is not None:
             bounds = condition.range
             return replace(condition, range=Range(*(_bound(f"{path}.field.range.{name}", getattr(bounds, name))

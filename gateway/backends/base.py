@@ -14,6 +14,11 @@ Errors are `searchgw.errors` types, never the engine's own for an expected case:
 - FailedPrecondition: the state forbids the move (deleting a collection an alias still points at).
 - Unavailable: the engine cannot be reached, timed out, or the backend is closed.
 
+Snapshots: `create_snapshot` takes a point-in-time copy of one collection (its points and its spec,
+embedding model included); `restore_snapshot` turns one into a NEW collection and never overwrites
+(AlreadyExists when the name is taken; NotFound for an unknown snapshot). Each backend's module
+docstring states what a snapshot guarantees there.
+
 Anything else escaping a backend is an unexpected engine failure.
 """
 
@@ -22,7 +27,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from gateway.backends.types import CollectionInfo, CollectionSpec, Filter, Point, PointId, ScoredPoint, SearchQuery
+from gateway.backends.types import (
+    CollectionInfo,
+    CollectionSpec,
+    Filter,
+    Point,
+    PointId,
+    ScoredPoint,
+    SearchQuery,
+    SnapshotInfo,
+)
 
 
 @runtime_checkable
@@ -90,6 +104,22 @@ class VectorBackend(Protocol):
         The embedded engine builds its HNSW graph only when asked (it holds the interpreter while it
         does, so call this after a bulk load, not on the request path); a Qdrant server indexes by
         itself, so there this does nothing.
+        """
+        ...
+
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        """Snapshot the collection `collection` is (or the alias `collection` points at)."""
+        ...
+
+    async def list_snapshots(self, collection: str) -> list[SnapshotInfo]:
+        """The collection's snapshots, oldest first."""
+        ...
+
+    async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
+        """Create the collection `collection` from the snapshot named `snapshot`, with its spec and points.
+
+        AlreadyExists when a collection or alias is named `collection` (nothing is overwritten);
+        NotFound when there is no snapshot of that name.
         """
         ...
 

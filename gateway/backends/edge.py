@@ -5,6 +5,7 @@ Layout of `data_dir`::
     LOCK                      flock()ed while a backend has the directory open (one at a time)
     catalog.json              every collection's spec (embedding model included) and every alias
     collections/<name>/       one qdrant-edge shard per collection (its WAL, segments, config)
+    snapshots/<name>/         that collection's snapshots (see `_snapshots`); they outlive it
 
 Aliases are ours, not the engine's: they live in the catalog, which is replaced atomically (see
 `_catalog`), so an alias switch is one atomic step that survives a restart.
@@ -20,6 +21,17 @@ Durability — what is on disk when a call returns:
   open replays it (tested by killing a writer process). It survives an OS crash or power loss only
   once flushed to the device: `close()` flushes every shard (a flush costs ~0.1 s on 20k points, so
   it is not done per write).
+
+Snapshots — `create_snapshot` pauses writes to that one collection (upserts, deletes and optimize
+wait; searches, and every other collection, go on), waits for the writes in flight, flushes the
+shard, and archives its directory together with its catalog entry (the spec, embedding model
+included) in one file it writes atomically and fsyncs before it returns. So a snapshot holds exactly
+the writes acknowledged before it was taken and none after, survives a crash of the process or the
+machine once returned, and never appears half-written. `restore_snapshot` unpacks it (checking its
+SHA-256) into a new shard directory, opens it, checks the point count against the archive's, and
+commits the new collection to the catalog like `create_collection` does; it never touches an
+existing name. Writes to the collection wait for the whole copy: 0.3 s for an empty shard (its
+preallocated files are 100 MiB of zeros to read), 1 s for 5 000 × 384 here.
 
 Threads: every engine call runs in the backend's own executor, never on the event loop. An engine
 call holds the GIL for its whole length (two threads querying one shard do not overlap).
@@ -39,10 +51,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import shutil
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -51,6 +67,7 @@ import qdrant_edge as qe
 
 from gateway.backends._batching import MicroBatcher
 from gateway.backends._catalog import Catalog
+from gateway.backends._snapshots import SnapshotStore, check_snapshot_name
 from gateway.backends._validation import (
     check_name,
     checked_points,
@@ -69,6 +86,7 @@ from gateway.backends.types import (
     PointId,
     ScoredPoint,
     SearchQuery,
+    SnapshotInfo,
 )
 from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
 
@@ -180,6 +198,27 @@ def _optimize(engine: qe.EdgeShard) -> None:
     engine.optimize()
 
 
+def _snapshot(engine: qe.EdgeShard, store: SnapshotStore, path: Path, spec: CollectionSpec,
+              wall_clock: Callable[[], float]) -> SnapshotInfo:
+    engine.flush()
+    return store.write(path, spec, _count(engine), wall_clock)
+
+
+def _adopt_shard(staging: Path, path: Path) -> tuple[qe.EdgeShard, int]:
+    """Move an unpacked shard into place and open it; returns it and its point count."""
+    if path.exists():  # left by a create or a restore that a crash cut short; the catalog never named it
+        shutil.rmtree(path)
+    os.rename(staging, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    engine = qe.EdgeShard.load(str(path))
+    engine.flush()
+    return engine, _count(engine)
+
+
 def _run_queries(engine: qe.EdgeShard, queries: Sequence[SearchQuery]) -> list[list[ScoredPoint]]:
     """One query alone, several as one planned batch (cheaper per query than one call each)."""
     requests = [_engine_query(query) for query in queries]
@@ -206,6 +245,11 @@ class _OpenShard:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed_error: SearchgwError | None = None
+        #: Writes in flight, and the pause a snapshot holds while it copies the shard.
+        self._writes = 0
+        self._writes_idle = asyncio.Event()
+        self._writes_idle.set()
+        self._paused: asyncio.Event | None = None
         self.batcher = MicroBatcher(self._search_batch, max_batch_size=max_batch_size) if micro_batching else None
 
     async def call(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
@@ -220,6 +264,32 @@ class _OpenShard:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+
+    async def write(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
+        """`call` for an operation that changes the shard's files: it waits while a snapshot is taken."""
+        while self._paused is not None:
+            await self._paused.wait()
+        self._writes += 1
+        self._writes_idle.clear()
+        try:
+            return await self.call(function, *args)
+        finally:
+            self._writes -= 1
+            if not self._writes:
+                self._writes_idle.set()
+
+    @asynccontextmanager
+    async def writes_paused(self) -> AsyncIterator[None]:
+        """New writes wait and those in flight finish; one pause at a time."""
+        while self._paused is not None:
+            await self._paused.wait()
+        resume = self._paused = asyncio.Event()
+        try:
+            await self._writes_idle.wait()
+            yield
+        finally:
+            self._paused = None
+            resume.set()
 
     async def search(self, query: SearchQuery) -> list[ScoredPoint]:
         if self.batcher is None:
@@ -237,6 +307,19 @@ class _OpenShard:
         await asyncio.get_running_loop().run_in_executor(self._executor, finish, self._engine)
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # seen, so a failure after the caller left is not reported as never retrieved
+
+
+async def _detached(coroutine: Coroutine[Any, Any, ResultT]) -> ResultT:
+    """Await `coroutine` as a task that runs to its end even when the caller is cancelled: a snapshot
+    must not let writes resume while its copy still runs, nor a restore stop halfway."""
+    task = asyncio.ensure_future(coroutine)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
 def _lock_directory(root: Path) -> IO[str]:
     lock = open(root / "LOCK", "a")  # noqa: SIM115 - held open until close()
     try:
@@ -245,6 +328,10 @@ def _lock_directory(root: Path) -> IO[str]:
         lock.close()
         raise FailedPrecondition(f"{root} is in use by another EdgeBackend (in this or another process)") from None
     return lock
+
+
+#: Where a restore unpacks a snapshot before it moves it into place (no collection name starts with '.').
+_STAGING_PREFIX = ".restore-"
 
 
 class EdgeBackend:
@@ -257,10 +344,14 @@ class EdgeBackend:
     kind = "edge"
 
     def __init__(self, data_dir: str | Path, *, micro_batching: bool = True, max_batch_size: int = 32,
-                 max_workers: int = 2) -> None:
+                 max_workers: int = 2, wall_clock: Callable[[], float] = time.time) -> None:
         self._root = Path(data_dir)
         (self._root / "collections").mkdir(parents=True, exist_ok=True)
         self._lock = _lock_directory(self._root)
+        for staging in (self._root / "collections").glob(_STAGING_PREFIX + "*"):  # restores a crash cut short
+            shutil.rmtree(staging, ignore_errors=True)
+        self._snapshots = SnapshotStore(self._root / "snapshots")
+        self._wall_clock = wall_clock
         self._catalog_path = self._root / "catalog.json"
         self._catalog = Catalog.load(self._catalog_path)
         self._micro_batching = micro_batching
@@ -393,12 +484,12 @@ class EdgeBackend:
     # -- points ------------------------------------------------------------------------------
     async def upsert(self, collection: str, points: Sequence[Point]) -> None:
         shard = await self._shard(collection)
-        await shard.call(_upsert, shard.spec, list(points))
+        await shard.write(_upsert, shard.spec, list(points))
 
     async def delete_points(self, collection: str, *, ids: Sequence[PointId] | None = None,
                             filter: Filter | None = None) -> None:
         shard = await self._shard(collection)
-        await shard.call(_delete, checked_selector(ids, filter))
+        await shard.write(_delete, checked_selector(ids, filter))
 
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         shard = await self._shard(collection)
@@ -410,7 +501,61 @@ class EdgeBackend:
 
     async def optimize(self, collection: str) -> None:
         shard = await self._shard(collection)
-        await shard.call(_optimize)
+        await shard.write(_optimize)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        shard = await self._shard(collection)
+
+        async def take() -> SnapshotInfo:
+            async with shard.writes_paused():
+                return await shard.call(_snapshot, self._snapshots, self._path(shard.spec.name), shard.spec,
+                                        self._wall_clock)
+
+        return await _detached(take())
+
+    async def list_snapshots(self, collection: str) -> list[SnapshotInfo]:
+        check_name("collection", collection)
+        try:
+            physical = self._physical(collection)
+        except NotFound:  # a deleted collection's snapshots stay, listed by its old name
+            if not await self._run(self._snapshots.has_any, collection):
+                raise
+            physical = collection
+        return await self._run(self._snapshots.list, physical)
+
+    def _refuse_taken(self, name: str) -> None:
+        self._check_open()
+        if name in self._catalog.specs or name in self._catalog.aliases:
+            raise AlreadyExists(f"a collection or alias named {name!r} exists; restore into a new name")
+
+    async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
+        check_snapshot_name("snapshot", snapshot)
+        check_name("collection", collection)
+        self._refuse_taken(collection)
+        return await _detached(self._restore(snapshot, collection))
+
+    async def _restore(self, snapshot: str, collection: str) -> CollectionInfo:
+        staging = self._path(f"{_STAGING_PREFIX}{uuid.uuid4().hex}")
+        try:
+            spec, expected = await self._run(self._snapshots.unpack, snapshot, staging)
+            spec = replace(spec, name=collection)
+            async with self._admin:
+                self._refuse_taken(collection)
+                path = self._path(collection)
+                engine, points = await self._run(_adopt_shard, staging, path)
+                try:
+                    if points != expected:
+                        raise FailedPrecondition(f"snapshot {snapshot!r} is damaged: it restored {points} points "
+                                                 f"of the {expected} it was taken with")
+                    await self._commit(self._catalog.with_collection(spec))
+                except BaseException:
+                    await self._run(_discard_shard, engine, path)
+                    raise
+                self._shards[collection] = self._new_shard(spec, engine)
+        finally:  # gone already unless something failed; not our executor, which close() may have shut
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        return CollectionInfo(spec=spec, points_count=points)
 
     async def close(self) -> None:
         if self._closed:

@@ -8,7 +8,8 @@ Tests and benchmarks use it to make a canary fail for real::
     backend.clear("docs-v2")
 
 A fault matches the collection name exactly as the call names it (the gateway's core passes physical
-names). Calls that name no collection (`list_collections`, `list_aliases`, `close`) pass through.
+names; `restore_snapshot` is matched by the new collection's name). Calls that name no collection
+(`list_collections`, `list_aliases`, `close`) pass through.
 """
 
 from __future__ import annotations
@@ -21,14 +22,24 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway.backends.base import VectorBackend
-from gateway.backends.types import CollectionInfo, CollectionSpec, Filter, Point, PointId, ScoredPoint, SearchQuery
+from gateway.backends.types import (
+    CollectionInfo,
+    CollectionSpec,
+    Filter,
+    Point,
+    PointId,
+    ScoredPoint,
+    SearchQuery,
+    SnapshotInfo,
+)
 from searchgw.errors import Unavailable
 
 ResultT = TypeVar("ResultT")
 
 #: The operations a fault can be limited to: the VectorBackend methods that name a collection.
 OPERATIONS = frozenset({"create_collection", "get_collection", "delete_collection", "update_alias", "delete_alias",
-                        "resolve", "upsert", "delete_points", "search", "count", "optimize"})
+                        "resolve", "upsert", "delete_points", "search", "count", "optimize",
+                        "create_snapshot", "list_snapshots", "restore_snapshot"})
 
 
 class FaultKind(enum.Enum):
@@ -131,6 +142,16 @@ class FaultInjectingBackend:
 
     async def optimize(self, collection: str) -> None:
         await self._call("optimize", collection, lambda: self.inner.optimize(collection))
+
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        return await self._call("create_snapshot", collection, lambda: self.inner.create_snapshot(collection))
+
+    async def list_snapshots(self, collection: str) -> list[SnapshotInfo]:
+        return await self._call("list_snapshots", collection, lambda: self.inner.list_snapshots(collection))
+
+    async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
+        return await self._call("restore_snapshot", collection,
+                                lambda: self.inner.restore_snapshot(snapshot, collection))
 
     async def close(self) -> None:
         await self.inner.close()

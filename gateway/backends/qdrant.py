@@ -15,6 +15,20 @@ never changes), and a snapshot of the collection and alias names for `resolve` a
 The snapshot is refreshed by this backend's own changes, on a name it does not know, and when older
 than `names_ttl` seconds — so an alias switched by another process is seen within that time.
 
+Snapshots wrap the server's collection snapshot API. `create_snapshot` asks the server for one and
+returns once it is written (`wait=True`): the server copies the collection's segments as they are
+at that moment, while writes go on (a write acknowledged before the call is in it; one made during
+it may or may not be), and keeps the archive (with its SHA-256) in its own snapshot directory,
+`<snapshots_path>/<collection>/` — so a snapshot is as durable as that directory. The API lists
+snapshots per collection, so `restore_snapshot` finds one among the snapshots of the collections
+that exist now (a deleted collection's are out of reach) and has the server recover it into the
+new name from its own REST URL (`snapshot_url`, by default `location`: set it when the server
+reaches itself at another address), passing the checksum so the server verifies the download. Recovering
+onto an existing collection would overwrite it, so the new name is checked first; another client
+that creates that name between the check and the recover would lose it (the server has no
+create-only recover). qdrant-client's local mode has no snapshots: creating or restoring one fails
+with FailedPrecondition, and a collection's list is empty.
+
 Errors: a server that cannot be reached or times out, or answers 5xx / 429, is Unavailable; 404 is
 NotFound and 409 AlreadyExists; anything else from the engine is unexpected and passes through.
 """
@@ -26,7 +40,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -38,6 +54,7 @@ from gateway.backends._validation import (
     checked_selector,
     normalized_spec,
 )
+from gateway.backends._snapshots import check_snapshot_name
 from gateway.backends.types import (
     DEFAULT_QUANTILE,
     CollectionInfo,
@@ -51,6 +68,7 @@ from gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     SearchQuery,
+    SnapshotInfo,
 )
 from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
 
@@ -153,6 +171,15 @@ def _spec_from_info(name: str, info: models.CollectionInfo) -> CollectionSpec:
     )
 
 
+def _snapshot_info(collection: str, description: models.SnapshotDescription) -> SnapshotInfo:
+    created = 0.0
+    if description.creation_time:  # ISO 8601, UTC, without a zone
+        moment = datetime.fromisoformat(description.creation_time)
+        created = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return SnapshotInfo(name=description.name, collection=collection, size_bytes=description.size,
+                        create_time=created, checksum=description.checksum or "")
+
+
 def _client(location: str, api_key: str | None, timeout: float, prefer_grpc: bool) -> AsyncQdrantClient:
     if location.startswith(("http://", "https://")):
         # No compatibility check: it would be a blocking request in the constructor.
@@ -179,10 +206,14 @@ class QdrantBackend:
 
     def __init__(self, location: str, *, api_key: str | None = None, timeout: float = 10.0,
                  prefer_grpc: bool = True, names_ttl: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, snapshot_url: str = "") -> None:
         if not location:
             raise ValueError("location: a Qdrant URL, ':memory:' or a directory path is required")
         self._client = _client(location, api_key, timeout, prefer_grpc)
+        #: qdrant-client's local mode (no server): it has no snapshots.
+        self._local = not location.startswith(("http://", "https://"))
+        self._api_key = api_key
+        self._snapshot_url = (snapshot_url or location).rstrip("/")
         self._names_ttl = names_ttl
         self._clock = clock
         self._names = _Names()
@@ -376,6 +407,59 @@ class QdrantBackend:
     async def optimize(self, collection: str) -> None:
         """Nothing to do: a Qdrant server indexes by itself (and local mode has no index)."""
         await self.resolve(collection)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def _refuse_local(self, action: str) -> None:
+        if self._local:
+            raise FailedPrecondition(f"cannot {action}: qdrant-client's local mode keeps no snapshots; "
+                                     "use a Qdrant server (an http(s) URL) or the edge backend")
+
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        physical = await self.resolve(collection)
+        self._refuse_local(f"snapshot collection {physical!r}")
+        with self._forgetting(physical):
+            description = await self._client.create_snapshot(physical, wait=True)
+        if description is None:  # only without wait
+            raise Unavailable(f"the Qdrant server did not describe the snapshot of {physical!r}; list them")
+        return _snapshot_info(physical, description)
+
+    async def list_snapshots(self, collection: str) -> list[SnapshotInfo]:
+        check_name("collection", collection)
+        physical = await self.resolve(collection)
+        if self._local:
+            return []
+        with self._forgetting(physical):
+            descriptions = await self._client.list_snapshots(physical)
+        return sorted((_snapshot_info(physical, d) for d in descriptions), key=lambda s: (s.create_time, s.name))
+
+    async def _find_snapshot(self, snapshot: str, collections: frozenset[str]) -> SnapshotInfo:
+        # The server names a snapshot after its collection: look there first.
+        for collection in sorted(collections, key=lambda c: (not snapshot.startswith(f"{c}-"), c)):
+            try:
+                with _engine_errors(f"collection {collection!r}"):
+                    descriptions = await self._client.list_snapshots(collection)
+            except NotFound:  # deleted meanwhile
+                continue
+            for description in descriptions:
+                if description.name == snapshot:
+                    return _snapshot_info(collection, description)
+        raise NotFound(f"snapshot {snapshot!r} does not exist (among the snapshots of the collections there are now)")
+
+    async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
+        check_snapshot_name("snapshot", snapshot)
+        check_name("collection", collection)
+        names = await self._fresh_names()
+        if collection in names.collections or collection in names.aliases:
+            raise AlreadyExists(f"a collection or alias named {collection!r} exists; restore into a new name")
+        self._refuse_local(f"restore snapshot {snapshot!r}")
+        source = await self._find_snapshot(snapshot, names.collections)
+        location = (f"{self._snapshot_url}/collections/{quote(source.collection, safe='')}"
+                    f"/snapshots/{quote(snapshot, safe='')}")
+        with _engine_errors(f"snapshot {snapshot!r}"):
+            await self._client.recover_snapshot(collection, location, api_key=self._api_key,
+                                                checksum=source.checksum or None, wait=True)
+        self._names = _Names()
+        return await self.get_collection(collection)
 
     async def close(self) -> None:
         if self._closed:

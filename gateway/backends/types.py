@@ -72,6 +72,21 @@ class CollectionInfo:
 
 
 @dataclass(frozen=True)
+class SnapshotInfo:
+    """A point-in-time copy of one collection, which `restore_snapshot` turns into a new collection."""
+
+    #: Unique in the backend; the name `restore_snapshot` takes.
+    name: str
+    #: The physical collection it was taken of.
+    collection: str
+    size_bytes: int
+    #: When it was taken, in seconds since the epoch.
+    create_time: float
+    #: SHA-256 of the archive, lowercase hex; "" when the backend reports none.
+    checksum: str = ""
+
+
+@dataclass(frozen=True)
 class Point:
     """A point to write."""
 

@@ -48,16 +48,14 @@ Restart
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import dataclasses
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
+from gateway.paging import PageTokens
 from gateway.rollout.analysis import ArmWindow, CheckOutcome, CheckResult, check
 from gateway.rollout.model import (
     ACTIVE_STATES,
@@ -162,6 +160,7 @@ class RolloutController:
         sleep: Sleep = asyncio.sleep,
         tick_interval: float = 1.0,
         max_routine_decisions: int = DEFAULT_MAX_ROUTINE_DECISIONS,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -177,6 +176,7 @@ class RolloutController:
         self._sleep = sleep
         self._tick_interval = tick_interval
         self._max_routine_decisions = max_routine_decisions
+        self._page_tokens = page_tokens or PageTokens()
         #: Every rollout by name, ended ones too.
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
@@ -270,11 +270,11 @@ class RolloutController:
                          key=_newest_first)
         start = 0
         if page_token:
-            after = _read_page_token(page_token, collection)
+            after = _read_page_token(self._page_tokens, page_token, collection)
             start = next((i for i, r in enumerate(ordered) if _newest_first(r) > after), len(ordered))
         page = ordered[start:start + size]
         more = start + size < len(ordered)
-        token = _page_token(collection, _newest_first(page[-1])) if more else ""
+        token = _page_token(self._page_tokens, collection, _newest_first(page[-1])) if more else ""
         return [self._view(r) for r in page], token
 
     async def watch(self, name: str) -> AsyncIterator[WatchEvent]:
@@ -688,18 +688,13 @@ def _newest_first(rollout: Rollout) -> tuple[float, str]:
     return (-rollout.create_time, rollout.name)
 
 
-def _page_token(collection: str, position: tuple[float, str]) -> str:
-    body = json.dumps({"c": collection, "t": position[0], "n": position[1]}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+def _page_token(tokens: PageTokens, collection: str, position: tuple[float, str]) -> str:
+    return tokens.issue_value([position[0], position[1]], f"rollouts:{collection}")
 
 
-def _read_page_token(token: str, collection: str) -> tuple[float, str]:
+def _read_page_token(tokens: PageTokens, token: str, collection: str) -> tuple[float, str]:
+    value = tokens.read_value(token, f"rollouts:{collection}")
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position = (float(data["t"]), str(data["n"]))
-        token_collection = data["c"]
-    except (binascii.Error, ValueError, TypeError, KeyError):
+        return float(value[0]), str(value[1])
+    except (TypeError, ValueError, IndexError):
         raise InvalidArgument("page_token", "is not a token this server issued") from None
-    if token_collection != collection:
-        raise InvalidArgument("page_token", "belongs to a listing of another collection; repeat that listing")
-    return position

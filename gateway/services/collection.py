@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.collections import CollectionAdmin
-from gateway.services.convert import collection_spec_from_proto, collection_to_proto
+from gateway.services.convert import collection_spec_from_proto, collection_to_proto, snapshot_to_proto
 from searchgw.v1 import collection_service_pb2 as pb
 from searchgw.v1 import collection_service_pb2_grpc as pb_grpc
 
@@ -41,3 +41,14 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
 
     async def OptimizeCollection(self, request, context) -> pb.OptimizeCollectionResponse:
         return pb.OptimizeCollectionResponse(collection=collection_to_proto(await self._admin.optimize(request.name)))
+
+    async def CreateSnapshot(self, request, context) -> pb.CreateSnapshotResponse:
+        return pb.CreateSnapshotResponse(snapshot=snapshot_to_proto(await self._admin.create_snapshot(request.name)))
+
+    async def ListSnapshots(self, request, context) -> pb.ListSnapshotsResponse:
+        page, token = await self._admin.list_snapshots(request.collection, request.page_size, request.page_token)
+        return pb.ListSnapshotsResponse(snapshots=[snapshot_to_proto(s) for s in page], next_page_token=token)
+
+    async def RestoreSnapshot(self, request, context) -> pb.RestoreSnapshotResponse:
+        info = await self._admin.restore_snapshot(request.snapshot, request.collection)
+        return pb.RestoreSnapshotResponse(collection=collection_to_proto(info))

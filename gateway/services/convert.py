@@ -25,6 +25,7 @@ from gateway.backends import (
     Range,
     ScalarQuantization,
     ScoredPoint,
+    SnapshotInfo,
 )
 from gateway.core import RouteInfo
 from gateway.rollout import AnalysisPolicy, ArmStats, Decision, DecisionKind, Rollout, RolloutState, Stage
@@ -68,8 +69,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def payload_from_proto(message: struct_pb2.Struct) -> dict[str, Any]:
-    return _plain(MessageToDict(message))
+def payload_from_proto(message: struct_pb2.Struct, field: str = "payload") -> dict[str, Any]:
+    try:
+        return _plain(MessageToDict(message))
+    except ValueError:  # JSON has no NaN or infinity
+        raise InvalidArgument(field, "numbers must be finite (JSON has no NaN or infinity)") from None
 
 
 def payload_to_proto(payload: dict[str, Any] | None) -> struct_pb2.Struct | None:
@@ -235,6 +239,18 @@ def collection_to_proto(info: CollectionInfo) -> coll_pb.Collection:
         message.scalar_quantization.quantile = spec.scalar_quantization.quantile
         message.scalar_quantization.always_ram = spec.scalar_quantization.always_ram
     return message
+
+
+def snapshot_to_proto(info: SnapshotInfo) -> coll_pb.Snapshot:
+    create_time = timestamp_pb2.Timestamp()
+    create_time.FromMicroseconds(round(info.create_time * 1e6))  # exact: backends stamp in microseconds
+    return coll_pb.Snapshot(name=info.name, collection=info.collection, size_bytes=info.size_bytes,
+                            create_time=create_time, checksum=info.checksum)
+
+
+def snapshot_from_proto(message: coll_pb.Snapshot) -> SnapshotInfo:
+    return SnapshotInfo(name=message.name, collection=message.collection, size_bytes=message.size_bytes,
+                        create_time=message.create_time.ToMicroseconds() / 1e6, checksum=message.checksum)
 
 
 # -- rollouts --------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
                 id=point_id_from_proto(point.id, f"points[{index}].id"),
                 text=point.text if content == "text" else None,
                 vector=point.vector.values if content == "vector" else None,
-                payload=payload_from_proto(point.payload),
+                payload=payload_from_proto(point.payload, f"points[{index}].payload"),
             ))
         count, collections = await self._core.upsert(request.collection, points,
                                                       deadline=_deadline(context, self._clock))

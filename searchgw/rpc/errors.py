@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -52,16 +53,26 @@ class RpcObserver(Protocol):
     def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None: ...
 
 
+#: Longest status message sent: trailers past a few KiB make clients fail with RESOURCE_EXHAUSTED.
+MAX_MESSAGE_CHARS = 1024
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def _status_for(exc: errors.SearchgwError) -> status_pb2.Status:
     code = getattr(code_pb2, exc.code_name)
     details: list[Any] = []
     info = error_details_pb2.ErrorInfo(
-        reason=exc.reason or exc.code_name, domain=_DOMAIN, metadata={k: str(v) for k, v in exc.metadata.items()}
+        reason=exc.reason or exc.code_name, domain=_DOMAIN,
+        metadata={k: _capped(str(v)) for k, v in exc.metadata.items()}
     )
     details.append(info)
     if isinstance(exc, errors.InvalidArgument):
         details.append(error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=_capped(exc.field),
+                                                                          description=_capped(exc.description))]
         ))
     if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
         delay = duration_pb2.Duration()
@@ -72,7 +83,7 @@ def _status_for(exc: errors.SearchgwError) -> status_pb2.Status:
         any_msg = any_pb2.Any()
         any_msg.Pack(detail)
         packed.append(any_msg)
-    return status_pb2.Status(code=code, message=exc.message, details=packed)
+    return status_pb2.Status(code=code, message=_capped(exc.message), details=packed)
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -97,7 +108,11 @@ def _trace_id() -> str:
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain errors to status codes and reports every call to an observer."""
+    """Maps domain errors to status codes and reports every call to an observer.
+
+    It also parses each request itself, so bytes that are not the request message get
+    INVALID_ARGUMENT (grpc's own deserializer would answer UNKNOWN).
+    """
 
     def __init__(self, observer: RpcObserver | None = None, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self._observer = observer
@@ -108,80 +123,79 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        parse = handler.request_deserializer
+        raw = handler._replace(request_deserializer=None)
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._wrap_unary(method, handler.unary_unary))
+            return raw._replace(unary_unary=self._wrap_unary(method, parse, handler.unary_unary))
         if handler.unary_stream is not None:
             if inspect.iscoroutinefunction(handler.unary_stream):  # writes with context.write (Health/Watch)
-                return handler._replace(unary_stream=self._wrap_unary(method, handler.unary_stream))
-            return handler._replace(unary_stream=self._wrap_stream(method, handler.unary_stream))
+                return raw._replace(unary_stream=self._wrap_unary(method, parse, handler.unary_stream))
+            return raw._replace(unary_stream=self._wrap_stream(method, parse, handler.unary_stream))
         return handler
 
-    async def _abort(self, context, exc: BaseException, method: str) -> None:
-        if isinstance(exc, errors.SearchgwError):
-            await context.abort_with_status(rpc_status.to_status(_status_for(exc)))
-        log.error("unexpected error in %s (trace %s)", method, _trace_id(), exc_info=exc)
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server logged the details")
-
-    def _report(self, method: str, code: grpc.StatusCode, started: float, info: RpcInfo) -> None:
-        if self._observer is not None:
-            self._observer.observe(method, code, self._clock() - started, info.labels)
-
-    def _wrap_unary(self, method: str, behaviour):
+    def _wrap_unary(self, method: str, parse, behaviour):
         async def wrapped(request, context):
-            info = RpcInfo(method=method)
-            token = _current.set(info)
-            started = self._clock()
-            code = grpc.StatusCode.OK
-            try:
-                return await behaviour(request, context)
-            except grpc.aio.AbortError:
-                code = _code_of(context)
-                raise
-            except errors.SearchgwError as exc:
-                code = getattr(grpc.StatusCode, exc.code_name)
-                await self._abort(context, exc, method)
-            except Exception as exc:
-                code = grpc.StatusCode.INTERNAL
-                await self._abort(context, exc, method)
-            except BaseException:  # cancelled: the client left
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                if code is grpc.StatusCode.OK:
-                    code = _code_of(context)
-                self._report(method, code, started, info)
-                _current.reset(token)
+            async with _ObservedCall(self, method, context):
+                return await behaviour(_parsed(parse, request), context)
 
         return wrapped
 
-    def _wrap_stream(self, method: str, behaviour):
+    def _wrap_stream(self, method: str, parse, behaviour):
         async def wrapped(request, context):
-            info = RpcInfo(method=method)
-            token = _current.set(info)
-            started = self._clock()
-            code = grpc.StatusCode.OK
-            try:
-                async for item in behaviour(request, context):
+            async with _ObservedCall(self, method, context):
+                async for item in behaviour(_parsed(parse, request), context):
                     yield item
-            except grpc.aio.AbortError:
-                code = _code_of(context)
-                raise
-            except errors.SearchgwError as exc:
-                code = getattr(grpc.StatusCode, exc.code_name)
-                await self._abort(context, exc, method)
-            except Exception as exc:
-                code = grpc.StatusCode.INTERNAL
-                await self._abort(context, exc, method)
-            except BaseException:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                if code is grpc.StatusCode.OK:
-                    code = _code_of(context)
-                self._report(method, code, started, info)
-                _current.reset(token)
 
         return wrapped
+
+
+def _parsed(parse, request):
+    if parse is None or not isinstance(request, bytes):
+        return request
+    try:
+        return parse(request)
+    except DecodeError:
+        raise errors.InvalidArgument("request", "is not a valid message of this method's request type") from None
+
+
+class _ObservedCall:
+    """One call: sets `current_rpc()`, turns what escapes the handler into a status, reports the outcome."""
+
+    def __init__(self, interceptor: DomainErrorInterceptor, method: str, context) -> None:
+        self._interceptor = interceptor
+        self._method = method
+        self._context = context
+        self._info = RpcInfo(method=method)
+
+    async def __aenter__(self) -> RpcInfo:
+        self._token = _current.set(self._info)
+        self._started = self._interceptor._clock()
+        return self._info
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        context = self._context
+        code = grpc.StatusCode.OK
+        try:
+            if exc is None or isinstance(exc, grpc.aio.AbortError):
+                code = _code_of(context)
+                return False
+            if isinstance(exc, errors.SearchgwError):
+                code = getattr(grpc.StatusCode, exc.code_name)
+                await context.abort_with_status(rpc_status.to_status(_status_for(exc)))
+            if isinstance(exc, NotImplementedError):
+                code = grpc.StatusCode.UNIMPLEMENTED
+                await context.abort(code, f"{self._method} is not implemented by this server")
+            if isinstance(exc, Exception):
+                code = grpc.StatusCode.INTERNAL
+                log.error("unexpected error in %s (trace %s)", self._method, _trace_id(), exc_info=exc)
+                await context.abort(code, "internal error; the server logged the details")
+            code = grpc.StatusCode.CANCELLED  # the client left (CancelledError)
+            return False
+        finally:
+            observer = self._interceptor._observer
+            if observer is not None:
+                observer.observe(self._method, code, self._interceptor._clock() - self._started, self._info.labels)
+            _current.reset(self._token)
 
 
 _CLIENT_ERRORS: dict[grpc.StatusCode, type[errors.SearchgwError]] = {

@@ -75,6 +75,21 @@ class CollectionServiceStub:
                 request_serializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/searchgw.v1.CollectionService/CreateSnapshot',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.CreateSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/searchgw.v1.CollectionService/ListSnapshots',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/searchgw.v1.CollectionService/RestoreSnapshot',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -139,6 +154,31 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """CreateSnapshot writes a point-in-time copy of a collection: its points and its spec (embedding
+        model included). It holds every write acknowledged before the call. On the embedded backend
+        writes to that collection wait while the copy is taken (searches go on) and none made after
+        it are in it; a Qdrant server takes it while writes go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """ListSnapshots lists a collection's snapshots, oldest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """RestoreSnapshot creates a new collection from a snapshot, with the snapshot's spec and points.
+        It never overwrites: a name already taken fails with ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +221,21 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.OptimizeCollection,
                     request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.CreateSnapshotResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +455,87 @@ class CollectionService:
             '/searchgw.v1.CollectionService/OptimizeCollection',
             searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionRequest.SerializeToString,
             searchgw_dot_v1_dot_collection__service__pb2.OptimizeCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/CreateSnapshot',
+            searchgw_dot_v1_dot_collection__service__pb2.CreateSnapshotRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.CreateSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/ListSnapshots',
+            searchgw_dot_v1_dot_collection__service__pb2.ListSnapshotsRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/RestoreSnapshot',
+            searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

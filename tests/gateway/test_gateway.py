@@ -295,6 +295,10 @@ async def test_bad_writes_are_refused_whole(rig):
     assert (info.value.code_name, info.value.field) == ("INVALID_ARGUMENT", "points[1].vector.values")
     assert (await client.get_collection("docs-v1")).points_count == 6  # point 50 was not written either
     with pytest.raises(SearchgwError) as info:
+        await client.delete("docs", filter=common_pb2.Filter())  # would delete everything
+    assert (info.value.code_name, info.value.field) == ("INVALID_ARGUMENT", "filter")
+    assert (await client.get_collection("docs-v1")).points_count == 6
+    with pytest.raises(SearchgwError) as info:
         await client.search("nope", text="x")
     assert info.value.code_name == "NOT_FOUND"
     with pytest.raises(SearchgwError) as info:

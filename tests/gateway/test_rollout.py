@@ -547,7 +547,7 @@ async def test_list_pages_newest_first(env):
     page, token = await env.controller.list(collection="news")
     assert [r.name for r in page] == ["r2"] and token == ""
     _, token = await env.controller.list(page_size=1)
-    with pytest.raises(InvalidArgument, match="another collection"):
+    with pytest.raises(InvalidArgument, match="different query or listing"):
         await env.controller.list(collection="news", page_token=token)
     with pytest.raises(InvalidArgument) as error:
         await env.controller.list(page_token="not-a-token")

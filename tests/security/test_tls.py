@@ -121,7 +121,7 @@ async def test_mutual_tls_and_bearer_token_together(pki, tmp_path):
             assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_key_without_certificate_is_a_settings_error(pki):
+async def test_key_without_certificate_is_a_settings_error(pki):  # grpc.aio.server needs a loop
     server = grpc.aio.server()
     with pytest.raises(SettingsError, match="set both or neither"):
         bind(server, "127.0.0.1:0", cert=None, key=pki.server_key, client_ca=None)
