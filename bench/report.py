@@ -284,7 +284,7 @@ def plot_rollback(timeline: bench_gateway.Timeline, machine: Machine) -> str:
             if all(text != existing for existing, _color in labels.setdefault(moment, [])):
                 labels[moment].append((text, DECISION_STYLE[decision.kind][0]))
     for moment, texts in labels.items():
-        ax_w.annotate(" + ".join(text for text, _color in texts), (moment, top * 0.5), rotation=90, fontsize=7.5,
+        ax_w.annotate(" + ".join(text for text, _color in texts), (moment, top * 0.95), rotation=90, fontsize=7.5,
                       ha="left", va="top", xytext=(2, 0), textcoords="offset points", color=texts[-1][1])
     rolled = timeline.rolled_back_at()
     reaction = f"rolled back {rolled - timeline.fault_at:.1f} s after the fault" if rolled else "not rolled back"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
-from searchgw.settings import SettingsError, setting
+from searchgw.settings import ServerSettings, SettingsError, setting
 
 ENV_PREFIX = "SEARCHGW_GATEWAY_"
 DEFAULT_PORT = 50051
@@ -13,10 +13,8 @@ DEFAULT_METRICS_PORT = 9464
 
 
 @dataclass(frozen=True)
-class GatewaySettings:
-    host: str = setting("127.0.0.1", "address to bind (0.0.0.0 or [::] in a container)")
+class GatewaySettings(ServerSettings):
     port: int = setting(DEFAULT_PORT, "gRPC port; 0 picks a free one and logs it")
-    metrics_host: str = setting("127.0.0.1", "address of the Prometheus endpoint")
     metrics_port: int = setting(DEFAULT_METRICS_PORT, "Prometheus port; 0 picks a free one, -1 turns it off")
     data_dir: pathlib.Path = setting(pathlib.Path("./data"), "rollout state and the edge backend's collections")
     backend: str = setting("edge", "vector backend: edge (embedded qdrant-edge) or qdrant (qdrant-client)")
@@ -42,38 +40,14 @@ class GatewaySettings:
                                           "keep it within the embedder's --max-texts-per-request")
     page_token_secret: str = setting("", "HMAC key of page tokens (default: random per process)", secret=True)
     demo: bool = setting(False, "create and fill the demo collection 'docs' if it does not exist")
-    grace_period_s: float = setting(10.0, "how long in-flight calls may finish after SIGTERM")
-    max_message_bytes: int = setting(32 * 1024 * 1024, "largest gRPC message accepted or sent")
-    keepalive_time_s: float = setting(30.0, "HTTP/2 keepalive ping interval")
-    keepalive_timeout_s: float = setting(10.0, "how long a keepalive ping may go unanswered")
-    tls_cert: pathlib.Path | None = setting(None, "PEM certificate chain to serve TLS with (with --tls-key)")
-    tls_key: pathlib.Path | None = setting(None, "PEM private key of --tls-cert")
-    tls_client_ca: pathlib.Path | None = setting(None, "PEM CA bundle; when set, clients must present a "
-                                                       "certificate it signed (mutual TLS)")
-    auth_tokens_file: pathlib.Path | None = setting(None, "YAML file of bearer tokens (sha256) and their scopes; "
-                                                          "unset: no authentication")
-    rate_limit_rps: float = setting(0.0, "calls per second per principal (token bucket); 0: unlimited")
-    rate_limit_burst: int = setting(0, "bucket size of the rate limit (default: one second of calls)")
     embedder_tls_ca: pathlib.Path | None = setting(None, "PEM CA that signed the embedder's certificate "
                                                          "(enables TLS to the embedder)")
     embedder_tls_cert: pathlib.Path | None = setting(None, "client certificate for mutual TLS to the embedder")
     embedder_tls_key: pathlib.Path | None = setting(None, "private key of --embedder-tls-cert")
     embedder_token: str = setting("", "bearer token the gateway presents to the embedder", secret=True)
-    tracing_exporter: str = setting("none", "span exporter: none, console or otlp (OTEL_* variables)")
-    log_level: str = setting("info", "log level")
-    log_format: str = setting("json", "log format: json or text")
 
     def __post_init__(self) -> None:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise SettingsError("--tls-cert and --tls-key: set both or neither")
-        if self.tls_client_ca is not None and self.tls_cert is None:
-            raise SettingsError("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS first)")
-        if self.rate_limit_rps < 0 or self.rate_limit_burst < 0:
-            raise SettingsError("--rate-limit-rps and --rate-limit-burst must not be negative")
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"--port: {self.port} is not a port number")
-        if not -1 <= self.metrics_port <= 65535:
-            raise SettingsError(f"--metrics-port: {self.metrics_port} is not a port number (or -1)")
+        super().__post_init__()
         if self.backend not in ("edge", "qdrant"):
             raise SettingsError(f"--backend: {self.backend!r} is not edge or qdrant")
         if self.backend == "qdrant" and not self.qdrant_url:
@@ -89,10 +63,6 @@ class GatewaySettings:
         for name in ("embed_timeout_s", "qdrant_timeout_s", "controller_tick_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name.replace('_', '-')}: must be positive")
-        if self.tracing_exporter not in ("none", "console", "otlp"):
-            raise SettingsError(f"--tracing-exporter: {self.tracing_exporter!r} is not none, console or otlp")
-        if self.log_format not in ("json", "text"):
-            raise SettingsError(f"--log-format: {self.log_format!r} is not json or text")
 
     def __repr__(self) -> str:  # never print secrets
         return f"GatewaySettings(port={self.port}, backend={self.backend!r}, data_dir={str(self.data_dir)!r})"

@@ -23,7 +23,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SettingsError", "add_arguments", "build", "describe", "load_config_file", "setting"]
+__all__ = ["ServerSettings", "SettingsError", "add_arguments", "build", "describe", "load_config_file", "setting"]
 
 
 class SettingsError(ValueError):
@@ -161,3 +161,47 @@ def describe(cls: type, *, env_prefix: str) -> list[tuple[str, str, str, str]]:
     for field in dataclasses.fields(cls):
         rows.append((_flag(field), _env_name(env_prefix, field), repr(field.default), field.metadata.get("help", "")))
     return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """What every searchgw server has: where it listens, how it drains, TLS, auth, limits, telemetry.
+
+    Each server's settings class derives from it and redefines `port` and `metrics_port` defaults.
+    """
+
+    host: str = setting("127.0.0.1", "address to bind (0.0.0.0 or [::] in a container)")
+    port: int = setting(0, "gRPC port; 0 picks a free one and logs it")
+    metrics_host: str = setting("127.0.0.1", "address of the Prometheus endpoint")
+    metrics_port: int = setting(0, "Prometheus port; 0 picks a free one, -1 turns it off")
+    grace_period_s: float = setting(10.0, "how long in-flight calls may finish after SIGTERM")
+    max_message_bytes: int = setting(32 * 1024 * 1024, "largest gRPC message accepted or sent")
+    keepalive_time_s: float = setting(30.0, "HTTP/2 keepalive ping interval")
+    keepalive_timeout_s: float = setting(10.0, "how long a keepalive ping may go unanswered")
+    tls_cert: pathlib.Path | None = setting(None, "PEM certificate chain to serve TLS with (with --tls-key)")
+    tls_key: pathlib.Path | None = setting(None, "PEM private key of --tls-cert")
+    tls_client_ca: pathlib.Path | None = setting(None, "PEM CA bundle; when set, clients must present a "
+                                                       "certificate it signed (mutual TLS)")
+    auth_tokens_file: pathlib.Path | None = setting(None, "YAML file of bearer tokens (sha256) and their scopes; "
+                                                          "unset: no authentication")
+    rate_limit_rps: float = setting(0.0, "calls per second per principal (token bucket); 0: unlimited")
+    rate_limit_burst: int = setting(0, "bucket size of the rate limit (default: one second of calls)")
+    tracing_exporter: str = setting("none", "span exporter: none, console or otlp (OTEL_* variables)")
+    log_level: str = setting("info", "log level")
+    log_format: str = setting("json", "log format: json or text")
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("--tls-cert and --tls-key: set both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise SettingsError("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+        if self.rate_limit_rps < 0 or self.rate_limit_burst < 0:
+            raise SettingsError("--rate-limit-rps and --rate-limit-burst must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"--port: {self.port} is not a port number")
+        if not -1 <= self.metrics_port <= 65535:
+            raise SettingsError(f"--metrics-port: {self.metrics_port} is not a port number (or -1)")
+        if self.tracing_exporter not in ("none", "console", "otlp"):
+            raise SettingsError(f"--tracing-exporter: {self.tracing_exporter!r} is not none, console or otlp")
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(f"--log-format: {self.log_format!r} is not json or text")

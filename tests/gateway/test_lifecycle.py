@@ -87,7 +87,7 @@ async def test_one_trace_spans_gateway_and_embedder(rig):
 def test_json_log_lines_carry_the_trace_id():
     from opentelemetry import trace
 
-    configure_tracing("searchgw-tests")
+    configure_tracing("searchgw-tests", processor=SimpleSpanProcessor(InMemorySpanExporter()))
     record = logging.LogRecord("gateway.rollout", logging.INFO, __file__, 1, "decided %s", ("x",), None)
     record.rollout = "r1"
     with trace.get_tracer("test").start_as_current_span("work") as span:
