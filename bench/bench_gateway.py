@@ -222,6 +222,12 @@ class Run:
     report: Report  # of the best round
     load: tuple[float, float, float]
     rounds: list[float] = field(default_factory=list)  # calls/s of every round
+    server_cpu_s: float = 0.0  # CPU of the benchmark's process (the servers) during the best round
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        calls = self.report.calls + self.report.tally.warmup_calls
+        return 1e6 * self.server_cpu_s / calls if calls else float("nan")
 
     @property
     def calls_per_s(self) -> float:
@@ -252,13 +258,16 @@ async def measure(runner: LoadRunner, targets: Sequence[Target], concurrencies: 
     for round_ in range(durations.rounds):
         for concurrency in concurrencies:
             for index, target in enumerate(targets):
+                cpu_before = time.process_time()
                 report = await runner.run(load_config(target, concurrency, durations, seed=round_ * 100 + index))
+                server_cpu_s = time.process_time() - cpu_before
                 key = (target.kind, target.size, concurrency)
                 run = best.get(key)
                 if run is None:
-                    run = best[key] = Run(target.kind, target.size, concurrency, report, load_average())
+                    run = best[key] = Run(target.kind, target.size, concurrency, report, load_average(),
+                                          server_cpu_s=server_cpu_s)
                 elif report.ok_per_s > run.calls_per_s:
-                    run.report, run.load = report, load_average()
+                    run.report, run.load, run.server_cpu_s = report, load_average(), server_cpu_s
                 run.rounds.append(report.ok_per_s)
         log(f"  round {round_ + 1}/{durations.rounds} done ({loadavg_text()})")
     return list(best.values())
@@ -539,8 +548,9 @@ class Ramp:
 async def routing_ramp(runner: LoadRunner, rig: ManualRig, dataset: Dataset, *, quick: bool) -> Ramp:
     """One rollout ramped stage by stage (manual controller clock, real traffic from loadgen)."""
     weights = [5.0, 25.0, 50.0, 100.0] if quick else [1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0]
-    dwell_s = 2.0 if quick else 3.0
-    rate = 250.0  # well under the gateway's capacity: an overloaded server would measure queueing, not routing
+    dwell_s = 2.0 if quick else 4.0
+    # Well under the gateway's capacity (an overloaded server would measure queueing, not routing).
+    rate = 250.0 if quick else 400.0
     collection = dataset.logical("ramp")
     config = LoadConfig(target=rig.server.address, rpc="search", vector=True, collection=collection, limit=10,
                         dimension=DIM, keys="uniform", key_count=10_000, mode="open", rate=rate, processes=1,
@@ -709,10 +719,10 @@ def print_results(results: GatewayResults) -> None:
                          f"{run_.calls_per_s / backend.calls_per_s:.2f}" if backend else "",
                          f"{run_.p(0.5):.2f}", f"{run_.p(0.99):.2f}",
                          f"{run_.p(0.5) - backend.p(0.5):+.2f}" if backend else "",
-                         f"{100 * run_.report.cpu_share:.0f} %", f"{run_.load[0]:.2f}",
+                         f"{run_.cpu_us_per_call:.0f}", f"{100 * run_.report.cpu_share:.0f} %", f"{run_.load[0]:.2f}",
                          " ".join(f"{x:.0f}" for x in run_.rounds) + (f" ({run_.errors} errors)" if run_.errors else "")])
-        print_table(rows, ["", "calls/s", "/ (a)", "/ (b)", "p50 ms", "p99 ms", "p50 - (b)", "loadgen CPU",
-                           "load", "rounds calls/s"])
+        print_table(rows, ["", "calls/s", "/ (a)", "/ (b)", "p50 ms", "p99 ms", "p50 - (b)", "server CPU µs/call",
+                           "loadgen CPU", "load", "rounds calls/s"])
     print("\nroute decision")
     for name, ns in results.routing_ns.items():
         if name.startswith("route") or name.startswith("resolve"):

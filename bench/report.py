@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import io
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -110,7 +112,8 @@ def plot_embedder(results: bench_embedder.EmbedderResults) -> str:
                         fontsize=9)
         ax.axhline(raw.ceiling, color="black", linestyle="--",
                    label=f"raw onnxruntime ceiling (batch {raw.best_batch}): {raw.ceiling:.0f}/s")
-        ax.axhline(raw.texts_per_s[1], color="#7f7f7f", linestyle=":", label=f"raw, batch 1: {raw.texts_per_s[1]:.0f}/s")
+        ax.axhline(raw.batch1_texts_per_s, color="#7f7f7f", linestyle=":",
+                   label=f"raw, batch 1, one call at a time: {raw.batch1_texts_per_s:.0f}/s")
         if results.st is not None:
             rate = results.st.texts_per_s[text_set.name]
             ax.axhline(rate, color="#9467bd", linestyle="-.", label=f"sentence-transformers encode: {rate:.0f}/s")
@@ -234,7 +237,7 @@ def plot_rollback(timeline: bench_gateway.Timeline, machine: Machine) -> str:
               label="routed to canary, measured by loadgen (canary answers + fallbacks)")
     ax_w.set_ylabel("canary weight (%)")
     ax_w.set_ylim(-2, max(steps_w) * 2.2 + 5)
-    ax_w.legend(fontsize=8, loc="upper left")
+    ax_w.legend(fontsize=8, loc="upper right")
     # error rates: analysis window (decisions) and what clients saw
     for arm in ("primary", "canary"):
         points = [(d.t, getattr(d, arm)[1]) for d in checks if getattr(d, arm) is not None and getattr(d, arm)[0]]
@@ -317,7 +320,8 @@ def plot_ramp(ramp: bench_gateway.Ramp, machine: Machine) -> str:
     low = [100 * binomial_ci(c, t)[0] for _w, c, t in rows]
     high = [100 * binomial_ci(c, t)[1] for _w, c, t in rows]
     ax_s.plot([0, 100], [0, 100], color="#aaaaaa", linewidth=1, label="measured = configured")
-    ax_s.errorbar(weights, shares, yerr=[[s - lo for s, lo in zip(shares, low)], [hi - s for s, hi in zip(shares, high)]],
+    ax_s.errorbar(weights, shares, yerr=[[max(0.0, s - lo) for s, lo in zip(shares, low)],
+                                         [max(0.0, hi - s) for s, hi in zip(shares, high)]],
                   fmt="o", color=COLORS["canary"], capsize=3, label="loadgen traffic (95 % interval)")
     ax_s.plot(weights, [100 * s for s in ramp.sticky_shares], "x", color="black",
               label=f"{ramp.sticky_keys} followed keys")
@@ -327,10 +331,12 @@ def plot_ramp(ramp: bench_gateway.Ramp, machine: Machine) -> str:
     ax_s.legend(fontsize=8, loc="upper left")
     ax_s.grid(alpha=0.3)
     worst = max(abs(s - w) for w, s in zip(weights, shares))
+    outside = [f"{w:g} %" for w, lo, hi in zip(weights, low, high) if not lo <= w <= hi]
     fig.suptitle("Routing: measured canary share against the configured weight over a ramp "
                  "(uniform keys over 10 000, one rollout, one salt)", fontsize=10.5)
-    footer(fig, stamp(machine, f"largest |measured - configured| {worst:.1f} pp; followed keys that left the canary "
-                               f"as the weight rose: {ramp.left_canary}"))
+    footer(fig, stamp(machine, f"largest |measured - configured| {worst:.1f} pp; configured weight outside the 95 % "
+                               f"interval: {', '.join(outside) or 'none'}; followed keys that left the canary as the "
+                               f"weight rose: {ramp.left_canary}"))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, "routing_ramp.png")
 
@@ -385,8 +391,9 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     add("## Embedder (issue 2 §6)\n")
     add(f"![embedder texts/s against concurrency]({images['embedder']})\n")
     add("Texts: two sets of 4 096 distinct word salads drawn from the built-in queries' vocabulary, every text "
-        "exactly 13 or 71 tokens ([CLS]/[SEP] included). Raw = `EmbeddingModel` called directly "
-        "(tokenize, onnxruntime, pool, normalise; one thread, no gRPC); its best batch size is the ceiling "
+        "exactly 13 or 71 tokens ([CLS]/[SEP] included). Raw = `EmbeddingModel` called directly from one "
+        "thread (tokenize, onnxruntime with one intra-op thread per core as in the server, pool, normalise; no "
+        "gRPC); its best batch size is the ceiling "
         "(the highest of the sweep and of the raw windows taken between server runs). Server = "
         "`embedder.server.create_server` with the cache off (every text is embedded), one text per Embed "
         f"call, best of {len(embedder.server[0].rounds)} round(s).\n")
@@ -394,23 +401,29 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
         raw = embedder.raw[text_set.name]
         add(f"**{text_set.name} texts ({text_set.tokens} tokens)** — raw batch 1 p50 {raw.batch1_p50_ms:.2f} ms, "
             f"p99 {raw.batch1_p99_ms:.2f} ms\n")
-        rows = [[f"raw onnxruntime, batch {batch}", f"{rate:.0f}", f"{rate / raw.ceiling:.2f}x", "", "", ""]
+        rows = [[f"raw onnxruntime, batch {batch}", f"{rate:.0f}", f"{rate / raw.ceiling:.2f}x", "",
+                 f"{raw.cpu_ms_per_text.get(batch, float('nan')):.2f}", "", ""]
                 for batch, rate in raw.texts_per_s.items()]
         if raw.windows:
             rows.append([f"raw, batch {raw.best_batch}, windows between server runs",
-                         " / ".join(f"{w:.0f}" for w in raw.windows), "", "", "", ""])
+                         " / ".join(f"{w:.0f}" for w in raw.windows), "", "", "", "", ""])
         for run in (r for r in embedder.server if r.text_set == text_set.name):
             rows.append([f"server, {run.concurrency} caller{'s' if run.concurrency > 1 else ''}",
                          f"{run.texts_per_s:.0f}", f"{run.texts_per_s / raw.ceiling:.2f}x",
-                         f"{run.p(0.5):.2f} / {run.p(0.99):.2f}", f"{100 * run.report.cpu_share:.0f} %",
-                         f"{run.load[0]:.2f}"])
+                         f"{run.p(0.5):.2f} / {run.p(0.99):.2f}", f"{run.cpu_ms_per_text:.2f}",
+                         f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
         if embedder.st is not None:
             rate = embedder.st.texts_per_s[text_set.name]
             rows.append([f"sentence-transformers `encode`, batch {embedder.st.batch_size[text_set.name]} (torch)",
                          f"{rate:.0f}", f"{rate / raw.ceiling:.2f}x",
-                         f"min cosine to ours {embedder.st.min_cosine[text_set.name]:.6f}", "", ""])
-        add(md_table(["", "texts/s", "vs ceiling", "p50 / p99 ms", "loadgen CPU", "load"], rows))
+                         f"min cosine to ours {embedder.st.min_cosine[text_set.name]:.6f}", "", "", ""])
+        add(md_table(["", "texts/s", "vs ceiling", "p50 / p99 ms", "CPU ms/text (this process)", "loadgen CPU", "load"],
+                     rows))
         add("")
+    if embedder.echoes:
+        add(f"Transport floor: a bare grpc.aio Embed that answers one constant 384-d vector, one caller: p50 "
+            + " / ".join(f"{r.latency.value_at(0.5) / 1e6:.2f}" for r in embedder.echoes)
+            + " ms (per round). A single request's p50 over raw batch 1 includes this round trip.\n")
     if embedder.st is None and not quick:
         add("sentence-transformers: torch is not importable here, no comparison.\n")
     if model is not None:
@@ -442,9 +455,10 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
                          f"{run.calls_per_s / backend.calls_per_s:.2f}" if backend else "",
                          f"{run.p(0.5):.2f}", f"{run.p(0.99):.2f}",
                          f"{run.p(0.5) - backend.p(0.5):+.2f}" if backend else "",
-                         f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
+                         f"{run.cpu_us_per_call:.0f}", f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
         add(f"**{concurrency} caller{'s' if concurrency > 1 else ''}**\n")
-        add(md_table(["", "calls/s", "/ (a)", "/ (b)", "p50 ms", "p99 ms", "p50 − (b) ms", "loadgen CPU", "load"], rows))
+        add(md_table(["", "calls/s", "/ (a)", "/ (b)", "p50 ms", "p99 ms", "p50 − (b) ms", "server CPU µs/call",
+                      "loadgen CPU", "load"], rows))
         add("")
     add("**Route decision** (`bench/bench_routing.py`, best of 5 repeats):\n")
     add(md_table(["", "ns"], [[name, f"{ns:.0f}"] for name, ns in gateway.routing_ns.items()
@@ -496,7 +510,7 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
         add("## Routing: measured canary share against the configured weight\n")
         add(f"![routing ramp]({images['ramp']})\n")
         add("One rollout stepped through its stages (controller on a manual clock, advanced between dwells) under "
-            f"{250} calls/s of loadgen traffic with uniform keys over 10 000; intervals that straddle a change are left "
+            f"{ramp.report.config.rate:g} calls/s of loadgen traffic with uniform keys over 10 000; intervals that straddle a change are left "
             f"out. Also {ramp.sticky_keys} keys followed through every stage: a key on the canary never went back to "
             f"primary as the weight rose ({ramp.left_canary} did).\n")
         rows = []
@@ -545,6 +559,22 @@ async def collect(quick: bool, log=print) -> dict:
                 loads=loads)
 
 
+def one_run_at_a_time():
+    """Two runs at once would measure each other: hold a lock for the whole run, or exit."""
+    path = Path(tempfile.gettempdir()) / "searchgw-bench-report.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        sys.exit(f"another bench.report is running ({handle.read().strip() or 'unknown pid'}); "
+                 "two at once would measure each other")
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n")
+    handle.flush()
+    return handle  # keep it open: the lock lasts as long as the process
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, one round, ~3 minutes (a smoke test)")
@@ -553,6 +583,7 @@ def main() -> None:
     parser.add_argument("--replot", action="store_true", help="redraw from --data, measure nothing")
     args = parser.parse_args()
     started = time.perf_counter()
+    lock = one_run_at_a_time()
     if args.replot:
         machine, quick, data, elapsed = pickle.loads(args.data.read_bytes())
         args.quick = quick
@@ -576,6 +607,7 @@ def main() -> None:
           f"in {(time.perf_counter() - started) / 60:.1f} min ({loadavg_text()})")
     bench_embedder.print_results(embedder)
     bench_gateway.print_results(gateway)
+    lock.close()
 
 
 if __name__ == "__main__":
