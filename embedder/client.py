@@ -85,9 +85,3 @@ class EmbedderClient:
             return await self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise domain_error_from(exc, what="embedder") from None
-
-    async def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until the channel connects (not until SERVING; poll health for that)."""
-        import asyncio
-
-        await asyncio.wait_for(self._channel.channel_ready(), timeout)

@@ -23,7 +23,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ServerSettings", "SettingsError", "add_arguments", "build", "describe", "load_config_file", "setting"]
+__all__ = ["ServerSettings", "SettingsError", "add_arguments", "build", "load_config_file", "setting"]
 
 
 class SettingsError(ValueError):
@@ -153,14 +153,6 @@ def load_config_file(path: pathlib.Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError(f"config file {path}: expected a mapping at the top level")
     return data
-
-
-def describe(cls: type, *, env_prefix: str) -> list[tuple[str, str, str, str]]:
-    """(flag, environment variable, default, help) rows, for the README's settings table."""
-    rows = []
-    for field in dataclasses.fields(cls):
-        rows.append((_flag(field), _env_name(env_prefix, field), repr(field.default), field.metadata.get("help", "")))
-    return rows
 
 
 @dataclasses.dataclass(frozen=True)
