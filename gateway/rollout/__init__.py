@@ -2,7 +2,8 @@
 
     model       Stage, AnalysisPolicy, Rollout, Decision, ArmStats, the state and decision enums,
                 validate_new_rollout (InvalidArgument naming the proto field path)
-    analysis    ArmWindow (sliding window per arm), check(policy, primary, canary) -> CheckResult
+    sequential  the anytime-valid tests: RateRatioTest, RateLimitTest, SampleRatioTest (pure math)
+    analysis    ArmSlice (per-second counts), StageEvidence, judge(evidence) -> Verdict
     controller  RolloutController: create/get/list/pause/resume/promote/abort/watch, record (hot
                 path), tick/run/start/stop
     store       RolloutStore (protocol), SqliteRolloutStore, MemoryRolloutStore
@@ -10,7 +11,7 @@
 No grpc here; time comes from injected clocks.
 """
 
-from gateway.rollout.analysis import ArmWindow, CheckOutcome, CheckResult, check
+from gateway.rollout.analysis import ArmSlice, CheckOutcome, StageEvidence, Verdict, judge
 from gateway.rollout.controller import ANONYMOUS_ACTOR, RolloutController, RolloutObserver, WatchEvent
 from gateway.rollout.model import (
     ACTIVE_STATES,
@@ -25,6 +26,9 @@ from gateway.rollout.model import (
     Rollout,
     RolloutState,
     Stage,
+    TestKind,
+    TestOutcome,
+    TestReport,
     validate_new_rollout,
 )
 from gateway.rollout.store import MemoryRolloutStore, RolloutStore, SqliteRolloutStore
@@ -37,10 +41,9 @@ __all__ = [
     "DEFAULT_STAGES",
     "GRPC_CODE_NAMES",
     "AnalysisPolicy",
+    "ArmSlice",
     "ArmStats",
-    "ArmWindow",
     "CheckOutcome",
-    "CheckResult",
     "Decision",
     "DecisionKind",
     "MemoryRolloutStore",
@@ -51,7 +54,12 @@ __all__ = [
     "RolloutStore",
     "SqliteRolloutStore",
     "Stage",
+    "StageEvidence",
+    "TestKind",
+    "TestOutcome",
+    "TestReport",
+    "Verdict",
     "WatchEvent",
-    "check",
+    "judge",
     "validate_new_rollout",
 ]

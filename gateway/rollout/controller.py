@@ -10,19 +10,23 @@ Life of a rollout
 Any other move is FailedPrecondition, with the state in the message.
 
 Checks
-    Every `interval` each active rollout is checked over its window (see `analysis`). Checks run
-    in every active state — while PAUSED and AWAITING_PROMOTION too, since the canary still serves
-    users — and are recorded as decisions; failed checks count and can roll back in every active
-    state. Only a RUNNING rollout advances. A passed check resets the count of failures in a row;
-    an inconclusive one neither counts nor resets it.
+    Analysed calls are counted per second and per arm (`record`, O(1)). Every `interval` the
+    complete seconds are folded into the stage's sequential tests and judged (see `analysis`).
+    Checks run in every active state — while PAUSED and AWAITING_PROMOTION too, since the canary
+    still serves users — and are recorded as decisions. A rejected test is final: the rollout is
+    rolled back at that check, in any active state (the tests stay valid however often they are
+    read, so there is no need to wait for "N failures in a row"). A split that does not match the
+    weight pauses a RUNNING rollout for a person to look at; resuming restarts the split test.
+    Only a RUNNING rollout advances.
 
 Stage passing
-    A stage passes at a passed check when its clean period has lasted `min_duration` and has seen
-    `min_requests` analysed canary requests. The clean period starts with the stage and restarts
-    at every failed check. Stage time counts only while RUNNING: pauses, and time the gateway was
-    down, are excluded. Canary requests count only while RUNNING, too. After the last stage,
-    `auto_promote` promotes; otherwise the rollout awaits PromoteRollout with traffic at the last
-    weight.
+    A stage passes at a passed check when it has lasted `min_duration` and has seen `min_requests`
+    analysed canary requests (and the analysis its `min_requests_per_arm` on each compared arm).
+    Stage time counts only while RUNNING: pauses, and time the gateway was down, are excluded.
+    Canary requests count only while RUNNING, too. Each stage starts its tests afresh; primary's
+    calls of the stages before are the baseline a canary at 100 % weight is compared with. After
+    the last stage, `auto_promote` promotes; otherwise the rollout awaits PromoteRollout with
+    traffic at the last weight.
 
 Transitions
     Each is all or nothing and serialised per rollout by an asyncio.Lock; the state is re-read
@@ -34,15 +38,17 @@ Transitions
     the error propagates (Unavailable unless the backend raised a domain error).
 
 History
-    Every decision is kept except routine ones (CHECK_PASSED, INCONCLUSIVE): of those only the
-    newest `max_routine_decisions` per rollout, so a rollout that waits days for promotion keeps a
-    bounded history. Failed checks are bounded by the failure limits; transitions are all kept.
+    Every decision is kept except routine ones (CHECK_PASSED, INCONCLUSIVE): a run of the same
+    routine decision is folded into one entry (its count, first and last time, the newest numbers;
+    every check is logged with its numbers), and only the newest `max_routine_decisions` such
+    entries per rollout are kept, so a rollout that waits days for promotion keeps a bounded history.
 
 Restart
     `start()` loads every rollout; active ones resume in their state, stage and weight with the
-    stage time and canary count saved with their last decision (saved again on `stop()`). The
-    windows start empty, so the first checks after a restart may be inconclusive. An active rollout
-    whose alias already points at its canary (a promotion whose save did not happen) is finished.
+    stage time, canary count and the stage's test evidence saved with their last decision (saved
+    again on `stop()`). Calls of the seconds since that save are lost to the analysis, and the split
+    test starts over. An active rollout whose alias already points at its canary (a promotion whose
+    save did not happen) is finished.
 """
 
 from __future__ import annotations
@@ -56,7 +62,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Protocol
 
 from gateway.paging import PageTokens
-from gateway.rollout.analysis import ArmWindow, CheckOutcome, CheckResult, check
+from gateway.rollout.analysis import (
+    ArmSlice,
+    CheckOutcome,
+    RecentLatency,
+    StageEvidence,
+    Verdict,
+    judge,
+    latency_threshold,
+)
 from gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
@@ -69,7 +83,7 @@ from gateway.rollout.model import (
     validate_new_rollout,
 )
 from gateway.rollout.store import RolloutStore
-from gateway.routing import BUCKETS, Arm, Router, RouteTable
+from gateway.routing import Arm, Router, RouteTable
 from searchgw.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -109,18 +123,25 @@ WatchEvent = tuple[Rollout, Decision | None]
 
 
 class _Active:
-    """The live side of an active rollout: windows, stage progress, lock and watchers."""
+    """The live side of an active rollout: per-second counts, stage evidence, progress, lock, watchers."""
 
-    __slots__ = ("rollout", "lock", "primary", "canary", "canary_requests", "elapsed_base", "running_since",
-                 "next_check_at", "watchers")
+    __slots__ = ("rollout", "lock", "evidence", "baseline", "recent_primary", "seconds", "last_second",
+                 "last_pair", "canary_requests", "elapsed_base", "running_since", "next_check_at", "watchers")
 
     def __init__(self, rollout: Rollout, now: float) -> None:
         #: The current (saved) rollout.
         self.rollout = rollout
         self.lock = asyncio.Lock()
-        self.primary = ArmWindow(rollout.analysis.window_s)
-        self.canary = ArmWindow(rollout.analysis.window_s)
-        #: Analysed canary requests in the stage's clean period (counted while RUNNING).
+        #: Primary's analysed calls over the earlier stages.
+        self.baseline = ArmSlice.from_json(rollout.baseline) if rollout.baseline else ArmSlice()
+        self.evidence = _stage_evidence(rollout, self.baseline)
+        #: Primary's latencies over its last `window` seconds of traffic (sets stage thresholds).
+        self.recent_primary = RecentLatency(rollout.analysis.window_s)
+        #: Counts of the seconds not yet folded into the evidence: second → [primary, canary].
+        self.seconds: dict[int, list[ArmSlice]] = {}
+        self.last_second = -1
+        self.last_pair: list[ArmSlice] = []
+        #: Analysed canary requests in the stage (counted while RUNNING).
         self.canary_requests = rollout.stage_canary_requests
         #: Stage time at `running_since`; the stage clock runs only while `running_since` is set.
         self.elapsed_base = rollout.stage_elapsed_s
@@ -134,9 +155,43 @@ class _Active:
         return self.elapsed_base + max(0.0, now - self.running_since)
 
     def live(self, now: float) -> Rollout:
-        """The current rollout with its stage time and canary count as of `now`."""
+        """The current rollout with its stage time, canary count and evidence as of `now`."""
         return dataclasses.replace(self.rollout, stage_elapsed_s=self.elapsed(now),
-                                   stage_canary_requests=self.canary_requests)
+                                   stage_canary_requests=self.canary_requests,
+                                   evidence=self.evidence.to_json(), baseline=self.baseline.to_json())
+
+    def fold(self, now: float) -> None:
+        """Fold every complete second (before `now`'s) into the evidence; fix the latency threshold
+        as soon as primary's recent traffic allows."""
+        current = int(now)
+        complete = sorted(second for second in self.seconds if second < current)
+        evidence = self.evidence
+        policy = self.rollout.analysis
+        for second in complete:
+            primary, canary = self.seconds.pop(second)
+            evidence.add_second(primary, canary)
+            self.recent_primary.add(primary)
+            if evidence.threshold is None:
+                threshold = latency_threshold(policy, self.recent_primary.merged())
+                if threshold is not None:
+                    evidence.fix_threshold(threshold)
+
+    def new_stage(self, rollout: Rollout) -> None:
+        """Start the evidence of `rollout`'s (new) stage; primary's calls so far join the baseline."""
+        self.baseline.add(self.evidence.primary)
+        self.evidence = _stage_evidence(dataclasses.replace(rollout, evidence=None), self.baseline)
+        self.seconds.clear()
+        self.last_second = -1
+        threshold = latency_threshold(rollout.analysis, self.recent_primary.merged())
+        if threshold is not None:
+            self.evidence.fix_threshold(threshold)
+
+
+def _stage_evidence(rollout: Rollout, baseline: ArmSlice) -> StageEvidence:
+    if rollout.evidence:
+        return StageEvidence.from_json(rollout.analysis, rollout.stage, rollout.weight_bps, rollout.evidence,
+                                       baseline=baseline)
+    return StageEvidence(rollout.analysis, rollout.stage, rollout.weight_bps, baseline=baseline)
 
 
 class RolloutController:
@@ -238,20 +293,29 @@ class RolloutController:
 
     # -- the hot path ----------------------------------------------------------------------------
 
-    def record(self, rollout: str, arm: Arm, code_name: str, latency_s: float) -> None:
+    def record(self, rollout: str, arm: Arm, code_name: str, latency_s: float, key: str = "") -> None:
         """Count one analysed request of `rollout` (a RouteDecision's `rollout`); O(1), no I/O.
 
-        Requests of a rollout that has ended are ignored. Call it from the event loop's thread.
+        `code_name` is how the call ended for the arm that served it; `key` is the routing key it
+        was routed by (its first sight this stage counts for the split test). Requests of a rollout
+        that has ended are ignored. Call it from the event loop's thread.
         """
         active = self._active.get(rollout)
         if active is None:
             return
+        second = int(self._clock())
+        if second != active.last_second:
+            pair = active.seconds.get(second)
+            if pair is None:
+                pair = active.seconds[second] = [ArmSlice(), ArmSlice()]
+            active.last_second, active.last_pair = second, pair
+        new_key = bool(key) and active.evidence.first_sight(key)
         if arm is _CANARY:
-            active.canary.record(self._clock(), code_name, latency_s)
+            active.last_pair[1].record(code_name, latency_s, new_key)
             if active.running_since is not None:
                 active.canary_requests += 1
         else:
-            active.primary.record(self._clock(), code_name, latency_s)
+            active.last_pair[0].record(code_name, latency_s, new_key)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -369,15 +433,19 @@ class RolloutController:
             return await self._commit(active, draft, [decision], now)
 
     async def resume(self, name: str, reason: str = "", actor: str = "") -> Rollout:
-        """Continue a PAUSED rollout in the same stage, its clock where it stopped."""
+        """Continue a PAUSED rollout in the same stage, its clock where it stopped.
+
+        The split test starts over (a mismatch pauses the rollout; whoever resumes has looked).
+        """
         check_reason(reason)
         async with self._transition(name, "resume", {_PAUSED}) as active:
             now = self._clock()
+            active.evidence.restart_split()
             draft = active.live(now)
             draft, decision = self._decide(
                 dataclasses.replace(draft, state=_RUNNING), DecisionKind.RESUMED, actor, self._wall_clock(),
-                _with_reason(f"resumed at {draft.stage_label} with {draft.stage_elapsed_s:.0f} s in the stage",
-                             reason),
+                _with_reason(f"resumed at {draft.stage_label} with {draft.stage_elapsed_s:.0f} s in the stage; "
+                             f"the split test starts over", reason),
             )
             return await self._commit(active, draft, [decision], now)
 
@@ -421,85 +489,76 @@ class RolloutController:
             now = self._clock()
             if not active.rollout.state.is_active or active.next_check_at > now:
                 return  # ended or checked while this tick waited for the lock
+            active.next_check_at = now + active.rollout.analysis.interval_s
+            active.fold(now)
             current = active.live(now)
-            policy = current.analysis
-            active.next_check_at = now + policy.interval_s
-            result = check(
-                policy,
-                active.primary.snapshot(now, policy.error_codes, policy.latency_quantile),
-                active.canary.snapshot(now, policy.error_codes, policy.latency_quantile),
-                compare_with_primary=current.weight_bps < BUCKETS,
-            )
+            verdict = judge(active.evidence)
             wall = self._wall_clock()
-            if result.outcome is CheckOutcome.FAILED:
-                draft, decisions = self._on_failed_check(current, result, wall)
-                await self._commit(active, draft, decisions, now, reset_progress=True)
-            elif result.outcome is CheckOutcome.INCONCLUSIVE:
+            if verdict.outcome is CheckOutcome.FAILED:
+                await self._commit(active, *self._on_failed_check(current, verdict, wall), now)
+            elif verdict.outcome is CheckOutcome.SPLIT_MISMATCH and current.state is _RUNNING:
+                draft, decision = self._decide(
+                    dataclasses.replace(current, state=_PAUSED), DecisionKind.PAUSED, CONTROLLER_ACTOR, wall,
+                    f"paused at {current.stage_label}: {verdict.summary}; the arms' numbers cannot be trusted "
+                    f"while keys do not split as configured — find why (a client pinning an arm, a proxy "
+                    f"rewriting keys), then resume, which restarts the split test", verdict)
+                await self._commit(active, draft, [decision], now)
+            elif verdict.outcome is not CheckOutcome.PASSED:
                 draft, decision = self._decide(current, DecisionKind.INCONCLUSIVE, CONTROLLER_ACTOR, wall,
-                                               f"{result.summary}; {_holding(current)}; no failure counted",
-                                               result)
+                                               f"{verdict.summary}; {_holding(current)}", verdict)
                 await self._commit(active, draft, [decision], now)
             else:
-                await self._on_passed_check(active, current, result, now, wall)
+                await self._on_passed_check(active, current, verdict, now, wall)
 
-    def _on_failed_check(self, current: Rollout, result: CheckResult,
+    def _on_failed_check(self, current: Rollout, verdict: Verdict,
                          wall: float) -> tuple[Rollout, Sequence[Decision]]:
-        policy = current.analysis
-        in_a_row, in_all = current.consecutive_failures + 1, current.total_failures + 1
-        draft = dataclasses.replace(current, consecutive_failures=in_a_row, total_failures=in_all,
-                                    stage_clean_since_s=current.stage_elapsed_s, stage_canary_requests=0)
-        draft, failed = self._decide(
-            draft, DecisionKind.CHECK_FAILED, CONTROLLER_ACTOR, wall,
-            f"check failed ({in_a_row} in a row, rollback at {policy.max_consecutive_failures}; {in_all} in all, "
-            f"rollback at {policy.max_total_failures}): {result.summary}; the stage's clean period restarts",
-            result,
-        )
-        if in_a_row >= policy.max_consecutive_failures:
-            limit = f"{in_a_row} failed checks in a row reached the limit of {policy.max_consecutive_failures}"
-        elif in_all >= policy.max_total_failures:
-            limit = f"{in_all} failed checks in all reached the limit of {policy.max_total_failures}"
-        else:
-            return draft, [failed]
+        draft = dataclasses.replace(current, consecutive_failures=current.consecutive_failures + 1,
+                                    total_failures=current.total_failures + 1)
+        draft, failed = self._decide(draft, DecisionKind.CHECK_FAILED, CONTROLLER_ACTOR, wall,
+                                     f"check failed: {verdict.summary}", verdict)
         draft, rolled_back = self._decide(
             dataclasses.replace(draft, state=RolloutState.ROLLED_BACK, weight_percent=0.0),
             DecisionKind.ROLLED_BACK, CONTROLLER_ACTOR, wall,
-            f"{limit} (last: {result.summary}); all traffic back to primary {current.primary_collection!r}, "
-            f"alias {current.collection!r} untouched",
-            result,
+            f"rolled back at {current.stage_label}: {verdict.summary}; all traffic back to primary "
+            f"{current.primary_collection!r}, alias {current.collection!r} untouched",
+            verdict,
         )
         return draft, [failed, rolled_back]
 
-    async def _on_passed_check(self, active: _Active, current: Rollout, result: CheckResult, now: float,
+    async def _on_passed_check(self, active: _Active, current: Rollout, verdict: Verdict, now: float,
                                wall: float) -> None:
         stage = current.stage
-        clean_s = current.stage_elapsed_s - current.stage_clean_since_s
+        elapsed_s = current.stage_elapsed_s
         current = dataclasses.replace(current, consecutive_failures=0)
-        ready = (current.state is _RUNNING and clean_s >= stage.min_duration_s
+        ready = (current.state is _RUNNING and elapsed_s >= stage.min_duration_s
                  and current.stage_canary_requests >= stage.min_requests)
         if not ready:
             draft, decision = self._decide(current, DecisionKind.CHECK_PASSED, CONTROLLER_ACTOR, wall,
-                                           f"check passed: {result.summary}; {_holding(current)}", result)
+                                           f"check passed: {verdict.summary}; {_holding(current)}", verdict)
             await self._commit(active, draft, [decision], now)
             return
-        passed = (f"{current.stage_label} passed after {clean_s:.0f} s and {current.stage_canary_requests} "
-                  f"canary requests with no failed check")
+        passed = (f"{current.stage_label} passed after {elapsed_s:.0f} s and {current.stage_canary_requests} "
+                  f"canary requests with no test rejected")
         draft, checked = self._decide(current, DecisionKind.CHECK_PASSED, CONTROLLER_ACTOR, wall,
-                                      f"check passed: {result.summary}", result)
+                                      f"check passed: {verdict.summary}", verdict)
         if current.current_stage + 1 < len(current.stages):
             following = current.stages[current.current_stage + 1]
             draft = dataclasses.replace(draft, current_stage=current.current_stage + 1,
                                         weight_percent=following.weight_percent, stage_elapsed_s=0.0,
-                                        stage_clean_since_s=0.0, stage_canary_requests=0)
+                                        stage_clean_since_s=0.0, stage_canary_requests=0, evidence=None)
+            active.new_stage(draft)
+            draft = dataclasses.replace(draft, evidence=active.evidence.to_json(),
+                                        baseline=active.baseline.to_json())
             draft, moved = self._decide(
                 draft, DecisionKind.ADVANCED, CONTROLLER_ACTOR, wall,
                 f"{passed}; weight {stage.weight_percent:g}% to {following.weight_percent:g}% "
-                f"({draft.stage_label})", result)
+                f"({draft.stage_label}); its tests start afresh", verdict)
             await self._commit(active, draft, [checked, moved], now, reset_progress=True)
         elif not current.auto_promote:
             draft, awaiting = self._decide(
                 dataclasses.replace(draft, state=_AWAITING), DecisionKind.AWAITING_PROMOTION, CONTROLLER_ACTOR,
-                wall, f"{passed}, the last one; traffic stays at {stage.weight_percent:g}% until PromoteRollout",
-                result)
+                wall, f"{passed}, the last one; traffic stays at {stage.weight_percent:g}% until PromoteRollout "
+                      f"and the tests keep watching", verdict)
             await self._commit(active, draft, [checked, awaiting], now)
         else:
             try:
@@ -507,14 +566,14 @@ class RolloutController:
             except SearchgwError as exc:
                 draft, checked = self._decide(
                     current, DecisionKind.CHECK_PASSED, CONTROLLER_ACTOR, wall,
-                    f"check passed: {result.summary}; {passed}, the last one, but the automatic promotion "
-                    f"failed ({exc.message}); it is retried at the next passed check", result)
+                    f"check passed: {verdict.summary}; {passed}, the last one, but the automatic promotion "
+                    f"failed ({exc.message}); it is retried at the next passed check", verdict)
                 await self._commit(active, draft, [checked], now)
                 return
             draft, promoted = self._decide(
                 dataclasses.replace(draft, state=RolloutState.PROMOTED, weight_percent=100.0),
                 DecisionKind.PROMOTED, CONTROLLER_ACTOR, wall,
-                f"{passed}, the last one; {_promotion_effect(current)}", result)
+                f"{passed}, the last one; {_promotion_effect(current)}", verdict)
             await self._commit(active, draft, [checked, promoted], now)
 
     # -- transitions ---------------------------------------------------------------------------------
@@ -533,14 +592,24 @@ class RolloutController:
             yield active
 
     def _decide(self, rollout: Rollout, kind: DecisionKind, actor: str, wall: float, reason: str,
-                result: CheckResult | None = None) -> tuple[Rollout, Decision]:
-        """`rollout` with one more decision, made at its current stage and weight."""
+                verdict: Verdict | None = None) -> tuple[Rollout, Decision]:
+        """`rollout` with one more decision, made at its current stage and weight.
+
+        A routine decision that repeats the last one (same kind, stage and state) replaces it, with
+        its count raised and its first time kept: history stays readable when checks run for days.
+        """
+        last = rollout.decisions[-1] if rollout.decisions else None
+        folds = (last is not None and kind in ROUTINE_DECISIONS and last.kind is kind
+                 and last.stage == rollout.current_stage and last.weight_percent == rollout.weight_percent)
         decision = Decision(
             time=wall, kind=kind, reason=reason, stage=rollout.current_stage, weight_percent=rollout.weight_percent,
-            primary=result.primary if result else None, canary=result.canary if result else None,
-            actor=actor or ANONYMOUS_ACTOR, seq=rollout.decisions[-1].seq + 1 if rollout.decisions else 1,
+            primary=verdict.primary if verdict else None, canary=verdict.canary if verdict else None,
+            actor=actor or ANONYMOUS_ACTOR, tests=verdict.tests if verdict else (),
+            seq=(last.seq if folds else last.seq + 1) if last is not None else 1,
+            repeats=last.repeats + 1 if folds else 1,
+            first_time=(last.first_time or last.time) if folds else wall,
         )
-        decisions = (*rollout.decisions, decision)
+        decisions = (*rollout.decisions[:-1], decision) if folds else (*rollout.decisions, decision)
         routine = [d for d in decisions if d.kind in ROUTINE_DECISIONS]
         if len(routine) > self._max_routine_decisions:
             dropped = {d.seq for d in routine[:len(routine) - self._max_routine_decisions]}
@@ -653,8 +722,7 @@ def _holding(rollout: Rollout) -> str:
     if rollout.state is _AWAITING:
         return f"awaiting promotion at {rollout.stage_label}"
     stage = rollout.stage
-    clean_s = rollout.stage_elapsed_s - rollout.stage_clean_since_s
-    return (f"{rollout.stage_label} holds: {clean_s:.0f}/{stage.min_duration_s:.0f} s clean, "
+    return (f"{rollout.stage_label} holds: {rollout.stage_elapsed_s:.0f}/{stage.min_duration_s:.0f} s, "
             f"{rollout.stage_canary_requests}/{stage.min_requests} canary requests")
 
 

@@ -34,7 +34,8 @@ GRPC_CODE_NAMES = frozenset({
 })
 
 #: The codes that count as errors unless a policy names others: the server's fault, not the client's.
-DEFAULT_ERROR_CODES = ("UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN")
+#: CANCELLED (the caller went away before its deadline) is not among them; a policy may add it.
+DEFAULT_ERROR_CODES = ("UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN", "RESOURCE_EXHAUSTED")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_ROLLOUT_NAME_LENGTH = 63
@@ -84,8 +85,73 @@ class DecisionKind(enum.Enum):
     ABORTED = 11
 
 
-#: Decisions that change nothing; only the newest of these are kept (see `Rollout.decisions`).
+#: Decisions that change nothing; a run of the same one is folded into one entry (count and time
+#: range, newest numbers), and only the newest `max_routine_decisions` entries are kept.
 ROUTINE_DECISIONS = frozenset({DecisionKind.CHECK_PASSED, DecisionKind.INCONCLUSIVE})
+
+
+class TestKind(enum.Enum):
+    """Which sequential test (`StatisticalTest.Kind`); see `gateway.rollout.analysis`."""
+
+    UNSPECIFIED = 0
+    #: Canary errors vs primary errors, second by second (rate ratio; canary no worse is the null).
+    ERROR_RATIO = 1
+    #: Canary calls slower than the stage's threshold (or failed) vs primary's, the same way.
+    LATENCY_RATIO = 2
+    #: The canary's error rate against the stage's absolute limit (the guard that acts at once).
+    ERROR_LIMIT = 3
+    #: New routing keys per arm against the configured weight (sample-ratio mismatch).
+    SAMPLE_RATIO = 4
+    #: At 100 % weight: the canary's error rate against primary's captured before its share reached 0.
+    ERROR_BASELINE = 5
+    #: At 100 % weight: the canary's slow share against primary's captured before its share reached 0.
+    LATENCY_BASELINE = 6
+
+
+class TestOutcome(enum.Enum):
+    """What a test says now (`StatisticalTest.Outcome`)."""
+
+    UNSPECIFIED = 0
+    #: Its null hypothesis (the canary is no worse; the split is as configured) stands so far.
+    NOT_REJECTED = 1
+    #: The null hypothesis is rejected at the test's α: the canary is worse (or the split is off).
+    REJECTED = 2
+    #: It cannot run yet (no latency threshold yet, no traffic on an arm).
+    WAITING = 3
+    #: It does not apply at this weight (e.g. the comparison with primary at 100 %).
+    NOT_APPLICABLE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TestReport:
+    """One sequential test at one check, with every number behind it."""
+
+    kind: TestKind
+    outcome: TestOutcome
+    #: The test's false-alarm bound over the whole stage, however often it is checked.
+    alpha: float
+    #: The events and calls counted on each arm this stage (events: errors, or slow-or-failed calls;
+    #: for SAMPLE_RATIO, new routing keys; the primary side of a baseline test is the baseline).
+    canary_events: int
+    canary_calls: int
+    primary_events: int
+    primary_calls: int
+    #: The effect: rate ratio canary/primary (ratio tests), the canary's rate (limit and baseline
+    #: tests), the canary's share of new keys (SAMPLE_RATIO). NaN when there is nothing to estimate.
+    estimate: float
+    #: The (1 − α) confidence sequence of the effect, valid at every check.
+    lower: float
+    upper: float
+    #: The value the null hypothesis puts the effect at (1 for ratios, the limit, the baseline's upper
+    #: bound, the weight).
+    null_value: float
+    #: The e-value now, and the always-valid p-value (1 / the largest e-value seen this stage).
+    e_value: float
+    p_value: float
+    #: The latency threshold in seconds (latency tests; 0 otherwise).
+    threshold_s: float
+    #: The result in one sentence with its numbers.
+    summary: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +161,9 @@ class Stage:
     weight_percent: float
     min_duration_s: float = 0.0
     min_requests: int = 0
+    #: The stage's absolute limit on the canary's error rate (0: the policy's `max_error_rate`).
+    #: Seed practice tightens it as the weight grows, e.g. 5 % → 2 % → 1 %.
+    max_error_rate: float = 0.0
 
     @property
     def weight_bps(self) -> int:
@@ -112,19 +181,41 @@ DEFAULT_STAGES = (
 
 @dataclass(frozen=True, slots=True)
 class AnalysisPolicy:
-    """How the canary is compared with primary. Zero (or empty) fields take the defaults below."""
+    """How the canary is judged. Zero (or empty) fields take the defaults below.
 
+    The α of the tests that can roll back (errors, latency, guard) add up to 0.05: at most a 5 %
+    chance per stage that a canary as good as primary is rolled back, however long the stage and
+    however often it is checked. The sample-ratio test only pauses, so it gets a small α of its own.
+    `max_error_rate_delta`, `max_consecutive_failures` and `max_total_failures` belonged to the
+    threshold rule that the sequential tests replaced; they are kept for old clients and ignored.
+    """
+
+    #: How often the tests are read and a decision is recorded.
     interval_s: float = 10.0
+    #: The latency threshold of a stage comes from primary's last `window_s` seconds of traffic.
     window_s: float = 60.0
     error_codes: tuple[str, ...] = DEFAULT_ERROR_CODES
+    #: The canary's absolute error-rate limit (stages may set their own).
     max_error_rate: float = 0.05
     max_error_rate_delta: float = 0.01
-    max_latency_ratio: float = 1.5
-    latency_slack_s: float = 0.005
+    #: A call is slow above primary's `latency_quantile` × `max_latency_ratio` + `latency_slack_s`.
+    max_latency_ratio: float = 1.2
+    latency_slack_s: float = 0.0
+    #: A stage passes only with this many calls on each compared arm (rejections need no minimum).
     min_requests_per_arm: int = 50
     max_consecutive_failures: int = 3
     max_total_failures: int = 5
     latency_quantile: float = 0.95
+    #: α of the error comparison with primary.
+    error_alpha: float = 0.02
+    #: α of the latency comparison with primary.
+    latency_alpha: float = 0.02
+    #: α of the absolute error-rate guard.
+    guard_alpha: float = 0.01
+    #: α of the sample-ratio test (a mismatch pauses the rollout: the numbers cannot be trusted).
+    sample_ratio_alpha: float = 0.001
+    #: A fixed latency SLO in seconds: when set, a call is slow above it (instead of primary's quantile).
+    latency_threshold_s: float = 0.0
 
     def with_defaults(self) -> AnalysisPolicy:
         """This policy with every zero or empty field replaced by its default (proto3 semantics)."""
@@ -168,16 +259,28 @@ class AnalysisPolicy:
                                        f"max_consecutive_failures ({self.max_consecutive_failures})")
         if not _finite(self.latency_quantile) or not 0 < self.latency_quantile < 1:
             fail("latency_quantile", f"{self.latency_quantile}; must lie in (0, 1), e.g. 0.95")
+        for name in ("error_alpha", "latency_alpha", "guard_alpha", "sample_ratio_alpha"):
+            value = getattr(self, name)
+            if not _finite(value) or not 0 < value <= 0.5:
+                fail(name, f"{value}; must lie in (0, 0.5], e.g. 0.02")
+        if not _finite(self.latency_threshold_s) or not 0 <= self.latency_threshold_s <= MAX_WINDOW_S:
+            fail("latency_threshold", f"{self.latency_threshold_s}s; must lie in [0, {MAX_WINDOW_S:.0f}s] "
+                                      "(0: primary's quantile sets it)")
+
+    def error_limit(self, stage: Stage) -> float:
+        """The absolute error-rate limit of `stage`."""
+        return stage.max_error_rate or self.max_error_rate
 
 
 @dataclass(frozen=True, slots=True)
 class ArmStats:
-    """One arm's numbers over the analysis window."""
+    """One arm's numbers in the current stage (all analysed calls since the stage began)."""
 
     requests: int
     errors: int
     error_rate: float
-    #: The policy's latency quantile in seconds; None when there were no requests.
+    #: The policy's latency quantile in seconds, failed calls ranked slower than any success (so it
+    #: is ∞ when more than 1 − quantile of the calls failed); None when there were no requests.
     latency_s: float | None
 
 
@@ -201,6 +304,12 @@ class Decision:
     actor: str
     #: The decision's number within its rollout, from 1, never reused (not on the wire; the store's key).
     seq: int
+    #: The sequential tests behind a check, with their numbers.
+    tests: tuple[TestReport, ...] = ()
+    #: How many decisions of this kind in a row this entry stands for (routine ones are folded).
+    repeats: int = 1
+    #: When the first of them was made (wall-clock epoch seconds; `time` is the newest).
+    first_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +349,12 @@ class Rollout:
     stage_clean_since_s: float = 0.0
     #: Canary requests analysed in the clean period of the current stage while RUNNING.
     stage_canary_requests: int = 0
+    #: The state of the current stage's sequential tests (`analysis.StageEvidence.to_json`), saved
+    #: with every decision so a restarted gateway continues them.
+    evidence: dict | None = None
+    #: Primary's analysed calls over the stages before this one (`analysis.ArmTotals.to_json`): the
+    #: baseline that a canary at 100 % weight is compared with.
+    baseline: dict | None = None
 
     @property
     def weight_bps(self) -> int:
@@ -314,6 +429,9 @@ def _check_stages(stages: tuple[Stage, ...]) -> None:
                                                            f"[0, {MAX_STAGE_DURATION_S:.0f}s]")
         if not _whole(stage.min_requests) or stage.min_requests < 0:
             raise InvalidArgument(f"{path}.min_requests", f"{stage.min_requests}; must be a whole number, at least 0")
+        if not _finite(stage.max_error_rate) or not 0 <= stage.max_error_rate < 1:
+            raise InvalidArgument(f"{path}.max_error_rate", f"{stage.max_error_rate}; must lie in [0, 1) "
+                                                             "(0: the policy's max_error_rate)")
 
 
 def _finite(value: float) -> bool:

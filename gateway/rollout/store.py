@@ -5,8 +5,8 @@ by several gateway replicas can replace the SQLite one later.
 
 `SqliteRolloutStore` keeps one row per rollout (its fields as JSON) and one row per kept decision.
 `save(rollout)` makes the stored rollout equal to the given one in one transaction: the row is
-upserted, decisions not yet stored are inserted and decisions no longer kept (pruned routine
-checks) are deleted. The database runs in WAL mode with synchronous=FULL: every transaction is on
+upserted, decisions not yet stored are inserted, the newest decision is rewritten (routine
+decisions are folded into it), and decisions no longer kept (pruned routine checks) are deleted. The database runs in WAL mode with synchronous=FULL: every transaction is on
 disk when `save` returns, so a transition survives a killed process and a power cut alike. Writes
 are a few per analysis interval, so the fsync costs nothing that matters. All SQLite work runs in a
 worker thread (`asyncio.to_thread`), never on the event loop; failures become `Unavailable`.
@@ -30,6 +30,9 @@ from gateway.rollout.model import (
     Rollout,
     RolloutState,
     Stage,
+    TestKind,
+    TestOutcome,
+    TestReport,
 )
 from searchgw.errors import Unavailable
 
@@ -158,9 +161,11 @@ class SqliteRolloutStore:
             kept = {decision.seq: decision for decision in rollout.decisions}
             db.executemany("DELETE FROM decisions WHERE rollout = ? AND seq = ?",
                            [(rollout.name, seq) for seq in stored - kept.keys()])
-            db.executemany("INSERT INTO decisions (rollout, seq, body) VALUES (?, ?, ?)",
-                           [(rollout.name, seq, json.dumps(_decision_to_json(kept[seq])))
-                            for seq in sorted(kept.keys() - stored)])
+            written = kept.keys() - stored
+            if kept:
+                written.add(max(kept))  # a folded routine decision keeps its seq and changes
+            db.executemany("INSERT OR REPLACE INTO decisions (rollout, seq, body) VALUES (?, ?, ?)",
+                           [(rollout.name, seq, json.dumps(_decision_to_json(kept[seq]))) for seq in sorted(written)])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -197,11 +202,23 @@ def _stats_from_json(data: dict[str, Any] | None) -> ArmStats | None:
                     latency_s=data["latency_s"])
 
 
+def _test_to_json(test: TestReport) -> dict[str, Any]:
+    # NaN and ∞ are valid effect bounds; json writes them as NaN/Infinity and reads them back.
+    return {**{name: getattr(test, name) for name in TestReport.__slots__}, "kind": test.kind.name,
+            "outcome": test.outcome.name}
+
+
+def _test_from_json(data: dict[str, Any]) -> TestReport:
+    return TestReport(**{**data, "kind": TestKind[data["kind"]], "outcome": TestOutcome[data["outcome"]]})
+
+
 def _decision_to_json(decision: Decision) -> dict[str, Any]:
     return {
         "time": decision.time, "kind": decision.kind.name, "reason": decision.reason, "stage": decision.stage,
         "weight_percent": decision.weight_percent, "primary": _stats_to_json(decision.primary),
         "canary": _stats_to_json(decision.canary), "actor": decision.actor, "seq": decision.seq,
+        "tests": [_test_to_json(test) for test in decision.tests], "repeats": decision.repeats,
+        "first_time": decision.first_time,
     }
 
 
@@ -210,6 +227,8 @@ def _decision_from_json(data: dict[str, Any]) -> Decision:
         time=data["time"], kind=DecisionKind[data["kind"]], reason=data["reason"], stage=data["stage"],
         weight_percent=data["weight_percent"], primary=_stats_from_json(data["primary"]),
         canary=_stats_from_json(data["canary"]), actor=data["actor"], seq=data["seq"],
+        tests=tuple(_test_from_json(test) for test in data.get("tests", ())), repeats=data.get("repeats", 1),
+        first_time=data.get("first_time", data["time"]),
     )
 
 
@@ -221,6 +240,8 @@ def _policy_to_json(policy: AnalysisPolicy) -> dict[str, Any]:
         "min_requests_per_arm": policy.min_requests_per_arm,
         "max_consecutive_failures": policy.max_consecutive_failures,
         "max_total_failures": policy.max_total_failures, "latency_quantile": policy.latency_quantile,
+        "error_alpha": policy.error_alpha, "latency_alpha": policy.latency_alpha, "guard_alpha": policy.guard_alpha,
+        "sample_ratio_alpha": policy.sample_ratio_alpha, "latency_threshold_s": policy.latency_threshold_s,
     }
 
 
@@ -233,14 +254,15 @@ def _rollout_to_json(rollout: Rollout) -> dict[str, Any]:
         "name": rollout.name, "collection": rollout.collection,
         "primary_collection": rollout.primary_collection, "canary_collection": rollout.canary_collection,
         "stages": [{"weight_percent": s.weight_percent, "min_duration_s": s.min_duration_s,
-                    "min_requests": s.min_requests} for s in rollout.stages],
+                    "min_requests": s.min_requests, "max_error_rate": s.max_error_rate} for s in rollout.stages],
         "analysis": _policy_to_json(rollout.analysis), "auto_promote": rollout.auto_promote,
         "state": rollout.state.name, "current_stage": rollout.current_stage,
         "weight_percent": rollout.weight_percent, "create_time": rollout.create_time,
         "update_time": rollout.update_time, "stage_elapsed_s": rollout.stage_elapsed_s,
         "consecutive_failures": rollout.consecutive_failures, "total_failures": rollout.total_failures,
         "salt": rollout.salt, "stage_clean_since_s": rollout.stage_clean_since_s,
-        "stage_canary_requests": rollout.stage_canary_requests,
+        "stage_canary_requests": rollout.stage_canary_requests, "evidence": rollout.evidence,
+        "baseline": rollout.baseline,
     }
 
 

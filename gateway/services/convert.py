@@ -28,7 +28,18 @@ from gateway.backends import (
     SnapshotInfo,
 )
 from gateway.core import RouteInfo
-from gateway.rollout import AnalysisPolicy, ArmStats, Decision, DecisionKind, Rollout, RolloutState, Stage
+from gateway.rollout import (
+    AnalysisPolicy,
+    ArmStats,
+    Decision,
+    DecisionKind,
+    Rollout,
+    RolloutState,
+    Stage,
+    TestKind,
+    TestOutcome,
+    TestReport,
+)
 from gateway.routing import Arm
 from searchgw.errors import InvalidArgument
 from searchgw.v1 import collection_service_pb2 as coll_pb
@@ -257,6 +268,8 @@ def snapshot_from_proto(message: coll_pb.Snapshot) -> SnapshotInfo:
 
 _STATE_OUT = {state: getattr(roll_pb.Rollout, f"STATE_{state.name}") for state in RolloutState}
 _KIND_OUT = {kind: getattr(roll_pb.Decision, f"KIND_{kind.name}") for kind in DecisionKind}
+_TEST_KIND_OUT = {kind: getattr(roll_pb.StatisticalTest, f"KIND_{kind.name}") for kind in TestKind}
+_TEST_OUTCOME_OUT = {outcome: getattr(roll_pb.StatisticalTest, f"OUTCOME_{outcome.name}") for outcome in TestOutcome}
 
 
 def analysis_from_proto(message: roll_pb.AnalysisPolicy) -> AnalysisPolicy:
@@ -269,6 +282,9 @@ def analysis_from_proto(message: roll_pb.AnalysisPolicy) -> AnalysisPolicy:
         min_requests_per_arm=message.min_requests_per_arm,
         max_consecutive_failures=message.max_consecutive_failures,
         max_total_failures=message.max_total_failures, latency_quantile=message.latency_quantile,
+        error_alpha=message.error_alpha, latency_alpha=message.latency_alpha, guard_alpha=message.guard_alpha,
+        sample_ratio_alpha=message.sample_ratio_alpha,
+        latency_threshold_s=duration_from_proto(message.latency_threshold),
     )
 
 
@@ -279,7 +295,9 @@ def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
         max_error_rate_delta=policy.max_error_rate_delta, max_latency_ratio=policy.max_latency_ratio,
         latency_slack=duration_to_proto(policy.latency_slack_s), min_requests_per_arm=policy.min_requests_per_arm,
         max_consecutive_failures=policy.max_consecutive_failures, max_total_failures=policy.max_total_failures,
-        latency_quantile=policy.latency_quantile,
+        latency_quantile=policy.latency_quantile, error_alpha=policy.error_alpha, latency_alpha=policy.latency_alpha,
+        guard_alpha=policy.guard_alpha, sample_ratio_alpha=policy.sample_ratio_alpha,
+        latency_threshold=duration_to_proto(policy.latency_threshold_s),
     )
 
 
@@ -289,7 +307,7 @@ def rollout_from_proto(message: roll_pb.Rollout) -> Rollout:
         name=message.name, collection=message.collection, canary_collection=message.canary_collection,
         primary_collection=message.primary_collection,
         stages=tuple(Stage(weight_percent=s.weight_percent, min_duration_s=duration_from_proto(s.min_duration),
-                           min_requests=s.min_requests) for s in message.stages),
+                           min_requests=s.min_requests, max_error_rate=s.max_error_rate) for s in message.stages),
         analysis=analysis_from_proto(message.analysis), auto_promote=message.auto_promote,
     )
 
@@ -303,11 +321,23 @@ def arm_stats_to_proto(stats: ArmStats | None) -> roll_pb.ArmStats | None:
     return message
 
 
+def test_report_to_proto(test: TestReport) -> roll_pb.StatisticalTest:
+    return roll_pb.StatisticalTest(
+        kind=_TEST_KIND_OUT[test.kind], outcome=_TEST_OUTCOME_OUT[test.outcome], alpha=test.alpha,
+        canary_events=test.canary_events, canary_calls=test.canary_calls, primary_events=test.primary_events,
+        primary_calls=test.primary_calls, estimate=test.estimate, lower=test.lower, upper=test.upper,
+        null_value=test.null_value, e_value=test.e_value, p_value=test.p_value,
+        threshold=duration_to_proto(test.threshold_s), summary=test.summary,
+    )
+
+
 def decision_to_proto(decision: Decision) -> roll_pb.Decision:
     return roll_pb.Decision(
         time=timestamp_to_proto(decision.time), kind=_KIND_OUT[decision.kind], reason=decision.reason,
         stage=decision.stage, weight_percent=decision.weight_percent, primary=arm_stats_to_proto(decision.primary),
         canary=arm_stats_to_proto(decision.canary), actor=decision.actor,
+        tests=[test_report_to_proto(test) for test in decision.tests], repeats=decision.repeats,
+        first_time=timestamp_to_proto(decision.first_time or decision.time),
     )
 
 
@@ -316,7 +346,7 @@ def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_p
         name=rollout.name, collection=rollout.collection, primary_collection=rollout.primary_collection,
         canary_collection=rollout.canary_collection,
         stages=[roll_pb.Stage(weight_percent=s.weight_percent, min_duration=duration_to_proto(s.min_duration_s),
-                              min_requests=s.min_requests) for s in rollout.stages],
+                              min_requests=s.min_requests, max_error_rate=s.max_error_rate) for s in rollout.stages],
         analysis=analysis_to_proto(rollout.analysis), auto_promote=rollout.auto_promote,
         state=_STATE_OUT[rollout.state], current_stage=rollout.current_stage, weight_percent=rollout.weight_percent,
         decisions=[decision_to_proto(d) for d in rollout.decisions] if with_decisions else [],

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!searchgw/v1/rollout_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\x05Stage\x12\x16\n\x0eweight_percent\x18\x01 \x01(\x01\x12/\n\x0cmin_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmin_requests\x18\x03 \x01(\x04\"\xf6\x02\n\x0e\x41nalysisPolicy\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x65rror_codes\x18\x03 \x03(\t\x12\x16\n\x0emax_error_rate\x18\x04 \x01(\x01\x12\x1c\n\x14max_error_rate_delta\x18\x05 \x01(\x01\x12\x19\n\x11max_latency_ratio\x18\x06 \x01(\x01\x12\x30\n\rlatency_slack\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14min_requests_per_arm\x18\x08 \x01(\x04\x12 \n\x18max_consecutive_failures\x18\t \x01(\r\x12\x1a\n\x12max_total_failures\x18\n \x01(\r\x12\x18\n\x10latency_quantile\x18\x0b \x01(\x01\"\xbb\x05\n\x07Rollout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x1a\n\x12primary_collection\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61nary_collection\x18\x04 \x01(\t\x12\"\n\x06stages\x18\x05 \x03(\x0b\x32\x12.searchgw.v1.Stage\x12-\n\x08\x61nalysis\x18\x06 \x01(\x0b\x32\x1b.searchgw.v1.AnalysisPolicy\x12\x14\n\x0c\x61uto_promote\x18\x07 \x01(\x08\x12)\n\x05state\x18\x08 \x01(\x0e\x32\x1a.searchgw.v1.Rollout.State\x12\x15\n\rcurrent_stage\x18\t \x01(\r\x12\x16\n\x0eweight_percent\x18\n \x01(\x01\x12(\n\tdecisions\x18\x0b \x03(\x0b\x32\x15.searchgw.v1.Decision\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rstage_elapsed\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14\x63onsecutive_failures\x18\x0f \x01(\r\x12\x16\n\x0etotal_failures\x18\x10 \x01(\r\"\x9f\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_RUNNING\x10\x01\x12\x10\n\x0cSTATE_PAUSED\x10\x02\x12\x1c\n\x18STATE_AWAITING_PROMOTION\x10\x03\x12\x12\n\x0eSTATE_PROMOTED\x10\x04\x12\x15\n\x11STATE_ROLLED_BACK\x10\x05\x12\x11\n\rSTATE_ABORTED\x10\x06\"r\n\x08\x41rmStats\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x02 \x01(\x04\x12\x12\n\nerror_rate\x18\x03 \x01(\x01\x12\x1c\n\x0flatency_seconds\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_latency_seconds\"\xf7\x03\n\x08\x44\x65\x63ision\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.searchgw.v1.Decision.Kind\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\r\x12\x16\n\x0eweight_percent\x18\x05 \x01(\x01\x12&\n\x07primary\x18\x06 \x01(\x0b\x32\x15.searchgw.v1.ArmStats\x12%\n\x06\x63\x61nary\x18\x07 \x01(\x0b\x32\x15.searchgw.v1.ArmStats\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\"\x81\x02\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_STARTED\x10\x01\x12\x15\n\x11KIND_CHECK_PASSED\x10\x02\x12\x15\n\x11KIND_INCONCLUSIVE\x10\x03\x12\x15\n\x11KIND_CHECK_FAILED\x10\x04\x12\x11\n\rKIND_ADVANCED\x10\x05\x12\x1b\n\x17KIND_AWAITING_PROMOTION\x10\x06\x12\x11\n\rKIND_PROMOTED\x10\x07\x12\x14\n\x10KIND_ROLLED_BACK\x10\x08\x12\x0f\n\x0bKIND_PAUSED\x10\t\x12\x10\n\x0cKIND_RESUMED\x10\n\x12\x10\n\x0cKIND_ABORTED\x10\x0b\"=\n\x14\x43reateRolloutRequest\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\">\n\x15\x43reateRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"!\n\x11GetRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12GetRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"P\n\x13ListRolloutsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\"W\n\x14ListRolloutsResponse\x12&\n\x08rollouts\x18\x01 \x03(\x0b\x32\x14.searchgw.v1.Rollout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x13PauseRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x14PauseRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"4\n\x14ResumeRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15ResumeRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"5\n\x15PromoteRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x16PromoteRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"3\n\x13\x41\x62ortRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x14\x41\x62ortRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"#\n\x13WatchRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"f\n\x14WatchRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\x12\'\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x15.searchgw.v1.Decision2\xc0\x05\n\x0eRolloutService\x12V\n\rCreateRollout\x12!.searchgw.v1.CreateRolloutRequest\x1a\".searchgw.v1.CreateRolloutResponse\x12M\n\nGetRollout\x12\x1e.searchgw.v1.GetRolloutRequest\x1a\x1f.searchgw.v1.GetRolloutResponse\x12S\n\x0cListRollouts\x12 .searchgw.v1.ListRolloutsRequest\x1a!.searchgw.v1.ListRolloutsResponse\x12S\n\x0cPauseRollout\x12 .searchgw.v1.PauseRolloutRequest\x1a!.searchgw.v1.PauseRolloutResponse\x12V\n\rResumeRollout\x12!.searchgw.v1.ResumeRolloutRequest\x1a\".searchgw.v1.ResumeRolloutResponse\x12Y\n\x0ePromoteRollout\x12\".searchgw.v1.PromoteRolloutRequest\x1a#.searchgw.v1.PromoteRolloutResponse\x12S\n\x0c\x41\x62ortRollout\x12 .searchgw.v1.AbortRolloutRequest\x1a!.searchgw.v1.AbortRolloutResponse\x12U\n\x0cWatchRollout\x12 .searchgw.v1.WatchRolloutRequest\x1a!.searchgw.v1.WatchRolloutResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!searchgw/v1/rollout_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n\x05Stage\x12\x16\n\x0eweight_percent\x18\x01 \x01(\x01\x12/\n\x0cmin_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmin_requests\x18\x03 \x01(\x04\x12\x16\n\x0emax_error_rate\x18\x04 \x01(\x01\"\x89\x04\n\x0e\x41nalysisPolicy\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x65rror_codes\x18\x03 \x03(\t\x12\x16\n\x0emax_error_rate\x18\x04 \x01(\x01\x12\x1c\n\x14max_error_rate_delta\x18\x05 \x01(\x01\x12\x19\n\x11max_latency_ratio\x18\x06 \x01(\x01\x12\x30\n\rlatency_slack\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14min_requests_per_arm\x18\x08 \x01(\x04\x12 \n\x18max_consecutive_failures\x18\t \x01(\r\x12\x1a\n\x12max_total_failures\x18\n \x01(\r\x12\x18\n\x10latency_quantile\x18\x0b \x01(\x01\x12\x13\n\x0b\x65rror_alpha\x18\x0c \x01(\x01\x12\x15\n\rlatency_alpha\x18\r \x01(\x01\x12\x13\n\x0bguard_alpha\x18\x0e \x01(\x01\x12\x1a\n\x12sample_ratio_alpha\x18\x0f \x01(\x01\x12\x34\n\x11latency_threshold\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xbb\x05\n\x07Rollout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x1a\n\x12primary_collection\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61nary_collection\x18\x04 \x01(\t\x12\"\n\x06stages\x18\x05 \x03(\x0b\x32\x12.searchgw.v1.Stage\x12-\n\x08\x61nalysis\x18\x06 \x01(\x0b\x32\x1b.searchgw.v1.AnalysisPolicy\x12\x14\n\x0c\x61uto_promote\x18\x07 \x01(\x08\x12)\n\x05state\x18\x08 \x01(\x0e\x32\x1a.searchgw.v1.Rollout.State\x12\x15\n\rcurrent_stage\x18\t \x01(\r\x12\x16\n\x0eweight_percent\x18\n \x01(\x01\x12(\n\tdecisions\x18\x0b \x03(\x0b\x32\x15.searchgw.v1.Decision\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rstage_elapsed\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14\x63onsecutive_failures\x18\x0f \x01(\r\x12\x16\n\x0etotal_failures\x18\x10 \x01(\r\"\x9f\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_RUNNING\x10\x01\x12\x10\n\x0cSTATE_PAUSED\x10\x02\x12\x1c\n\x18STATE_AWAITING_PROMOTION\x10\x03\x12\x12\n\x0eSTATE_PROMOTED\x10\x04\x12\x15\n\x11STATE_ROLLED_BACK\x10\x05\x12\x11\n\rSTATE_ABORTED\x10\x06\"r\n\x08\x41rmStats\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x02 \x01(\x04\x12\x12\n\nerror_rate\x18\x03 \x01(\x01\x12\x1c\n\x0flatency_seconds\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_latency_seconds\"\xbd\x05\n\x0fStatisticalTest\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.searchgw.v1.StatisticalTest.Kind\x12\x35\n\x07outcome\x18\x02 \x01(\x0e\x32$.searchgw.v1.StatisticalTest.Outcome\x12\r\n\x05\x61lpha\x18\x03 \x01(\x01\x12\x15\n\rcanary_events\x18\x04 \x01(\x04\x12\x14\n\x0c\x63\x61nary_calls\x18\x05 \x01(\x04\x12\x16\n\x0eprimary_events\x18\x06 \x01(\x04\x12\x15\n\rprimary_calls\x18\x07 \x01(\x04\x12\x10\n\x08\x65stimate\x18\x08 \x01(\x01\x12\r\n\x05lower\x18\t \x01(\x01\x12\r\n\x05upper\x18\n \x01(\x01\x12\x12\n\nnull_value\x18\x0b \x01(\x01\x12\x0f\n\x07\x65_value\x18\x0c \x01(\x01\x12\x0f\n\x07p_value\x18\r \x01(\x01\x12,\n\tthreshold\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07summary\x18\x0f \x01(\t\"\xab\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10KIND_ERROR_RATIO\x10\x01\x12\x16\n\x12KIND_LATENCY_RATIO\x10\x02\x12\x14\n\x10KIND_ERROR_LIMIT\x10\x03\x12\x15\n\x11KIND_SAMPLE_RATIO\x10\x04\x12\x17\n\x13KIND_ERROR_BASELINE\x10\x05\x12\x19\n\x15KIND_LATENCY_BASELINE\x10\x06\"\x83\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTCOME_NOT_REJECTED\x10\x01\x12\x14\n\x10OUTCOME_REJECTED\x10\x02\x12\x13\n\x0fOUTCOME_WAITING\x10\x03\x12\x1a\n\x16OUTCOME_NOT_APPLICABLE\x10\x04\"\xe5\x04\n\x08\x44\x65\x63ision\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.searchgw.v1.Decision.Kind\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\r\x12\x16\n\x0eweight_percent\x18\x05 \x01(\x01\x12&\n\x07primary\x18\x06 \x01(\x0b\x32\x15.searchgw.v1.ArmStats\x12%\n\x06\x63\x61nary\x18\x07 \x01(\x0b\x32\x15.searchgw.v1.ArmStats\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x12+\n\x05tests\x18\t \x03(\x0b\x32\x1c.searchgw.v1.StatisticalTest\x12\x0f\n\x07repeats\x18\n \x01(\r\x12.\n\nfirst_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x02\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_STARTED\x10\x01\x12\x15\n\x11KIND_CHECK_PASSED\x10\x02\x12\x15\n\x11KIND_INCONCLUSIVE\x10\x03\x12\x15\n\x11KIND_CHECK_FAILED\x10\x04\x12\x11\n\rKIND_ADVANCED\x10\x05\x12\x1b\n\x17KIND_AWAITING_PROMOTION\x10\x06\x12\x11\n\rKIND_PROMOTED\x10\x07\x12\x14\n\x10KIND_ROLLED_BACK\x10\x08\x12\x0f\n\x0bKIND_PAUSED\x10\t\x12\x10\n\x0cKIND_RESUMED\x10\n\x12\x10\n\x0cKIND_ABORTED\x10\x0b\"=\n\x14\x43reateRolloutRequest\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\">\n\x15\x43reateRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"!\n\x11GetRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12GetRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"P\n\x13ListRolloutsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\"W\n\x14ListRolloutsResponse\x12&\n\x08rollouts\x18\x01 \x03(\x0b\x32\x14.searchgw.v1.Rollout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x13PauseRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x14PauseRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"4\n\x14ResumeRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15ResumeRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"5\n\x15PromoteRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x16PromoteRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"3\n\x13\x41\x62ortRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x14\x41\x62ortRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\"#\n\x13WatchRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"f\n\x14WatchRolloutResponse\x12%\n\x07rollout\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.Rollout\x12\'\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x15.searchgw.v1.Decision2\xc0\x05\n\x0eRolloutService\x12V\n\rCreateRollout\x12!.searchgw.v1.CreateRolloutRequest\x1a\".searchgw.v1.CreateRolloutResponse\x12M\n\nGetRollout\x12\x1e.searchgw.v1.GetRolloutRequest\x1a\x1f.searchgw.v1.GetRolloutResponse\x12S\n\x0cListRollouts\x12 .searchgw.v1.ListRolloutsRequest\x1a!.searchgw.v1.ListRolloutsResponse\x12S\n\x0cPauseRollout\x12 .searchgw.v1.PauseRolloutRequest\x1a!.searchgw.v1.PauseRolloutResponse\x12V\n\rResumeRollout\x12!.searchgw.v1.ResumeRolloutRequest\x1a\".searchgw.v1.ResumeRolloutResponse\x12Y\n\x0ePromoteRollout\x12\".searchgw.v1.PromoteRolloutRequest\x1a#.searchgw.v1.PromoteRolloutResponse\x12S\n\x0c\x41\x62ortRollout\x12 .searchgw.v1.AbortRolloutRequest\x1a!.searchgw.v1.AbortRolloutResponse\x12U\n\x0cWatchRollout\x12 .searchgw.v1.WatchRolloutRequest\x1a!.searchgw.v1.WatchRolloutResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,51 +34,57 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.rollout_service
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STAGE']._serialized_start=115
-  _globals['_STAGE']._serialized_end=217
-  _globals['_ANALYSISPOLICY']._serialized_start=220
-  _globals['_ANALYSISPOLICY']._serialized_end=594
-  _globals['_ROLLOUT']._serialized_start=597
-  _globals['_ROLLOUT']._serialized_end=1296
-  _globals['_ROLLOUT_STATE']._serialized_start=1137
-  _globals['_ROLLOUT_STATE']._serialized_end=1296
-  _globals['_ARMSTATS']._serialized_start=1298
-  _globals['_ARMSTATS']._serialized_end=1412
-  _globals['_DECISION']._serialized_start=1415
-  _globals['_DECISION']._serialized_end=1918
-  _globals['_DECISION_KIND']._serialized_start=1661
-  _globals['_DECISION_KIND']._serialized_end=1918
-  _globals['_CREATEROLLOUTREQUEST']._serialized_start=1920
-  _globals['_CREATEROLLOUTREQUEST']._serialized_end=1981
-  _globals['_CREATEROLLOUTRESPONSE']._serialized_start=1983
-  _globals['_CREATEROLLOUTRESPONSE']._serialized_end=2045
-  _globals['_GETROLLOUTREQUEST']._serialized_start=2047
-  _globals['_GETROLLOUTREQUEST']._serialized_end=2080
-  _globals['_GETROLLOUTRESPONSE']._serialized_start=2082
-  _globals['_GETROLLOUTRESPONSE']._serialized_end=2141
-  _globals['_LISTROLLOUTSREQUEST']._serialized_start=2143
-  _globals['_LISTROLLOUTSREQUEST']._serialized_end=2223
-  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=2225
-  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=2312
-  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=2314
-  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=2365
-  _globals['_PAUSEROLLOUTRESPONSE']._serialized_start=2367
-  _globals['_PAUSEROLLOUTRESPONSE']._serialized_end=2428
-  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=2430
-  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=2482
-  _globals['_RESUMEROLLOUTRESPONSE']._serialized_start=2484
-  _globals['_RESUMEROLLOUTRESPONSE']._serialized_end=2546
-  _globals['_PROMOTEROLLOUTREQUEST']._serialized_start=2548
-  _globals['_PROMOTEROLLOUTREQUEST']._serialized_end=2601
-  _globals['_PROMOTEROLLOUTRESPONSE']._serialized_start=2603
-  _globals['_PROMOTEROLLOUTRESPONSE']._serialized_end=2666
-  _globals['_ABORTROLLOUTREQUEST']._serialized_start=2668
-  _globals['_ABORTROLLOUTREQUEST']._serialized_end=2719
-  _globals['_ABORTROLLOUTRESPONSE']._serialized_start=2721
-  _globals['_ABORTROLLOUTRESPONSE']._serialized_end=2782
-  _globals['_WATCHROLLOUTREQUEST']._serialized_start=2784
-  _globals['_WATCHROLLOUTREQUEST']._serialized_end=2819
-  _globals['_WATCHROLLOUTRESPONSE']._serialized_start=2821
-  _globals['_WATCHROLLOUTRESPONSE']._serialized_end=2923
-  _globals['_ROLLOUTSERVICE']._serialized_start=2926
-  _globals['_ROLLOUTSERVICE']._serialized_end=3630
+  _globals['_STAGE']._serialized_end=241
+  _globals['_ANALYSISPOLICY']._serialized_start=244
+  _globals['_ANALYSISPOLICY']._serialized_end=765
+  _globals['_ROLLOUT']._serialized_start=768
+  _globals['_ROLLOUT']._serialized_end=1467
+  _globals['_ROLLOUT_STATE']._serialized_start=1308
+  _globals['_ROLLOUT_STATE']._serialized_end=1467
+  _globals['_ARMSTATS']._serialized_start=1469
+  _globals['_ARMSTATS']._serialized_end=1583
+  _globals['_STATISTICALTEST']._serialized_start=1586
+  _globals['_STATISTICALTEST']._serialized_end=2287
+  _globals['_STATISTICALTEST_KIND']._serialized_start=1982
+  _globals['_STATISTICALTEST_KIND']._serialized_end=2153
+  _globals['_STATISTICALTEST_OUTCOME']._serialized_start=2156
+  _globals['_STATISTICALTEST_OUTCOME']._serialized_end=2287
+  _globals['_DECISION']._serialized_start=2290
+  _globals['_DECISION']._serialized_end=2903
+  _globals['_DECISION_KIND']._serialized_start=2646
+  _globals['_DECISION_KIND']._serialized_end=2903
+  _globals['_CREATEROLLOUTREQUEST']._serialized_start=2905
+  _globals['_CREATEROLLOUTREQUEST']._serialized_end=2966
+  _globals['_CREATEROLLOUTRESPONSE']._serialized_start=2968
+  _globals['_CREATEROLLOUTRESPONSE']._serialized_end=3030
+  _globals['_GETROLLOUTREQUEST']._serialized_start=3032
+  _globals['_GETROLLOUTREQUEST']._serialized_end=3065
+  _globals['_GETROLLOUTRESPONSE']._serialized_start=3067
+  _globals['_GETROLLOUTRESPONSE']._serialized_end=3126
+  _globals['_LISTROLLOUTSREQUEST']._serialized_start=3128
+  _globals['_LISTROLLOUTSREQUEST']._serialized_end=3208
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=3210
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=3297
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=3299
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=3350
+  _globals['_PAUSEROLLOUTRESPONSE']._serialized_start=3352
+  _globals['_PAUSEROLLOUTRESPONSE']._serialized_end=3413
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=3415
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=3467
+  _globals['_RESUMEROLLOUTRESPONSE']._serialized_start=3469
+  _globals['_RESUMEROLLOUTRESPONSE']._serialized_end=3531
+  _globals['_PROMOTEROLLOUTREQUEST']._serialized_start=3533
+  _globals['_PROMOTEROLLOUTREQUEST']._serialized_end=3586
+  _globals['_PROMOTEROLLOUTRESPONSE']._serialized_start=3588
+  _globals['_PROMOTEROLLOUTRESPONSE']._serialized_end=3651
+  _globals['_ABORTROLLOUTREQUEST']._serialized_start=3653
+  _globals['_ABORTROLLOUTREQUEST']._serialized_end=3704
+  _globals['_ABORTROLLOUTRESPONSE']._serialized_start=3706
+  _globals['_ABORTROLLOUTRESPONSE']._serialized_end=3767
+  _globals['_WATCHROLLOUTREQUEST']._serialized_start=3769
+  _globals['_WATCHROLLOUTREQUEST']._serialized_end=3804
+  _globals['_WATCHROLLOUTRESPONSE']._serialized_start=3806
+  _globals['_WATCHROLLOUTRESPONSE']._serialized_end=3908
+  _globals['_ROLLOUTSERVICE']._serialized_start=3911
+  _globals['_ROLLOUTSERVICE']._serialized_end=4615
 # @@protoc_insertion_point(module_scope)

@@ -12,17 +12,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Stage(_message.Message):
-    __slots__ = ("weight_percent", "min_duration", "min_requests")
+    __slots__ = ("weight_percent", "min_duration", "min_requests", "max_error_rate")
     WEIGHT_PERCENT_FIELD_NUMBER: _ClassVar[int]
     MIN_DURATION_FIELD_NUMBER: _ClassVar[int]
     MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     weight_percent: float
     min_duration: _duration_pb2.Duration
     min_requests: int
-    def __init__(self, weight_percent: _Optional[float] = ..., min_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests: _Optional[int] = ...) -> None: ...
+    max_error_rate: float
+    def __init__(self, weight_percent: _Optional[float] = ..., min_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests: _Optional[int] = ..., max_error_rate: _Optional[float] = ...) -> None: ...
 
 class AnalysisPolicy(_message.Message):
-    __slots__ = ("interval", "window", "error_codes", "max_error_rate", "max_error_rate_delta", "max_latency_ratio", "latency_slack", "min_requests_per_arm", "max_consecutive_failures", "max_total_failures", "latency_quantile")
+    __slots__ = ("interval", "window", "error_codes", "max_error_rate", "max_error_rate_delta", "max_latency_ratio", "latency_slack", "min_requests_per_arm", "max_consecutive_failures", "max_total_failures", "latency_quantile", "error_alpha", "latency_alpha", "guard_alpha", "sample_ratio_alpha", "latency_threshold")
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODES_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +36,11 @@ class AnalysisPolicy(_message.Message):
     MAX_CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     MAX_TOTAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
     LATENCY_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    GUARD_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATIO_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     window: _duration_pb2.Duration
     error_codes: _containers.RepeatedScalarFieldContainer[str]
@@ -45,7 +52,12 @@ class AnalysisPolicy(_message.Message):
     max_consecutive_failures: int
     max_total_failures: int
     latency_quantile: float
-    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ...) -> None: ...
+    error_alpha: float
+    latency_alpha: float
+    guard_alpha: float
+    sample_ratio_alpha: float
+    latency_threshold: _duration_pb2.Duration
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ..., error_alpha: _Optional[float] = ..., latency_alpha: _Optional[float] = ..., guard_alpha: _Optional[float] = ..., sample_ratio_alpha: _Optional[float] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Rollout(_message.Message):
     __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures")
@@ -111,8 +123,70 @@ class ArmStats(_message.Message):
     latency_seconds: float
     def __init__(self, requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., latency_seconds: _Optional[float] = ...) -> None: ...
 
+class StatisticalTest(_message.Message):
+    __slots__ = ("kind", "outcome", "alpha", "canary_events", "canary_calls", "primary_events", "primary_calls", "estimate", "lower", "upper", "null_value", "e_value", "p_value", "threshold", "summary")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[StatisticalTest.Kind]
+        KIND_ERROR_RATIO: _ClassVar[StatisticalTest.Kind]
+        KIND_LATENCY_RATIO: _ClassVar[StatisticalTest.Kind]
+        KIND_ERROR_LIMIT: _ClassVar[StatisticalTest.Kind]
+        KIND_SAMPLE_RATIO: _ClassVar[StatisticalTest.Kind]
+        KIND_ERROR_BASELINE: _ClassVar[StatisticalTest.Kind]
+        KIND_LATENCY_BASELINE: _ClassVar[StatisticalTest.Kind]
+    KIND_UNSPECIFIED: StatisticalTest.Kind
+    KIND_ERROR_RATIO: StatisticalTest.Kind
+    KIND_LATENCY_RATIO: StatisticalTest.Kind
+    KIND_ERROR_LIMIT: StatisticalTest.Kind
+    KIND_SAMPLE_RATIO: StatisticalTest.Kind
+    KIND_ERROR_BASELINE: StatisticalTest.Kind
+    KIND_LATENCY_BASELINE: StatisticalTest.Kind
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[StatisticalTest.Outcome]
+        OUTCOME_NOT_REJECTED: _ClassVar[StatisticalTest.Outcome]
+        OUTCOME_REJECTED: _ClassVar[StatisticalTest.Outcome]
+        OUTCOME_WAITING: _ClassVar[StatisticalTest.Outcome]
+        OUTCOME_NOT_APPLICABLE: _ClassVar[StatisticalTest.Outcome]
+    OUTCOME_UNSPECIFIED: StatisticalTest.Outcome
+    OUTCOME_NOT_REJECTED: StatisticalTest.Outcome
+    OUTCOME_REJECTED: StatisticalTest.Outcome
+    OUTCOME_WAITING: StatisticalTest.Outcome
+    OUTCOME_NOT_APPLICABLE: StatisticalTest.Outcome
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    CANARY_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CANARY_CALLS_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_CALLS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    E_VALUE_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    kind: StatisticalTest.Kind
+    outcome: StatisticalTest.Outcome
+    alpha: float
+    canary_events: int
+    canary_calls: int
+    primary_events: int
+    primary_calls: int
+    estimate: float
+    lower: float
+    upper: float
+    null_value: float
+    e_value: float
+    p_value: float
+    threshold: _duration_pb2.Duration
+    summary: str
+    def __init__(self, kind: _Optional[_Union[StatisticalTest.Kind, str]] = ..., outcome: _Optional[_Union[StatisticalTest.Outcome, str]] = ..., alpha: _Optional[float] = ..., canary_events: _Optional[int] = ..., canary_calls: _Optional[int] = ..., primary_events: _Optional[int] = ..., primary_calls: _Optional[int] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., null_value: _Optional[float] = ..., e_value: _Optional[float] = ..., p_value: _Optional[float] = ..., threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., summary: _Optional[str] = ...) -> None: ...
+
 class Decision(_message.Message):
-    __slots__ = ("time", "kind", "reason", "stage", "weight_percent", "primary", "canary", "actor")
+    __slots__ = ("time", "kind", "reason", "stage", "weight_percent", "primary", "canary", "actor", "tests", "repeats", "first_time")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Decision.Kind]
@@ -147,6 +221,9 @@ class Decision(_message.Message):
     PRIMARY_FIELD_NUMBER: _ClassVar[int]
     CANARY_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TIME_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     kind: Decision.Kind
     reason: str
@@ -155,7 +232,10 @@ class Decision(_message.Message):
     primary: ArmStats
     canary: ArmStats
     actor: str
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[Decision.Kind, str]] = ..., reason: _Optional[str] = ..., stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., primary: _Optional[_Union[ArmStats, _Mapping]] = ..., canary: _Optional[_Union[ArmStats, _Mapping]] = ..., actor: _Optional[str] = ...) -> None: ...
+    tests: _containers.RepeatedCompositeFieldContainer[StatisticalTest]
+    repeats: int
+    first_time: _timestamp_pb2.Timestamp
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[Decision.Kind, str]] = ..., reason: _Optional[str] = ..., stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., primary: _Optional[_Union[ArmStats, _Mapping]] = ..., canary: _Optional[_Union[ArmStats, _Mapping]] = ..., actor: _Optional[str] = ..., tests: _Optional[_Iterable[_Union[StatisticalTest, _Mapping]]] = ..., repeats: _Optional[int] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateRolloutRequest(_message.Message):
     __slots__ = ("rollout",)

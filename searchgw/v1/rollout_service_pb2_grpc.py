@@ -27,8 +27,8 @@ if _version_not_supported:
 
 class RolloutServiceStub:
     """RolloutService moves traffic of a logical collection from its primary collection to a canary
-    collection stage by stage, compares the two arms on the same window, and promotes the canary
-    with an atomic alias switch or rolls it back.
+    collection stage by stage, judges the canary against primary with anytime-valid sequential
+    tests on per-second counts, and promotes the canary with an atomic alias switch or rolls it back.
     """
 
     def __init__(self, channel):
@@ -81,8 +81,8 @@ class RolloutServiceStub:
 
 class RolloutServiceServicer:
     """RolloutService moves traffic of a logical collection from its primary collection to a canary
-    collection stage by stage, compares the two arms on the same window, and promotes the canary
-    with an atomic alias switch or rolls it back.
+    collection stage by stage, judges the canary against primary with anytime-valid sequential
+    tests on per-second counts, and promotes the canary with an atomic alias switch or rolls it back.
     """
 
     def CreateRollout(self, request, context):
@@ -194,8 +194,8 @@ def add_RolloutServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RolloutService:
     """RolloutService moves traffic of a logical collection from its primary collection to a canary
-    collection stage by stage, compares the two arms on the same window, and promotes the canary
-    with an atomic alias switch or rolls it back.
+    collection stage by stage, judges the canary against primary with anytime-valid sequential
+    tests on per-second counts, and promotes the canary with an atomic alias switch or rolls it back.
     """
 
     @staticmethod
