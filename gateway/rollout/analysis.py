@@ -424,7 +424,7 @@ def judge(evidence: StageEvidence) -> Verdict:
                                       evidence, threshold))
     # the absolute guard
     if evidence.guard is None:
-        tests.append(TestReport(TestKind.ERROR_LIMIT, TestOutcome.NOT_APPLICABLE, policy.guard_alpha, 0, 0, 0, 0,
+        tests.append(_test_report(TestKind.ERROR_LIMIT, TestOutcome.NOT_APPLICABLE, policy.guard_alpha, 0, 0, 0, 0,
                                 math.nan, math.nan, math.nan, 1.0, 0.0, 1.0, 0.0, "error limit: none (100%)"))
     else:
         tests.append(_limit_report(evidence.guard))
@@ -459,7 +459,7 @@ def _ratio_report(kind: TestKind, what: str, test: RateRatioTest, threshold: Lat
     counts = (f"canary {_share(test.canary_events, test.canary_calls)} vs primary "
               f"{_share(test.primary_events, test.primary_calls)}")
     if not test.canary_calls or not test.primary_calls:
-        return TestReport(kind, TestOutcome.WAITING, test.alpha, test.canary_events, test.canary_calls,
+        return _test_report(kind, TestOutcome.WAITING, test.alpha, test.canary_events, test.canary_calls,
                           test.primary_events, test.primary_calls, math.nan, math.nan, math.nan, 1.0,
                           result.e_value, result.p_value, threshold.seconds if threshold else 0.0,
                           f"{what}{above}: {counts}; waiting for calls on both arms")
@@ -489,7 +489,7 @@ def _baseline_report(kind: TestKind, what: str, test: RateLimitTest | None, evid
     above = f" above {_ms(threshold.seconds)} ({threshold.source})" if threshold else ""
     if test is None:
         calls = baseline.calls if baseline is not None else 0
-        return TestReport(kind, TestOutcome.NOT_APPLICABLE, alpha, 0, 0, 0, calls, math.nan, math.nan, math.nan,
+        return _test_report(kind, TestOutcome.NOT_APPLICABLE, alpha, 0, 0, 0, calls, math.nan, math.nan, math.nan,
                           math.nan, 0.0, 1.0, threshold.seconds if threshold else 0.0,
                           f"{what}{above}: no baseline to compare with at 100% (primary served {calls} analysed "
                           f"calls before, fewer than {policy.min_requests_per_arm}); only the error limit applies")
@@ -507,7 +507,7 @@ def _baseline_report(kind: TestKind, what: str, test: RateLimitTest | None, evid
 
 def _split_report(test: SampleRatioTest) -> TestReport:
     if not test.applicable:
-        return TestReport(TestKind.SAMPLE_RATIO, TestOutcome.NOT_APPLICABLE, test.alpha, test.canary_units,
+        return _test_report(TestKind.SAMPLE_RATIO, TestOutcome.NOT_APPLICABLE, test.alpha, test.canary_units,
                           test.units, test.units - test.canary_units, test.units, math.nan, math.nan, math.nan,
                           test.weight, 0.0, 1.0, 0.0, "split: one arm takes all keys at this weight")
     result = test.result()
@@ -515,7 +515,7 @@ def _split_report(test: SampleRatioTest) -> TestReport:
     summary = (f"split: {test.canary_units} of {test.units} new routing keys on the canary "
                f"({_pct(result.estimate) if test.units else '-'}, weight {_pct(test.weight)}), "
                f"e {_num(result.e_value)}: {verdict}")
-    return TestReport(TestKind.SAMPLE_RATIO, TestOutcome.REJECTED if result.rejected else TestOutcome.NOT_REJECTED,
+    return _test_report(TestKind.SAMPLE_RATIO, TestOutcome.REJECTED if result.rejected else TestOutcome.NOT_REJECTED,
                       test.alpha, test.canary_units, test.units, test.units - test.canary_units, test.units,
                       result.estimate, result.lower, result.upper, test.weight, result.e_value, result.p_value,
                       0.0, summary)
@@ -524,15 +524,28 @@ def _split_report(test: SampleRatioTest) -> TestReport:
 def _report(kind: TestKind, alpha: float, result: TestResult, canary_events: int, canary_calls: int,
             primary_events: int, primary_calls: int, null_value: float, threshold: LatencyThreshold | None,
             summary: str) -> TestReport:
-    return TestReport(kind, TestOutcome.REJECTED if result.rejected else TestOutcome.NOT_REJECTED, alpha,
+    return _test_report(kind, TestOutcome.REJECTED if result.rejected else TestOutcome.NOT_REJECTED, alpha,
                       canary_events, canary_calls, primary_events, primary_calls, result.estimate, result.lower,
                       result.upper, null_value, result.e_value, result.p_value,
                       threshold.seconds if threshold else 0.0, summary)
 
 
 def _waiting(kind: TestKind, alpha: float, summary: str) -> TestReport:
-    return TestReport(kind, TestOutcome.WAITING, alpha, 0, 0, 0, 0, math.nan, math.nan, math.nan, 1.0, 0.0, 1.0,
+    return _test_report(kind, TestOutcome.WAITING, alpha, 0, 0, 0, 0, math.nan, math.nan, math.nan, 1.0, 0.0, 1.0,
                       0.0, summary)
+
+
+def _test_report(kind: TestKind, outcome: TestOutcome, alpha: float, canary_events: int, canary_calls: int,
+                 primary_events: int, primary_calls: int, estimate: float, lower: float, upper: float,
+                 null_value: float, e_value: float, p_value: float, threshold_s: float, summary: str) -> TestReport:
+    """A TestReport with NaN ("nothing to say") as None, so reports compare and serialise cleanly."""
+    return TestReport(kind, outcome, alpha, canary_events, canary_calls, primary_events, primary_calls,
+                      _known(estimate), _known(lower), _known(upper), _known(null_value), e_value, p_value,
+                      threshold_s, summary)
+
+
+def _known(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _share(events: int, calls: int) -> str:

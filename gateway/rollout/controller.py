@@ -748,6 +748,15 @@ def _log_decision(rollout: Rollout, decision: Decision) -> None:
             extra[f"{arm}_errors"] = stats.errors
             extra[f"{arm}_error_rate"] = stats.error_rate
             extra[f"{arm}_latency_s"] = stats.latency_s
+    for test in decision.tests:
+        name = test.kind.name.lower()
+        extra[f"{name}_outcome"] = test.outcome.name
+        extra[f"{name}_e_value"] = test.e_value
+        extra[f"{name}_p_value"] = test.p_value
+        extra[f"{name}_estimate"] = test.estimate
+        extra[f"{name}_interval"] = [test.lower, test.upper]
+    if decision.repeats > 1:
+        extra["repeats"] = decision.repeats
     level = logging.WARNING if decision.kind in (DecisionKind.CHECK_FAILED, DecisionKind.ROLLED_BACK) else logging.INFO
     log.log(level, "rollout %s %s: %s", rollout.name, decision.kind.name.lower(), decision.reason, extra=extra)
 

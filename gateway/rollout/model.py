@@ -93,6 +93,8 @@ ROUTINE_DECISIONS = frozenset({DecisionKind.CHECK_PASSED, DecisionKind.INCONCLUS
 class TestKind(enum.Enum):
     """Which sequential test (`StatisticalTest.Kind`); see `gateway.rollout.analysis`."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     UNSPECIFIED = 0
     #: Canary errors vs primary errors, second by second (rate ratio; canary no worse is the null).
     ERROR_RATIO = 1
@@ -111,6 +113,8 @@ class TestKind(enum.Enum):
 class TestOutcome(enum.Enum):
     """What a test says now (`StatisticalTest.Outcome`)."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     UNSPECIFIED = 0
     #: Its null hypothesis (the canary is no worse; the split is as configured) stands so far.
     NOT_REJECTED = 1
@@ -126,6 +130,8 @@ class TestOutcome(enum.Enum):
 class TestReport:
     """One sequential test at one check, with every number behind it."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     kind: TestKind
     outcome: TestOutcome
     #: The test's false-alarm bound over the whole stage, however often it is checked.
@@ -137,14 +143,14 @@ class TestReport:
     primary_events: int
     primary_calls: int
     #: The effect: rate ratio canary/primary (ratio tests), the canary's rate (limit and baseline
-    #: tests), the canary's share of new keys (SAMPLE_RATIO). NaN when there is nothing to estimate.
-    estimate: float
-    #: The (1 − α) confidence sequence of the effect, valid at every check.
-    lower: float
-    upper: float
+    #: tests), the canary's share of new keys (SAMPLE_RATIO). None when there is nothing to estimate.
+    estimate: float | None
+    #: The (1 − α) confidence sequence of the effect, valid at every check (None: no bound yet).
+    lower: float | None
+    upper: float | None
     #: The value the null hypothesis puts the effect at (1 for ratios, the limit, the baseline's upper
-    #: bound, the weight).
-    null_value: float
+    #: bound, the weight); None when the test does not apply.
+    null_value: float | None
     #: The e-value now, and the always-valid p-value (1 / the largest e-value seen this stage).
     e_value: float
     p_value: float

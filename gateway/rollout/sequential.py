@@ -147,16 +147,20 @@ class RateRatioTest:
                           lower=lower, upper=upper)
 
     def to_json(self) -> dict:
-        return {"ll": [round(float(v), 9) for v in self.log_likelihood], "max": self.max_log_e,
+        return {"ll": self.log_likelihood.tolist(), "max": _finite_or_none(self.max_log_e),
                 "counts": [self.canary_events, self.canary_calls, self.primary_events, self.primary_calls]}
 
     @classmethod
     def from_json(cls, alpha: float, data: dict) -> RateRatioTest:
         test = cls(alpha)
         test.log_likelihood = np.asarray(data["ll"], dtype=float)
-        test.max_log_e = float(data["max"])
+        test.max_log_e = -math.inf if data["max"] is None else float(data["max"])
         test.canary_events, test.canary_calls, test.primary_events, test.primary_calls = data["counts"]
         return test
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def rate_ratio(canary_events: int, canary_calls: int, primary_events: int, primary_calls: int) -> float:

@@ -161,9 +161,9 @@ class SqliteRolloutStore:
             kept = {decision.seq: decision for decision in rollout.decisions}
             db.executemany("DELETE FROM decisions WHERE rollout = ? AND seq = ?",
                            [(rollout.name, seq) for seq in stored - kept.keys()])
-            written = kept.keys() - stored
-            if kept:
-                written.add(max(kept))  # a folded routine decision keeps its seq and changes
+            # New decisions, and the newest stored one: a routine decision folded into it keeps its seq.
+            newest_stored = max(stored, default=0)
+            written = {seq for seq in kept if seq >= newest_stored}
             db.executemany("INSERT OR REPLACE INTO decisions (rollout, seq, body) VALUES (?, ?, ?)",
                            [(rollout.name, seq, json.dumps(_decision_to_json(kept[seq]))) for seq in sorted(written)])
             db.execute("COMMIT")

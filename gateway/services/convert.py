@@ -321,12 +321,16 @@ def arm_stats_to_proto(stats: ArmStats | None) -> roll_pb.ArmStats | None:
     return message
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def test_report_to_proto(test: TestReport) -> roll_pb.StatisticalTest:
     return roll_pb.StatisticalTest(
         kind=_TEST_KIND_OUT[test.kind], outcome=_TEST_OUTCOME_OUT[test.outcome], alpha=test.alpha,
         canary_events=test.canary_events, canary_calls=test.canary_calls, primary_events=test.primary_events,
-        primary_calls=test.primary_calls, estimate=test.estimate, lower=test.lower, upper=test.upper,
-        null_value=test.null_value, e_value=test.e_value, p_value=test.p_value,
+        primary_calls=test.primary_calls, estimate=_or_nan(test.estimate), lower=_or_nan(test.lower),
+        upper=_or_nan(test.upper), null_value=_or_nan(test.null_value), e_value=test.e_value, p_value=test.p_value,
         threshold=duration_to_proto(test.threshold_s), summary=test.summary,
     )
 

@@ -1,5 +1,9 @@
 """The rollout controller end to end: real analysis, real SQLite store, a fake clock, no sleeping.
 
+Most tests fix the latency threshold with an SLO (`latency_threshold_s`), so a check can pass from
+the first interval; `test_a_slow_canary_is_judged_against_primarys_own_quantile` covers the
+threshold taken from primary's traffic.
+
 The only stand-in is `AliasTable`, a dict behind the two alias callables the backend provides.
 """
 
@@ -23,14 +27,15 @@ from gateway.rollout import (
     RolloutState,
     SqliteRolloutStore,
     Stage,
+    TestKind,
+    TestOutcome,
 )
 from gateway.routing import Arm, Router
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 INTERVAL = 10.0
 STAGES = (Stage(10.0, 30.0, 50), Stage(50.0, 30.0, 50), Stage(100.0, 30.0, 50))
-POLICY = AnalysisPolicy(interval_s=INTERVAL, window_s=60.0, min_requests_per_arm=20,
-                        max_consecutive_failures=3, max_total_failures=5)
+POLICY = AnalysisPolicy(interval_s=INTERVAL, window_s=60.0, min_requests_per_arm=20, latency_threshold_s=0.050)
 WALL_OFFSET = 1_700_000_000.0
 
 
@@ -132,9 +137,10 @@ def spec(name: str = "r1", collection: str = "docs", canary: str | None = None, 
 
 
 def feed(controller: RolloutController, name: str = "r1", *, primary: int = 100, canary: int = 100,
-         canary_errors: int = 0, primary_latency: float = 0.010, canary_latency: float = 0.010) -> None:
-    for _ in range(primary):
-        controller.record(name, Arm.PRIMARY, "OK", primary_latency)
+         canary_errors: int = 0, primary_errors: int = 0, primary_latency: float = 0.010,
+         canary_latency: float = 0.010) -> None:
+    for index in range(primary):
+        controller.record(name, Arm.PRIMARY, "UNAVAILABLE" if index < primary_errors else "OK", primary_latency)
     for index in range(canary):
         controller.record(name, Arm.CANARY, "UNAVAILABLE" if index < canary_errors else "OK", canary_latency)
 
@@ -187,9 +193,10 @@ async def test_full_lifecycle_moves_stage_by_stage_and_promotion_switches_the_al
     assert promoted.state is RolloutState.PROMOTED
     assert env.aliases.switches == [("docs", "docs-v2")] and env.aliases.aliases["docs"] == "docs-v2"
     assert env.router.table("docs") is None  # requests follow the alias now
-    assert kinds(promoted) == ["STARTED", "CHECK_PASSED", "CHECK_PASSED", "CHECK_PASSED", "ADVANCED",
-                               "CHECK_PASSED", "CHECK_PASSED", "CHECK_PASSED", "ADVANCED",
-                               "CHECK_PASSED", "CHECK_PASSED", "CHECK_PASSED", "AWAITING_PROMOTION", "PROMOTED"]
+    # Three passed checks per stage, folded into one entry each.
+    assert kinds(promoted) == ["STARTED", "CHECK_PASSED", "ADVANCED", "CHECK_PASSED", "ADVANCED",
+                               "CHECK_PASSED", "AWAITING_PROMOTION", "PROMOTED"]
+    assert [d.repeats for d in promoted.decisions if d.kind is DecisionKind.CHECK_PASSED] == [3, 3, 3]
     assert promoted.decisions[0].actor == "alice" and promoted.decisions[-1].actor == "bob"
     assert promoted.decisions[-1].reason.endswith("looks good")
     assert "(the old collection 'docs-v1' is kept)" in promoted.decisions[-1].reason
@@ -206,10 +213,11 @@ async def test_auto_promote_switches_the_alias_after_the_last_stage(env):
 
 async def test_a_stage_needs_its_canary_requests_as_well_as_its_time(env):
     await env.controller.create(spec(stages=(Stage(10.0, 30.0, 500), Stage(100.0, 30.0, 50))))
-    stages = [(await interval(env)).current_stage for _ in range(5)]  # 100 canary requests per interval
-    assert stages == [0, 0, 0, 0, 1]
-    held = (await env.controller.get("r1")).decisions[4]
-    assert held.reason.endswith("stage 1/2 (10%) holds: 40/30 s clean, 400/500 canary requests")
+    stages = [(await interval(env)).current_stage for _ in range(4)]  # 100 canary requests per interval
+    assert stages == [0, 0, 0, 0]
+    held = (await env.controller.get("r1")).decisions[1]  # four passed checks, folded
+    assert held.repeats == 4 and held.reason.endswith("stage 1/2 (10%) holds: 40/30 s, 400/500 canary requests")
+    assert (await interval(env)).current_stage == 1
 
 
 async def test_a_failed_automatic_promotion_is_retried_at_the_next_passed_check(env):
@@ -226,78 +234,106 @@ async def test_a_failed_automatic_promotion_is_retried_at_the_next_passed_check(
 # -- failures and rollback --------------------------------------------------------------------------
 
 
-async def test_rolls_back_after_consecutive_failed_checks(env):
+async def test_a_rejected_test_rolls_back_at_the_first_check(env):
     await env.controller.create(spec())
-    states = [(await interval(env, canary_errors=50)).state for _ in range(3)]
-    assert states == [RolloutState.RUNNING, RolloutState.RUNNING, RolloutState.ROLLED_BACK]
-    rollout = await env.controller.get("r1")
-    assert rollout.weight_percent == 0.0 and (rollout.consecutive_failures, rollout.total_failures) == (3, 3)
+    rollout = await interval(env, canary_errors=50)
+    assert rollout.state is RolloutState.ROLLED_BACK and rollout.weight_percent == 0.0
     assert env.router.table("docs") is None  # weight 0 at once: every request goes to the alias target
     assert env.aliases.aliases["docs"] == "docs-v1" and env.aliases.switches == []
-    assert kinds(rollout) == ["STARTED", "CHECK_FAILED", "CHECK_FAILED", "CHECK_FAILED", "ROLLED_BACK"]
+    assert kinds(rollout) == ["STARTED", "CHECK_FAILED", "ROLLED_BACK"]
     rolled_back = rollout.decisions[-1]
-    assert "3 failed checks in a row reached the limit of 3" in rolled_back.reason
-    assert rolled_back.canary.errors == 150 and rolled_back.canary.requests == 300
+    assert rolled_back.canary.errors == 50 and rolled_back.canary.requests == 100
+    assert "errors: canary 50/100 (50.0%) vs primary 0/100 (0.00%)" in rolled_back.reason
+    assert "canary worse" in rolled_back.reason
     # Nothing more happens to an ended rollout.
     await interval(env, canary_errors=50)
-    assert len((await env.controller.get("r1")).decisions) == 5
+    assert len((await env.controller.get("r1")).decisions) == 3
 
 
-async def test_total_failure_limit_rolls_back_across_passing_checks(env):
-    policy = replace(POLICY, window_s=INTERVAL, max_consecutive_failures=2, max_total_failures=3)
-    await env.controller.create(spec(analysis=policy))
-    outcomes = []
-    for errors in (50, 0, 50, 0, 50):
-        outcomes.append((await interval(env, canary_errors=errors)).decisions[-1].kind.name)
-    assert outcomes == ["CHECK_FAILED", "CHECK_PASSED", "CHECK_FAILED", "CHECK_PASSED", "ROLLED_BACK"]
-    rollout = await env.controller.get("r1")
-    assert (rollout.state, rollout.consecutive_failures, rollout.total_failures) == (RolloutState.ROLLED_BACK, 1, 3)
-    assert "3 failed checks in all reached the limit of 3" in rollout.decisions[-1].reason
-
-
-async def test_a_failed_check_restarts_the_stage_clean_period(env):
-    policy = replace(POLICY, window_s=INTERVAL)
-    await env.controller.create(spec(analysis=policy))
-    await interval(env)
-    await interval(env)
-    failed = await interval(env, canary_errors=50)  # 30 s in the stage, but this check failed
-    assert failed.current_stage == 0 and failed.decisions[-1].kind is DecisionKind.CHECK_FAILED
-    stages = [(await interval(env)).current_stage for _ in range(3)]
-    assert stages == [0, 0, 1]  # 30 clean seconds after the failure
-
-
-async def test_inconclusive_at_low_traffic_holds_without_counting_a_failure(env):
+async def test_a_canary_failing_every_call_is_rolled_back_after_a_handful_of_calls(env):
     await env.controller.create(spec())
-    for _ in range(12):  # 120 s, far past the stage's 30 s; the canary sees 2 requests per interval
-        rollout = await interval(env, primary=100, canary=2)
+    rollout = await interval(env, primary=100, canary=4, canary_errors=4)  # far below the 20-call minimum
+    assert rollout.state is RolloutState.ROLLED_BACK
+    guard = next(t for t in rollout.decisions[-1].tests if t.kind is TestKind.ERROR_LIMIT)
+    assert guard.outcome is TestOutcome.REJECTED and (guard.canary_events, guard.canary_calls) == (4, 4)
+    assert guard.e_value >= 1 / guard.alpha and guard.p_value <= guard.alpha
+
+
+async def test_equal_error_rates_on_both_arms_pass(env):
+    await env.controller.create(spec(stages=(Stage(50.0, 60.0, 50), Stage(100.0, 30.0, 50))))
+    for _ in range(6):  # 2 % errors on both arms
+        rollout = await interval(env, primary=100, canary=100, primary_errors=2, canary_errors=2)
+    assert rollout.state is RolloutState.RUNNING and rollout.current_stage == 1
+    assert "ROLLED_BACK" not in kinds(rollout) and "CHECK_FAILED" not in kinds(rollout)
+
+
+async def test_inconclusive_at_low_traffic_holds_and_never_fails(env):
+    await env.controller.create(spec())
+    for _ in range(12):  # 120 s, far past the stage's 30 s; the canary sees 1 request per interval
+        rollout = await interval(env, primary=100, canary=1)
     assert (rollout.state, rollout.current_stage, rollout.weight_percent) == (RolloutState.RUNNING, 0, 10.0)
     assert (rollout.consecutive_failures, rollout.total_failures) == (0, 0)
     last = rollout.decisions[-1]
-    assert last.kind is DecisionKind.INCONCLUSIVE
-    assert (last.canary.requests, last.primary.requests) == (12, 600)
-    assert "too few requests to judge: canary 12 in the window, fewer than the 20 needed on each arm" in last.reason
-    assert "stage 1/3 (10%) holds" in last.reason and "no failure counted" in last.reason
+    assert last.kind is DecisionKind.INCONCLUSIVE and last.repeats == 12
+    assert (last.canary.requests, last.primary.requests) == (12, 1200)
+    assert "too few calls to pass: canary 12 this stage, fewer than the 20 needed on each compared arm" in last.reason
+    assert "stage 1/3 (10%) holds" in last.reason
 
 
-async def test_a_slow_canary_fails_the_latency_check(env):
+async def test_a_slow_canary_fails_the_latency_test(env):
     await env.controller.create(spec())
     rollout = await interval(env, canary_latency=0.100, primary_latency=0.010)
-    decision = rollout.decisions[-1]
-    assert decision.kind is DecisionKind.CHECK_FAILED
+    decision = rollout.decisions[-2]
+    assert decision.kind is DecisionKind.CHECK_FAILED and rollout.state is RolloutState.ROLLED_BACK
     assert decision.canary.latency_s == pytest.approx(0.100, rel=0.02)
     assert decision.primary.latency_s == pytest.approx(0.010, rel=0.02)
-    assert re.search(r"canary p95 \d+\.\d ms exceeds primary p95 \d+\.\d ms x 1\.5 \+ 5\.0 ms = \d+\.\d ms",
-                     decision.reason)
+    latency = next(t for t in decision.tests if t.kind is TestKind.LATENCY_RATIO)
+    assert latency.outcome is TestOutcome.REJECTED and latency.threshold_s == 0.050
+    assert (latency.canary_events, latency.primary_events) == (100, 0)
+    assert "slow or failed calls above 50.0 ms (the policy's latency threshold 50.0 ms)" in decision.reason
+
+
+async def test_a_slow_canary_is_judged_against_primarys_own_quantile(env):
+    policy = replace(POLICY, latency_threshold_s=0.0)
+    await env.controller.create(spec(analysis=policy))
+    first = await interval(env)  # primary's first calls fix the threshold: p95 10 ms x 1.2
+    assert first.decisions[-1].kind is DecisionKind.INCONCLUSIVE
+    rollout = await interval(env, canary_latency=0.015, primary_latency=0.010)
+    decision = next(d for d in rollout.decisions if d.kind is DecisionKind.CHECK_FAILED)
+    latency = next(t for t in decision.tests if t.kind is TestKind.LATENCY_RATIO)
+    assert latency.outcome is TestOutcome.REJECTED
+    assert latency.threshold_s == pytest.approx(0.012, rel=0.03)
+    assert re.search(r"primary p95 10\.\d ms x 1\.2 over its last 100 successful calls", latency.summary)
+
+
+async def test_failures_count_as_slow_so_a_fast_failing_canary_never_looks_fast(env):
+    policy = replace(POLICY, error_codes=("INTERNAL",))  # UNAVAILABLE is not an error here...
+    await env.controller.create(spec(analysis=policy))
+    rollout = await interval(env, canary_errors=30, canary_latency=0.001)
+    latency = next(t for t in rollout.decisions[-1].tests if t.kind is TestKind.LATENCY_RATIO)
+    assert latency.canary_events == 30  # ...but a failed call is still a slow one
+    assert rollout.decisions[-1].canary.latency_s > 0.001
 
 
 async def test_decisions_carry_the_numbers_behind_them(env):
     await env.controller.create(spec())
-    rollout = await interval(env, canary_errors=3)  # 3 % is under the 5 % limit, but 3 pp over primary
-    decision = rollout.decisions[-1]
+    rollout = await interval(env, canary_errors=3)  # 3/100 vs 0/100 is not evidence of harm
+    passed = rollout.decisions[-1]
+    assert passed.kind is DecisionKind.CHECK_PASSED
+    errors = next(t for t in passed.tests if t.kind is TestKind.ERROR_RATIO)
+    assert errors.outcome is TestOutcome.NOT_REJECTED and errors.e_value < 1 / errors.alpha
+    rollout = await interval(env, canary_errors=20)
+    decision = rollout.decisions[-2]
     assert decision.kind is DecisionKind.CHECK_FAILED
-    assert (decision.primary.requests, decision.primary.errors) == (100, 0)
-    assert (decision.canary.requests, decision.canary.errors, decision.canary.error_rate) == (100, 3, 0.03)
-    assert "canary error rate 3.0% (3/100) exceeds primary 0.0% (0/100) + 1.0 pp" in decision.reason
+    assert (decision.primary.requests, decision.primary.errors) == (200, 0)
+    assert (decision.canary.requests, decision.canary.errors, decision.canary.error_rate) == (200, 23, 0.115)
+    errors = next(t for t in decision.tests if t.kind is TestKind.ERROR_RATIO)
+    assert (errors.canary_events, errors.canary_calls, errors.primary_events, errors.primary_calls) == (23, 200, 0, 200)
+    assert errors.outcome is TestOutcome.REJECTED and errors.alpha == 0.02
+    assert errors.e_value >= 50 and errors.p_value <= 0.02 and errors.estimate == float("inf")
+    assert 1 < errors.lower < errors.upper
+    assert [t.kind for t in decision.tests] == [TestKind.ERROR_RATIO, TestKind.LATENCY_RATIO, TestKind.ERROR_LIMIT,
+                                                TestKind.SAMPLE_RATIO]
     assert (decision.stage, decision.weight_percent, decision.actor) == (0, 10.0, "controller")
     assert decision.time == WALL_OFFSET + env.clock.now
 
@@ -310,6 +346,7 @@ async def test_decisions_are_logged_with_their_numbers(env, caplog):
     assert record.levelno == logging.WARNING and record.name == "gateway.rollout"
     assert (record.rollout, record.canary_requests, record.canary_errors) == ("r1", 100, 50)
     assert record.canary_error_rate == 0.5 and record.primary_error_rate == 0.0
+    assert record.error_ratio_p_value <= 0.02 and record.error_ratio_outcome == "REJECTED"
 
 
 async def test_decisions_are_persisted_before_they_are_announced(env):
@@ -330,10 +367,10 @@ async def test_decisions_are_persisted_before_they_are_announced(env):
 
 async def test_the_observer_hears_every_decision_then_the_change(env):
     await env.controller.create(spec())
-    await interval(env, canary_errors=50)
+    await interval(env)
     await env.controller.abort("r1", actor="carol")
     assert env.observer.events == [("decision", "STARTED"), ("change", "RUNNING"),
-                                   ("decision", "CHECK_FAILED"), ("change", "RUNNING"),
+                                   ("decision", "CHECK_PASSED"), ("change", "RUNNING"),
                                    ("decision", "ABORTED"), ("change", "ABORTED")]
 
 
@@ -351,7 +388,7 @@ async def test_pause_freezes_weight_and_stage_clock_and_resume_continues_the_sam
     assert (rollout.state, rollout.current_stage, rollout.weight_percent) == (RolloutState.PAUSED, 0, 10.0)
     assert rollout.stage_elapsed_s == 20.0 and env.router.table("docs").weight_bps == 1_000
     assert rollout.stage_canary_requests == 200  # canary requests while paused do not count either
-    assert kinds(rollout)[-5:] == ["CHECK_PASSED"] * 5
+    assert kinds(rollout)[-2:] == ["PAUSED", "CHECK_PASSED"] and rollout.decisions[-1].repeats == 5
     assert "paused at stage 1/3 (10%): the stage clock is frozen" in rollout.decisions[-1].reason
 
     resumed = await env.controller.resume("r1", actor="dave")
@@ -364,8 +401,7 @@ async def test_pause_freezes_weight_and_stage_clock_and_resume_continues_the_sam
 async def test_failed_checks_still_roll_back_a_paused_rollout(env):
     await env.controller.create(spec())
     await env.controller.pause("r1")
-    for _ in range(3):
-        rollout = await interval(env, canary_errors=50)
+    rollout = await interval(env, canary_errors=50)
     assert rollout.state is RolloutState.ROLLED_BACK and env.router.table("docs") is None
 
 
@@ -510,6 +546,10 @@ async def test_create_needs_a_known_collection_and_its_real_primary(env):
         ({"analysis": AnalysisPolicy(latency_quantile=1.0)}, "rollout.analysis.latency_quantile"),
         ({"analysis": AnalysisPolicy(max_latency_ratio=0.5)}, "rollout.analysis.max_latency_ratio"),
         ({"analysis": AnalysisPolicy(max_consecutive_failures=9)}, "rollout.analysis.max_total_failures"),
+        ({"analysis": AnalysisPolicy(error_alpha=0.9)}, "rollout.analysis.error_alpha"),
+        ({"analysis": AnalysisPolicy(guard_alpha=-0.1)}, "rollout.analysis.guard_alpha"),
+        ({"analysis": AnalysisPolicy(latency_threshold_s=-1.0)}, "rollout.analysis.latency_threshold"),
+        ({"stages": (Stage(10.0, max_error_rate=1.0),)}, "rollout.stages[0].max_error_rate"),
     ],
 )
 async def test_validation_errors_name_the_field(env, changes, field):
@@ -563,7 +603,8 @@ async def test_watch_yields_the_rollout_then_every_decision_in_order(env):
     await env.controller.promote("r1")
     rest = [event async for event in events]  # ends by itself after PROMOTED
     final = await env.controller.get("r1")
-    assert [d.seq for _, d in rest] == [d.seq for d in final.decisions[1:]]
+    announced = [d.seq for _, d in rest]  # a folded decision is announced at every repeat
+    assert list(dict.fromkeys(announced)) == [d.seq for d in final.decisions[1:]]
     assert rest[-1][1].kind is DecisionKind.PROMOTED and rest[-1][0].state is RolloutState.PROMOTED
 
 
@@ -573,16 +614,19 @@ async def test_watching_an_ended_rollout_yields_it_once(env):
     assert [(r.state, d) async for r, d in env.controller.watch("r1")] == [(RolloutState.ABORTED, None)]
 
 
-async def test_routine_decisions_are_capped_but_transitions_are_kept(tmp_path):
+async def test_repeated_routine_decisions_are_folded_with_count_and_time_range(tmp_path):
     aliases = AliasTable({"docs": "docs-v1"})
-    env = await make_env(str(tmp_path / "db.sqlite3"), FakeClock(), aliases, max_routine_decisions=3)
+    env = await make_env(str(tmp_path / "db.sqlite3"), FakeClock(), aliases)
     await env.controller.create(spec())
     for _ in range(10):
-        rollout = await interval(env, primary=100, canary=2)
+        rollout = await interval(env, primary=100, canary=1)
     await env.controller.pause("r1")
     rollout = await env.controller.get("r1")
-    assert kinds(rollout) == ["STARTED", "INCONCLUSIVE", "INCONCLUSIVE", "INCONCLUSIVE", "PAUSED"]
-    assert [d.seq for d in rollout.decisions] == [1, 9, 10, 11, 12]
+    assert kinds(rollout) == ["STARTED", "INCONCLUSIVE", "PAUSED"]
+    folded = rollout.decisions[1]
+    assert folded.repeats == 10 and folded.time - folded.first_time == 90.0
+    assert folded.canary.requests == 10  # the newest numbers
+    assert [d.seq for d in rollout.decisions] == [1, 2, 3]
     assert (await env.store.get("r1")).decisions == rollout.decisions
     await env.store.close()
 

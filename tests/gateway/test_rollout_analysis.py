@@ -1,123 +1,208 @@
-"""Analysis windows (bounded, sliding, same span for both arms) and the canary-versus-primary check."""
+"""Per-second counts, the stage's evidence, the sequential tests and the verdict, as pure functions.
+
+The false-alarm rates and detection times are shown by simulation in test_rollout_simulation.py;
+here each piece is pinned to behaviour a user relies on.
+"""
 
 from __future__ import annotations
 
 import math
 import random
 
+import numpy as np
 import pytest
 
-from gateway.rollout import AnalysisPolicy, ArmStats, ArmWindow, CheckOutcome, check
-from gateway.rollout.analysis import LATENCY_GROWTH
+from gateway.rollout import AnalysisPolicy, ArmSlice, CheckOutcome, Stage, StageEvidence, TestKind, TestOutcome, judge
+from gateway.rollout.analysis import LATENCY_GROWTH, RecentLatency, latency_bucket, latency_threshold
+from gateway.rollout.sequential import RateLimitTest, RateRatioTest, SampleRatioTest, rate_bounds
 
-POLICY = AnalysisPolicy()
-ERRORS = POLICY.error_codes
+POLICY = AnalysisPolicy(min_requests_per_arm=20, latency_threshold_s=0.050)
+STAGE = Stage(10.0)
 
 
-def stats(requests: int, errors: int = 0, latency_s: float | None = 0.010) -> ArmStats:
-    return ArmStats(requests=requests, errors=errors, error_rate=errors / requests if requests else 0.0,
-                    latency_s=latency_s if requests else None)
+def arm(ok: int = 0, errors: int = 0, latency_s: float = 0.010, code: str = "UNAVAILABLE", keys: int = 0) -> ArmSlice:
+    counts = ArmSlice()
+    for _ in range(ok):
+        counts.record("OK", latency_s, False)
+    for _ in range(errors):
+        counts.record(code, latency_s, False)
+    counts.new_keys = keys
+    return counts
+
+
+def test_slices_from_several_processes_sum_exactly():
+    first, second = arm(ok=3, errors=1), arm(ok=2, errors=2, latency_s=0.020)
+    total = ArmSlice()
+    total.add(first)
+    total.add(second)
+    assert total.codes == {"OK": 5, "UNAVAILABLE": 3}
+    assert sum(total.latencies.values()) == 5 and total.calls == 8
+    assert ArmSlice.from_json(total.to_json()).codes == total.codes
 
 
 @pytest.mark.parametrize("quantile", [0.5, 0.95, 0.99])
 def test_latency_quantile_is_within_two_percent_of_the_exact_one(quantile):
     rng = random.Random(7)
     samples = [rng.lognormvariate(math.log(0.004), 0.8) for _ in range(5_000)]
-    window = ArmWindow(60.0)
-    for index, latency in enumerate(samples):
-        window.record(100.0 + index / 100, "OK", latency)
+    counts = ArmSlice()
+    for latency in samples:
+        counts.record("OK", latency, False)
     exact = sorted(samples)[math.ceil(quantile * len(samples)) - 1]
-    measured = window.snapshot(149.0, ERRORS, quantile).latency_s
-    assert abs(measured / exact - 1) <= math.sqrt(LATENCY_GROWTH) - 1 + 1e-9
+    assert abs(counts.quantile(quantile) / exact - 1) <= math.sqrt(LATENCY_GROWTH) - 1 + 1e-9
 
 
-def test_the_window_forgets_requests_older_than_the_window():
-    window = ArmWindow(60.0)
-    for _ in range(10):
-        window.record(100.5, "OK", 0.01)
-    assert window.snapshot(159.9, ERRORS, 0.95).requests == 10
-    assert window.snapshot(160.5, ERRORS, 0.95) == ArmStats(0, 0, 0.0, None)
-
-
-def test_slices_are_reused_so_only_the_last_window_counts():
-    window = ArmWindow(60.0)
-    for second in range(1_000):
-        window.record(float(second), "OK", 0.01)
-        window.record(float(second), "UNAVAILABLE", 0.01)
-    snapshot = window.snapshot(999.5, ERRORS, 0.95)
-    assert (snapshot.requests, snapshot.errors, snapshot.error_rate) == (120, 60, 0.5)
-
-
-def test_long_windows_use_wider_slices():
-    window = ArmWindow(600.0)
-    assert window.slice_s == 5.0
-    window.record(0.0, "OK", 0.01)
-    assert window.snapshot(599.0, ERRORS, 0.95).requests == 1
+def test_failed_calls_rank_slower_than_any_success():
+    counts = arm(ok=90, errors=10, latency_s=0.001)
+    assert counts.quantile(0.5) == pytest.approx(0.001, rel=0.02)
+    assert counts.quantile(0.95) == math.inf  # a fast-failing arm never looks fast
+    assert counts.slow(latency_bucket(0.050)) == 10
 
 
 def test_only_the_policys_codes_count_as_errors():
-    window = ArmWindow(60.0)
-    for code in ("OK", "NOT_FOUND", "INVALID_ARGUMENT", "UNAVAILABLE", "DEADLINE_EXCEEDED"):
-        window.record(10.0, code, 0.01)
-    assert window.snapshot(10.0, ERRORS, 0.95).errors == 2
-    assert window.snapshot(10.0, ("NOT_FOUND",), 0.95).errors == 1
+    counts = arm(ok=1)
+    for code in ("NOT_FOUND", "INVALID_ARGUMENT", "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
+        counts.record(code, 0.01, False)
+    assert counts.events(POLICY.error_codes) == 2
+    assert counts.events((*POLICY.error_codes, "CANCELLED")) == 3
 
 
-def test_odd_latencies_do_not_break_the_hot_path():
-    window = ArmWindow(60.0)
-    for latency in (0.0, -1.0, float("nan"), 1e-9, 1e9):
-        window.record(10.0, "OK", latency)
-    assert window.snapshot(10.0, ERRORS, 0.5).requests == 5
+def test_the_threshold_comes_from_primarys_recent_successes_once_there_are_enough():
+    policy = AnalysisPolicy(min_requests_per_arm=20)
+    recent = RecentLatency(60.0)
+    recent.add(arm(ok=10, latency_s=0.010))
+    assert latency_threshold(policy, recent.merged()) is None
+    recent.add(arm(ok=10, errors=50, latency_s=0.010))  # failures do not set the threshold
+    threshold = latency_threshold(policy, recent.merged())
+    assert threshold is not None and threshold.seconds == pytest.approx(0.012, rel=0.03)
 
 
-def test_canary_errors_over_primary_plus_delta_fail_with_the_numbers():
-    result = check(POLICY, stats(412), stats(50, errors=6))
-    assert result.outcome is CheckOutcome.FAILED
-    assert result.reasons == (
-        "canary error rate 12.0% (6/50) exceeds the limit 5.0%",
-        "canary error rate 12.0% (6/50) exceeds primary 0.0% (0/412) + 1.0 pp",
-    )
-    assert (result.primary.requests, result.canary.errors) == (412, 6)
+def test_the_recent_window_keeps_only_the_last_seconds_with_traffic():
+    recent = RecentLatency(3.0)
+    for latency in (0.001, 0.002, 0.003, 0.004):
+        recent.add(arm(ok=1, latency_s=latency))
+    recent.add(ArmSlice())  # a second without primary traffic (100 % weight) forgets nothing
+    assert recent.merged().calls == 3
 
 
-def test_a_canary_as_bad_as_primary_passes_the_delta_but_not_the_limit():
-    result = check(POLICY, stats(100, errors=10), stats(100, errors=10))
-    assert result.outcome is CheckOutcome.FAILED
-    assert result.reasons == ("canary error rate 10.0% (10/100) exceeds the limit 5.0%",)
+def test_no_data_is_inconclusive_and_names_the_missing_calls():
+    verdict = judge(StageEvidence(POLICY, STAGE, 1_000))
+    assert verdict.outcome is CheckOutcome.INCONCLUSIVE
+    assert verdict.reasons[0].startswith("too few calls to pass: primary 0 and canary 0 this stage")
 
 
-def test_latency_is_compared_with_primary_times_ratio_plus_slack():
-    at_ceiling = check(POLICY, stats(100, latency_s=0.010), stats(100, latency_s=0.020))
-    assert at_ceiling.outcome is CheckOutcome.PASSED  # 10 ms x 1.5 + 5 ms = 20 ms: not above
-    slow = check(POLICY, stats(100, latency_s=0.010), stats(100, latency_s=0.021))
-    assert slow.outcome is CheckOutcome.FAILED
-    assert slow.reasons == ("canary p95 21.0 ms exceeds primary p95 10.0 ms x 1.5 + 5.0 ms = 20.0 ms",)
+def test_a_clean_canary_passes_once_both_arms_have_their_minimum():
+    evidence = StageEvidence(POLICY, STAGE, 1_000)
+    evidence.add_second(arm(ok=19), arm(ok=19))
+    assert judge(evidence).outcome is CheckOutcome.INCONCLUSIVE
+    evidence.add_second(arm(ok=1), arm(ok=1))
+    verdict = judge(evidence)
+    assert verdict.outcome is CheckOutcome.PASSED
+    assert [t.outcome for t in verdict.tests] == [TestOutcome.NOT_REJECTED] * 4
 
 
-def test_a_healthy_canary_passes_and_says_why():
-    result = check(POLICY, stats(200, errors=1), stats(100, errors=1))
-    assert result.outcome is CheckOutcome.PASSED
-    assert result.summary == ("canary error rate 1.0% (1/100) is within the limit 5.0%; "
-                              "canary error rate 1.0% (1/100) is within primary 0.5% (1/200) + 1.0 pp; "
-                              "canary p95 10.0 ms is within primary p95 10.0 ms x 1.5 + 5.0 ms = 20.0 ms")
+def test_rejections_need_no_minimum_sample():
+    evidence = StageEvidence(POLICY, STAGE, 1_000)
+    evidence.add_second(arm(ok=5), arm(errors=3))
+    verdict = judge(evidence)
+    assert verdict.outcome is CheckOutcome.FAILED
+    assert {t.kind for t in verdict.tests if t.outcome is TestOutcome.REJECTED} == {TestKind.ERROR_LIMIT}
 
 
-@pytest.mark.parametrize(("primary", "canary", "reason"), [
-    (stats(412), stats(12, errors=12), "too few requests to judge: canary 12 in the window"),
-    (stats(0), stats(400), "too few requests to judge: primary 0 in the window"),
-    (stats(3), stats(0), "too few requests to judge: primary 3 and canary 0 in the window"),
-])
-def test_too_little_data_is_inconclusive_never_a_failure(primary, canary, reason):
-    result = check(POLICY, primary, canary)
-    assert result.outcome is CheckOutcome.INCONCLUSIVE
-    assert result.summary.startswith(reason) and result.summary.endswith("fewer than the 50 needed on each arm")
+def test_at_full_weight_the_canary_is_compared_with_primarys_baseline():
+    baseline = arm(ok=1_000, errors=5)  # 0.5 % errors before primary's share reached zero
+    evidence = StageEvidence(POLICY, Stage(100.0), 10_000, baseline=baseline)
+    for _ in range(10):
+        evidence.add_second(None, arm(ok=96, errors=4))  # 4 %: under the 5 % limit, 8x the baseline
+    verdict = judge(evidence)
+    assert verdict.outcome is CheckOutcome.FAILED
+    errors = next(t for t in verdict.tests if t.kind is TestKind.ERROR_BASELINE)
+    assert errors.outcome is TestOutcome.REJECTED and errors.primary_calls == 1_005
+    assert 0.005 < errors.null_value < 0.025  # the baseline's upper confidence bound (anytime-valid: wide)
+    assert "vs primary's baseline 5/1005" in errors.summary
 
 
-def test_at_full_weight_only_the_canarys_own_numbers_count():
-    passed = check(POLICY, stats(0), stats(100, errors=2), compare_with_primary=False)
-    assert passed.outcome is CheckOutcome.PASSED
-    assert "no baseline" in passed.summary
-    failed = check(POLICY, stats(0), stats(100, errors=10), compare_with_primary=False)
-    assert failed.reasons == ("canary error rate 10.0% (10/100) exceeds the limit 5.0%",)
-    short = check(POLICY, stats(0), stats(10), compare_with_primary=False)
-    assert short.outcome is CheckOutcome.INCONCLUSIVE and "primary" not in short.summary
+def test_at_full_weight_without_a_baseline_only_the_limit_applies_and_it_says_so():
+    evidence = StageEvidence(POLICY, Stage(100.0), 10_000, baseline=arm(ok=3))
+    evidence.add_second(None, arm(ok=100))
+    verdict = judge(evidence)
+    assert verdict.outcome is CheckOutcome.PASSED
+    errors = next(t for t in verdict.tests if t.kind is TestKind.ERROR_BASELINE)
+    assert errors.outcome is TestOutcome.NOT_APPLICABLE
+    assert "no baseline to compare with at 100% (primary served 3 analysed calls before" in errors.summary
+
+
+def test_a_split_that_does_not_match_the_weight_is_reported_not_failed():
+    evidence = StageEvidence(POLICY, STAGE, 1_000)
+    for _ in range(10):
+        evidence.add_second(arm(ok=50, keys=50), arm(ok=50, keys=50))  # 50 % of new keys at a 10 % weight
+    verdict = judge(evidence)
+    assert verdict.outcome is CheckOutcome.SPLIT_MISMATCH
+    split = next(t for t in verdict.tests if t.kind is TestKind.SAMPLE_RATIO)
+    assert (split.canary_events, split.canary_calls, split.null_value) == (500, 1_000, 0.1)
+    evidence.restart_split()
+    assert judge(evidence).outcome is CheckOutcome.PASSED
+
+
+def test_a_key_counts_once_per_stage():
+    evidence = StageEvidence(POLICY, STAGE, 1_000)
+    assert evidence.first_sight("user-1") and not evidence.first_sight("user-1")
+
+
+def test_evidence_survives_a_round_trip_through_the_store():
+    evidence = StageEvidence(POLICY, STAGE, 1_000)
+    for _ in range(5):
+        evidence.add_second(arm(ok=50, errors=1), arm(ok=5, errors=2))
+    restored = StageEvidence.from_json(POLICY, STAGE, 1_000, evidence.to_json())
+    before, after = judge(evidence), judge(restored)
+    assert before.tests[:3] == after.tests[:3]  # the split test starts over after a restart
+
+
+# -- the sequential tests -------------------------------------------------------------------------------
+
+
+def test_the_ratio_test_is_exactly_zero_evidence_without_events():
+    test = RateRatioTest(0.02)
+    test.add(0, 100, 0, 100)
+    result = test.result()
+    assert result.e_value == pytest.approx(1.0) and not result.rejected and result.p_value == 1.0
+
+
+def test_the_ratio_test_conditions_on_each_seconds_split():
+    """Primary at 10x the canary's traffic with 10x its errors is no evidence against the canary."""
+    test = RateRatioTest(0.02)
+    for _ in range(200):
+        test.add(1, 100, 10, 1_000)
+    result = test.result()
+    assert not result.rejected and result.estimate == pytest.approx(1.0)
+    assert result.lower < 1.0 < result.upper
+
+
+def test_the_limit_test_matches_a_direct_integration_of_its_mixture():
+    test = RateLimitTest(0.01, 0.05)
+    test.update(7, 40)
+    log_odds = np.linspace(0.05, 10.0, 80)
+    weights = np.exp(-0.5 * (log_odds / 3.0) ** 2)
+    weights /= weights.sum()
+    base = math.log(0.05 / 0.95)
+    rates = 1 / (1 + np.exp(-(base + log_odds)))
+    direct = float(np.sum(weights * (rates / 0.05) ** 7 * ((1 - rates) / 0.95) ** 33))
+    assert test.result().e_value == pytest.approx(direct, rel=1e-9)
+
+
+def test_the_split_test_matches_the_beta_binomial_bayes_factor():
+    test = SampleRatioTest(0.001, 0.1)
+    test.update(18, 100)
+    a, b = 10.0, 90.0
+    grid = np.linspace(1e-6, 1 - 1e-6, 200_001)
+    prior = grid ** (a - 1) * (1 - grid) ** (b - 1)
+    prior /= np.trapezoid(prior, grid)
+    marginal = np.trapezoid(prior * grid ** 18 * (1 - grid) ** 82, grid)
+    assert test.result().e_value == pytest.approx(marginal / (0.1 ** 18 * 0.9 ** 82), rel=1e-4)
+
+
+def test_rate_bounds_cover_the_rate_and_tighten_with_data():
+    low_n = rate_bounds(5, 100, 0.05)
+    high_n = rate_bounds(50, 1_000, 0.05)
+    assert low_n[0] < 0.05 < low_n[1] and high_n[0] < 0.05 < high_n[1]
+    assert high_n[1] - high_n[0] < low_n[1] - low_n[0]
+    assert rate_bounds(0, 0, 0.05) == (0.0, 1.0)
