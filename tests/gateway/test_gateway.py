@@ -150,11 +150,13 @@ async def test_a_failing_canary_is_rolled_back_and_no_client_sees_an_error(rig):
         intervals += 1
     rollout = await client.get_rollout("r1")
     assert rollout.state == State.STATE_ROLLED_BACK
-    assert intervals <= 2  # max_consecutive_failures checks after the canary broke
+    assert intervals == 1  # a rejected test rolls back at the first check after the canary broke
     assert fallbacks > 0 and rollout.weight_percent == 0
     failed = [d for d in rollout.decisions if d.kind == Kind.KIND_CHECK_FAILED]
-    assert failed and failed[-1].canary.error_rate > 0.9 and failed[-1].primary.error_rate == 0
-    assert "error rate" in failed[-1].reason
+    assert failed and failed[-1].primary.errors == 0 and failed[-1].canary.errors > 0
+    errors = next(t for t in failed[-1].tests if t.kind == roll_pb.StatisticalTest.KIND_ERROR_RATIO)
+    assert errors.outcome == roll_pb.StatisticalTest.OUTCOME_REJECTED and errors.p_value <= errors.alpha
+    assert "errors: canary" in failed[-1].reason and "canary worse" in failed[-1].reason
     assert await server.backend.resolve("docs") == "docs-v1"  # alias untouched
     after = await traffic(client, 50)
     assert {r.route.collection for r in after} == {"docs-v1"}
