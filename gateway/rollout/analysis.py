@@ -18,7 +18,12 @@ Evidence
       split      new routing keys per arm against the weight (sample-ratio mismatch);
       baseline   at 100 % weight primary serves no analysed calls, so the canary's error and slow
                  rates are tested against the upper confidence bounds of primary's rates over the
-                 earlier stages (each side at half the test's α, so the pair keeps it).
+                 earlier stages (each side at half the test's α, so the pair keeps it). The slow
+                 share's limit is at least 1 − `latency_quantile`: the canary fails when its own
+                 quantile is above the threshold beyond doubt. A baseline is not concurrent — load,
+                 time of day and (on the embedded engine) per-collection batching change between
+                 stages — so this comparison is deliberately more tolerant than the one beside
+                 primary at lower weights.
     The evidence restarts with each stage; it is saved with every decision and survives restarts.
 
 Verdict
@@ -283,8 +288,12 @@ class StageEvidence:
                 and baseline.calls >= self.policy.min_requests_per_arm):
             alpha = self.policy.latency_alpha / 2
             upper = rate_bounds(baseline.slow(threshold.bucket), baseline.calls, alpha)[1]
-            if upper < 1.0:
-                self.latency_baseline = RateLimitTest(alpha, upper)
+            # Primary's share above the threshold was measured under another split of the load, so
+            # the canary fails only when its share is also above 1 − quantile: its own quantile is
+            # then above the threshold beyond doubt, whatever the load did to both.
+            limit = max(upper, 1.0 - self.policy.latency_quantile)
+            if limit < 1.0:
+                self.latency_baseline = RateLimitTest(alpha, limit)
 
     def add_second(self, primary: ArmSlice | None, canary: ArmSlice | None) -> None:
         """Fold one complete second of both arms into the stage's counts and tests."""

@@ -97,7 +97,13 @@ async def test_pages_do_not_overlap_and_a_tampered_token_is_refused(rig):
 async def test_a_rollout_advances_stage_by_stage_and_promotes_with_the_alias_switch(rig):
     server, client = await rig.start()
     await two_arms(client)
-    await client.create_rollout("r1", "docs", "docs-v2", auto_promote=True, analysis=policy(),
+    # Bursts of 200 concurrent calls: on the embedded engine a collection's latency depends on its share
+    # of the burst (searches are batched per collection), so the canary at 100 % is slower than
+    # primary was at 50 % for reasons that are not the canary's. This test is about the stages, so it
+    # fixes the latency threshold with an SLO; the latency tests are covered in test_rollout*.py.
+    analysis = policy()
+    analysis.latency_threshold.FromSeconds(1)
+    await client.create_rollout("r1", "docs", "docs-v2", auto_promote=True, analysis=analysis,
                                 stages=[stage(10, 20, 5), stage(50, 20, 5), stage(100, 20, 5)])
     states = []
     for _ in range(20):
