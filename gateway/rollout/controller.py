@@ -238,7 +238,7 @@ class RolloutController:
 
     # -- the hot path ----------------------------------------------------------------------------
 
-    def record(self, rollout: str, arm: Arm, code_name: str, latency_s: float) -> None:
+    def record(self, rollout: str, arm: Arm, code_name: str, latency_s: float, key: str = "") -> None:
         """Count one analysed request of `rollout` (a RouteDecision's `rollout`); O(1), no I/O.
 
         Requests of a rollout that has ended are ignored. Call it from the event loop's thread.
