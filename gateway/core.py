@@ -2,8 +2,15 @@
 
 Search: resolve the routing key → route (primary / canary of an active rollout, or the alias target)
 → embed a text query with the model of the collection that serves it → search the backend →
-record the arm's outcome for the rollout analysis. When the canary fails with a retryable error, the
+record the arm's outcome for the rollout analysis. Every routed attempt's ending is recorded for its
+arm, including the ones the caller's deadline or cancellation cut short (see `_search_routed`). When
+the canary fails with a retryable error (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), the
 failure is recorded and primary answers within the remaining deadline (`route.fallback`).
+
+A slow canary must not starve primary: on the embedded engine a search holds the interpreter lock,
+so a rollout's canary may have at most `canary_max_concurrency` searches in flight; a search over
+the limit is the canary's RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable
+canary failure (bench/bench_slow_canary.py measures what the limit buys).
 
 Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
 embedded with its own arm's model, so the canary never falls behind.
@@ -12,10 +19,11 @@ embedded with its own arm's model, so the canary never falls behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,15 +45,29 @@ from gateway.embedding import TextEmbedder
 from gateway.metrics import GatewayMetrics
 from gateway.paging import PageTokens, fingerprint
 from gateway.rollout import RolloutController
-from gateway.routing import Arm, Router, resolve_routing_key
+from gateway.routing import Arm, RouteDecision, Router, resolve_routing_key
 from gateway.settings import GatewaySettings
-from searchgw.errors import DeadlineExceeded, InvalidArgument, NotFound, SearchgwError, Unavailable
+from searchgw.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    SearchgwError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("gateway.core")
 
 #: Canary errors that primary may answer instead.
-_RETRYABLE = (Unavailable, DeadlineExceeded)
+_RETRYABLE = (Unavailable, DeadlineExceeded, ResourceExhausted)
+#: The code recorded for an attempt whose caller left before its deadline.
+_CANCELLED = "CANCELLED"
+#: A cancellation this close before the caller's deadline is the deadline's: gRPC's deadline timer runs
+#: on its own clock, and the deadline the servicer computes from `time_remaining()` (wall clock) has been
+#: seen up to 2.4 ms later than the cancellation on a loaded loopback.
+_DEADLINE_TOLERANCE_S = 0.010
+_LATE_MESSAGE = "the answer was ready after the caller's deadline"
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,38 @@ def _code_name(exc: BaseException) -> str:
     return exc.code_name if isinstance(exc, SearchgwError) else "UNAVAILABLE"
 
 
+class ArmSlots:
+    """Searches in flight on one arm, per rollout, at most `limit` each (0: no limit).
+
+    `hold(rollout)` takes a slot for the length of a `with` block, or raises ResourceExhausted when
+    the rollout's arm has `limit` searches in flight. Event-loop thread only (no lock needed).
+    """
+
+    def __init__(self, limit: int, arm: Arm) -> None:
+        self.limit = limit
+        self._arm = arm
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, rollout: str) -> int:
+        return self._in_flight.get(rollout, 0)
+
+    @contextlib.contextmanager
+    def hold(self, rollout: str) -> Iterator[None]:
+        held = self._in_flight.get(rollout, 0)
+        if held >= self.limit:
+            raise ResourceExhausted(f"the {self._arm.value} of rollout {rollout!r} has {held} searches in flight, "
+                                    f"its limit (--{self._arm.value}-max-concurrency)")
+        self._in_flight[rollout] = held + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[rollout] - 1
+            if left:
+                self._in_flight[rollout] = left
+            else:
+                del self._in_flight[rollout]
+
+
 class SearchCore:
     def __init__(
         self,
@@ -113,6 +167,8 @@ class SearchCore:
         self._clock = clock
         self._pages = page_tokens or PageTokens(settings.page_token_secret)
         self._collections: dict[str, CollectionInfo] = {}
+        #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
+        self._canary_slots = ArmSlots(settings.canary_max_concurrency, Arm.CANARY)
 
     # -- collection facts, cached (dimension and model never change for a collection) --------
     async def collection_info(self, physical: str) -> CollectionInfo:
@@ -247,33 +303,77 @@ class SearchCore:
         if decision.collection is None:  # no rollout: the alias (or physical name) decides
             physical = await self.backend_call("resolve", self.backend.resolve(params.collection))
             points = await self._search_arm(physical, params, limit, offset, deadline)
+            self._refuse_late(deadline)
             route = RouteInfo(Arm.PRIMARY, physical)
         else:
-            started = self._clock()
-            try:
-                points = await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
-            except Exception as exc:
-                if decision.in_analysis:
-                    self.controller.record(decision.rollout, decision.arm, _code_name(exc), self._clock() - started)
-                if not self._may_fall_back(decision, exc, deadline):
-                    raise
-                log.debug("canary failed; primary answers", extra={"rollout": decision.rollout,
-                                                                    "error": _code_name(exc)})
-                self.metrics.fallbacks.labels(params.collection).inc()
-                if on_route is not None:
-                    on_route(Arm.PRIMARY)
-                primary = decision.primary
-                points = await self._search_arm(primary, params, limit, offset, deadline, routed=True)
-                route = RouteInfo(Arm.PRIMARY, primary, decision.rollout, fallback=True)
-            else:
-                if decision.in_analysis:
-                    self.controller.record(decision.rollout, decision.arm, "OK", self._clock() - started)
-                route = RouteInfo(decision.arm, decision.collection, decision.rollout)
+            points, route = await self._search_routed(decision, key, params, limit, offset, deadline, on_route)
         trace.get_current_span().set_attributes({
             "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
             "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
         next_token = self._pages.issue(offset + limit, query_print) if len(points) == limit else ""
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
+
+    async def _search_routed(self, decision: RouteDecision, key: str, params: SearchParams, limit: int,
+                             offset: int, deadline: float | None,
+                             on_route: Callable[[Arm], None] | None) -> tuple[list[ScoredPoint], RouteInfo]:
+        """Search the arm a rollout routed the request to, recording how that arm's attempt ended.
+
+        Every ending is recorded for the arm that made the attempt: its status code; DEADLINE_EXCEEDED
+        when the caller's deadline cancelled it (the task gets CancelledError) or its answer was ready
+        too late (and is then not sent); CANCELLED when the caller left before its deadline. When the
+        canary fails with a retryable error (or is over its concurrency limit) primary answers; that
+        answer is not recorded for primary, which did not serve the request by routing.
+        """
+        started = self._clock()
+        try:
+            points = await self._attempt_arm(decision, params, limit, offset, deadline)
+        except asyncio.CancelledError:
+            self._record(decision, key, self._ending_of_cancelled(deadline), started)
+            raise
+        except Exception as exc:
+            self._record(decision, key, _code_name(exc), started)
+            if not self._may_fall_back(decision, exc, deadline):
+                raise
+            log.debug("canary failed; primary answers", extra={"rollout": decision.rollout,
+                                                                "error": _code_name(exc)})
+            self.metrics.fallbacks.labels(params.collection).inc()
+            if on_route is not None:
+                on_route(Arm.PRIMARY)
+            primary = decision.primary
+            points = await self._search_arm(primary, params, limit, offset, deadline, routed=True)
+            self._refuse_late(deadline)
+            return points, RouteInfo(Arm.PRIMARY, primary, decision.rollout, fallback=True)
+        if self._is_late(deadline):
+            self._record(decision, key, DeadlineExceeded.code_name, started)
+            raise DeadlineExceeded(_LATE_MESSAGE)
+        self._record(decision, key, "OK", started)
+        return points, RouteInfo(decision.arm, decision.collection, decision.rollout)
+
+    async def _attempt_arm(self, decision: RouteDecision, params: SearchParams, limit: int, offset: int,
+                           deadline: float | None) -> list[ScoredPoint]:
+        """One search on the routed arm; a canary over its rollout's concurrency limit is refused at once."""
+        if decision.arm is not Arm.CANARY or not self._canary_slots.limit:
+            return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
+        with self._canary_slots.hold(decision.rollout):
+            return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
+
+    def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:
+        if decision.in_analysis:
+            self.controller.record(decision.rollout, decision.arm, code_name, self._clock() - started, key)
+
+    def _is_late(self, deadline: float | None) -> bool:
+        return deadline is not None and self._clock() > deadline
+
+    def _refuse_late(self, deadline: float | None) -> None:
+        """An answer ready after the caller's deadline is not sent as a success: nobody waits for it."""
+        if self._is_late(deadline):
+            raise DeadlineExceeded(_LATE_MESSAGE)
+
+    def _ending_of_cancelled(self, deadline: float | None) -> str:
+        """Why an attempt was cancelled: the caller's deadline passed, or the caller left before it."""
+        if deadline is not None and self._clock() >= deadline - _DEADLINE_TOLERANCE_S:
+            return DeadlineExceeded.code_name
+        return _CANCELLED
 
     def _may_fall_back(self, decision, exc: Exception, deadline: float | None) -> bool:
         if decision.arm is not Arm.CANARY or not self.settings.canary_fallback:

@@ -28,6 +28,8 @@ class GatewaySettings(ServerSettings):
     default_embedding_model: str = setting("", "model for collections that name none (default: the embedder's)")
     routing_key_fallback: str = setting("random", "key for requests without one: random (per request) or peer")
     canary_fallback: bool = setting(True, "answer from primary when the canary fails with a retryable error")
+    canary_max_concurrency: int = setting(16, "most searches in flight on one rollout's canary; more are answered "
+                                              "by primary (recorded as the canary's RESOURCE_EXHAUSTED); 0: no limit")
     controller_tick_s: float = setting(1.0, "how often the rollout controller looks for due checks")
     default_limit: int = setting(10, "hits returned when a search sets no limit")
     max_limit: int = setting(1000, "most hits one search may ask for (limit + page offset)")
@@ -58,6 +60,8 @@ class GatewaySettings(ServerSettings):
                      "max_payload_bytes", "max_filter_values", "embed_batch_texts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')}: must be at least 1")
+        if self.canary_max_concurrency < 0:
+            raise SettingsError("--canary-max-concurrency: must not be negative (0 turns the limit off)")
         if self.default_limit > self.max_limit:
             raise SettingsError("--default-limit: must not exceed --max-limit")
         for name in ("embed_timeout_s", "qdrant_timeout_s", "controller_tick_s"):
