@@ -1,0 +1,268 @@
+"""Evidence for the rollout decision: simulated stages through the real analysis, beside the old rule.
+
+The traffic, the driver of the real `StageEvidence` + `judge`, and the old threshold rule live in
+`bench/_rollout_sim.py` (shared with bench/bench_detection.py). Everything here runs on simulated
+time with fixed seeds; the figures are printed (`pytest -s` shows them) and docs/analysis.md quotes
+them.
+
+  * the e-values against closed forms and numeric integration (fast);
+  * 2,000 A/A stages under the default policy: false rollbacks ≤ α + 3 Monte-Carlo standard errors,
+    the old rule on the same data far above that; split mismatches ≤ the split test's α;
+  * detection times for the issue's three faults, new rule and old;
+  * the real RolloutController (fake clock, SQLite store, `record()` per call, `tick()` per
+    interval) on A/A and broken canaries, and on the same calls as the direct analysis.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from bench._rollout_sim import (
+    OLD_POLICY,
+    Scenario,
+    StageCounts,
+    Traffic,
+    latency_buckets,
+    old_rule,
+    old_rule_on,
+    quantiles,
+    rate_with_error,
+    run_new_rule,
+)
+from gateway.rollout.analysis import ArmSlice, CheckOutcome, latency_bucket
+from gateway.rollout.model import AnalysisPolicy
+from gateway.rollout.model import TestKind as Kind
+from gateway.rollout.sequential import (
+    _LIMIT_GRID,
+    _LIMIT_WEIGHTS,
+    _LOG_RATIO_GRID,
+    _ONE_SIDED,
+    RATIO_GRID,
+    SAMPLE_RATIO_CONCENTRATION,
+    RateLimitTest,
+    RateRatioTest,
+    SampleRatioTest,
+)
+
+POLICY = AnalysisPolicy()
+#: The α of the tests that roll back, per stage (errors + latency + guard).
+ROLLBACK_ALPHA = POLICY.error_alpha + POLICY.latency_alpha + POLICY.guard_alpha
+
+
+def log_choose(n: int, k: np.ndarray) -> np.ndarray:
+    return np.array([math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) for x in k])
+
+
+def log_binomial_pmf(n: int, p: float) -> np.ndarray:
+    k = np.arange(n + 1)
+    return log_choose(n, k) + k * math.log(p) + (n - k) * math.log1p(-p)
+
+
+def log_expectation(log_pmf: np.ndarray, log_values: np.ndarray) -> float:
+    """log Σ exp(log_pmf + log_values), without overflow."""
+    terms = log_pmf + log_values
+    top = float(terms[np.isfinite(terms)].max())
+    return top + math.log(float(np.exp(terms - top).sum()))
+
+
+# -- the e-values against closed forms ----------------------------------------------------------------
+
+
+def test_vectorised_latency_buckets_match_the_gateway():
+    rng = np.random.default_rng(1)
+    latencies = np.concatenate([np.exp(rng.uniform(math.log(1e-6), math.log(1e4), 20_000)),
+                                [0.0, -1.0, 1e-5, 1e-5 * 1.04, 1e9, math.nan]])
+    assert latency_buckets(latencies).tolist() == [latency_bucket(float(x)) for x in latencies]
+
+
+@pytest.mark.parametrize(("weight", "canary", "units"), [(0.05, 3, 40), (0.05, 0, 200), (0.25, 40, 100),
+                                                          (0.5, 71, 120), (0.05, 25, 300)])
+def test_sample_ratio_e_value_is_the_beta_binomial_bayes_factor(weight, canary, units):
+    """The closed form (lgamma) against a numeric integral of the Beta(c·w, c·(1−w)) mixture."""
+    test = SampleRatioTest(0.001, weight)
+    test.update(canary, units)
+    a, b = SAMPLE_RATIO_CONCENTRATION * weight, SAMPLE_RATIO_CONCENTRATION * (1 - weight)
+    # Integrate in the logit: p = 1/(1+e^−x), dp = p(1−p) dx; smooth, so the trapezoid rule converges fast.
+    x = np.linspace(-30, 30, 300_001)
+    p = 1 / (1 + np.exp(-x))
+    log_prior = (a * np.log(p) + b * np.log1p(-p)) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+    log_likelihood_ratio = (canary * (np.log(p) - math.log(weight))
+                            + (units - canary) * (np.log1p(-p) - math.log1p(-weight)))
+    integrand = np.exp(log_prior + log_likelihood_ratio - log_likelihood_ratio.max())
+    numeric = math.log(np.trapezoid(integrand, x)) + float(log_likelihood_ratio.max())
+    assert test.log_e() == pytest.approx(numeric, abs=1e-6)
+
+
+@pytest.mark.parametrize("weight", [0.05, 0.25, 0.5])
+@pytest.mark.parametrize("units", [1, 10, 200])
+def test_sample_ratio_e_value_has_expectation_one_under_the_null(weight, units):
+    log_values = []
+    for canary in range(units + 1):
+        test = SampleRatioTest(0.001, weight)
+        test.update(canary, units)
+        log_values.append(test.log_e())
+    assert log_expectation(log_binomial_pmf(units, weight), np.array(log_values)) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("limit", "calls"), [(0.05, 1), (0.05, 40), (0.01, 300), (0.2, 60)])
+def test_rate_limit_e_value_is_a_supermartingale_at_and_below_the_limit(limit, calls):
+    """E[e_n] = 1 exactly at p = limit, and < 1 below it (computed over the binomial law)."""
+    log_values = []
+    for events in range(calls + 1):
+        test = RateLimitTest(0.01, limit)
+        test.update(events, calls)
+        log_values.append(test.log_e())
+    log_values = np.array(log_values)
+    assert log_expectation(log_binomial_pmf(calls, limit), log_values) == pytest.approx(0.0, abs=1e-9)
+    assert log_expectation(log_binomial_pmf(calls, limit * 0.5), log_values) < 0.0
+
+
+def test_rate_limit_e_value_is_the_mixture_of_bernoulli_likelihood_ratios():
+    """Against the product of per-call likelihood ratios, call by call, over the documented grid."""
+    limit = 0.05
+    test = RateLimitTest(0.01, limit)
+    alternatives = 1 / (1 + (1 - limit) / limit * np.exp(-_LIMIT_GRID))
+    product = np.ones_like(alternatives)
+    rng = np.random.default_rng(3)
+    events = 0
+    for call in range(1, 201):
+        failed = rng.random() < 0.08
+        events += failed
+        product *= alternatives / limit if failed else (1 - alternatives) / (1 - limit)
+        test.update(events, call)
+        assert test.log_e() == pytest.approx(math.log(float(_LIMIT_WEIGHTS @ product)), rel=1e-9, abs=1e-9)
+    # The docstring's claim: a canary failing every call against 5 % is rejected at α = 0.01 after 3 calls.
+    dead = RateLimitTest(0.01, 0.05)
+    dead.update(2, 2)
+    assert not dead.result().rejected
+    dead.update(3, 3)
+    assert dead.result().rejected
+
+
+@pytest.mark.parametrize(("share", "events", "primary_calls", "canary_calls"),
+                         [(0.05, 5, 95, 5), (0.25, 12, 30, 10), (0.5, 30, 40, 40)])
+def test_rate_ratio_e_value_is_a_supermartingale_under_equal_rates(share, events, primary_calls, canary_calls):
+    """One second: given e events among the calls, the canary's share of them is binomial(e, θ) under
+    the working model and hypergeometric for per-call Bernoulli events; E[e-value] is 1 under the
+    former and at most 1 under the latter (Hoeffding's convex order)."""
+    del share
+    calls = primary_calls + canary_calls
+    theta = canary_calls / calls
+    log_values = []
+    for canary_events in range(events + 1):
+        test = RateRatioTest(0.02)
+        test.add(canary_events, canary_calls, events - canary_events, primary_calls)
+        log_values.append(test.log_e())
+    log_values = np.array(log_values)
+    assert log_expectation(log_binomial_pmf(events, theta), log_values) == pytest.approx(0.0, abs=1e-9)
+    k = np.arange(events + 1)
+    valid = (k <= canary_calls) & (events - k <= primary_calls)
+    log_hyper = np.full(events + 1, -np.inf)
+    log_hyper[valid] = (log_choose(canary_calls, k[valid]) + log_choose(primary_calls, events - k[valid])
+                        - log_choose(calls, np.array([events]))[0])
+    assert log_expectation(log_hyper, log_values) <= 1e-12
+    # And the e-value is the documented one-sided mixture of the conditional likelihood ratios.
+    test = RateRatioTest(0.02)
+    test.add(3, canary_calls, events - 3, primary_calls)
+    direct = _ONE_SIDED @ (RATIO_GRID ** 3 / (RATIO_GRID * theta + 1 - theta) ** events)
+    assert test.log_e() == pytest.approx(math.log(float(direct)), rel=1e-9)
+    assert _LOG_RATIO_GRID[_ONE_SIDED > 0].min() > 0  # the null ρ ≤ 1 gets no weight
+
+
+def _flat(seconds: int, per_arm: int, width: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    calls = np.full((seconds, 2), per_arm, dtype=np.int64)
+    hist = np.zeros((seconds, 2, width), dtype=np.int64)
+    hist[:, :, 1] = per_arm
+    return calls, np.zeros_like(calls), hist
+
+
+def test_old_rule_counts_failed_checks_like_the_old_controller():
+    """3 failed checks in a row, or 5 in all, roll back; passes reset the run; inconclusive ones do not."""
+    calls, errors, hist = _flat(200, 20)
+    errors[15, 1] = 20  # one second of canary failures sits in the windows of the checks at 20…70 s
+    run = old_rule(calls, errors, hist, weight=0.05, bucket_offset=150)
+    assert run.checks == ["passed", "failed", "failed", "failed"]  # 5 %, 3.3 %, 2.5 % > primary 0 % + 1 pp
+    assert run.rolled_back_at == 40.0
+    # Fewer than 50 calls on an arm in the window: inconclusive (4 calls/s: 40 calls at 10 s).
+    calls, errors, hist = _flat(30, 4)
+    assert old_rule(calls, errors, hist, weight=0.05).checks == ["inconclusive", "passed", "passed"]
+    # p95 × 1.5 + 5 ms: the canary's calls 4 times slower (bucket 1 → ~36 buckets up) fail every check.
+    calls, errors, hist = _flat(60, 20)
+    hist[:, 1, 1], hist[:, 1, 59] = 0, 20
+    run = old_rule(calls, errors, hist, weight=0.25, bucket_offset=150)
+    assert run.checks == ["failed", "failed", "failed"] and run.rolled_back_at == 30.0
+    # At 100 % weight only the absolute limit counts: slow calls and 3 % errors pass, 6 % fail.
+    calls[:, 0] = 0
+    errors[:, 1] = np.tile([1, 0, 0], 20)[:60]  # 20 of 1180 calls in a window: ~1.7-3 %
+    assert old_rule(calls, errors, hist, weight=1.0).checks == ["passed"] * 6
+    errors[:, 1] = np.tile([2, 1, 1, 1, 1], 12)  # ~6 %
+    assert old_rule(calls, errors, hist, weight=1.0).rolled_back_at == 30.0
+
+
+# -- A/A ------------------------------------------------------------------------------------------------
+
+
+def aa_scenario(rng: np.random.Generator) -> Scenario:
+    keyed = rng.random() < 0.5
+    return Scenario(
+        rate=float(math.exp(rng.uniform(math.log(5), math.log(500)))),
+        weight_percent=float(rng.choice([5.0, 25.0, 50.0, 100.0], p=[0.4, 0.2, 0.2, 0.2])),
+        primary_error=float(math.exp(rng.uniform(math.log(0.001), math.log(0.05)))),
+        latency_median_s=float(math.exp(rng.uniform(math.log(0.002), math.log(0.02)))),
+        latency_sigma=float(rng.uniform(0.3, 0.8)),
+        keys="zipf" if keyed else "new",
+        key_population=int(math.exp(rng.uniform(math.log(1_000), math.log(100_000)))),
+        zipf_exponent=float(rng.uniform(0.9, 1.3)),
+    )
+
+
+AA_STAGES = 2_000
+
+
+@pytest.mark.slow
+def test_aa_stages_false_rollbacks_new_rule_vs_old():
+    started = time.process_time()
+    traffic, draw = Traffic(seed=20_240_901), np.random.default_rng(20_240_902)
+    new_failed = old_failed = split = 0
+    by_test: dict[Kind, int] = {}
+    by_weight: dict[float, list[int]] = {}
+    checked_every_interval = 0
+    for index in range(AA_STAGES):
+        scenario = aa_scenario(draw)
+        counts = traffic.stage(scenario)
+        run = run_new_rule(counts, POLICY, judge_every_check=False)
+        failed = run.verdict.outcome is CheckOutcome.FAILED
+        if index < 40:  # judging at every check finds the same outcome (a rejection is final)
+            every = run_new_rule(counts, POLICY, judge_every_check=True)
+            assert (every.failed_at is not None) == failed
+            checked_every_interval += 1
+        old = old_rule_on(counts)
+        new_failed += failed
+        old_failed += old.rolled_back_at is not None
+        split += run.split_rejected_at is not None
+        for kind in run.rejected:
+            by_test[kind] = by_test.get(kind, 0) + 1
+        tally = by_weight.setdefault(scenario.weight_percent, [0, 0, 0])
+        tally[0] += 1
+        tally[1] += failed
+        tally[2] += old.rolled_back_at is not None
+    new_rate, new_se = rate_with_error(new_failed, AA_STAGES)
+    old_rate, old_se = rate_with_error(old_failed, AA_STAGES)
+    split_rate, split_se = rate_with_error(split, AA_STAGES)
+    print(f"\nA/A, {AA_STAGES} stages of 300 s (5-500 calls/s, 0.1-5 % errors, weights 5/25/50/100 %):")
+    print(f"  false rollbacks  new rule {new_failed} = {new_rate:.2%} ± {new_se:.2%} (α = {ROLLBACK_ALPHA:.2f})"
+          f"   old rule {old_failed} = {old_rate:.2%} ± {old_se:.2%}")
+    print(f"  rejected tests (new): {{{', '.join(f'{k.name}: {v}' for k, v in sorted(by_test.items(), key=str))}}}")
+    print(f"  split mismatches (new) {split} = {split_rate:.2%} ± {split_se:.2%} (α = {POLICY.sample_ratio_alpha})")
+    for weight, (runs, new, old) in sorted(by_weight.items()):
+        print(f"  weight {weight:>5g}%: {runs} stages, new {new / runs:.2%}, old {old / runs:.2%}")
+    print(f"  ({checked_every_interval} stages also judged at every check; CPU {time.process_time() - started:.1f} s)")
+    sd = math.sqrt(ROLLBACK_ALPHA * (1 - ROLLBACK_ALPHA) / AA_STAGES)
+    assert new_rate <= ROLLBACK_ALPHA + 3 * sd
+    assert old_rate > new_rate + 3 * math.hypot(new_se, old_se)  # the comparison is real
+    split_sd = math.sqrt(POLICY.sample_ratio_alpha * (1 - POLICY.sample_ratio_alpha) / AA_STAGES)
+    assert split_rate <= POLICY.sample_ratio_alpha + 3 * split_sd
