@@ -130,20 +130,22 @@ class Traffic:
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
-        self._zipf_cdf: dict[tuple[int, float], np.ndarray] = {}
 
     def _keys(self, scenario: Scenario, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(arm per call, first sight per call) for `count` calls in time order."""
         rng = self.rng
         if scenario.keys == "new":
             return rng.random(count) < scenario.weight, np.ones(count, dtype=bool)
-        population = scenario.key_population
-        cache = (population, scenario.zipf_exponent)
-        cdf = self._zipf_cdf.get(cache)
-        if cdf is None:
-            weights = np.arange(1, population + 1, dtype=float) ** -scenario.zipf_exponent
-            cdf = self._zipf_cdf[cache] = np.cumsum(weights) / weights.sum()
-        key = np.minimum(np.searchsorted(cdf, rng.random(count)), population - 1)
+        population, exponent = scenario.key_population, scenario.zipf_exponent
+        # Inverse CDF of the continuous power law on [1, population + 1), floored: a Zipf population
+        # (key k drawn ∝ k^−s, up to the discretisation) without a search per call.
+        u = rng.random(count)
+        if abs(exponent - 1.0) < 1e-9:
+            x = np.exp(u * math.log(population + 1))
+        else:
+            top = (population + 1) ** (1 - exponent)
+            x = (1 + u * (top - 1)) ** (1 / (1 - exponent))
+        key = np.minimum(x.astype(np.int64) - 1, population - 1)
         arm_of_key = rng.random(population) < scenario.weight
         first = np.zeros(count, dtype=bool)
         first[np.unique(key, return_index=True)[1]] = True
@@ -256,6 +258,8 @@ def run_new_rule(counts: StageCounts, policy: AnalysisPolicy, *, judge_every_che
     verdict: Verdict | None = None
     # Slow successful calls per second and arm, above the threshold's bucket (set once it is fixed).
     slow_ok: np.ndarray | None = None
+    lists: list[list[tuple[int, int, int]]] = []
+    new: list[list[int]] = []
     bucket = -1
     for second in range(scenario.seconds):
         if evidence.threshold is None:
@@ -264,19 +268,21 @@ def run_new_rule(counts: StageCounts, policy: AnalysisPolicy, *, judge_every_che
             if slow_ok is None:
                 bucket = evidence.threshold.bucket
                 slow_ok = ok_hist[:, :, max(0, bucket + 1 - counts.bucket_offset):].sum(axis=2)
+                lists = [list(zip(calls[:, arm].tolist(), errors[:, arm].tolist(), slow_ok[:, arm].tolist(),
+                                  strict=True)) for arm in (PRIMARY, CANARY)]
+                new = [new_keys[:, arm].tolist() for arm in (PRIMARY, CANARY)]
             primary, canary = ArmSlice(), ArmSlice()
             for arm, target in ((PRIMARY, primary), (CANARY, canary)):
-                n, e = int(calls[second, arm]), int(errors[second, arm])
+                n, e, slow = lists[arm][second]
                 if n - e:
                     target.codes["OK"] = n - e
-                    slow = int(slow_ok[second, arm])
                     if n - e - slow:
                         target.latencies[bucket] = n - e - slow
                     if slow:
                         target.latencies[bucket + 1] = slow
                 if e:
                     target.codes[codes[arm]] = e
-                target.new_keys = int(new_keys[second, arm])
+                target.new_keys = new[arm][second]
         evidence.add_second(primary, canary)
         if evidence.threshold is None:
             recent.add(primary)
@@ -403,3 +409,65 @@ def quantiles(times: list[float | None], qs: tuple[float, ...] = (0.5, 0.9)) -> 
 
 def with_fault(scenario: Scenario, **changes) -> Scenario:
     return replace(scenario, **changes)
+
+
+# -- A/A stages, in parallel ----------------------------------------------------------------------------
+
+
+def aa_scenario(rng: np.random.Generator) -> Scenario:
+    """An A/A stage: rate log-uniform 5-500 calls/s, errors log-uniform 0.1-5 % on both arms, weight
+    5 % (0.4) or 25, 50, 100 % (0.2 each), lognormal latencies, keys new per call or Zipf (half each)."""
+    keyed = rng.random() < 0.5
+    return Scenario(
+        rate=float(math.exp(rng.uniform(math.log(5), math.log(500)))),
+        weight_percent=float(rng.choice([5.0, 25.0, 50.0, 100.0], p=[0.4, 0.2, 0.2, 0.2])),
+        primary_error=float(math.exp(rng.uniform(math.log(0.001), math.log(0.05)))),
+        latency_median_s=float(math.exp(rng.uniform(math.log(0.002), math.log(0.02)))),
+        latency_sigma=float(rng.uniform(0.3, 0.8)),
+        keys="zipf" if keyed else "new",
+        key_population=int(math.exp(rng.uniform(math.log(1_000), math.log(100_000)))),
+        zipf_exponent=float(rng.uniform(0.9, 1.3)),
+    )
+
+
+@dataclass(frozen=True)
+class AAResult:
+    index: int
+    scenario: Scenario
+    new_failed: bool
+    rejected: tuple[str, ...]
+    split_rejected: bool
+    old_rolled_back: bool
+    #: For the stages judged at every check too: whether that found a failure (None otherwise).
+    every_check_failed: bool | None
+
+
+def aa_stage(seed: int, index: int, policy: AnalysisPolicy, judge_every_check: bool = False) -> AAResult:
+    """Stage `index` of the A/A set `seed` (each stage has its own generator: any split into workers
+    gives the same stages)."""
+    scenario = aa_scenario(np.random.default_rng([seed, index, 0]))
+    counts = Traffic([seed, index, 1]).stage(scenario)  # type: ignore[arg-type]
+    run = run_new_rule(counts, policy, judge_every_check=False)
+    every = None
+    if judge_every_check:
+        every = run_new_rule(counts, policy, judge_every_check=True).failed_at is not None
+    return AAResult(index, scenario, run.verdict.outcome is CheckOutcome.FAILED, tuple(k.name for k in run.rejected),
+                    run.split_rejected_at is not None, old_rule_on(counts).rolled_back_at is not None, every)
+
+
+def _aa_chunk(args: tuple[int, list[int], AnalysisPolicy, int]) -> list[AAResult]:
+    seed, indices, policy, every_below = args
+    return [aa_stage(seed, i, policy, i < every_below) for i in indices]
+
+
+def aa_stages(seed: int, count: int, policy: AnalysisPolicy, *, workers: int = 2,
+              judge_every_check_below: int = 0) -> list[AAResult]:
+    """`count` A/A stages, over `workers` forked processes (1: in this process)."""
+    if workers <= 1:
+        return _aa_chunk((seed, list(range(count)), policy, judge_every_check_below))
+    import multiprocessing  # noqa: PLC0415
+
+    chunks = [(seed, list(range(w, count, workers)), policy, judge_every_check_below) for w in range(workers)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_aa_chunk, chunks)
+    return sorted((r for part in parts for r in part), key=lambda r: r.index)

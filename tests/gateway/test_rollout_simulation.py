@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 
 from bench._rollout_sim import (
-    OLD_POLICY,
     Scenario,
-    StageCounts,
     Traffic,
+    aa_stages,
     latency_buckets,
     old_rule,
     old_rule_on,
@@ -33,9 +33,17 @@ from bench._rollout_sim import (
     rate_with_error,
     run_new_rule,
 )
-from gateway.rollout.analysis import ArmSlice, CheckOutcome, latency_bucket
-from gateway.rollout.model import AnalysisPolicy
-from gateway.rollout.model import TestKind as Kind
+from gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
+from gateway.rollout.analysis import (
+    ArmSlice,
+    CheckOutcome,
+    RecentLatency,
+    StageEvidence,
+    judge,
+    latency_bucket,
+    latency_threshold,
+)
+from gateway.rollout.model import DEFAULT_STAGES, AnalysisPolicy
 from gateway.rollout.sequential import (
     _LIMIT_GRID,
     _LIMIT_WEIGHTS,
@@ -47,6 +55,7 @@ from gateway.rollout.sequential import (
     RateRatioTest,
     SampleRatioTest,
 )
+from gateway.routing import Arm, Router
 
 POLICY = AnalysisPolicy()
 #: The α of the tests that roll back, per stage (errors + latency + guard).
@@ -206,63 +215,225 @@ def test_old_rule_counts_failed_checks_like_the_old_controller():
 # -- A/A ------------------------------------------------------------------------------------------------
 
 
-def aa_scenario(rng: np.random.Generator) -> Scenario:
-    keyed = rng.random() < 0.5
-    return Scenario(
-        rate=float(math.exp(rng.uniform(math.log(5), math.log(500)))),
-        weight_percent=float(rng.choice([5.0, 25.0, 50.0, 100.0], p=[0.4, 0.2, 0.2, 0.2])),
-        primary_error=float(math.exp(rng.uniform(math.log(0.001), math.log(0.05)))),
-        latency_median_s=float(math.exp(rng.uniform(math.log(0.002), math.log(0.02)))),
-        latency_sigma=float(rng.uniform(0.3, 0.8)),
-        keys="zipf" if keyed else "new",
-        key_population=int(math.exp(rng.uniform(math.log(1_000), math.log(100_000)))),
-        zipf_exponent=float(rng.uniform(0.9, 1.3)),
-    )
-
-
 AA_STAGES = 2_000
+AA_SEED = 20_240_901
 
 
 @pytest.mark.slow
 def test_aa_stages_false_rollbacks_new_rule_vs_old():
-    started = time.process_time()
-    traffic, draw = Traffic(seed=20_240_901), np.random.default_rng(20_240_902)
-    new_failed = old_failed = split = 0
-    by_test: dict[Kind, int] = {}
+    """2,000 A/A stages (bench._rollout_sim.aa_scenario): both arms alike, so every rollback is false.
+
+    Each stage is judged once, at its end (a rejection is final, so that verdict is FAILED exactly
+    when some check's was); the first 40 are also judged at every check, and must agree.
+    """
+    started, wall = time.process_time(), time.perf_counter()
+    results = aa_stages(AA_SEED, AA_STAGES, POLICY, workers=2, judge_every_check_below=40)
+    assert [r.index for r in results] == list(range(AA_STAGES))
+    for r in results[:40]:
+        assert r.every_check_failed == r.new_failed
+    new_failed = sum(r.new_failed for r in results)
+    old_failed = sum(r.old_rolled_back for r in results)
+    split = sum(r.split_rejected for r in results)
+    by_test: dict[str, int] = {}
     by_weight: dict[float, list[int]] = {}
-    checked_every_interval = 0
-    for index in range(AA_STAGES):
-        scenario = aa_scenario(draw)
-        counts = traffic.stage(scenario)
-        run = run_new_rule(counts, POLICY, judge_every_check=False)
-        failed = run.verdict.outcome is CheckOutcome.FAILED
-        if index < 40:  # judging at every check finds the same outcome (a rejection is final)
-            every = run_new_rule(counts, POLICY, judge_every_check=True)
-            assert (every.failed_at is not None) == failed
-            checked_every_interval += 1
-        old = old_rule_on(counts)
-        new_failed += failed
-        old_failed += old.rolled_back_at is not None
-        split += run.split_rejected_at is not None
-        for kind in run.rejected:
+    for r in results:
+        for kind in r.rejected:
             by_test[kind] = by_test.get(kind, 0) + 1
-        tally = by_weight.setdefault(scenario.weight_percent, [0, 0, 0])
+        tally = by_weight.setdefault(r.scenario.weight_percent, [0, 0, 0])
         tally[0] += 1
-        tally[1] += failed
-        tally[2] += old.rolled_back_at is not None
+        tally[1] += r.new_failed
+        tally[2] += r.old_rolled_back
     new_rate, new_se = rate_with_error(new_failed, AA_STAGES)
     old_rate, old_se = rate_with_error(old_failed, AA_STAGES)
     split_rate, split_se = rate_with_error(split, AA_STAGES)
     print(f"\nA/A, {AA_STAGES} stages of 300 s (5-500 calls/s, 0.1-5 % errors, weights 5/25/50/100 %):")
     print(f"  false rollbacks  new rule {new_failed} = {new_rate:.2%} ± {new_se:.2%} (α = {ROLLBACK_ALPHA:.2f})"
           f"   old rule {old_failed} = {old_rate:.2%} ± {old_se:.2%}")
-    print(f"  rejected tests (new): {{{', '.join(f'{k.name}: {v}' for k, v in sorted(by_test.items(), key=str))}}}")
+    print(f"  rejected tests (new): {dict(sorted(by_test.items()))}")
     print(f"  split mismatches (new) {split} = {split_rate:.2%} ± {split_se:.2%} (α = {POLICY.sample_ratio_alpha})")
     for weight, (runs, new, old) in sorted(by_weight.items()):
         print(f"  weight {weight:>5g}%: {runs} stages, new {new / runs:.2%}, old {old / runs:.2%}")
-    print(f"  ({checked_every_interval} stages also judged at every check; CPU {time.process_time() - started:.1f} s)")
+    print(f"  (this process's CPU {time.process_time() - started:.1f} s; wall {time.perf_counter() - wall:.1f} s "
+          f"over 2 worker processes)")
     sd = math.sqrt(ROLLBACK_ALPHA * (1 - ROLLBACK_ALPHA) / AA_STAGES)
     assert new_rate <= ROLLBACK_ALPHA + 3 * sd
     assert old_rate > new_rate + 3 * math.hypot(new_se, old_se)  # the comparison is real
     split_sd = math.sqrt(POLICY.sample_ratio_alpha * (1 - POLICY.sample_ratio_alpha) / AA_STAGES)
     assert split_rate <= POLICY.sample_ratio_alpha + 3 * split_sd
+
+
+# -- detection ---------------------------------------------------------------------------------------
+
+#: The issue's three faults at 5 % weight and 100 calls/s (primary 0.5 % errors, p50 8 ms), from the
+#: stage's start; the target median detection time of each (seconds).
+FAULTS = {
+    "errors 0.5% -> 5%": (Scenario(rate=100.0, weight_percent=5.0, primary_error=0.005, canary_error=0.05), 60.0),
+    "latency x1.5": (Scenario(rate=100.0, weight_percent=5.0, primary_error=0.005, canary_latency_factor=1.5), 60.0),
+    "deadline missed": (Scenario(rate=100.0, weight_percent=5.0, primary_error=0.005, canary_deadline_s=0.1),
+                        2 * POLICY.interval_s),
+}
+DETECTION_RUNS = 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_detection_time_new_rule_vs_old(fault):
+    scenario, target = FAULTS[fault]
+    traffic = Traffic(seed=20_240_903 + list(FAULTS).index(fault))
+    new_times: list[float | None] = []
+    old_times: list[float | None] = []
+    for _ in range(DETECTION_RUNS):
+        counts = traffic.stage(scenario)
+        new_times.append(run_new_rule(counts, POLICY).failed_at)
+        old_times.append(old_rule_on(counts).rolled_back_at)
+    new_median, new_p90 = quantiles(new_times)
+    old_median, old_p90 = quantiles(old_times)
+    missed_new = sum(t is None for t in new_times)
+    missed_old = sum(t is None for t in old_times)
+    print(f"\n{fault}: {DETECTION_RUNS} stages of 300 s at 5 % weight, 100 calls/s; detection (s) "
+          f"new median {new_median:g} p90 {new_p90:g} (not within 300 s: {missed_new}) | "
+          f"old median {old_median:g} p90 {old_p90:g} (not within 300 s: {missed_old}) | target median ≤ {target:g}")
+    assert new_median <= target
+
+
+# -- the real controller ---------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@dataclass
+class ControllerRun:
+    state: RolloutState
+    #: Seconds from the stage's start (the fault's) to ROLLED_BACK, in the stage that rolled back.
+    rolled_back_after: float | None
+    stage: int
+    #: The direct analysis (StageEvidence + judge on the same calls): its first FAILED check, stage 0 only.
+    direct_failed_at: float | None
+
+
+async def run_through_controller(path: str, scenario: Scenario, seed: int, *, stages=DEFAULT_STAGES,
+                                 direct: bool = False) -> ControllerRun:
+    """One rollout through the real RolloutController: calls routed by the real Router by key, `record()`
+    per call at its (fake) time, `tick()` every second. The canary behaves as `scenario` says in every
+    stage. With `direct`, the same calls also feed a StageEvidence of stage 0, folded and judged as
+    the controller does, to compare decisions."""
+    clock = FakeClock()
+    physical = {"docs-v1", "docs-v2"}
+    aliases = {"docs": "docs-v1"}
+
+    async def resolve(name: str) -> str:
+        return aliases.get(name, name if name in physical else "")
+
+    async def switch(logical: str, target: str) -> None:
+        aliases[logical] = target
+
+    router, store = Router(), SqliteRolloutStore(path)
+    controller = RolloutController(store, router, switch_alias=switch, resolve_alias=resolve, clock=clock,
+                                   wall_clock=clock.wall, sleep=_no_sleep)
+    await controller.start(run_loop=False)
+    rng = np.random.default_rng(seed)
+    name = "sim"
+    try:
+        await controller.create(Rollout(name=name, collection="docs", canary_collection="docs-v2", stages=stages,
+                                        analysis=POLICY, auto_promote=True))
+        evidence = StageEvidence(POLICY, stages[0], stages[0].weight_bps) if direct else None
+        recent = RecentLatency(POLICY.window_s)
+        seen: set[str] = set()
+        direct_failed_at = None
+        stage_started, stage = clock.now, 0
+        key_serial = 0
+        for second in range(sum(int(s.min_duration_s) for s in stages) + 200):
+            count = int(rng.poisson(scenario.rate))
+            times = np.sort(rng.random(count))
+            pair = [ArmSlice(), ArmSlice()]
+            for fraction in times:
+                if scenario.keys == "new":
+                    key_serial += 1
+                    key = f"k{key_serial}"
+                else:
+                    key = f"k{int(rng.zipf(1.3)) % scenario.key_population}"
+                decision = router.route("docs", key)
+                if not decision.in_analysis:
+                    continue
+                canary = decision.arm is Arm.CANARY
+                latency = scenario.latency_median_s * math.exp(scenario.latency_sigma * rng.standard_normal())
+                code = "OK"
+                if canary and scenario.canary_deadline_s is not None:
+                    code, latency = "DEADLINE_EXCEEDED", scenario.canary_deadline_s
+                elif rng.random() < (scenario.canary_error_rate if canary else scenario.primary_error):
+                    code = "UNAVAILABLE"
+                if canary:
+                    latency *= scenario.canary_latency_factor
+                clock.now = 1_000.0 + second + float(fraction) * 0.999
+                controller.record(name, decision.arm, code, latency, key)
+                if evidence is not None:
+                    new_key = key not in seen
+                    seen.add(key)
+                    pair[1 if canary else 0].record(code, latency, new_key)
+            clock.now = 1_000.0 + second + 1
+            if evidence is not None and stage == 0:
+                evidence.add_second(pair[0], pair[1])
+                recent.add(pair[0])
+                if evidence.threshold is None and (threshold := latency_threshold(POLICY, recent.merged())):
+                    evidence.fix_threshold(threshold)
+                if (second + 1) % POLICY.interval_s == 0 and direct_failed_at is None \
+                        and judge(evidence).outcome is CheckOutcome.FAILED:
+                    direct_failed_at = clock.now - stage_started
+            await controller.tick()
+            rollout = await controller.get(name)
+            if rollout.current_stage != stage:
+                stage, stage_started = rollout.current_stage, clock.now
+            if not rollout.state.is_active:
+                break
+        rolled_back = rollout.state is RolloutState.ROLLED_BACK
+        return ControllerRun(rollout.state, clock.now - stage_started if rolled_back else None, stage,
+                             direct_failed_at)
+    finally:
+        await controller.stop()
+        await store.close()
+
+
+AA_ROLLOUTS = 40
+BROKEN_ROLLOUTS = 10
+
+
+@pytest.mark.slow
+async def test_controller_aa_rollouts_and_broken_canaries(tmp_path):
+    """A/A rollouts through all four default stages (5 → 25 → 50 → 100 %, 300 s each) at 10 calls/s,
+    and broken canaries at 100 calls/s, through the real controller: the same picture as the direct
+    analysis, decision for decision."""
+    scenario = Scenario(rate=10.0, primary_error=0.01, keys="zipf", key_population=5_000)
+    aa = [await run_through_controller(str(tmp_path / f"aa{i}.sqlite3"), scenario, 7_000 + i)
+          for i in range(AA_ROLLOUTS)]
+    promoted = sum(r.state is RolloutState.PROMOTED for r in aa)
+    rolled_back = [r for r in aa if r.state is RolloutState.ROLLED_BACK]
+    print(f"\ncontroller A/A: {AA_ROLLOUTS} rollouts through 4 stages: {promoted} promoted, {len(rolled_back)} "
+          f"rolled back (stages {[r.stage for r in rolled_back]}); the bound is 4 × 0.05 = 0.2 per rollout")
+    assert promoted + len(rolled_back) == AA_ROLLOUTS  # none stuck: every stage gathered its minimum
+    # 0.2 per rollout is the bound (Bonferroni over 4 stages); the simulation above puts a stage near 1 %.
+    assert len(rolled_back) <= AA_ROLLOUTS * 0.2 + 3 * math.sqrt(AA_ROLLOUTS * 0.2 * 0.8)
+
+    for fault in ("errors 0.5% -> 5%", "deadline missed"):
+        broken, _ = FAULTS[fault]
+        runs = [await run_through_controller(str(tmp_path / f"b{i}.sqlite3"), replace(broken, keys="new"),
+                                             8_000 + i, direct=True)
+                for i in range(BROKEN_ROLLOUTS)]
+        times = [r.rolled_back_after for r in runs]
+        print(f"controller, {fault}: rolled back after {sorted(t for t in times if t is not None)} s "
+              f"(median {quantiles(times)[0]:g} s); the direct analysis failed at {[r.direct_failed_at for r in runs]}")
+        for run in runs:
+            assert run.state is RolloutState.ROLLED_BACK and run.stage == 0
+            assert run.rolled_back_after == run.direct_failed_at
