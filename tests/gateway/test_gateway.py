@@ -342,3 +342,56 @@ async def test_health_serves_every_service_and_reflection_lists_them(rig):
                      "searchgw.v1.CollectionService"):
             response = await health.Check(health_pb2.HealthCheckRequest(service=name))
             assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_canary_that_misses_every_callers_deadline_is_rolled_back_at_the_next_check(rig):
+    server, client = await rig.start()
+    await two_arms(client)
+    await client.create_rollout("r1", "docs", "docs-v2", analysis=policy(), stages=[stage(20, 3600, 0), stage(100)])
+    server.backend.inject("docs-v2", delay=5.0, operations={"search"})  # far slower than any caller waits
+    vector = query_vector()
+
+    async def call(index: int) -> str:
+        try:
+            await client.search("docs", vector=vector, limit=3, routing_key=f"user-{index}", timeout=0.3)
+        except SearchgwError as error:
+            return error.code_name
+        return "OK"
+
+    codes = await asyncio.gather(*(call(index) for index in range(100)))
+    assert 5 < codes.count("DEADLINE_EXCEEDED") < 40 and codes.count("OK") == 100 - codes.count("DEADLINE_EXCEEDED")
+    await tick(rig, server)
+    rollout = await client.get_rollout("r1")
+    assert rollout.state == State.STATE_ROLLED_BACK  # one check: the evidence was there at once
+    failed = next(d for d in rollout.decisions if d.kind == Kind.KIND_CHECK_FAILED)
+    # Every canary call missed its deadline; a few were still answered by primary's fallback in time.
+    assert failed.canary.errors == failed.canary.requests >= codes.count("DEADLINE_EXCEEDED")
+    assert failed.primary.errors == 0
+    assert {r.route.collection for r in await traffic(client, 30)} == {"docs-v1"}
+
+
+async def test_an_aa_rollout_with_equal_errors_on_both_arms_is_not_rolled_back(rig):
+    server, client = await rig.start()
+    await two_arms(client)
+    # The absolute limit is not what this test is about: both arms fail a fifth of the time.
+    await client.create_rollout("r1", "docs", "docs-v2", analysis=policy(max_error_rate=0.5),
+                                stages=[stage(50, 3600, 0), stage(100)])
+    for round_ in range(5):
+        failing = round_ == 2
+        if failing:  # one round in five fails on both arms alike
+            server.backend.inject("docs-v1", error=FaultKind.UNAVAILABLE, operations={"search"})
+            server.backend.inject("docs-v2", error=FaultKind.UNAVAILABLE, operations={"search"})
+        results = await asyncio.gather(*(client.search("docs", vector=query_vector(), limit=3,
+                                                       routing_key=f"r{round_}-{i}") for i in range(60)),
+                                       return_exceptions=True)
+        assert sum(isinstance(r, SearchgwError) for r in results) == (60 if failing else 0)
+        if failing:
+            server.backend.clear("docs-v1")
+            server.backend.clear("docs-v2")
+        await tick(rig, server)
+    rollout = await client.get_rollout("r1")
+    assert rollout.state == State.STATE_RUNNING
+    last = rollout.decisions[-1]
+    assert last.kind == Kind.KIND_CHECK_PASSED and last.canary.errors > 0 and last.primary.errors > 0
+    errors = next(t for t in last.tests if t.kind == roll_pb.StatisticalTest.KIND_ERROR_RATIO)
+    assert errors.outcome == roll_pb.StatisticalTest.OUTCOME_NOT_REJECTED
