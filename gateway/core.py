@@ -168,7 +168,7 @@ class SearchCore:
         self._pages = page_tokens or PageTokens(settings.page_token_secret)
         self._collections: dict[str, CollectionInfo] = {}
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
-        self._canary_slots = ArmSlots(settings.canary_max_concurrency, Arm.CANARY)
+        self.canary_slots = ArmSlots(settings.canary_max_concurrency, Arm.CANARY)
 
     # -- collection facts, cached (dimension and model never change for a collection) --------
     async def collection_info(self, physical: str) -> CollectionInfo:
@@ -352,9 +352,9 @@ class SearchCore:
     async def _attempt_arm(self, decision: RouteDecision, params: SearchParams, limit: int, offset: int,
                            deadline: float | None) -> list[ScoredPoint]:
         """One search on the routed arm; a canary over its rollout's concurrency limit is refused at once."""
-        if decision.arm is not Arm.CANARY or not self._canary_slots.limit:
+        if decision.arm is not Arm.CANARY or not self.canary_slots.limit:
             return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
-        with self._canary_slots.hold(decision.rollout):
+        with self.canary_slots.hold(decision.rollout):
             return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
 
     def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:
