@@ -258,7 +258,7 @@ class RolloutController:
             self._task = asyncio.create_task(self.run(), name="rollout-controller")
 
     async def stop(self) -> None:
-        """Stop the loop, save each running rollout's stage time, and end every watch."""
+        """Stop the loop, save each active rollout's stage time and evidence, and end every watch."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -266,11 +266,12 @@ class RolloutController:
             self._task = None
         for active in list(self._active.values()):
             async with active.lock:
-                if active.rollout.state is _RUNNING:
-                    try:
-                        await self._store.save(active.live(self._clock()))
-                    except SearchgwError:
-                        log.exception("could not save rollout progress", extra={"rollout": active.rollout.name})
+                now = self._clock()
+                active.fold(now + 1.0)  # the current second too: no call is recorded after this
+                try:
+                    await self._store.save(active.live(now))
+                except SearchgwError:
+                    log.exception("could not save rollout progress", extra={"rollout": active.rollout.name})
             for queue in active.watchers:
                 queue.put_nowait(None)
 

@@ -667,6 +667,21 @@ async def test_stop_saves_the_stage_time_since_the_last_check(env):
         await restarted.store.close()
 
 
+async def test_stop_saves_the_evidence_so_a_restart_continues_the_tests(env):
+    await env.controller.create(spec())
+    await interval(env, canary_errors=1)
+    env.clock.advance(INTERVAL / 2)
+    feed(env.controller, canary_errors=2)  # recorded after the last check, before the stop
+    await env.controller.stop()
+    restarted = await env.restart()
+    try:
+        rollout = await interval(restarted, canary=0, primary=0)
+        errors = next(t for t in rollout.decisions[-1].tests if t.kind is TestKind.ERROR_RATIO)
+        assert (errors.canary_events, errors.canary_calls, errors.primary_calls) == (3, 200, 200)
+    finally:
+        await restarted.store.close()
+
+
 async def test_a_paused_rollout_stays_paused_after_a_restart(env):
     await env.controller.create(spec())
     await interval(env)
