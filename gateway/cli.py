@@ -488,7 +488,6 @@ async def _run_gateway(settings, embedder_settings) -> int:
     gateway = await create_server(settings)
     if settings.demo:
         await ensure_demo_collection(gateway.core)
-        await gateway.dependencies.probe_once()  # the demo's names are labelled at once
 
     async def stop() -> None:
         await gateway.stop()
@@ -521,7 +520,7 @@ def _client(args: argparse.Namespace, command) -> int:
                                                        args.tls_key and pathlib.Path(args.tls_key))
         elif args.tls_cert or args.tls_key:
             raise UsageError("--tls-cert/--tls-key: need --tls-ca (mutual TLS is TLS first)")
-        if not re.match(r"^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$|^unix:", args.addr):
+        if not re.match(r"^\S+:\d+$|^(unix|dns|ipv4|ipv6):\S+$", args.addr):
             raise UsageError(f"--addr: {args.addr!r} is not host:port")
         metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
 
