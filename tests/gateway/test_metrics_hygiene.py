@@ -6,12 +6,13 @@ Real gateways on loopback (edge backend, the session's embedder); the registry i
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import uuid
 
 import pytest
 from prometheus_client import generate_latest
 
-from gateway.client import GatewayClient, stage
+from gateway.client import stage
 from gateway.metrics import FINISHED_ROLLOUT_LINGER_S, OTHER_COLLECTION
 from searchgw.errors import SearchgwError
 
@@ -183,15 +184,9 @@ async def test_an_ended_rollout_is_exported_for_a_while_then_removed_and_not_res
 
 async def test_each_metric_family_exported_is_documented(rig):
     server, _ = await rig.start()
-    documented = open("docs/architecture.md").read() + open("docs/operations.md").read()
+    docs = pathlib.Path(__file__).parents[2] / "docs"
+    documented = (docs / "architecture.md").read_text() + (docs / "operations.md").read_text()
     for family in server.metrics.registry.collect():
         name = f"{family.name}_total" if family.type == "counter" else family.name
         assert f"`{name}" in documented, name
 
-
-@pytest.fixture(autouse=True)
-def _repo_root(monkeypatch, request):
-    monkeypatch.chdir(request.config.rootpath)
-
-
-__all__ = ["GatewayClient"]
