@@ -2,26 +2,29 @@
 
     searchgw serve [--with-embedder] [--embedder-addr H:P] [--backend edge|qdrant] [--data-dir D] ...
     searchgw search "text" [--collection docs] [--limit 5] [--routing-key K]
-    searchgw ingest FILE --collection C            (JSONL or CSV; embedded by the gateway in batches)
-    searchgw collections list|get|create|delete|alias|optimize ...
-    searchgw collections snapshot NAME | snapshots NAME | restore SNAPSHOT NEW_NAME
-    searchgw rollout start|status|list|pause|resume|promote|abort|watch ...
+    searchgw ingest FILE --collection C            (JSONL, CSV or Parquet; see gateway.ingest)
+    searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore ...
+    searchgw rollout start|status|list|history|watch|pause|resume|promote|abort ...
 
-Client commands reach the gateway at --addr (env SEARCHGW_ADDR, default 127.0.0.1:50051).
+The client options (--addr, --token, --tls-*, --timeout, --output) go before or after the operation.
+A mistake in the command line or in what it sends is one line on stderr and exit status 2; a gateway
+that cannot do what was asked (unreachable, overloaded, failing) is one line and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import dataclasses
+import datetime as _dt
 import json
 import logging
 import os
 import pathlib
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -30,89 +33,423 @@ from searchgw.errors import SearchgwError
 
 log = logging.getLogger("gateway")
 
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+#: Status codes that mean the command asked for something wrong (exit 2), not that the gateway failed.
+_CALLER_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION", "OUT_OF_RANGE",
+                           "UNAUTHENTICATED", "PERMISSION_DENIED"})
+OUTPUTS = ("table", "json", "yaml")
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files: one line naming the flag, exit status 2."""
+
+
+# -- parsing helpers -------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}; must be 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}; must be 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}; must be a number more than 0")
+    return value
+
+
+_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(text: str) -> float:
+    """'300', '300s', '5m', '1.5h', '250ms' as seconds."""
+    match = _SECONDS.match(text.strip())
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        return _seconds(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or with s, m, h, ms)") from None
+
+
+_STAGES_FORM = "WEIGHT[%][:MIN_DURATION[:MIN_REQUESTS]],... e.g. 5%:300:100,25%:10m:500,100%"
+
+
+def parse_stages(text: str) -> list[dict[str, Any]]:
+    """`--stages` as Stage dicts in the proto's JSON form; 5%:300:100 and 5:300:100 mean the same."""
+    stages = []
+    for part in text.split(","):
+        pieces = part.strip().split(":")
+        if not pieces[0] or len(pieces) > 3:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not {_STAGES_FORM}")
+        weight_text = pieces[0].strip().removesuffix("%")
+        try:
+            weight = float(weight_text)
+            seconds = _seconds(pieces[1]) if len(pieces) > 1 and pieces[1].strip() else 0.0
+            requests = int(pieces[2]) if len(pieces) > 2 and pieces[2].strip() else 0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not {_STAGES_FORM}") from None
+        if not 0 < weight <= 100:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: the weight must be more than 0% and at most 100%")
+        if requests < 0:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: MIN_REQUESTS must not be negative")
+        stages.append({"weight_percent": weight, "min_duration": f"{seconds:g}s", "min_requests": str(requests)})
+    return stages
+
+
+def _default_stages_text() -> str:
+    from gateway.rollout.model import DEFAULT_STAGES
+
+    return ",".join(f"{s.weight_percent:g}%:{s.min_duration_s:g}:{s.min_requests}" for s in DEFAULT_STAGES)
+
+
+# -- client options (accepted before or after the operation) ---------------------------------------
+_CLIENT_DEFAULTS = {
+    "addr": lambda: os.environ.get("SEARCHGW_ADDR", "127.0.0.1:50051"),
+    "token": lambda: os.environ.get("SEARCHGW_TOKEN", ""),
+    "tls_ca": lambda: os.environ.get("SEARCHGW_TLS_CA"),
+    "tls_cert": lambda: os.environ.get("SEARCHGW_TLS_CERT"),
+    "tls_key": lambda: os.environ.get("SEARCHGW_TLS_KEY"),
+    "timeout": lambda: 30.0,
+    "output": lambda: "table",
+}
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("gateway options (before or after the operation)")
+    s = argparse.SUPPRESS  # unset here must not hide a value given at another level
+    group.add_argument("--addr", default=s, metavar="HOST:PORT", help="gateway host:port [env SEARCHGW_ADDR; default 127.0.0.1:50051]")
+    group.add_argument("--timeout", type=_positive_float, default=s, metavar="SECONDS", help="deadline of each call, seconds [30]")
+    group.add_argument("--token", default=s, help="bearer token [env SEARCHGW_TOKEN]")
+    group.add_argument("--tls-ca", default=s, metavar="FILE", help="PEM CA of the gateway's certificate: connect with TLS "
+                                                   "[env SEARCHGW_TLS_CA]")
+    group.add_argument("--tls-cert", default=s, metavar="FILE", help="client certificate for mutual TLS [env SEARCHGW_TLS_CERT]")
+    group.add_argument("--tls-key", default=s, metavar="FILE", help="key of --tls-cert [env SEARCHGW_TLS_KEY]")
+    group.add_argument("-o", "--output", choices=OUTPUTS, default=s,
+                       help="table (default, for people), json or yaml (the full messages, for scripts)")
+
+
+def _client_options(args: argparse.Namespace) -> None:
+    for name, default in _CLIENT_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default())
+
+
+def _command(subparsers, name: str, help_text: str, examples: str, *, client: bool = True) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                   epilog="examples:\n" + examples, formatter_class=_RAW)
+    if client:
+        _add_client_options(parser)
+    return parser
+
+
+def _operations(parser: argparse.ArgumentParser, dest: str = "op"):
+    return parser.add_subparsers(dest=dest, required=True, metavar="OPERATION", title="operations")
+
+
+def _operation(ops, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    parser = ops.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                            epilog=f"example:\n  {example}", formatter_class=_RAW)
+    _add_client_options(parser)
+    return parser
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from gateway.ingest import FORMATS
     from gateway.settings import ENV_PREFIX, GatewaySettings
 
-    serve = subparsers.add_parser("serve", help="run the gateway (and optionally an in-process embedder)")
+    serve = _command(subparsers, "serve", "run the gateway (and optionally an in-process embedder)",
+                     "  searchgw serve --with-embedder --demo\n"
+                     "  searchgw serve --embedder-addr embedder:50061 --backend qdrant --qdrant-url http://qdrant:6334",
+                     client=False)
     serve.add_argument("--config", help="YAML config file (sections 'gateway' and 'embedder')")
     settings_mod.add_arguments(serve, GatewaySettings, env_prefix=ENV_PREFIX)
     serve.set_defaults(run=_serve)
 
-    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(name, help=help_text)
-        parser.add_argument("--addr", default=os.environ.get("SEARCHGW_ADDR", "127.0.0.1:50051"),
-                            help="gateway host:port [env SEARCHGW_ADDR]")
-        parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
-        parser.add_argument("--token", default=os.environ.get("SEARCHGW_TOKEN", ""),
-                            help="bearer token [env SEARCHGW_TOKEN]")
-        parser.add_argument("--tls-ca", default=os.environ.get("SEARCHGW_TLS_CA"),
-                            help="PEM CA of the gateway's certificate: connect with TLS [env SEARCHGW_TLS_CA]")
-        parser.add_argument("--tls-cert", default=os.environ.get("SEARCHGW_TLS_CERT"),
-                            help="client certificate for mutual TLS [env SEARCHGW_TLS_CERT]")
-        parser.add_argument("--tls-key", default=os.environ.get("SEARCHGW_TLS_KEY"),
-                            help="key of --tls-cert [env SEARCHGW_TLS_KEY]")
-        return parser
-
-    search = client_parser("search", "search a collection by text")
-    search.add_argument("text")
-    search.add_argument("--collection", default="docs")
-    search.add_argument("--limit", type=int, default=5)
-    search.add_argument("--routing-key", default="")
-    search.add_argument("--json", action="store_true", help="print the response as JSON")
+    search = _command(subparsers, "search", "search a collection by text (or by vector)",
+                      '  searchgw search "how do I roll back a canary?"\n'
+                      '  searchgw search "pause a rollout" --collection docs --limit 3 --routing-key user-42\n'
+                      "  searchgw search --vector '[0.1, 0.2, 0.3, 0.4]' --collection vecs -o json")
+    search.add_argument("text", nargs="?", help="the query text (embedded with the collection's model)")
+    search.add_argument("--vector", help="search by this vector instead of a text: a JSON array of numbers")
+    search.add_argument("--collection", default="docs", help="collection or alias to search [docs]")
+    search.add_argument("--limit", type=_positive_int, default=5, help="hits to return [5]")
+    search.add_argument("--routing-key", default="", help="key that picks the rollout arm (e.g. a user id); "
+                                                          "default: the gateway's fallback")
+    search.add_argument("--force-arm", choices=("primary", "canary"),
+                        help="serve from this arm of a rollout (x-canary-arm; kept out of the analysis)")
+    search.add_argument("--json", dest="output", action="store_const", const="json", default=argparse.SUPPRESS,
+                        help="same as --output json")
     search.set_defaults(run=lambda a: _client(a, _search))
 
-    ingest = client_parser("ingest", "embed and upsert a JSONL or CSV file in batches")
-    ingest.add_argument("file", type=pathlib.Path)
-    ingest.add_argument("--collection", required=True)
-    ingest.add_argument("--batch-size", type=int, default=64)
-    ingest.add_argument("--id-field", default="id")
-    ingest.add_argument("--text-field", default="text")
+    ingest = _command(
+        subparsers, "ingest", "embed and upsert a JSONL, CSV or Parquet file, checked before anything is written",
+        "  searchgw ingest passages.jsonl --collection docs-v2     # {\"id\": 1, \"text\": \"...\"} per line\n"
+        "  searchgw ingest faq.csv --collection faq --id-field question_id\n"
+        "  searchgw ingest dump.parquet --collection docs-v2 --id-from-content --continue\n\n"
+        "ids: every record needs one, from --id-field (default 'id'): an unsigned integer or a UUID is\n"
+        "used as it is, any other string becomes a UUID5 of it (the field stays in the payload).\n"
+        "--id-from-content makes the id a UUID5 of the text (of the vector when there is no text).\n"
+        "Ids never come from line numbers, so running a file again replaces the same points.\n\n"
+        "checking: the whole file is read first; each bad record is reported as FILE:LINE: problem\n"
+        "and nothing is written (exit 2), unless --continue: then the good ones are written.\n\n"
+        "resuming: after each batch a checkpoint (--checkpoint) records how far the run got. If a run\n"
+        "stops (Ctrl-C, a crash, the gateway failing), run the same command again: it continues after\n"
+        "the last written batch (a batch sent twice replaces itself). --restart sends everything again.")
+    ingest.add_argument("file", type=pathlib.Path, help="the file; its format comes from the suffix "
+                                                        "(.jsonl/.ndjson, .csv, .parquet) or --format")
+    ingest.add_argument("--collection", required=True, help="collection or alias to write to (during a rollout, "
+                                                            "both arms get every point)")
+    ingest.add_argument("--format", choices=FORMATS, help="the file's format, when its suffix does not say")
+    id_source = ingest.add_mutually_exclusive_group()
+    id_source.add_argument("--id-field", default="id", help="the field holding each record's id [id]")
+    id_source.add_argument("--id-from-content", action="store_true",
+                           help="derive each id from the content: a UUID5 of the text (or of the vector)")
+    ingest.add_argument("--text-field", default="text", help="the field with the text to embed [text]")
+    ingest.add_argument("--vector-field", default="vector", help="the field with a ready vector, used instead "
+                                                                 "of embedding the text [vector]")
+    ingest.add_argument("--batch-size", type=_positive_int, default=64, help="points per Upsert call [64]")
+    ingest.add_argument("--continue", dest="keep_going", action="store_true",
+                        help="write the good records even if some are bad; the bad ones are listed at the end")
+    ingest.add_argument("--checkpoint", type=pathlib.Path,
+                        help="the checkpoint file [~/.cache/searchgw/ingest/<file and collection>.json]")
+    ingest.add_argument("--restart", action="store_true", help="ignore a checkpoint: send every record again")
+    ingest.add_argument("--check", action="store_true", help="only check the file; write nothing")
     ingest.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip the index build at the end (the embedded engine scans until it is built)")
     ingest.set_defaults(run=lambda a: _client(a, _ingest))
 
-    collections = client_parser("collections", "manage collections and aliases")
-    ops = collections.add_subparsers(dest="op", required=True, metavar="OP")
-    ops.add_parser("list")
-    get = ops.add_parser("get")
-    get.add_argument("name")
-    create = ops.add_parser("create")
-    create.add_argument("name")
-    create.add_argument("--dimension", type=int, default=0, help="0: the embedding model's dimension")
-    create.add_argument("--embedding-model", default="")
-    delete = ops.add_parser("delete")
-    delete.add_argument("name")
-    optimize = ops.add_parser("optimize", help="build the collection's index now")
-    optimize.add_argument("name")
-    alias = ops.add_parser("alias", help="point ALIAS at COLLECTION")
-    alias.add_argument("alias")
-    alias.add_argument("collection")
-    snapshot = ops.add_parser("snapshot", help="take a snapshot of a collection (or of an alias's target)")
-    snapshot.add_argument("name")
-    snapshots = ops.add_parser("snapshots", help="list a collection's snapshots, oldest first")
-    snapshots.add_argument("name")
-    restore = ops.add_parser("restore", help="restore SNAPSHOT into the new collection NEW_NAME")
-    restore.add_argument("snapshot")
-    restore.add_argument("new_name")
+    collections = _command(subparsers, "collections", "list, create, delete, alias and snapshot collections",
+                           "  searchgw collections list\n  searchgw collections create docs-v2\n"
+                           "  searchgw collections alias docs docs-v2")
+    ops = _operations(collections)
+    _operation(ops, "list", "list collections and aliases", "searchgw collections list")
+    _operation(ops, "get", "describe a collection or alias", "searchgw collections get docs").add_argument(
+        "name", help="collection or alias")
+    create = _operation(ops, "create", "create an empty collection",
+                        "searchgw collections create docs-v2 --embedding-model all-MiniLM-L6-v2")
+    create.add_argument("name", help="the new collection's name")
+    create.add_argument("--dimension", type=_non_negative_int, default=0,
+                        help="vector length; 0: the embedding model's [0]")
+    create.add_argument("--embedding-model", default="", help="model for its texts [the gateway's default]")
+    _operation(ops, "delete", "delete a collection and its points (not while an alias or a rollout uses it)",
+               "searchgw collections delete docs-old").add_argument("name", help="the collection")
+    _operation(ops, "optimize", "build the collection's index now",
+               "searchgw collections optimize docs-v2").add_argument("name", help="collection or alias")
+    alias = _operation(ops, "alias", "point ALIAS at COLLECTION (one atomic switch)",
+                       "searchgw collections alias docs docs-v2")
+    alias.add_argument("alias", help="the alias (created when new)")
+    alias.add_argument("collection", help="the collection it will mean")
+    _operation(ops, "snapshot", "take a snapshot of a collection (or of an alias's target)",
+               "searchgw collections snapshot docs").add_argument("name", help="collection or alias")
+    _operation(ops, "snapshots", "list a collection's snapshots, oldest first",
+               "searchgw collections snapshots docs-v1").add_argument("name", help="the collection")
+    restore = _operation(ops, "restore", "restore SNAPSHOT into the new collection NEW_NAME",
+                         "searchgw collections restore docs-v1-20250101T000000Z docs-restored")
+    restore.add_argument("snapshot", help="a snapshot's name (see snapshots)")
+    restore.add_argument("new_name", help="the collection to create (never overwritten)")
     collections.set_defaults(run=lambda a: _client(a, _collections))
 
-    rollout = client_parser("rollout", "start and steer rollouts")
-    rops = rollout.add_subparsers(dest="op", required=True, metavar="OP")
-    start = rops.add_parser("start")
-    start.add_argument("name")
-    start.add_argument("--collection", required=True, help="the logical collection (alias)")
-    start.add_argument("--canary", required=True, help="the physical canary collection")
-    start.add_argument("--stages", default="5:60:100,25:120:200,50:300:500,100:0:0",
-                       help="WEIGHT:MIN_SECONDS:MIN_REQUESTS,... (default 5%%,25%%,50%%,100%%)")
-    start.add_argument("--auto-promote", action="store_true")
-    for op in ("status", "pause", "resume", "promote", "abort", "watch"):
-        parser = rops.add_parser(op)
-        parser.add_argument("name")
+    rollout = _command(subparsers, "rollout", "start, watch and steer canary rollouts",
+                       "  searchgw rollout start r1 --collection docs --canary docs-v2\n"
+                       "  searchgw rollout watch r1\n  searchgw rollout promote r1")
+    rops = _operations(rollout)
+    start = _operation(rops, "start", "start moving a collection's traffic to a canary collection",
+                       "searchgw rollout start r1 --collection docs --canary docs-v2 --stages 5%:300:100,50%:600:1000")
+    start.add_argument("name", nargs="?", help="a unique name (or 'name' in --spec)")
+    start.add_argument("--spec", type=pathlib.Path,
+                       help="YAML (or JSON) file shaped like a Rollout message: name, collection, canary_collection, "
+                            "stages, analysis, auto_promote, ...; the flags override it")
+    start.add_argument("--collection", help="the logical collection (alias) whose traffic moves")
+    start.add_argument("--canary", help="the physical collection under test")
+    start.add_argument("--primary", help="the physical primary collection [the alias's target]")
+    start.add_argument("--stages", type=parse_stages,
+                       help=f"{_STAGES_FORM.replace('%', '%%')}; MIN_DURATION in seconds or with s/m/h; default "
+                            f"(the gateway's): {_default_stages_text().replace('%', '%%')}")
+    start.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, default=None,
+                       help="promote by itself after the last stage [off: wait for 'promote']")
+    _add_policy_flags(start)
+    for op, text, example in (
+            ("status", "the rollout now: state, stage, weight, the last decision and both arms' numbers",
+             "searchgw rollout status r1"),
+            ("history", "every decision of the rollout, oldest first, one line each", "searchgw rollout history r1"),
+            ("watch", "follow a rollout: one line per decision until it ends (Ctrl-C stops watching)",
+             "searchgw rollout watch r1"),
+            ("pause", "freeze the weight and the stage clock", 'searchgw rollout pause r1 --reason "investigating"'),
+            ("resume", "continue a paused rollout in the same stage", "searchgw rollout resume r1"),
+            ("promote", "point the collection at the canary now", "searchgw rollout promote r1"),
+            ("abort", "send all traffic back to primary and end the rollout", "searchgw rollout abort r1")):
+        parser = _operation(rops, op, text, example)
+        parser.add_argument("name", help="the rollout's name")
         if op in ("pause", "resume", "promote", "abort"):
-            parser.add_argument("--reason", default="")
-    rops.add_parser("list")
+            parser.add_argument("--reason", default="", help="why, stored with the decision")
+    listing = _operation(rops, "list", "rollouts, newest first", "searchgw rollout list --collection docs")
+    listing.add_argument("--collection", default="", help="only this logical collection's")
     rollout.set_defaults(run=lambda a: _client(a, _rollout))
+
+
+# -- the analysis policy's flags, from the proto (a field the proto gains gets its flag) -----------
+_POLICY_HELP = {
+    "interval": "how often a check runs", "window": "the sliding window both arms are measured over",
+    "error_codes": "gRPC code names that count as errors, comma-separated",
+    "max_error_rate": "highest canary error rate allowed, 0..1",
+    "max_error_rate_delta": "how far the canary error rate may exceed primary's, 0..1",
+    "max_latency_ratio": "canary latency may be at most primary's times this (plus the slack)",
+    "latency_slack": "absolute latency slack", "min_requests_per_arm": "fewer requests make a check inconclusive",
+    "max_consecutive_failures": "failed checks in a row that roll back",
+    "max_total_failures": "failed checks in all that roll back", "latency_quantile": "the latency quantile compared",
+}
+
+
+def _policy_fields():
+    from google.protobuf.descriptor import FieldDescriptor
+
+    from searchgw.v1 import rollout_service_pb2 as roll_pb
+
+    for field in roll_pb.AnalysisPolicy.DESCRIPTOR.fields:
+        message = field.message_type.full_name if field.type == FieldDescriptor.TYPE_MESSAGE else None
+        if message == "google.protobuf.Duration":
+            yield field, f"--{field.name.replace('_', '-')}-s", "duration"
+        elif message is None:
+            repeated = getattr(field, "is_repeated", None)
+            if repeated is None:  # protobuf before 6 has only `label`
+                repeated = field.label == FieldDescriptor.LABEL_REPEATED
+            yield field, f"--{field.name.replace('_', '-')}", ("list" if repeated else field.type)
+
+
+def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    group = parser.add_argument_group("analysis policy (AnalysisPolicy fields; unset: the spec's, else the "
+                                      "gateway's defaults)")
+    for field, flag, kind in _policy_fields():
+        help_text = _POLICY_HELP.get(field.name, f"AnalysisPolicy.{field.name}")
+        dest = f"policy__{field.name}"
+        if kind == "duration":
+            group.add_argument(flag, dest=dest, type=_non_negative_seconds, metavar="SECONDS",
+                               help=help_text + " (or with s, m, h, ms)")
+        elif kind == "list":
+            group.add_argument(flag, dest=dest, metavar="A,B,...", help=help_text)
+        elif kind == FieldDescriptor.TYPE_BOOL:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            group.add_argument(flag, dest=dest, type=_policy_number(float), metavar="X", help=help_text)
+        elif kind in (FieldDescriptor.TYPE_STRING,):
+            group.add_argument(flag, dest=dest, metavar="TEXT", help=help_text)
+        else:
+            group.add_argument(flag, dest=dest, type=_policy_number(int), metavar="N", help=help_text)
+
+
+def _policy_number(kind: type) -> Callable[[str], float | int]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{' whole' if kind is int else ''} number") from None
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"{text}; must not be negative")
+        return value
+
+    return parse
+
+
+def rollout_from(args: argparse.Namespace):
+    """The Rollout message `rollout start` sends: --spec, then every flag given over it."""
+    from google.protobuf.json_format import ParseDict, ParseError
+
+    from searchgw.v1 import rollout_service_pb2 as roll_pb
+
+    document: dict[str, Any] = {}
+    if args.spec is not None:
+        document = _read_spec(args.spec)
+    for flag, key in (("name", "name"), ("collection", "collection"), ("canary", "canary_collection"),
+                      ("primary", "primary_collection")):
+        value = getattr(args, flag)
+        if value:
+            _drop_key(document, key)
+            document[key] = value
+    if args.stages is not None:
+        _drop_key(document, "stages")
+        document["stages"] = args.stages
+    if args.auto_promote is not None:
+        _drop_key(document, "auto_promote")
+        document["auto_promote"] = args.auto_promote
+    policy = {}
+    for field, flag, kind in _policy_fields():
+        value = getattr(args, f"policy__{field.name}", None)
+        if value is None:
+            continue
+        if kind == "duration":
+            value = f"{value:g}s"
+        elif kind == "list":
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        policy[field.name] = value
+    if policy:
+        analysis = document.setdefault("analysis", {})
+        if not isinstance(analysis, dict):
+            raise UsageError(f"--spec {args.spec}: 'analysis' must be a mapping")
+        for name, value in policy.items():
+            _drop_key(analysis, name)
+            analysis[name] = value
+    try:
+        rollout = ParseDict(document, roll_pb.Rollout())
+    except ParseError as exc:
+        where = f"--spec {args.spec}" if args.spec is not None else "rollout start"
+        raise UsageError(f"{where}: {' '.join(str(exc).split())}") from None
+    for flag, value in (("NAME", rollout.name), ("--collection", rollout.collection),
+                        ("--canary", rollout.canary_collection)):
+        if not value:
+            raise UsageError(f"{flag}: required (or set it in --spec)")
+    return rollout
+
+
+def _drop_key(document: dict, name: str) -> None:
+    """Remove `name` in either of its JSON spellings (snake_case or lowerCamelCase)."""
+    camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+    document.pop(name, None)
+    document.pop(camel, None)
+
+
+def _read_spec(path: pathlib.Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"--spec {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--spec {path}: not YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"--spec {path}: expected a mapping (a Rollout's fields), got {type(data).__name__}")
+    if isinstance(data.get("rollout"), dict) and len(data) == 1:  # a CreateRolloutRequest's shape
+        data = data["rollout"]
+    return data
 
 
 # -- serve ---------------------------------------------------------------------------------
@@ -131,7 +468,7 @@ def _serve(args: argparse.Namespace) -> int:
                                                    file_section=config.get("embedder", {}), host="127.0.0.1", port=0)
     except settings_mod.SettingsError as exc:
         print(f"searchgw serve: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing("searchgw-gateway", settings.tracing_exporter)
     return asyncio.run(_run_gateway(settings, embedder_settings))
@@ -151,6 +488,7 @@ async def _run_gateway(settings, embedder_settings) -> int:
     gateway = await create_server(settings)
     if settings.demo:
         await ensure_demo_collection(gateway.core)
+
     async def stop() -> None:
         await gateway.stop()
         if embedder is not None:
@@ -167,145 +505,345 @@ def _client(args: argparse.Namespace, command) -> int:
     from gateway.client import GatewayClient
     from searchgw import security
 
-    credentials = None
-    if args.tls_ca:
-        credentials = security.channel_credentials(pathlib.Path(args.tls_ca),
-                                                   args.tls_cert and pathlib.Path(args.tls_cert),
-                                                   args.tls_key and pathlib.Path(args.tls_key))
-    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
-
-    async def main() -> int:
-        async with GatewayClient(args.addr, credentials=credentials, metadata=metadata) as client:
-            return await command(client, args) or 0
-
+    _client_options(args)
+    prog = f"searchgw {args.command}" + (f" {args.op}" if getattr(args, "op", None) else "")
     try:
+        credentials = None
+        if args.tls_ca:
+            for flag, value in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+                if value and not pathlib.Path(value).is_file():
+                    raise UsageError(f"{flag}: no such file {value!r}")
+            if bool(args.tls_cert) != bool(args.tls_key):
+                raise UsageError("--tls-cert and --tls-key: give both or neither")
+            credentials = security.channel_credentials(pathlib.Path(args.tls_ca),
+                                                       args.tls_cert and pathlib.Path(args.tls_cert),
+                                                       args.tls_key and pathlib.Path(args.tls_key))
+        elif args.tls_cert or args.tls_key:
+            raise UsageError("--tls-cert/--tls-key: need --tls-ca (mutual TLS is TLS first)")
+        if not re.match(r"^\S+:\d+$|^(unix|dns|ipv4|ipv6):\S+$", args.addr):
+            raise UsageError(f"--addr: {args.addr!r} is not host:port")
+        metadata = (("authorization", f"Bearer {args.token}"),) if args.token else ()
+
+        async def main() -> int:
+            async with GatewayClient(args.addr, credentials=credentials, metadata=metadata) as client:
+                return await command(client, args) or 0
+
         return asyncio.run(main())
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except SearchgwError as exc:
-        print(f"searchgw: {exc.code_name}: {exc.message}", file=sys.stderr)
-        return 1
+        message = " ".join(exc.message.split())
+        if exc.code_name == "UNAVAILABLE" and ("connect" in message.lower() or "dns" in message.lower()):
+            message = f"cannot reach the gateway at {args.addr} (--addr, env SEARCHGW_ADDR): {message}"
+        print(f"{prog}: {exc.code_name}: {message}", file=sys.stderr)
+        return EXIT_USAGE if exc.code_name in _CALLER_CODES else EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
-def _print(message) -> None:
-    print(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2))
+def _as_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
+def _emit(args, data: Any, table: Callable[[], Iterable[str]]) -> None:
+    """Print `data` (a message or plain data) as --output says; `table()` gives the table's lines."""
+    if args.output == "table":
+        for line in table():
+            print(line)
+        return
+    if hasattr(data, "DESCRIPTOR"):
+        data = _as_dict(data)
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+
+
+def _columns(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
+    """Left-aligned columns two spaces apart (the last one unpadded)."""
+    table = [list(header), *[list(map(str, row)) for row in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths)) + "  " + row[-1]
+            if len(row) > 1 else row[0] for row in table]
+
+
+# -- search ----------------------------------------------------------------------------------
 async def _search(client, args) -> int:
-    response = await client.search(args.collection, text=args.text, limit=args.limit,
-                                   routing_key=args.routing_key, with_payload=True, timeout=args.timeout)
-    if args.json:
-        _print(response)
-        return 0
-    route = response.route
-    print(f"# {len(response.points)} hits from {route.collection}"
-          + (f" (rollout {route.rollout}, {'canary' if route.arm == 2 else 'primary'}"
-             f"{', fallback' if route.fallback else ''})" if route.rollout else ""))
-    for point in response.points:
-        ident = point.id.uuid or point.id.num
-        text = point.payload.fields["text"].string_value if "text" in point.payload.fields else ""
-        print(f"{point.score:.4f}  {ident}  {text}")
+    vector = None
+    if args.vector is not None:
+        try:
+            vector = json.loads(args.vector)
+            if not isinstance(vector, list) or not vector or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector):
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--vector: {args.vector!r} is not a JSON array of numbers, e.g. '[0.1, 0.2]'") from None
+        if args.text is not None:
+            raise UsageError("TEXT and --vector: give one of them, not both")
+    elif args.text is None or not args.text.strip():
+        raise UsageError("TEXT: the query is required (or --vector)")
+    response = await client.search(args.collection, text=args.text if vector is None else None, vector=vector,
+                                   limit=args.limit, routing_key=args.routing_key, with_payload=True,
+                                   force_arm=args.force_arm, timeout=args.timeout)
+
+    def table() -> Iterable[str]:
+        route = response.route
+        yield (f"# {len(response.points)} hits from {route.collection}"
+               + (f" (rollout {route.rollout}, {'canary' if route.arm == 2 else 'primary'}"
+                  f"{', fallback' if route.fallback else ''})" if route.rollout else ""))
+        for point in response.points:
+            ident = point.id.uuid or point.id.num
+            text = point.payload.fields["text"].string_value if "text" in point.payload.fields else ""
+            yield f"{point.score:.4f}  {ident}  {text}"
+
+    _emit(args, response, table)
     return 0
 
 
-def _records(path: pathlib.Path, id_field: str, text_field: str) -> Iterator[dict]:
-    with path.open(newline="") as handle:
-        if path.suffix.lower() == ".csv":
-            rows = csv.DictReader(handle)
-        else:
-            rows = (json.loads(line) for line in handle if line.strip())
-        for number, row in enumerate(rows, start=1):
-            if text_field not in row and "vector" not in row:
-                raise SystemExit(f"{path}:{number}: neither {text_field!r} nor 'vector'")
-            raw_id = row.get(id_field, number)
-            ident = int(raw_id) if str(raw_id).isdigit() else str(raw_id)
-            payload = {k: v for k, v in row.items() if k not in (id_field, "vector")}
-            yield {"id": ident, "text": row.get(text_field), "vector": row.get("vector"), "payload": payload}
-
-
+# -- ingest ----------------------------------------------------------------------------------
 async def _ingest(client, args) -> int:
     from tqdm import tqdm
 
-    batch: list[dict] = []
-    written = 0
-    with tqdm(desc=f"ingest {args.file.name}", unit="pt", file=sys.stderr) as bar:
-        for record in _records(args.file, args.id_field, args.text_field):
-            batch.append(record)
-            if len(batch) == args.batch_size:
-                await client.upsert(args.collection, batch, timeout=args.timeout)
-                written += len(batch)
-                bar.update(len(batch))
-                batch = []
-        if batch:
-            await client.upsert(args.collection, batch, timeout=args.timeout)
-            written += len(batch)
-            bar.update(len(batch))
+    from gateway import ingest
+
+    options = ingest.IngestOptions(id_field=args.id_field, id_from_content=args.id_from_content,
+                                   text_field=args.text_field, vector_field=args.vector_field, format=args.format)
+    path: pathlib.Path = args.file
+    try:
+        checked = await asyncio.to_thread(ingest.validate, path, options)
+    except ingest.IngestError as exc:
+        raise UsageError(str(exc)) from None
+    for problem in checked.problems:
+        print(problem.describe(path), file=sys.stderr)
+    if args.check:
+        print(f"{path}: {checked.good} good records, {len(checked.problems)} bad")
+        return EXIT_USAGE if checked.problems else 0
+    if checked.problems and not args.keep_going:
+        raise UsageError(f"{len(checked.problems)} bad record(s) in {path}; nothing was written. Fix them, or "
+                         f"--continue to write the {checked.good} good ones")
+    if not checked.good:
+        raise UsageError(f"{path}: no records to write")
+    await client.get_collection(args.collection, timeout=args.timeout)  # NOT_FOUND before anything is sent
+
+    checkpoint = ingest.Checkpoint(args.checkpoint or ingest.default_checkpoint_path(path, args.collection),
+                                   path, args.collection, options)
+    done = 0 if args.restart else checkpoint.load()
+    if done >= checked.good:
+        done = 0
+    if done:
+        print(f"resuming after {done} of {checked.good} records (checkpoint {checkpoint.path}; --restart sends "
+              "everything again)", file=sys.stderr)
+
+    async def upsert(points):
+        await client.upsert(args.collection, points, timeout=args.timeout)
+
+    with tqdm(total=checked.good, initial=done, desc=f"ingest {path.name}", unit="rec", file=sys.stderr,
+              disable=None, dynamic_ncols=True) as bar:
+        records = ingest.good_records(path, options, checked)
+        try:
+            report = await ingest.write(records, upsert, path=path, batch_size=args.batch_size, skip=done,
+                                        keep_going=args.keep_going, checkpoint=checkpoint, on_progress=bar.update)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print(f"searchgw ingest: interrupted; run the same command again to continue (checkpoint "
+                  f"{checkpoint.path})", file=sys.stderr)
+            return 130
+    for problem in report.rejected:
+        print(problem.describe(path), file=sys.stderr)
+    if report.stopped:
+        written = done + report.written
+        print(f"searchgw ingest: stopped after {written} of {checked.good} records: {report.stopped}",
+              file=sys.stderr)
+        print(f"searchgw ingest: what was written stays; run the same command again to continue from there "
+              f"(checkpoint {checkpoint.path})", file=sys.stderr)
+        return EXIT_USAGE if re.search(r"\b(INVALID_ARGUMENT|NOT_FOUND|FAILED_PRECONDITION)\b", report.stopped) \
+            else EXIT_FAILED
+    checkpoint.clear()
     if args.optimize:
         await client.optimize_collection(args.collection, timeout=max(args.timeout, 600.0))
-    print(f"upserted {written} points into {args.collection}" + (" and built its index" if args.optimize else ""))
+    skipped = len(checked.problems) + len(report.rejected)
+    summary = {"collection": args.collection, "written": report.written, "resumed_after": done,
+               "skipped": skipped, "indexed": bool(args.optimize),
+               "problems": [p.describe(path) for p in [*checked.problems, *report.rejected]]}
+    _emit(args, summary, lambda: [
+        f"upserted {report.written} points into {args.collection}"
+        + (f" (after {done} written by an earlier run)" if done else "")
+        + (" and built its index" if args.optimize else "")
+        + (f"; skipped {skipped} bad record(s), listed above" if skipped else "")])
     return 0
+
+
+# -- collections -------------------------------------------------------------------------------
+def _collection_lines(collection) -> list[str]:
+    return [f"name         {collection.name}", f"dimension    {collection.dimension}",
+            f"points       {collection.points_count}", f"model        {collection.embedding_model or '-'}",
+            f"aliases      {', '.join(collection.aliases) or '-'}"]
+
+
+def _time(stamp) -> str:
+    if not stamp.seconds and not stamp.nanos:
+        return "-"
+    return stamp.ToDatetime(tzinfo=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 async def _collections(client, args) -> int:
+    timeout = args.timeout
     if args.op == "list":
-        response = await client.list_collections(timeout=args.timeout)
-        aliases = await client.list_aliases(timeout=args.timeout)
-        for c in response.collections:
-            print(f"{c.name}\t{c.dimension}d\t{c.points_count} points\tmodel={c.embedding_model or '-'}"
-                  f"\taliases={','.join(c.aliases) or '-'}")
-        for alias, target in sorted(aliases.items()):
-            print(f"alias {alias} -> {target}")
-    elif args.op == "get":
-        _print(await client.get_collection(args.name, timeout=args.timeout))
-    elif args.op == "create":
-        _print(await client.create_collection(args.name, dimension=args.dimension,
-                                              embedding_model=args.embedding_model, timeout=args.timeout))
+        response = await client.list_collections(timeout=timeout)
+        aliases = await client.list_aliases(timeout=timeout)
+        data = {"collections": _as_dict(response).get("collections", []), "aliases": aliases}
+        rows = [(c.name, str(c.dimension), str(c.points_count), c.embedding_model or "-", ",".join(c.aliases) or "-")
+                for c in response.collections]
+        _emit(args, data, lambda: _columns(rows, ("NAME", "DIM", "POINTS", "MODEL", "ALIASES")))
+    elif args.op in ("get", "create", "optimize", "restore"):
+        if args.op == "get":
+            collection = await client.get_collection(args.name, timeout=timeout)
+        elif args.op == "create":
+            collection = await client.create_collection(args.name, dimension=args.dimension,
+                                                        embedding_model=args.embedding_model, timeout=timeout)
+        elif args.op == "optimize":
+            collection = await client.optimize_collection(args.name, timeout=max(timeout, 600.0))
+        else:
+            collection = await client.restore_snapshot(args.snapshot, args.new_name, timeout=max(timeout, 600.0))
+        _emit(args, collection, lambda: _collection_lines(collection))
     elif args.op == "delete":
-        await client.delete_collection(args.name, timeout=args.timeout)
-        print(f"deleted {args.name}")
-    elif args.op == "optimize":
-        _print(await client.optimize_collection(args.name, timeout=max(args.timeout, 600.0)))
+        await client.delete_collection(args.name, timeout=timeout)
+        _emit(args, {"deleted": args.name}, lambda: [f"deleted {args.name}"])
     elif args.op == "alias":
-        previous = await client.update_alias(args.alias, args.collection, timeout=args.timeout)
-        print(f"{args.alias} -> {args.collection}" + (f" (was {previous})" if previous else ""))
+        previous = await client.update_alias(args.alias, args.collection, timeout=timeout)
+        _emit(args, {"alias": args.alias, "collection": args.collection, "previous_collection": previous},
+              lambda: [f"{args.alias} -> {args.collection}" + (f" (was {previous})" if previous else "")])
     elif args.op == "snapshot":
-        _print(await client.create_snapshot(args.name, timeout=max(args.timeout, 600.0)))
+        snapshot = await client.create_snapshot(args.name, timeout=max(timeout, 600.0))
+        _emit(args, snapshot, lambda: _columns([_snapshot_row(snapshot)], _SNAPSHOT_HEADER))
     elif args.op == "snapshots":
-        token = ""
+        snapshots, token = [], ""
         while True:
-            page = await client.list_snapshots(args.name, page_token=token, timeout=args.timeout)
-            for s in page.snapshots:
-                print(f"{s.name}\t{s.create_time.ToJsonString()}\t{s.size_bytes} bytes\tsha256={s.checksum or '-'}")
+            page = await client.list_snapshots(args.name, page_token=token, timeout=timeout)
+            snapshots.extend(page.snapshots)
             token = page.next_page_token
             if not token:
                 break
-    elif args.op == "restore":
-        _print(await client.restore_snapshot(args.snapshot, args.new_name, timeout=max(args.timeout, 600.0)))
+        _emit(args, {"snapshots": [_as_dict(s) for s in snapshots]},
+              lambda: _columns([_snapshot_row(s) for s in snapshots], _SNAPSHOT_HEADER))
     return 0
 
 
-def _parse_stages(text: str):
-    from gateway.client import stage
+_SNAPSHOT_HEADER = ("NAME", "COLLECTION", "CREATED", "BYTES", "SHA256")
 
-    stages = []
-    for part in text.split(","):
-        weight, _, rest = part.partition(":")
-        seconds, _, requests = rest.partition(":")
-        stages.append(stage(float(weight), float(seconds or 0), int(requests or 0)))
-    return stages
+
+def _snapshot_row(snapshot) -> tuple[str, ...]:
+    return (snapshot.name, snapshot.collection, _time(snapshot.create_time), str(snapshot.size_bytes),
+            snapshot.checksum or "-")
+
+
+# -- rollouts ------------------------------------------------------------------------------------
+def _enum_name(message, field: str) -> str:
+    value = getattr(message, field)
+    name = message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[value].name
+    return name.split("_", 1)[1] if "_" in name else name
+
+
+def _percent(value: float) -> str:
+    return f"{value:.4g}%"
+
+
+def _stats(stats) -> str:
+    latency = f", p {stats.latency_seconds * 1000:.1f} ms" if stats.HasField("latency_seconds") else ""
+    return f"{stats.requests} req, {stats.errors} err ({stats.error_rate:.2%}){latency}"
+
+
+def decision_line(decision) -> str:
+    """One decision on one line: when, what, stage and weight, who, why, and both arms' numbers."""
+    line = (f"{_time(decision.time)}  {_enum_name(decision, 'kind'):<18} stage {decision.stage + 1}  "
+            f"{_percent(decision.weight_percent):>6}  by {decision.actor or '-'}: {' '.join(decision.reason.split())}")
+    if decision.HasField("primary") or decision.HasField("canary"):
+        line += f"  [primary {_stats(decision.primary)} | canary {_stats(decision.canary)}]"
+    return line
+
+
+def rollout_lines(rollout) -> list[str]:
+    """The concise view of a rollout (the full decision list is `rollout history`)."""
+    stages = len(rollout.stages)
+    stage = rollout.stages[rollout.current_stage] if rollout.current_stage < stages else None
+    elapsed = rollout.stage_elapsed.ToTimedelta().total_seconds()
+    progress = ""
+    if stage is not None:
+        progress = (f"  (stage time {elapsed:.0f}s of {stage.min_duration.ToTimedelta().total_seconds():.0f}s, "
+                    f"at least {stage.min_requests} canary requests)")
+    lines = [
+        f"rollout    {rollout.name}: {rollout.collection} from {rollout.primary_collection or '-'} "
+        f"to {rollout.canary_collection}",
+        f"state      {_enum_name(rollout, 'state')}  stage {rollout.current_stage + 1}/{stages}  "
+        f"weight {_percent(rollout.weight_percent)}{progress}",
+        f"failures   {rollout.consecutive_failures} in a row, {rollout.total_failures} in all; "
+        f"auto-promote {'on' if rollout.auto_promote else 'off'}",
+    ]
+    if rollout.decisions:
+        last = rollout.decisions[-1]
+        lines.append(f"last       {_enum_name(last, 'kind')} {_time(last.time)} by {last.actor or '-'}: "
+                     f"{' '.join(last.reason.split())}")
+        check = next((d for d in reversed(rollout.decisions) if d.HasField("primary") or d.HasField("canary")), None)
+        if check is not None:
+            rows = [(arm, str(stats.requests), str(stats.errors), f"{stats.error_rate:.2%}",
+                     f"{stats.latency_seconds * 1000:.1f} ms" if stats.HasField("latency_seconds") else "-")
+                    for arm, stats in (("primary", check.primary), ("canary", check.canary))]
+            lines.append(f"numbers    of the last check ({_time(check.time)}):")
+            lines += ["           " + row for row in _columns(rows, ("ARM", "REQUESTS", "ERRORS", "ERROR RATE",
+                                                                     "LATENCY"))]
+        lines.append(f"decisions  {len(rollout.decisions)} (searchgw rollout history {rollout.name})")
+    return lines
 
 
 async def _rollout(client, args) -> int:
+    timeout = args.timeout
     if args.op == "start":
-        _print(await client.create_rollout(args.name, args.collection, args.canary,
-                                           stages=_parse_stages(args.stages), auto_promote=args.auto_promote,
-                                           timeout=args.timeout))
+        rollout = await client.create_rollout_message(rollout_from(args), timeout=timeout)
+        _emit(args, rollout, lambda: rollout_lines(rollout))
     elif args.op == "status":
-        _print(await client.get_rollout(args.name, timeout=args.timeout))
+        rollout = await client.get_rollout(args.name, timeout=timeout)
+        _emit(args, rollout, lambda: rollout_lines(rollout))
+    elif args.op == "history":
+        rollout = await client.get_rollout(args.name, timeout=timeout)
+        _emit(args, {"name": rollout.name, "decisions": [_as_dict(d) for d in rollout.decisions]},
+              lambda: [decision_line(d) for d in rollout.decisions])
     elif args.op == "list":
-        _print(await client.list_rollouts(timeout=args.timeout))
+        rollouts, token = [], ""
+        while True:
+            page = await client.list_rollouts(collection=args.collection, page_token=token, timeout=timeout)
+            rollouts.extend(page.rollouts)
+            token = page.next_page_token
+            if not token:
+                break
+        rows = [(r.name, r.collection, r.canary_collection, _enum_name(r, "state"),
+                 f"{r.current_stage + 1}/{len(r.stages)}", _percent(r.weight_percent), _time(r.update_time))
+                for r in rollouts]
+        _emit(args, {"rollouts": [_as_dict(r) for r in rollouts]},
+              lambda: _columns(rows, ("NAME", "COLLECTION", "CANARY", "STATE", "STAGE", "WEIGHT", "UPDATED")))
     elif args.op == "watch":
         async for message in client.watch_rollout(args.name):
-            _print(message)
+            if not message.HasField("decision"):
+                rollout = message.rollout
+                line = (f"{rollout.name}: {_enum_name(rollout, 'state')}, stage {rollout.current_stage + 1}/"
+                        f"{len(rollout.stages)}, weight {_percent(rollout.weight_percent)}")
+            else:
+                line = decision_line(message.decision)
+            if args.output == "table":
+                print(line, flush=True)
+            else:  # one compact document per message
+                print(json.dumps(_as_dict(message)) if args.output == "json" else "---\n" + _yaml(message),
+                      flush=True)
     else:
         action = getattr(client, f"{args.op}_rollout")
-        _print(await action(args.name, args.reason, timeout=args.timeout))
+        rollout = await action(args.name, args.reason, timeout=timeout)
+        _emit(args, rollout, lambda: rollout_lines(rollout))
     return 0
+
+
+def _yaml(message) -> str:
+    import yaml
+
+    return yaml.safe_dump(_as_dict(message), sort_keys=False, allow_unicode=True)

@@ -188,6 +188,13 @@ class GatewayClient:
                                     timeout)
         return response.rollout
 
+    async def create_rollout_message(self, rollout: roll_pb.Rollout, *,
+                                     timeout: float | None = None) -> roll_pb.Rollout:
+        """Start `rollout` as given (every field the proto has, e.g. parsed from a YAML spec)."""
+        response = await self._call(self.rollout_stub.CreateRollout, roll_pb.CreateRolloutRequest(rollout=rollout),
+                                    timeout)
+        return response.rollout
+
     async def get_rollout(self, name: str, *, timeout: float | None = None) -> roll_pb.Rollout:
         return (await self._call(self.rollout_stub.GetRollout, roll_pb.GetRolloutRequest(name=name), timeout)).rollout
 

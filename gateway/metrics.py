@@ -2,25 +2,72 @@
 
 `GatewayMetrics` is the error interceptor's RpcObserver (every RPC counted and timed per arm and
 code) and the rollout controller's observer (weight, state, decisions, the numbers behind checks).
+
+Label values stay bounded whatever clients send:
+
+- `collection` is a collection or alias that exists (the known names are refreshed from the backend:
+  at start-up, after every create/delete/alias/restore, and by the dependency probe); any other name
+  a client sends is counted under `collection="_other"`. At most `MAX_LABELLED_COLLECTIONS` names
+  are labelled.
+- Only SearchService calls (Search, Upsert, Delete) carry a collection and an arm, in
+  `searchgw_requests_total`; administration and health calls are counted in
+  `searchgw_admin_requests_total{rpc,code}`.
+- A call whose arm was forced with the `x-canary-arm` metadata (smoke and load tests) is counted
+  under `arm="primary_forced"` / `arm="canary_forced"`, so it never reaches the canary alerts.
+- A rollout's series exist while it is active and for `FINISHED_ROLLOUT_LINGER_S` after it ends
+  (long enough for scrapes and the rolled-back alert to see the final values), then `sweep()`
+  removes them. Rollouts that had already ended when the gateway started are not exported.
+
+`_created` series are off (`prometheus_client.disable_created_metrics()`, process-wide).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable, Iterable
+
 import grpc
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.rollout import DecisionKind
 
+log = logging.getLogger(__name__)
+
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 ROLLOUT_STATES = ("running", "paused", "awaiting_promotion", "promoted", "rolled_back", "aborted")
+_ACTIVE_STATES = frozenset({"running", "paused", "awaiting_promotion"})
+_ARMS = ("primary", "canary")
+
+#: The RPCs labelled with a collection and an arm: the data plane.
+SEARCH_SERVICE = "searchgw.v1.SearchService"
+#: The `collection` label of a name that is no collection or alias the gateway knows.
+OTHER_COLLECTION = "_other"
+#: Most collection and alias names used as label values; later ones count under `_other`.
+MAX_LABELLED_COLLECTIONS = 1000
+#: The label an interceptor puts on a call that carried the `x-canary-arm` metadata.
+FORCED_ARM_LABEL = "forced_arm"
+#: How long an ended rollout's series stay (the final state and the rolled-back counter must be
+#: scraped, and SearchgwRolloutRolledBack looks 10 minutes back).
+FINISHED_ROLLOUT_LINGER_S = 15 * 60.0
+
+
+def _name_of(value) -> str:
+    return value.name.lower() if hasattr(value, "name") else str(value).lower()
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        prometheus_client.disable_created_metrics()
         self.registry = registry or CollectorRegistry()
+        self._clock = clock
         r = self.registry
-        self.requests = Counter("searchgw_requests", "Gateway RPCs by method, logical collection, arm and code",
-                                ["rpc", "collection", "arm", "code"], registry=r)
+        self.requests = Counter("searchgw_requests", "SearchService calls by method, logical collection, arm and "
+                                "code", ["rpc", "collection", "arm", "code"], registry=r)
+        self.admin_requests = Counter("searchgw_admin_requests", "Calls of every other service (collections, "
+                                      "rollouts, health) by method and code", ["rpc", "code"], registry=r)
         self.request_duration = Histogram("searchgw_request_duration_seconds", "Gateway RPC duration",
                                           ["rpc", "arm"], buckets=_LATENCY_BUCKETS, registry=r)
         self.backend_duration = Histogram("searchgw_backend_duration_seconds", "Vector backend call duration",
@@ -46,37 +93,71 @@ class GatewayMetrics:
         self.analysis_latency = Gauge("searchgw_rollout_analysis_latency_seconds",
                                       "Latency quantile in the analysis window at the last check",
                                       ["rollout", "arm"], registry=r)
+        self.dependency_up = Gauge("searchgw_dependency_up", "1 when the dependency answered its last probe",
+                                   ["dependency"], registry=r)
         self.ready = Gauge("searchgw_ready", "1 when the gateway is SERVING", registry=r)
-        self._counted_rollouts: set[str] = set()
+        #: Rollouts with exported series, and the collection each is labelled with.
+        self._exported_rollouts: dict[str, str] = {}
+        #: Ended rollouts still exported, and when they ended (clock seconds).
+        self._ended_at: dict[str, float] = {}
+        self._collections: frozenset[str] = frozenset()
+
+    # -- collection label ------------------------------------------------------------------
+    def set_known_collections(self, names: Iterable[str]) -> None:
+        """Replace the names used as `collection` label values (collections and aliases that exist)."""
+        names = sorted(set(names))
+        if len(names) > MAX_LABELLED_COLLECTIONS:
+            log.warning("more collections and aliases than labelled ones; the rest count as _other",
+                        extra={"names": len(names), "labelled": MAX_LABELLED_COLLECTIONS})
+            names = names[:MAX_LABELLED_COLLECTIONS]
+        self._collections = frozenset(names)
+
+    def add_known_collection(self, name: str) -> None:
+        if name not in self._collections and len(self._collections) < MAX_LABELLED_COLLECTIONS:
+            self._collections = self._collections | {name}
+
+    def forget_known_collection(self, name: str) -> None:
+        self._collections = self._collections - {name}
+
+    def collection_label(self, name: str) -> str:
+        return name if name in self._collections else OTHER_COLLECTION
 
     # -- RpcObserver -----------------------------------------------------------------------
     def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None:
-        rpc = method.rsplit("/", 1)[-1]
+        service, _, rpc = method.lstrip("/").rpartition("/")
         arm = labels.get("arm", "none")
-        self.requests.labels(rpc, labels.get("collection", ""), arm, code.name).inc()
+        if arm != "none" and labels.get(FORCED_ARM_LABEL):
+            arm = f"{arm}_forced"
+        if service == SEARCH_SERVICE:
+            self.requests.labels(rpc, self.collection_label(labels.get("collection", "")), arm, code.name).inc()
+        else:
+            self.admin_requests.labels(rpc, code.name).inc()
         self.request_duration.labels(rpc, arm).observe(seconds)
 
     # -- rollout observer ------------------------------------------------------------------
-    def _init_decision_counters(self, rollout) -> None:
-        """Create every kind's counter at 0 the first time a rollout is seen, so that `increase()`
-        in alerts and annotations also sees the first decision of a kind."""
-        if rollout.name in self._counted_rollouts:
-            return
-        self._counted_rollouts.add(rollout.name)
-        for kind in DecisionKind:
-            if kind is not DecisionKind.UNSPECIFIED:
-                self.decisions.labels(rollout.name, kind.name.lower())
-
     def on_change(self, rollout) -> None:
-        self._init_decision_counters(rollout)
-        self.rollout_weight.labels(rollout.name, rollout.collection).set(rollout.weight_percent / 100.0)
-        current = rollout.state.name.lower() if hasattr(rollout.state, "name") else str(rollout.state).lower()
-        for state in ROLLOUT_STATES:
-            self.rollout_state.labels(rollout.name, rollout.collection, state).set(1 if state == current else 0)
+        state = _name_of(rollout.state)
+        name = rollout.name
+        if state not in _ACTIVE_STATES:
+            if name not in self._exported_rollouts:
+                return  # ended before this process saw it run: nothing to show
+            self._ended_at.setdefault(name, self._clock())
+        elif name not in self._exported_rollouts:
+            self._exported_rollouts[name] = rollout.collection
+            # Every kind's counter at 0 from the start, so that `increase()` in alerts and
+            # annotations also sees the first decision of a kind.
+            for kind in DecisionKind:
+                if kind is not DecisionKind.UNSPECIFIED:
+                    self.decisions.labels(name, kind.name.lower())
+        self.rollout_weight.labels(name, rollout.collection).set(rollout.weight_percent / 100.0)
+        for candidate in ROLLOUT_STATES:
+            self.rollout_state.labels(name, rollout.collection, candidate).set(1 if candidate == state else 0)
 
     def on_decision(self, rollout, decision) -> None:
-        kind = decision.kind.name.lower() if hasattr(decision.kind, "name") else str(decision.kind).lower()
-        self.decisions.labels(rollout.name, kind).inc()
+        self.on_change(rollout)
+        if rollout.name not in self._exported_rollouts:
+            return
+        self.decisions.labels(rollout.name, _name_of(decision.kind)).inc()
         for arm, stats in (("primary", decision.primary), ("canary", decision.canary)):
             if stats is None:
                 continue
@@ -84,4 +165,25 @@ class GatewayMetrics:
             self.analysis_error_rate.labels(rollout.name, arm).set(stats.error_rate)
             if stats.latency_s is not None:
                 self.analysis_latency.labels(rollout.name, arm).set(stats.latency_s)
-        self.on_change(rollout)
+
+    def sweep(self) -> list[str]:
+        """Remove the series of rollouts that ended `FINISHED_ROLLOUT_LINGER_S` ago or more; their names."""
+        now = self._clock()
+        expired = [name for name, ended in self._ended_at.items() if now - ended >= FINISHED_ROLLOUT_LINGER_S]
+        for name in expired:
+            self._remove_rollout(name)
+        return expired
+
+    def _remove_rollout(self, name: str) -> None:
+        collection = self._exported_rollouts.pop(name)
+        self._ended_at.pop(name, None)
+        removals = [(self.rollout_weight, (name, collection))]
+        removals += [(self.rollout_state, (name, collection, state)) for state in ROLLOUT_STATES]
+        removals += [(self.decisions, (name, kind.name.lower())) for kind in DecisionKind]
+        removals += [(gauge, (name, arm)) for arm in _ARMS
+                     for gauge in (self.analysis_requests, self.analysis_error_rate, self.analysis_latency)]
+        for metric, values in removals:
+            try:
+                metric.remove(*values)
+            except KeyError:
+                pass  # never set (e.g. no check ran, so no analysis numbers)

@@ -1,13 +1,20 @@
 """create_server(settings): the gateway, its rollout controller, health, metrics and lifecycle.
 
 Start-up: open the backend, restore rollouts from the store (RUNNING ones resume at their stage and
-weight), connect to the embedder (or start one in-process), then SERVING. Shutdown on SIGTERM:
-health NOT_SERVING, new calls refused, in-flight calls finish within the grace period, the
-controller stops (every transition is already persisted), the backend is closed.
+weight), connect to the embedder (or start one in-process), probe both once, then SERVING. Shutdown
+on SIGTERM: health NOT_SERVING, new calls refused, in-flight calls finish within the grace period,
+the controller stops (every transition is already persisted), the backend is closed.
+
+Dependencies: besides one health entry per service, the health service has one per dependency,
+`searchgw.dependency.embedder` and `searchgw.dependency.backend`, SERVING while its last probe (every
+`PROBE_INTERVAL_S`) succeeded; the gateway's own entries stay SERVING (vector searches need no
+embedder). See `gateway.dependencies`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -18,16 +25,25 @@ from embedder.client import EmbedderClient
 from gateway.backends import VectorBackend, open_backend
 from gateway.collections import CollectionAdmin
 from gateway.core import SearchCore
+from gateway.dependencies import (
+    BACKEND,
+    EMBEDDER,
+    PROBE_INTERVAL_S,
+    PROBE_TIMEOUT_S,
+    Dependency,
+    DependencyMonitor,
+    EmbedderGate,
+)
 from gateway.embedding import RemoteEmbedder, TextEmbedder
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from gateway.paging import PageTokens
 from gateway.rollout import RolloutController, SqliteRolloutStore
-from gateway.routing import Router
+from gateway.routing import FORCED_ARM_HEADER, Router
 from gateway.services import CollectionServicer, RolloutServicer, SearchServicer
 from gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
-from searchgw.rpc.server import server_options
+from searchgw.rpc.server import NOT_SERVING, SERVING, server_options
 from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import (
     collection_service_pb2,
@@ -71,6 +87,8 @@ class GatewayServer:
     backend: VectorBackend
     embedder_client: EmbedderClient | None
     metrics_endpoint: MetricsEndpoint | None
+    dependencies: DependencyMonitor
+    probe_task: asyncio.Task | None = None
 
     @property
     def address(self) -> str:
@@ -82,6 +100,10 @@ class GatewayServer:
         self.metrics.ready.set(0)
         await self.state.shutdown()
         await self.server.stop(grace)
+        if self.probe_task is not None:
+            self.probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.probe_task
         await self.controller.stop()
         await self.store.close()
         if self.embedder_client is not None:
@@ -101,13 +123,16 @@ async def create_server(
     rollout_clock=None,
     wall_clock=time.time,
     run_controller: bool = True,
+    probe_interval_s: float | None = PROBE_INTERVAL_S,
 ) -> GatewayServer:
     """Build and start the gateway.
 
     `backend` and `embedder` replace the configured ones; `rollout_clock` (default `clock`) drives the
     rollout controller, and `run_controller=False` leaves its ticks to the caller (tests).
+    `probe_interval_s=None` probes the dependencies only at start-up (tests call
+    `server.dependencies.probe_once()`); finished rollouts' series are swept after each round.
     """
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(clock=rollout_clock or clock)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if backend is None:
         backend = await open_backend(settings.backend, data_dir=settings.data_dir / "edge",
@@ -124,19 +149,37 @@ async def create_server(
             metadata=(("authorization", f"Bearer {settings.embedder_token}"),) if settings.embedder_token else ())
         embedder = RemoteEmbedder(embedder_client, timeout_s=settings.embed_timeout_s, clock=clock)
 
+    served_backend = _NameTrackingBackend(backend, metrics)
+    dependencies = [Dependency(BACKEND, backend.kind, served_backend.refresh_names)]
+    remote = getattr(embedder, "client", None)
+    if isinstance(remote, EmbedderClient):
+        embedder_dependency = Dependency(EMBEDDER, remote.target,
+                                         lambda: remote.model_info(timeout=PROBE_TIMEOUT_S))
+        dependencies.append(embedder_dependency)
+        embedder = EmbedderGate(embedder, embedder_dependency)
+    state = ServingState(SERVICE_NAMES)
+
+    async def dependency_changed(dependency: Dependency) -> None:
+        metrics.dependency_up.labels(dependency.name).set(1 if dependency.up else 0)
+        await state.servicer.set(dependency.health_service, SERVING if dependency.up else NOT_SERVING)
+
+    monitor = DependencyMonitor(dependencies, on_change=dependency_changed)
+
     page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
     router = Router()
     store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
     controller = RolloutController(
         store, router,
-        switch_alias=backend.update_alias, resolve_alias=backend.resolve,
+        switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens,
     )
-    core = SearchCore(backend, router, controller, embedder, settings, metrics, clock=clock, page_tokens=page_tokens)
+    core = SearchCore(served_backend, router, controller, embedder, settings, metrics, clock=clock,
+                      page_tokens=page_tokens)
 
     server = grpc.aio.server(
-        interceptors=[server_tracing_interceptor(), DomainErrorInterceptor(metrics),
+        interceptors=[server_tracing_interceptor(),
+                      DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL}),
                       *security.interceptors_for(settings, METHOD_SCOPES)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,
@@ -146,12 +189,12 @@ async def create_server(
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
         CollectionServicer(CollectionAdmin(core, controller, page_tokens)), server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(controller), server)
-    state = ServingState(SERVICE_NAMES)
     await add_health_and_reflection(server, state)
     port = security.bind(server, f"{settings.host}:{settings.port}", cert=settings.tls_cert, key=settings.tls_key,
                          client_ca=settings.tls_client_ca)
 
     await controller.start(run_loop=run_controller)
+    await monitor.probe_once()  # the known collection names, and each dependency's first state
     await server.start()
     endpoint = None
     if settings.metrics_port >= 0:
@@ -159,11 +202,58 @@ async def create_server(
         endpoint.start()
     await state.set_serving(True)
     metrics.ready.set(1)
+    probe_task = None
+    if probe_interval_s is not None:
+        probe_task = asyncio.create_task(monitor.run(probe_interval_s, after_each=metrics.sweep),
+                                         name="dependency-probes")
     log.info("gateway serving", extra={"port": port, "backend": backend.kind,
                                        "metrics_port": endpoint.port if endpoint else None})
     return GatewayServer(settings=settings, server=server, port=port, state=state, metrics=metrics, core=core,
                          controller=controller, store=store, backend=backend, embedder_client=embedder_client,
-                         metrics_endpoint=endpoint)
+                         metrics_endpoint=endpoint, dependencies=monitor, probe_task=probe_task)
+
+
+class _NameTrackingBackend:
+    """The backend, telling the metrics which collection and alias names exist as they change.
+
+    Everything else is the wrapped backend's. `refresh_names` (the backend's dependency probe) lists
+    them all, which also catches changes made by other gateways on a shared Qdrant server.
+    """
+
+    def __init__(self, inner: VectorBackend, metrics: GatewayMetrics) -> None:
+        self.inner = inner
+        self._metrics = metrics
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    async def refresh_names(self) -> None:
+        collections = await self.inner.list_collections()
+        aliases = await self.inner.list_aliases()
+        self._metrics.set_known_collections([c.spec.name for c in collections] + list(aliases))
+
+    async def create_collection(self, spec):
+        info = await self.inner.create_collection(spec)
+        self._metrics.add_known_collection(spec.name)
+        return info
+
+    async def delete_collection(self, name: str) -> None:
+        await self.inner.delete_collection(name)
+        self._metrics.forget_known_collection(name)
+
+    async def update_alias(self, alias: str, collection: str) -> str | None:
+        previous = await self.inner.update_alias(alias, collection)
+        self._metrics.add_known_collection(alias)
+        return previous
+
+    async def delete_alias(self, alias: str) -> None:
+        await self.inner.delete_alias(alias)
+        self._metrics.forget_known_collection(alias)
+
+    async def restore_snapshot(self, snapshot: str, collection: str):
+        info = await self.inner.restore_snapshot(snapshot, collection)
+        self._metrics.add_known_collection(collection)
+        return info
 
 
 __all__ = ["GatewayServer", "create_server"]

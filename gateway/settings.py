@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
 from dataclasses import dataclass
 
@@ -65,8 +66,14 @@ class GatewaySettings(ServerSettings):
         if self.default_limit > self.max_limit:
             raise SettingsError("--default-limit: must not exceed --max-limit")
         for name in ("embed_timeout_s", "qdrant_timeout_s", "controller_tick_s"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"--{name.replace('_', '-')}: must be positive")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"--{name.replace('_', '-')}: {value} seconds; must be a finite number "
+                                    "more than 0")
+        if self.embedder_addr and ":" not in self.embedder_addr:
+            raise SettingsError(f"--embedder-addr: {self.embedder_addr!r} is not host:port")
+        if (self.embedder_tls_cert is None) != (self.embedder_tls_key is None):
+            raise SettingsError("--embedder-tls-cert and --embedder-tls-key: set both or neither")
 
     def __repr__(self) -> str:  # never print secrets
         return f"GatewaySettings(port={self.port}, backend={self.backend!r}, data_dir={str(self.data_dir)!r})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import pathlib
 import types
 import typing
@@ -155,6 +156,11 @@ def load_config_file(path: pathlib.Path | None) -> dict[str, Any]:
     return data
 
 
+#: Durations every server has; each must be a finite number of seconds, 0 or more.
+_DURATION_FIELDS = ("grace_period_s", "keepalive_time_s", "keepalive_timeout_s")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """What every searchgw server has: where it listens, how it drains, TLS, auth, limits, telemetry.
@@ -183,6 +189,20 @@ class ServerSettings:
     log_format: str = setting("json", "log format: json or text")
 
     def __post_init__(self) -> None:
+        for name in _DURATION_FIELDS:
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise SettingsError(f"--{name.replace('_', '-')}: {value} seconds; must be a finite number, "
+                                    "0 or more")
+        for name in ("keepalive_time_s", "keepalive_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"--{name.replace('_', '-')}: must be more than 0 seconds")
+        if not math.isfinite(self.rate_limit_rps):
+            raise SettingsError(f"--rate-limit-rps: {self.rate_limit_rps} is not a finite number")
+        if not self.host:
+            raise SettingsError("--host: must not be empty (127.0.0.1, 0.0.0.0 or [::])")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            raise SettingsError(f"--log-level: {self.log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("--tls-cert and --tls-key: set both or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:

@@ -15,7 +15,7 @@ import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,6 +97,15 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+def _cancellation_code(context) -> grpc.StatusCode:
+    """DEADLINE_EXCEEDED when the call's deadline has passed, else CANCELLED (the caller cancelled)."""
+    try:
+        remaining = context.time_remaining()
+    except Exception:  # pragma: no cover - a context that cannot tell
+        remaining = None
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+
+
 def _trace_id() -> str:
     try:
         from opentelemetry import trace
@@ -114,9 +123,13 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
     INVALID_ARGUMENT (grpc's own deserializer would answer UNKNOWN).
     """
 
-    def __init__(self, observer: RpcObserver | None = None, *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, observer: RpcObserver | None = None, *, clock: Callable[[], float] = time.perf_counter,
+                 metadata_labels: Mapping[str, str] | None = None) -> None:
+        """`metadata_labels` maps invocation metadata keys to label names: a call that carries the
+        key gets its value under that label (e.g. {"x-canary-arm": "forced_arm"})."""
         self._observer = observer
         self._clock = clock
+        self._metadata_labels = dict(metadata_labels or {})
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -168,6 +181,12 @@ class _ObservedCall:
         self._info = RpcInfo(method=method)
 
     async def __aenter__(self) -> RpcInfo:
+        wanted = self._interceptor._metadata_labels
+        if wanted:
+            for key, value in self._context.invocation_metadata() or ():
+                label = wanted.get(key)
+                if label is not None and isinstance(value, str):
+                    self._info.labels[label] = value
         self._token = _current.set(self._info)
         self._started = self._interceptor._clock()
         return self._info
@@ -189,7 +208,8 @@ class _ObservedCall:
                 code = grpc.StatusCode.INTERNAL
                 log.error("unexpected error in %s (trace %s)", self._method, _trace_id(), exc_info=exc)
                 await context.abort(code, "internal error; the server logged the details")
-            code = grpc.StatusCode.CANCELLED  # the client left (CancelledError)
+            # CancelledError: the caller left, or its deadline passed (grpc cancels the handler).
+            code = _cancellation_code(context)
             return False
         finally:
             observer = self._interceptor._observer

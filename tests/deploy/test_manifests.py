@@ -808,7 +808,7 @@ def test_the_scrape_configs_name_the_jobs_the_rules_use():
 
 MAIN_ALERTS = {"SearchgwCanaryErrorRateAbovePrimary", "SearchgwRolloutRolledBack", "SearchgwRolloutStuckInconclusive",
                "SearchgwEmbedderQueueSaturated", "SearchgwSearchLatencyHigh", "SearchgwEmbedderLatencyHigh",
-               "SearchgwInstanceDown", "SearchgwNotReady"}
+               "SearchgwInstanceDown", "SearchgwNotReady", "SearchgwDependencyDown"}
 
 
 def test_alerts_are_labelled_annotated_and_have_a_runbook_section():

@@ -165,18 +165,18 @@ async def test_the_cli_snapshots_lists_and_restores(rig):
     await client.create_collection("docs-v1")
     await client.upsert("docs-v1", points(BEFORE, 1))
 
-    code, out, err = await searchgw(server.address, "snapshot", "docs-v1")
+    code, out, err = await searchgw(server.address, "snapshot", "docs-v1", "--output", "json")
     assert code == 0, err
     snapshot = json.loads(out)
     assert snapshot["collection"] == "docs-v1" and snapshot["name"].startswith("docs-v1-")
     code, out, err = await searchgw(server.address, "snapshots", "docs-v1")
     assert code == 0, err
-    assert out.split("\t")[0] == snapshot["name"]
-    code, out, err = await searchgw(server.address, "restore", snapshot["name"], "docs-copy")
+    assert out.splitlines()[1].split()[0] == snapshot["name"]  # under the table's header
+    code, out, err = await searchgw(server.address, "restore", snapshot["name"], "docs-copy", "-o", "json")
     assert code == 0, err
     assert (json.loads(out)["name"], json.loads(out)["points_count"]) == ("docs-copy", "4")  # uint64: a JSON string
     code, out, err = await searchgw(server.address, "restore", snapshot["name"], "docs-copy")
-    assert code == 1 and "ALREADY_EXISTS" in err
+    assert code == 2 and "ALREADY_EXISTS" in err  # the command asked for something that cannot be
 
 
 async def test_the_snapshot_rpcs_need_the_admin_scope():
