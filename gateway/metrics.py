@@ -24,6 +24,7 @@ Label values stay bounded whatever clients send:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -31,7 +32,7 @@ import grpc
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway.rollout import DecisionKind
+from gateway.rollout import DecisionKind, TestKind
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,26 @@ class GatewayMetrics:
         self.decisions = Counter("searchgw_rollout_decisions", "Rollout decisions by kind", ["rollout", "kind"],
                                  registry=r)
         self.analysis_requests = Gauge("searchgw_rollout_analysis_requests",
-                                       "Requests in the analysis window at the last check", ["rollout", "arm"],
+                                       "Analysed requests in the current stage at the last check", ["rollout", "arm"],
                                        registry=r)
         self.analysis_error_rate = Gauge("searchgw_rollout_analysis_error_rate",
-                                         "Error rate in the analysis window at the last check", ["rollout", "arm"],
+                                         "Error rate in the current stage at the last check", ["rollout", "arm"],
                                          registry=r)
         self.analysis_latency = Gauge("searchgw_rollout_analysis_latency_seconds",
-                                      "Latency quantile in the analysis window at the last check",
-                                      ["rollout", "arm"], registry=r)
+                                      "Latency quantile in the current stage at the last check (failures rank "
+                                      "slowest; +Inf when they reach the quantile)", ["rollout", "arm"], registry=r)
+        self.test_e_value = Gauge("searchgw_rollout_test_e_value",
+                                  "E-value of each sequential test at the last check (rejects at 1/alpha)",
+                                  ["rollout", "test"], registry=r)
+        self.test_p_value = Gauge("searchgw_rollout_test_p_value",
+                                  "Always-valid p-value of each sequential test at the last check",
+                                  ["rollout", "test"], registry=r)
+        self.test_estimate = Gauge("searchgw_rollout_test_estimate",
+                                   "Effect estimate of each test at the last check (rate ratio canary/primary, "
+                                   "or the canary's rate or key share)", ["rollout", "test"], registry=r)
+        self.test_rejected = Gauge("searchgw_rollout_test_rejected",
+                                   "1 when the test rejected its null hypothesis at its alpha this stage",
+                                   ["rollout", "test"], registry=r)
         self.dependency_up = Gauge("searchgw_dependency_up", "1 when the dependency answered its last probe",
                                    ["dependency"], registry=r)
         self.ready = Gauge("searchgw_ready", "1 when the gateway is SERVING", registry=r)
@@ -165,6 +178,12 @@ class GatewayMetrics:
             self.analysis_error_rate.labels(rollout.name, arm).set(stats.error_rate)
             if stats.latency_s is not None:
                 self.analysis_latency.labels(rollout.name, arm).set(stats.latency_s)
+        for test in decision.tests:
+            kind = _name_of(test.kind)
+            self.test_e_value.labels(rollout.name, kind).set(test.e_value)
+            self.test_p_value.labels(rollout.name, kind).set(test.p_value)
+            self.test_estimate.labels(rollout.name, kind).set(math.nan if test.estimate is None else test.estimate)
+            self.test_rejected.labels(rollout.name, kind).set(1 if _name_of(test.outcome) == "rejected" else 0)
 
     def sweep(self) -> list[str]:
         """Remove the series of rollouts that ended `FINISHED_ROLLOUT_LINGER_S` ago or more; their names."""
@@ -182,6 +201,8 @@ class GatewayMetrics:
         removals += [(self.decisions, (name, kind.name.lower())) for kind in DecisionKind]
         removals += [(gauge, (name, arm)) for arm in _ARMS
                      for gauge in (self.analysis_requests, self.analysis_error_rate, self.analysis_latency)]
+        removals += [(gauge, (name, kind.name.lower())) for kind in TestKind
+                     for gauge in (self.test_e_value, self.test_p_value, self.test_estimate, self.test_rejected)]
         for metric, values in removals:
             try:
                 metric.remove(*values)

@@ -190,3 +190,21 @@ async def test_each_metric_family_exported_is_documented(rig):
         name = f"{family.name}_total" if family.type == "counter" else family.name
         assert f"`{name}" in documented, name
 
+
+
+async def test_every_sequential_test_is_exported_after_a_check_and_removed_with_its_rollout(rig):
+    server, client = await rig.start()
+    await vector_collections(client, "vec-a", "vec-b")
+    await client.update_alias("vecs", "vec-a")
+    await client.create_rollout("r1", "vecs", "vec-b", stages=[stage(50, 3600, 0), stage(100)])
+    await asyncio.gather(*(client.search("vecs", vector=VECTOR, routing_key=f"k{i}") for i in range(40)))
+    rig.clock.advance(10)
+    await server.controller.tick()
+    tests = {labels["test"] for labels in series_of(server, "searchgw_rollout_test_p_value")}
+    assert tests == {"error_ratio", "latency_ratio", "error_limit", "sample_ratio"}
+    assert sample(server, "searchgw_rollout_test_p_value", {"rollout": "r1", "test": "error_ratio"}) == 1.0
+    assert sample(server, "searchgw_rollout_test_rejected", {"rollout": "r1", "test": "error_limit"}) == 0
+    await client.abort_rollout("r1", "test")
+    rig.clock.advance(FINISHED_ROLLOUT_LINGER_S)
+    assert server.metrics.sweep() == ["r1"]
+    assert series_of(server, "searchgw_rollout_test_p_value") == []
