@@ -42,7 +42,7 @@ from bench._rollout_sim import B, OLD_POLICY, Scenario, StageCounts, old_rule, r
 from bench.bench_gateway import DIM, SharedBackend, build_dataset, gateway_settings
 from gateway.backends import EdgeBackend, FaultInjectingBackend
 from gateway.client import GatewayClient, stage
-from gateway.rollout.analysis import latency_bucket
+from gateway.rollout.analysis import bucket_latency, latency_bucket
 from gateway.rollout.model import DEFAULT_ERROR_CODES, AnalysisPolicy
 from gateway.routing import Arm
 from gateway.server import create_server
@@ -162,6 +162,10 @@ class Outcome:
     simulated_new_s: float | None
     simulated_old_s: float | None
     reason: str
+    #: What the recorded calls looked like: p50/p95 of successful calls per arm (ms), and the live
+    #: latency test's slow shares at its threshold (from the last decision's reasons).
+    latency_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    latency_test: str = ""
 
     @property
     def client_errors(self) -> int:
@@ -187,6 +191,7 @@ def policy_message(interval_s: float) -> roll_pb.AnalysisPolicy:
 async def run_scenario(runner: LoadRunner, client: GatewayClient, server: Any, faults: ScenarioBackend, tap: Tap,
                        collection: str, primary: str, canary: str, name: str, fault: str, behaviour: Behaviour,
                        duration_s: float, seed: int) -> Outcome:
+    """One rollout under `duration_s` of load; the fault starts with the rollout, 2 s into the load."""
     faults.behaviour = {primary: Behaviour(), canary: Behaviour()}
     config = LoadConfig(target=server.address, rpc="search", vector=True, collection=collection, limit=10,
                         dimension=DIM, keys="uniform", key_count=10_000, mode="open", rate=RATE, processes=1,
@@ -217,9 +222,20 @@ async def run_scenario(runner: LoadRunner, client: GatewayClient, server: Any, f
     old = old_rule(counts.calls, counts.errors, counts.all_hist, weight=WEIGHT / 100, policy=OLD_POLICY).rolled_back_at
     decisions = list(rollout.decisions)
     reason = decisions[-1].reason if decisions else ""
+    latency_ms = {}
+    for side, arm in ((0, "primary"), (1, "canary")):
+        hist = counts.ok_hist[:, side].sum(axis=0)
+        if hist.sum():
+            cumulative = np.cumsum(hist) / hist.sum()
+            latency_ms[arm] = tuple(float(bucket_latency(int(np.argmax(cumulative >= q)))) * 1000
+                                    for q in (0.5, 0.95))
+    checks = [d for d in decisions if d.kind in (roll_pb.Decision.KIND_CHECK_PASSED, roll_pb.Decision.KIND_INCONCLUSIVE,
+                                                  roll_pb.Decision.KIND_CHECK_FAILED)]
+    latency_test = next((part.strip() for part in (checks[-1].reason.split(";") if checks else [])
+                         if "slow or failed" in part), "")
     return Outcome(name, fault, roll_pb.Rollout.State.Name(rollout.state)[6:], detected, report,
                    sum(report.tally.fallbacks.values()), dict(tap.codes), int(tap.calls[:, 1].sum()), new, old,
-                   reason)
+                   reason, latency_ms, latency_test)
 
 
 async def run(quick: bool = False) -> tuple[Machine, list[Outcome]]:
@@ -281,7 +297,10 @@ def print_outcomes(machine: Machine, outcomes: list[Outcome]) -> None:
                        "client-visible errors", "fallbacks", "canary calls recorded",
                        "same calls: new rule @10 s", "same calls: old rule"])
     for o in outcomes:
-        print(f"  {o.name}: recorded codes {o.tap_codes}; last decision: {o.reason[:240]}")
+        latency = ", ".join(f"{arm} p50 {p50:.1f} ms p95 {p95:.1f} ms" for arm, (p50, p95) in o.latency_ms.items())
+        print(f"  {o.name}: recorded codes {o.tap_codes}; successful calls as recorded: {latency}")
+        print(f"    last check's latency test: {o.latency_test[:300]}")
+        print(f"    last decision: {o.reason[:300]}")
 
 
 def main() -> None:
