@@ -85,7 +85,8 @@ class ScenarioBackend(FaultInjectingBackend):
         if behaviour is not None and operation == "search":
             delay = behaviour.fixed_delay_s
             if delay is None:
-                delay = SEARCH_MEDIAN_S * math.exp(SEARCH_SIGMA * self._random.gauss(0.0, 1.0)) * behaviour.latency_factor
+                delay = (SEARCH_MEDIAN_S * math.exp(SEARCH_SIGMA * self._random.gauss(0.0, 1.0))
+                         * behaviour.latency_factor)
             await asyncio.sleep(delay)
             if self._random.random() < behaviour.error_rate:
                 raise Unavailable(f"injected fault: search on {collection!r} failed")
