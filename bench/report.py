@@ -528,6 +528,11 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
             "concurrent callers, micro-batching off and on.\n")
         add("```text\n" + backends_log.strip() + "\n```\n")
 
+    # Rollout decisions: simulated (tests/gateway/test_rollout_simulation.py) and bench_detection's live
+    # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
+    # live run takes ~3 minutes of its own).
+    add((Path(__file__).resolve().parent / "rollout_decisions.md").read_text(encoding="utf-8").strip() + "\n")
+
     add("## Reading the numbers\n")
     add("- On 2 cores the load generator, the server's event loop, onnxruntime's or qdrant-edge's threads and "
         "anything else on the machine share two CPUs; every ratio above compares runs of the same run, and every "
