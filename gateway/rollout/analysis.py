@@ -474,7 +474,7 @@ def _ratio_report(kind: TestKind, what: str, test: RateRatioTest, threshold: Lat
                           f"{what}{above}: {counts}; waiting for calls on both arms")
     verdict = "canary worse" if result.rejected else "no evidence the canary is worse"
     summary = (f"{what}{above}: {counts}, ratio {_ratio(result.estimate)} "
-               f"(CS {_ratio(result.lower)}–{_ratio(result.upper)}), e {_num(result.e_value)} "
+               f"(CS {_ratio(result.lower)}–{_ratio(result.upper)}), max e {_num(1 / result.p_value)} "
                f"{'≥' if result.rejected else '<'} {_num(1 / test.alpha)}, p {_num(result.p_value)}: {verdict}")
     return _report(kind, test.alpha, result, test.canary_events, test.canary_calls, test.primary_events,
                    test.primary_calls, 1.0, threshold, summary)
@@ -484,7 +484,7 @@ def _limit_report(test: RateLimitTest) -> TestReport:
     result = test.result()
     verdict = "above the limit" if result.rejected else "not shown above the limit"
     summary = (f"error limit {_pct(test.limit)}: canary {_share(test.events, test.calls)} "
-               f"(CS {_pct(result.lower)}–{_pct(result.upper)}), e {_num(result.e_value)} "
+               f"(CS {_pct(result.lower)}–{_pct(result.upper)}), max e {_num(1 / result.p_value)} "
                f"{'≥' if result.rejected else '<'} {_num(1 / test.alpha)}: {verdict}")
     return _report(TestKind.ERROR_LIMIT, test.alpha, result, test.events, test.calls, 0, 0, test.limit, None,
                    summary)
@@ -508,7 +508,7 @@ def _baseline_report(kind: TestKind, what: str, test: RateLimitTest | None, evid
     result = test.result()
     verdict = "canary worse than the baseline" if result.rejected else "no evidence the canary is worse"
     summary = (f"{what}{above} at 100%: canary {_share(test.events, test.calls)} vs primary's baseline "
-               f"{_share(base_events, baseline.calls)} (upper bound {_pct(test.limit)}), e {_num(result.e_value)} "
+               f"{_share(base_events, baseline.calls)} (upper bound {_pct(test.limit)}), max e {_num(1 / result.p_value)} "
                f"{'≥' if result.rejected else '<'} {_num(1 / test.alpha)}: {verdict}")
     return _report(kind, alpha, result, test.events, test.calls, base_events, baseline.calls, test.limit,
                    threshold, summary)

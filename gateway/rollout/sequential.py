@@ -24,7 +24,7 @@ RateRatioTest — canary events vs primary events (errors; calls slower than a t
     events the exact conditional law is hypergeometric, which is dominated in convex order by the
     binomial used here — Hoeffding 1963 — so the test stays valid; the ratio is then an odds-like
     effect, exact as a rate ratio for rare events.) The confidence sequence for ρ is the set of
-    grid points that a two-sided mixture centred on each of them does not reject.
+    grid points ρ0 against which a fixed two-sided mixture (centred at 1) stays below 1/α.
 
 RateLimitTest — one arm's event rate against a fixed limit (the absolute guard; a captured baseline)
     Calls are Bernoulli(p); H0: p ≤ p0. The mixture of (p/p0)^s ((1−p)/(1−p0))^f over p > p0 (a
@@ -123,7 +123,8 @@ class RateRatioTest:
             share = canary_calls / (canary_calls + primary_calls)
             self.log_likelihood += (canary_events * _LOG_RATIO_GRID
                                     - events * np.log(RATIO_GRID * share + (1.0 - share)))
-            self.max_log_e = max(self.max_log_e, self.log_e())
+            if canary_events:  # a second without canary events can only lower the e-value
+                self.max_log_e = max(self.max_log_e, self.log_e())
 
     def log_e(self) -> float:
         return _logsumexp(_LOG_ONE_SIDED + self.log_likelihood)
@@ -192,8 +193,10 @@ class RateLimitTest:
 
     def update(self, events: int, calls: int) -> None:
         """Set the cumulative totals (they only grow) and track the largest e-value."""
+        grew = events > self.events or not self.calls  # calls without events only lower the e-value
         self.events, self.calls = events, calls
-        self.max_log_e = max(self.max_log_e, self.log_e())
+        if grew:
+            self.max_log_e = max(self.max_log_e, self.log_e())
 
     def log_e(self) -> float:
         if not self.calls:
