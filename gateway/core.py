@@ -7,10 +7,12 @@ arm, including the ones the caller's deadline or cancellation cut short (see `_s
 the canary fails with a retryable error (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), the
 failure is recorded and primary answers within the remaining deadline (`route.fallback`).
 
-A slow canary must not starve primary: on the embedded engine a search holds the interpreter lock,
-so a rollout's canary may have at most `canary_max_concurrency` searches in flight; a search over
-the limit is the canary's RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable
-canary failure (bench/bench_slow_canary.py measures what the limit buys).
+A rollout's canary may have at most `canary_max_concurrency` searches in flight; a search over the
+limit is the canary's RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable canary
+failure. bench/bench_slow_canary.py measures what it buys: it keeps a canary that is slow while
+holding nothing (waiting on I/O) from hurting primary, but not a canary whose searches hold the
+interpreter lock (an unindexed collection on the embedded engine): the process stalls before its
+calls reach this limit, so that needs a budget on the canary's share of engine time (not built yet).
 
 Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
 embedded with its own arm's model, so the canary never falls behind.
