@@ -38,7 +38,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gateway.rollout.model import (
@@ -54,6 +54,7 @@ from gateway.rollout.sequential import (
     RateRatioTest,
     SampleRatioTest,
     TestResult,
+    finite_or_none,
     rate_bounds,
 )
 
@@ -325,14 +326,14 @@ class StageEvidence:
         data: dict = {
             "primary": self.primary.to_json(), "canary": self.canary.to_json(),
             "errors": self.errors.to_json(), "latency": self.latency.to_json(),
-            "guard_max": _finite_or_none(self.guard.max_log_e) if self.guard else None,
-            "split": [self.split.canary_units, self.split.units, _finite_or_none(self.split.max_log_e)],
+            "guard_max": finite_or_none(self.guard.max_log_e) if self.guard else None,
+            "split": [self.split.canary_units, self.split.units, finite_or_none(self.split.max_log_e)],
             "threshold": [self.threshold.seconds, self.threshold.source] if self.threshold else None,
         }
         for name in ("error_baseline", "latency_baseline"):
             test: RateLimitTest | None = getattr(self, name)
             if test is not None:
-                data[name] = [test.limit, test.events, test.calls, _finite_or_none(test.max_log_e)]
+                data[name] = [test.limit, test.events, test.calls, finite_or_none(test.max_log_e)]
         return data
 
     @classmethod
@@ -365,19 +366,8 @@ class StageEvidence:
 _EMPTY = ArmSlice()
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _log_or_inf(value: float | None) -> float:
     return -math.inf if value is None else float(value)
-
-
-def merge_slices(slices: Iterable[ArmSlice]) -> ArmSlice:
-    total = ArmSlice()
-    for arm in slices:
-        total.add(arm)
-    return total
 
 
 def latency_threshold(policy: AnalysisPolicy, recent_primary: ArmSlice) -> LatencyThreshold | None:

@@ -148,7 +148,7 @@ class RateRatioTest:
                           lower=lower, upper=upper)
 
     def to_json(self) -> dict:
-        return {"ll": self.log_likelihood.tolist(), "max": _finite_or_none(self.max_log_e),
+        return {"ll": self.log_likelihood.tolist(), "max": finite_or_none(self.max_log_e),
                 "counts": [self.canary_events, self.canary_calls, self.primary_events, self.primary_calls]}
 
     @classmethod
@@ -160,7 +160,8 @@ class RateRatioTest:
         return test
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
+    """The value, or None for ±∞ and NaN (for JSON that other tools read)."""
     return value if math.isfinite(value) else None
 
 
