@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from loadgen import LoadConfig, LoadgenError, Progress, Report, run_load_sync
+from searchgw.loadgen import LoadConfig, LoadgenError, Progress, Report, run_load_sync
 
 _POLL_S = 0.2
 

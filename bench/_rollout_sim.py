@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gateway.rollout.analysis import (
+from searchgw.gateway.rollout.analysis import (
     LATENCY_BUCKETS,
     LATENCY_FLOOR_S,
     LATENCY_GROWTH,
@@ -49,7 +49,7 @@ from gateway.rollout.analysis import (
     judge,
     latency_threshold,
 )
-from gateway.rollout.model import AnalysisPolicy, Stage, TestKind, TestOutcome
+from searchgw.gateway.rollout.model import AnalysisPolicy, Stage, TestKind, TestOutcome
 
 B = LATENCY_BUCKETS
 PRIMARY, CANARY = 0, 1

@@ -25,7 +25,7 @@ import qdrant_edge as qe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.backends import (  # noqa: E402 - after the path set-up
+from searchgw.gateway.backends import (  # noqa: E402 - after the path set-up
     CollectionSpec,
     EdgeBackend,
     Point,

@@ -40,13 +40,13 @@ import numpy as np
 from bench._common import LoadRunner, Machine, configure_like_production, loadavg_text, print_table
 from bench._rollout_sim import B, OLD_POLICY, Scenario, StageCounts, old_rule, run_new_rule
 from bench.bench_gateway import DIM, SharedBackend, build_dataset, gateway_settings
-from gateway.backends import EdgeBackend, FaultInjectingBackend
-from gateway.client import GatewayClient, stage
-from gateway.rollout.analysis import bucket_latency, latency_bucket
-from gateway.rollout.model import DEFAULT_ERROR_CODES, AnalysisPolicy
-from gateway.routing import Arm
-from gateway.server import create_server
-from loadgen import LoadConfig, Report
+from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend
+from searchgw.gateway.client import GatewayClient, stage
+from searchgw.gateway.rollout.analysis import bucket_latency, latency_bucket
+from searchgw.gateway.rollout.model import DEFAULT_ERROR_CODES, AnalysisPolicy
+from searchgw.gateway.routing import Arm
+from searchgw.gateway.server import create_server
+from searchgw.loadgen import LoadConfig, Report
 from searchgw.errors import Unavailable
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 

@@ -48,11 +48,11 @@ import numpy as np
 
 from bench._common import LoadRunner, Machine, configure_like_production, load_average, loadavg_text, print_table
 from bench._common import verdict
-from embedder.model import DEFAULT_MODEL_NAME, EmbeddingModel, default_model_dir, default_source_dir, normalize
-from embedder.server import create_server
-from embedder.settings import EmbedderSettings
-from loadgen import LatencyHistogram, LoadConfig, Report
-from loadgen._corpus import BUILTIN_QUERIES
+from searchgw.embedder.model import DEFAULT_MODEL_NAME, EmbeddingModel, default_model_dir, default_source_dir, normalize
+from searchgw.embedder.server import create_server
+from searchgw.embedder.settings import EmbedderSettings
+from searchgw.loadgen import LatencyHistogram, LoadConfig, Report
+from searchgw.loadgen._corpus import BUILTIN_QUERIES
 from searchgw.v1 import embed_service_pb2, embed_service_pb2_grpc
 
 MODEL_CACHE = Path(os.environ.get("SEARCHGW_BENCH_MODEL_CACHE", Path.home() / ".cache" / "searchgw"))

@@ -45,12 +45,12 @@ import numpy as np
 from bench._common import LoadRunner, Machine, ManualClock, configure_like_production, load_average, loadavg_text
 from bench._common import print_table, verdict
 from bench.bench_routing import bench_routing
-from gateway.backends import CollectionSpec, EdgeBackend, FaultInjectingBackend, FaultKind, Point, SearchQuery
-from gateway.client import GatewayClient, stage
-from gateway.server import GatewayServer, create_server
-from gateway.services.convert import scored_point_to_proto
-from gateway.settings import GatewaySettings
-from loadgen import LatencyHistogram, LoadConfig, Report, Tally
+from searchgw.gateway.backends import CollectionSpec, EdgeBackend, FaultInjectingBackend, FaultKind, Point, SearchQuery
+from searchgw.gateway.client import GatewayClient, stage
+from searchgw.gateway.server import GatewayServer, create_server
+from searchgw.gateway.services.convert import scored_point_to_proto
+from searchgw.gateway.settings import GatewaySettings
+from searchgw.loadgen import LatencyHistogram, LoadConfig, Report, Tally
 from searchgw.v1 import common_pb2
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb

@@ -26,7 +26,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embedder.model import (  # noqa: E402 - after the path set-up
+from searchgw.embedder.model import (  # noqa: E402 - after the path set-up
     DEFAULT_MODEL_NAME,
     EmbeddingModel,
     create_session,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.rollout import (
+from searchgw.gateway.rollout import (
     AnalysisPolicy,
     MemoryRolloutStore,
     Rollout,
@@ -26,7 +26,7 @@ from gateway.rollout import (
     SqliteRolloutStore,
     Stage,
 )
-from gateway.routing import Arm, Router, RouteTable, resolve_routing_key
+from searchgw.gateway.routing import Arm, Router, RouteTable, resolve_routing_key
 
 REPEATS = 5
 

@@ -36,7 +36,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench import bench_backends, bench_embedder, bench_gateway  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
-from loadgen import LatencyHistogram, Tally  # noqa: E402
+from searchgw.loadgen import LatencyHistogram, Tally  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"

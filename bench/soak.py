@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._common import LoadRunner, Machine, print_table, verdict
-from gateway.backends import EdgeBackend, FaultInjectingBackend, FaultKind
-from gateway.client import GatewayClient, stage
-from gateway.server import create_server
-from gateway.settings import GatewaySettings
-from loadgen import LoadConfig, Report
-from loadgen._corpus import BUILTIN_QUERIES
+from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend, FaultKind
+from searchgw.gateway.client import GatewayClient, stage
+from searchgw.gateway.server import create_server
+from searchgw.gateway.settings import GatewaySettings
+from searchgw.loadgen import LoadConfig, Report
+from searchgw.loadgen._corpus import BUILTIN_QUERIES
 from searchgw.telemetry import configure_logging, configure_tracing
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 

@@ -30,7 +30,7 @@ from opentelemetry import trace
 from searchgw.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("embedder.batching")
+_tracer = trace.get_tracer("searchgw.embedder.batching")
 
 
 class Sized(Protocol):

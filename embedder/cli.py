@@ -8,13 +8,13 @@ import logging
 import os
 import sys
 
-from embedder.server import create_server
-from embedder.settings import ENV_PREFIX, EmbedderSettings
+from searchgw.embedder.server import create_server
+from searchgw.embedder.settings import ENV_PREFIX, EmbedderSettings
 from searchgw import settings as settings_mod
 from searchgw.rpc.server import run_until_signalled
 from searchgw.telemetry import configure_logging, configure_tracing
 
-log = logging.getLogger("embedder")
+log = logging.getLogger("searchgw.embedder")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedder.batching import DynamicBatcher
-from embedder.cache import LruCache
-from embedder.metrics import EmbedderMetrics
-from embedder.model import EmbeddingModel, ModelSpec, normalize
-from embedder.settings import EmbedderSettings
+from searchgw.embedder.batching import DynamicBatcher
+from searchgw.embedder.cache import LruCache
+from searchgw.embedder.metrics import EmbedderMetrics
+from searchgw.embedder.model import EmbeddingModel, ModelSpec, normalize
+from searchgw.embedder.settings import EmbedderSettings
 from searchgw.errors import InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from embedder.core import EmbedderCore
-from embedder.metrics import EmbedderMetrics
-from embedder.model import DEFAULT_MODEL_NAME, EmbeddingModel, default_model_dir
-from embedder.service import EmbedServicer
-from embedder.settings import EmbedderSettings
+from searchgw.embedder.core import EmbedderCore
+from searchgw.embedder.metrics import EmbedderMetrics
+from searchgw.embedder.model import DEFAULT_MODEL_NAME, EmbeddingModel, default_model_dir
+from searchgw.embedder.service import EmbedServicer
+from searchgw.embedder.settings import EmbedderSettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import server_options

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from google.protobuf import duration_pb2
 
-from embedder.core import EmbedderCore
+from searchgw.embedder.core import EmbedderCore
 from searchgw.errors import Unavailable
 from searchgw.v1 import embed_service_pb2 as pb
 from searchgw.v1 import embed_service_pb2_grpc as pb_grpc

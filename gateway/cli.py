@@ -31,7 +31,7 @@ from google.protobuf import json_format
 from searchgw import settings as settings_mod
 from searchgw.errors import SearchgwError
 
-log = logging.getLogger("gateway")
+log = logging.getLogger("searchgw.gateway")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -119,7 +119,7 @@ def parse_stages(text: str) -> list[dict[str, Any]]:
 
 
 def _default_stages_text() -> str:
-    from gateway.rollout.model import DEFAULT_STAGES
+    from searchgw.gateway.rollout.model import DEFAULT_STAGES
 
     return ",".join(f"{s.weight_percent:g}%:{s.min_duration_s:g}:{s.min_requests}" for s in DEFAULT_STAGES)
 
@@ -176,8 +176,8 @@ def _operation(ops, name: str, help_text: str, example: str) -> argparse.Argumen
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from gateway.ingest import FORMATS
-    from gateway.settings import ENV_PREFIX, GatewaySettings
+    from searchgw.gateway.ingest import FORMATS
+    from searchgw.gateway.settings import ENV_PREFIX, GatewaySettings
 
     serve = _command(subparsers, "serve", "run the gateway (and optionally an in-process embedder)",
                      "  searchgw serve --with-embedder --demo\n"
@@ -451,8 +451,8 @@ def _read_spec(path: pathlib.Path) -> dict[str, Any]:
 
 # -- serve ---------------------------------------------------------------------------------
 def _serve(args: argparse.Namespace) -> int:
-    from embedder.settings import ENV_PREFIX as EMBEDDER_ENV, EmbedderSettings
-    from gateway.settings import ENV_PREFIX, GatewaySettings
+    from searchgw.embedder.settings import ENV_PREFIX as EMBEDDER_ENV, EmbedderSettings
+    from searchgw.gateway.settings import ENV_PREFIX, GatewaySettings
     from searchgw.telemetry import configure_logging, configure_tracing
 
     try:
@@ -472,9 +472,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_gateway(settings, embedder_settings) -> int:
-    from embedder.server import create_server as create_embedder
-    from gateway.demo import ensure_demo_collection
-    from gateway.server import create_server
+    from searchgw.embedder.server import create_server as create_embedder
+    from searchgw.gateway.demo import ensure_demo_collection
+    from searchgw.gateway.server import create_server
     from searchgw.rpc.server import run_until_signalled
 
     embedder = None
@@ -499,7 +499,7 @@ async def _run_gateway(settings, embedder_settings) -> int:
 
 # -- client commands -----------------------------------------------------------------------
 def _client(args: argparse.Namespace, command) -> int:
-    from gateway.client import GatewayClient
+    from searchgw.gateway.client import GatewayClient
     from searchgw import security
 
     _client_options(args)
@@ -605,7 +605,7 @@ async def _search(client, args) -> int:
 async def _ingest(client, args) -> int:
     from tqdm import tqdm
 
-    from gateway import ingest
+    from searchgw.gateway import ingest
 
     options = ingest.IngestOptions(id_field=args.id_field, id_from_content=args.id_from_content,
                                    text_field=args.text_field, vector_field=args.vector_field, format=args.format)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
-from gateway.backends._snapshots import check_snapshot_name
-from gateway.backends._validation import check_name
-from gateway.core import SearchCore
-from gateway.embedding import TextEmbedder
-from gateway.paging import PageTokens
-from gateway.rollout import RolloutController
+from searchgw.gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
+from searchgw.gateway.backends._snapshots import check_snapshot_name
+from searchgw.gateway.backends._validation import check_name
+from searchgw.gateway.core import SearchCore
+from searchgw.gateway.embedding import TextEmbedder
+from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.rollout import RolloutController
 from searchgw.errors import FailedPrecondition, InvalidArgument
 
 _LISTING = "collections"

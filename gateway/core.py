@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from opentelemetry import trace
 
-from gateway.backends import (
+from searchgw.gateway.backends import (
     CollectionInfo,
     FieldCondition,
     Filter,
@@ -42,13 +42,13 @@ from gateway.backends import (
     SearchQuery,
     VectorBackend,
 )
-from gateway.backends._validation import MAX_DIMENSION, check_name
-from gateway.embedding import TextEmbedder
-from gateway.metrics import GatewayMetrics
-from gateway.paging import PageTokens, fingerprint
-from gateway.rollout import RolloutController
-from gateway.routing import Arm, RouteDecision, Router, resolve_routing_key
-from gateway.settings import GatewaySettings
+from searchgw.gateway.backends._validation import MAX_DIMENSION, check_name
+from searchgw.gateway.embedding import TextEmbedder
+from searchgw.gateway.metrics import GatewayMetrics
+from searchgw.gateway.paging import PageTokens, fingerprint
+from searchgw.gateway.rollout import RolloutController
+from searchgw.gateway.routing import Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -59,7 +59,7 @@ from searchgw.errors import (
 )
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("gateway.core")
+_tracer = trace.get_tracer("searchgw.gateway.core")
 
 #: Canary errors that primary may answer instead.
 _RETRYABLE = (Unavailable, DeadlineExceeded, ResourceExhausted)

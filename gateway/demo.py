@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from gateway.core import PointInput, SearchCore
-from gateway.backends import CollectionSpec, Distance
+from searchgw.gateway.core import PointInput, SearchCore
+from searchgw.gateway.backends import CollectionSpec, Distance
 from searchgw.errors import NotFound
 
 log = logging.getLogger(__name__)

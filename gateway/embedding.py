@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from embedder.client import EmbedderClient
+from searchgw.embedder.client import EmbedderClient
 from searchgw.errors import DeadlineExceeded
 
 

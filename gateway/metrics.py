@@ -32,7 +32,7 @@ import grpc
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway.rollout import DecisionKind, TestKind
+from searchgw.gateway.rollout import DecisionKind, TestKind
 
 log = logging.getLogger(__name__)
 

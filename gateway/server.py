@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from embedder.client import EmbedderClient
-from gateway.backends import VectorBackend, open_backend
-from gateway.collections import CollectionAdmin
-from gateway.core import SearchCore
-from gateway.dependencies import (
+from searchgw.embedder.client import EmbedderClient
+from searchgw.gateway.backends import VectorBackend, open_backend
+from searchgw.gateway.collections import CollectionAdmin
+from searchgw.gateway.core import SearchCore
+from searchgw.gateway.dependencies import (
     BACKEND,
     EMBEDDER,
     PROBE_INTERVAL_S,
@@ -34,13 +34,13 @@ from gateway.dependencies import (
     DependencyMonitor,
     EmbedderGate,
 )
-from gateway.embedding import RemoteEmbedder, TextEmbedder
-from gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
-from gateway.paging import PageTokens
-from gateway.rollout import RolloutController, SqliteRolloutStore
-from gateway.routing import FORCED_ARM_HEADER, Router
-from gateway.services import CollectionServicer, RolloutServicer, SearchServicer
-from gateway.settings import GatewaySettings
+from searchgw.gateway.embedding import RemoteEmbedder, TextEmbedder
+from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
+from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.rollout import RolloutController, SqliteRolloutStore
+from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
+from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
+from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import NOT_SERVING, SERVING, server_options

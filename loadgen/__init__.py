@@ -7,13 +7,13 @@ Closed loop (N callers) or open loop (Poisson arrivals, latency from the schedul
 one or several worker processes whose histograms merge exactly. `searchgw loadgen --help` is the CLI.
 """
 
-from loadgen._config import LoadConfig
-from loadgen._errors import LoadgenError
-from loadgen._histogram import LatencyHistogram
-from loadgen._progress import Progress, ProgressLine
-from loadgen._report import REPORT_SCHEMA, Report, latency_summary_ms
-from loadgen._run import run_load, run_load_sync
-from loadgen._tally import NO_ROUTE, Tally
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._errors import LoadgenError
+from searchgw.loadgen._histogram import LatencyHistogram
+from searchgw.loadgen._progress import Progress, ProgressLine
+from searchgw.loadgen._report import REPORT_SCHEMA, Report, latency_summary_ms
+from searchgw.loadgen._run import run_load, run_load_sync
+from searchgw.loadgen._tally import NO_ROUTE, Tally
 
 __all__ = [
     "NO_ROUTE",

@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 import grpc
 
-from loadgen._config import LoadConfig
-from loadgen._tally import NO_ROUTE
-from loadgen._workload import Inputs, RoutingKeys
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._tally import NO_ROUTE
+from searchgw.loadgen._workload import Inputs, RoutingKeys
 from searchgw.v1 import common_pb2, embed_service_pb2, embed_service_pb2_grpc, search_service_pb2
 from searchgw.v1 import search_service_pb2_grpc
 

@@ -7,8 +7,8 @@ import pathlib
 
 import grpc
 
-from loadgen._config import LoadConfig
-from loadgen._errors import LoadgenError
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._errors import LoadgenError
 
 __all__ = ["connect"]
 

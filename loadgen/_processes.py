@@ -24,9 +24,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from loadgen._errors import LoadgenError
-from loadgen._tally import Tally
-from loadgen._worker import WorkerPlan, WorkerResult, run_plan
+from searchgw.loadgen._errors import LoadgenError
+from searchgw.loadgen._tally import Tally
+from searchgw.loadgen._worker import WorkerPlan, WorkerResult, run_plan
 
 __all__ = ["run_in_processes"]
 

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
-from loadgen._config import LoadConfig
-from loadgen._tally import Tally
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._tally import Tally
 
 __all__ = ["Progress", "ProgressCallback", "ProgressHub", "ProgressLine", "format_progress"]
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loadgen._config import LoadConfig
-from loadgen._histogram import LatencyHistogram
-from loadgen._tally import Tally
-from loadgen._worker import WorkerResult
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._histogram import LatencyHistogram
+from searchgw.loadgen._tally import Tally
+from searchgw.loadgen._worker import WorkerResult
 
 __all__ = ["QUANTILES", "REPORT_SCHEMA", "Report", "latency_summary_ms"]
 
-REPORT_SCHEMA = "searchgw.loadgen.report/v1"
+REPORT_SCHEMA = "loadgen.report/v1"
 
 #: The percentiles every latency summary carries, by name.
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999))

@@ -8,13 +8,13 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from loadgen._config import LoadConfig
-from loadgen._processes import run_in_processes
-from loadgen._progress import ProgressCallback, ProgressHub
-from loadgen._report import Report
-from loadgen._tally import Tally
-from loadgen._worker import WorkerPlan, WorkerResult, plan_workers, run_plan
-from loadgen._workload import queries_for
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._processes import run_in_processes
+from searchgw.loadgen._progress import ProgressCallback, ProgressHub
+from searchgw.loadgen._report import Report
+from searchgw.loadgen._tally import Tally
+from searchgw.loadgen._worker import WorkerPlan, WorkerResult, plan_workers, run_plan
+from searchgw.loadgen._workload import queries_for
 
 __all__ = ["run_load", "run_load_sync"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from loadgen._histogram import LatencyHistogram
+from searchgw.loadgen._histogram import LatencyHistogram
 
 __all__ = ["NO_ROUTE", "Tally"]
 

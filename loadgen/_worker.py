@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from loadgen._calls import call_source
-from loadgen._channel import connect
-from loadgen._config import LoadConfig
-from loadgen._tally import NO_ROUTE, Tally
-from loadgen._workload import Inputs, Query, arrival_times
+from searchgw.loadgen._calls import call_source
+from searchgw.loadgen._channel import connect
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._tally import NO_ROUTE, Tally
+from searchgw.loadgen._workload import Inputs, Query, arrival_times
 
 __all__ = ["Worker", "WorkerPlan", "WorkerResult", "plan_workers", "run_plan"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loadgen._config import LoadConfig
-from loadgen._corpus import BUILTIN_QUERIES
-from loadgen._errors import LoadgenError
+from searchgw.loadgen._config import LoadConfig
+from searchgw.loadgen._corpus import BUILTIN_QUERIES
+from searchgw.loadgen._errors import LoadgenError
 
 __all__ = ["Inputs", "Query", "RoutingKeys", "arrival_times", "load_queries", "queries_for", "unit_vector"]
 

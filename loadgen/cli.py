@@ -7,10 +7,10 @@ import os
 import pathlib
 import sys
 
-from loadgen._config import ENV_PREFIX, LoadConfig
-from loadgen._errors import LoadgenError
-from loadgen._progress import ProgressLine
-from loadgen._run import run_load_sync
+from searchgw.loadgen._config import ENV_PREFIX, LoadConfig
+from searchgw.loadgen._errors import LoadgenError
+from searchgw.loadgen._progress import ProgressLine
+from searchgw.loadgen._run import run_load_sync
 from searchgw import settings as settings_mod
 
 _EXAMPLES = """\

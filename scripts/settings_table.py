@@ -13,8 +13,8 @@ import pathlib
 import re
 import sys
 
-from embedder.settings import ENV_PREFIX as EMBEDDER_ENV, EmbedderSettings
-from gateway.settings import ENV_PREFIX as GATEWAY_ENV, GatewaySettings
+from searchgw.embedder.settings import ENV_PREFIX as EMBEDDER_ENV, EmbedderSettings
+from searchgw.gateway.settings import ENV_PREFIX as GATEWAY_ENV, GatewaySettings
 
 
 def _default(field: dataclasses.Field) -> str:

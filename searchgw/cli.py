@@ -1,9 +1,9 @@
-"""The `searchgw` console script. Each package adds its own subcommands:
+"""The `searchgw` console script: the top floor, the one module that imports every server's commands.
 
-    searchgw embedder serve ...         the embedding server          (embedder.cli)
-    searchgw serve ...                  the gateway (+ embedder)       (gateway.cli)
-    searchgw collections|ingest|search|rollout ...                      (gateway.cli)
-    searchgw loadgen ...                the load generator             (loadgen.cli)
+    searchgw embedder serve ...         the embedding server          (searchgw.embedder.cli)
+    searchgw serve ...                  the gateway (+ embedder)       (searchgw.gateway.cli)
+    searchgw collections|ingest|search|rollout ...                      (searchgw.gateway.cli)
+    searchgw loadgen ...                the load generator             (searchgw.loadgen.cli)
 
 A command-line mistake is one line on stderr naming the flag, with exit status 2 (never a usage dump
 or a traceback); `SEARCHGW_DEBUG=1` shows the traceback of an unexpected failure.
@@ -12,13 +12,16 @@ or a traceback); `SEARCHGW_DEBUG=1` shows the traceback of an unexpected failure
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import sys
 
+from searchgw.embedder import cli as embedder_cli
+from searchgw.gateway import cli as gateway_cli
+from searchgw.loadgen import cli as loadgen_cli
+
 #: Modules with a `register(subparsers)` function, in help order.
-_COMMAND_MODULES = ("gateway.cli", "embedder.cli", "loadgen.cli")
+_COMMAND_MODULES = (gateway_cli, embedder_cli, loadgen_cli)
 
 _EPILOG = """examples:
   searchgw serve --with-embedder --demo          # a gateway with its embedder and a demo collection
@@ -45,13 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandLineParser(prog="searchgw", description="gRPC search gateway with canary routing",
                                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in _COMMAND_MODULES:
         module.register(subparsers)
     return parser
 

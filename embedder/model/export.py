@@ -168,7 +168,7 @@ def build_bert_model(tensors: Mapping[str, np.ndarray], config: BertConfig) -> o
                               value_info=value_info)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
     # The lowest IR version for the opset, not the onnx package's newest: onnxruntime lags behind it.
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="searchgw.embedder.model.export",
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="embedder.model.export",
                               ir_version=helper.find_min_ir_version_for(opsets[:1]))
     onnx.checker.check_model(model)
     return model

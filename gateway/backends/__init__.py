@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.backends.base import VectorBackend
-from gateway.backends.edge import EdgeBackend
-from gateway.backends.faults import FaultInjectingBackend, FaultKind
-from gateway.backends.qdrant import QdrantBackend
-from gateway.backends.types import (
+from searchgw.gateway.backends.base import VectorBackend
+from searchgw.gateway.backends.edge import EdgeBackend
+from searchgw.gateway.backends.faults import FaultInjectingBackend, FaultKind
+from searchgw.gateway.backends.qdrant import QdrantBackend
+from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Condition,

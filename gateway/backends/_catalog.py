@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.backends.types import CollectionSpec, Distance, ScalarQuantization
+from searchgw.gateway.backends.types import CollectionSpec, Distance, ScalarQuantization
 
 _FORMAT = 1
 

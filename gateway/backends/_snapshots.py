@@ -41,9 +41,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from gateway.backends._catalog import _spec_from_json, _spec_to_json
-from gateway.backends._validation import check_name
-from gateway.backends.types import CollectionSpec, SnapshotInfo
+from searchgw.gateway.backends._catalog import _spec_from_json, _spec_to_json
+from searchgw.gateway.backends._validation import check_name
+from searchgw.gateway.backends.types import CollectionSpec, SnapshotInfo
 from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
 
 _FORMAT = 1

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gateway.backends.types import (
+from searchgw.gateway.backends.types import (
     DEFAULT_FULL_SCAN_THRESHOLD_KB,
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,

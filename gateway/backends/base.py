@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from gateway.backends.types import (
+from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,

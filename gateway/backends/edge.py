@@ -65,17 +65,17 @@ from typing import IO, Any, TypeVar
 import numpy as np
 import qdrant_edge as qe
 
-from gateway.backends._batching import MicroBatcher
-from gateway.backends._catalog import Catalog
-from gateway.backends._snapshots import SnapshotStore, check_snapshot_name
-from gateway.backends._validation import (
+from searchgw.gateway.backends._batching import MicroBatcher
+from searchgw.gateway.backends._catalog import Catalog
+from searchgw.gateway.backends._snapshots import SnapshotStore, check_snapshot_name
+from searchgw.gateway.backends._validation import (
     check_name,
     checked_points,
     checked_query,
     checked_selector,
     normalized_spec,
 )
-from gateway.backends.types import (
+from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Condition,

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway.backends.base import VectorBackend
-from gateway.backends.types import (
+from searchgw.gateway.backends.base import VectorBackend
+from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,

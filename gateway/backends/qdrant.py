@@ -47,15 +47,15 @@ from urllib.parse import quote
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from gateway.backends._validation import (
+from searchgw.gateway.backends._validation import (
     check_name,
     checked_points,
     checked_query,
     checked_selector,
     normalized_spec,
 )
-from gateway.backends._snapshots import check_snapshot_name
-from gateway.backends.types import (
+from searchgw.gateway.backends._snapshots import check_snapshot_name
+from searchgw.gateway.backends.types import (
     DEFAULT_QUANTILE,
     CollectionInfo,
     CollectionSpec,

@@ -11,9 +11,9 @@
 No grpc here; time comes from injected clocks.
 """
 
-from gateway.rollout.analysis import ArmSlice, CheckOutcome, StageEvidence, Verdict, judge
-from gateway.rollout.controller import ANONYMOUS_ACTOR, RolloutController, RolloutObserver, WatchEvent
-from gateway.rollout.model import (
+from searchgw.gateway.rollout.analysis import ArmSlice, CheckOutcome, StageEvidence, Verdict, judge
+from searchgw.gateway.rollout.controller import ANONYMOUS_ACTOR, RolloutController, RolloutObserver, WatchEvent
+from searchgw.gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
     DEFAULT_ERROR_CODES,
@@ -31,7 +31,7 @@ from gateway.rollout.model import (
     TestReport,
     validate_new_rollout,
 )
-from gateway.rollout.store import MemoryRolloutStore, RolloutStore, SqliteRolloutStore
+from searchgw.gateway.rollout.store import MemoryRolloutStore, RolloutStore, SqliteRolloutStore
 
 __all__ = [
     "ACTIVE_STATES",

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gateway.rollout.model import (
+from searchgw.gateway.rollout.model import (
     AnalysisPolicy,
     ArmStats,
     Stage,
@@ -49,7 +49,7 @@ from gateway.rollout.model import (
     TestOutcome,
     TestReport,
 )
-from gateway.rollout.sequential import (
+from searchgw.gateway.rollout.sequential import (
     RateLimitTest,
     RateRatioTest,
     SampleRatioTest,

@@ -61,8 +61,8 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
-from gateway.paging import PageTokens
-from gateway.rollout.analysis import (
+from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.rollout.analysis import (
     ArmSlice,
     CheckOutcome,
     RecentLatency,
@@ -71,7 +71,7 @@ from gateway.rollout.analysis import (
     judge,
     latency_threshold,
 )
-from gateway.rollout.model import (
+from searchgw.gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
     ROUTINE_DECISIONS,
@@ -82,8 +82,8 @@ from gateway.rollout.model import (
     check_reason,
     validate_new_rollout,
 )
-from gateway.rollout.store import RolloutStore
-from gateway.routing import Arm, Router, RouteTable
+from searchgw.gateway.rollout.store import RolloutStore
+from searchgw.gateway.routing import Arm, Router, RouteTable
 from searchgw.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -93,7 +93,7 @@ from searchgw.errors import (
     Unavailable,
 )
 
-log = logging.getLogger("gateway.rollout")
+log = logging.getLogger("searchgw.gateway.rollout")
 
 SwitchAlias = Callable[[str, str], Awaitable[None]]
 ResolveAlias = Callable[[str], Awaitable[str]]

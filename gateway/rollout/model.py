@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from gateway.routing import weight_to_bps
+from searchgw.gateway.routing import weight_to_bps
 from searchgw.errors import InvalidArgument
 
 #: Who made a decision that no operator made.

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from gateway.rollout.model import (
+from searchgw.gateway.rollout.model import (
     AnalysisPolicy,
     ArmStats,
     Decision,

@@ -8,8 +8,8 @@ published last; `resolve_routing_key` picks the key; `parse_forced_arm` reads `x
 No grpc here: the gateway's services pass plain strings in.
 """
 
-from gateway.routing.buckets import BUCKETS, ArmRange, BucketLayout, bucket, salt_prefix, weight_to_bps
-from gateway.routing.keys import (
+from searchgw.gateway.routing.buckets import BUCKETS, ArmRange, BucketLayout, bucket, salt_prefix, weight_to_bps
+from searchgw.gateway.routing.keys import (
     FORCED_ARM_HEADER,
     MAX_ROUTING_KEY_LENGTH,
     ROUTING_KEY_HEADER,
@@ -19,7 +19,7 @@ from gateway.routing.keys import (
     peer_host,
     resolve_routing_key,
 )
-from gateway.routing.router import UNROUTED, Arm, RouteDecision, Router, RouteTable
+from searchgw.gateway.routing.router import UNROUTED, Arm, RouteDecision, Router, RouteTable
 
 __all__ = [
     "BUCKETS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import random
 
-from gateway.routing.router import Arm
+from searchgw.gateway.routing.router import Arm
 from searchgw.errors import InvalidArgument
 
 #: The metadata key a client may route by instead of `routing_key`.

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import xxhash
 
-from gateway.routing.buckets import BUCKETS, BucketLayout, salt_prefix
+from searchgw.gateway.routing.buckets import BUCKETS, BucketLayout, salt_prefix
 
 
 class Arm(enum.StrEnum):

@@ -1,7 +1,7 @@
 """The gateway's gRPC servicers: thin translators between searchgw.v1 messages and the domain core."""
 
-from gateway.services.collection import CollectionServicer
-from gateway.services.rollout import RolloutServicer
-from gateway.services.search import SearchServicer
+from searchgw.gateway.services.collection import CollectionServicer
+from searchgw.gateway.services.rollout import RolloutServicer
+from searchgw.gateway.services.search import SearchServicer
 
 __all__ = ["CollectionServicer", "RolloutServicer", "SearchServicer"]

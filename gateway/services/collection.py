@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.collections import CollectionAdmin
-from gateway.services.convert import collection_spec_from_proto, collection_to_proto, snapshot_to_proto
+from searchgw.gateway.collections import CollectionAdmin
+from searchgw.gateway.services.convert import collection_spec_from_proto, collection_to_proto, snapshot_to_proto
 from searchgw.v1 import collection_service_pb2 as pb
 from searchgw.v1 import collection_service_pb2_grpc as pb_grpc
 

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 
-from gateway.backends import (
+from searchgw.gateway.backends import (
     CollectionInfo,
     CollectionSpec,
     Condition,
@@ -27,8 +27,8 @@ from gateway.backends import (
     ScoredPoint,
     SnapshotInfo,
 )
-from gateway.core import RouteInfo
-from gateway.rollout import (
+from searchgw.gateway.core import RouteInfo
+from searchgw.gateway.rollout import (
     AnalysisPolicy,
     ArmStats,
     Decision,
@@ -40,7 +40,7 @@ from gateway.rollout import (
     TestOutcome,
     TestReport,
 )
-from gateway.routing import Arm
+from searchgw.gateway.routing import Arm
 from searchgw.errors import InvalidArgument
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import common_pb2 as common_pb

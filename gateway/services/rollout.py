@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.rollout import RolloutController
-from gateway.services.convert import decision_to_proto, rollout_from_proto, rollout_to_proto
+from searchgw.gateway.rollout import RolloutController
+from searchgw.gateway.services.convert import decision_to_proto, rollout_from_proto, rollout_to_proto
 from searchgw.rpc import current_rpc
 from searchgw.v1 import rollout_service_pb2 as pb
 from searchgw.v1 import rollout_service_pb2_grpc as pb_grpc

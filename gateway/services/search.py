@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.core import PointInput, SearchCore, SearchParams
-from gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, parse_forced_arm
-from gateway.services.convert import (
+from searchgw.gateway.core import PointInput, SearchCore, SearchParams
+from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, parse_forced_arm
+from searchgw.gateway.services.convert import (
     filter_from_proto,
     payload_from_proto,
     point_id_from_proto,

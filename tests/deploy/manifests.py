@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from embedder.metrics import EmbedderMetrics
-from embedder.settings import ENV_PREFIX as EMBEDDER_ENV_PREFIX, EmbedderSettings
-from gateway.metrics import GatewayMetrics
-from gateway.settings import ENV_PREFIX as GATEWAY_ENV_PREFIX, GatewaySettings
+from searchgw.embedder.metrics import EmbedderMetrics
+from searchgw.embedder.settings import ENV_PREFIX as EMBEDDER_ENV_PREFIX, EmbedderSettings
+from searchgw.gateway.metrics import GatewayMetrics
+from searchgw.gateway.settings import ENV_PREFIX as GATEWAY_ENV_PREFIX, GatewaySettings
 from searchgw.v1 import collection_service_pb2, embed_service_pb2, rollout_service_pb2, search_service_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -19,11 +19,11 @@ import grpc
 import pytest
 import yaml
 
-from embedder.settings import DEFAULT_METRICS_PORT as EMBEDDER_METRICS_PORT, DEFAULT_PORT as EMBEDDER_PORT
-from gateway.metrics import ROLLOUT_STATES
-from gateway.routing.keys import FORCED_ARM_HEADER, ROUTING_KEY_HEADER
-from gateway.routing.router import Arm
-from gateway.settings import DEFAULT_METRICS_PORT as GATEWAY_METRICS_PORT, DEFAULT_PORT as GATEWAY_PORT
+from searchgw.embedder.settings import DEFAULT_METRICS_PORT as EMBEDDER_METRICS_PORT, DEFAULT_PORT as EMBEDDER_PORT
+from searchgw.gateway.metrics import ROLLOUT_STATES
+from searchgw.gateway.routing.keys import FORCED_ARM_HEADER, ROUTING_KEY_HEADER
+from searchgw.gateway.routing.router import Arm
+from searchgw.gateway.settings import DEFAULT_METRICS_PORT as GATEWAY_METRICS_PORT, DEFAULT_PORT as GATEWAY_PORT
 from searchgw import settings as settings_mod
 from searchgw.v1 import rollout_service_pb2
 from tests.deploy.manifests import (
@@ -665,12 +665,12 @@ def test_dockerfile_never_installs_torch():
 
 
 def test_dockerfile_bakes_the_onnx_export_with_the_embedders_own_function():
-    from embedder import model as embedder_model
+    from searchgw.embedder import model as embedder_model
 
     assert callable(getattr(embedder_model, "default_model_dir", None)), \
-        "embedder.model.default_model_dir is what the image calls to export the model"
+        "searchgw.embedder.model.default_model_dir is what the image calls to export the model"
     builder = _stages()[0]
-    export = [i for i in builder if i.keyword == "RUN" and "from embedder.model import default_model_dir" in i.args]
+    export = [i for i in builder if i.keyword == "RUN" and "from searchgw.embedder.model import default_model_dir" in i.args]
     assert export, "the builder does not export the model"
     assert builder.index(export[0]) > max(builder.index(i) for i in builder if "pip install" in i.args)
 

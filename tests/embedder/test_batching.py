@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from embedder.batching import DynamicBatcher, PendingInput, plan_batch
+from searchgw.embedder.batching import DynamicBatcher, PendingInput, plan_batch
 from searchgw.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from embedder.model import (
+from searchgw.embedder.model import (
     DEFAULT_MODEL_NAME,
     EmbeddingModel,
     catalog,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedder.server import SERVICE_NAME, create_server
+from searchgw.embedder.server import SERVICE_NAME, create_server
 from searchgw.v1 import embed_service_pb2 as pb
 from searchgw.v1 import embed_service_pb2_grpc as pb_grpc
 from tests.conftest import embedder_settings

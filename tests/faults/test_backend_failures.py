@@ -16,8 +16,8 @@ import asyncio
 
 import pytest
 
-from gateway.backends import FaultKind
-from gateway.client import stage
+from searchgw.gateway.backends import FaultKind
+from searchgw.gateway.client import stage
 from searchgw.errors import SearchgwError
 from searchgw.v1 import common_pb2
 

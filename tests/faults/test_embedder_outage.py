@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.client import GatewayClient
-from gateway.server import create_server
+from searchgw.gateway.client import GatewayClient
+from searchgw.gateway.server import create_server
 from searchgw.errors import SearchgwError
 from tests.faults.processes import free_port, start_embedder
 from tests.rigs import gateway_settings

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from gateway.client import GatewayClient, stage
+from searchgw.gateway.client import GatewayClient, stage
 from searchgw.errors import SearchgwError
 from searchgw.v1 import common_pb2
 from searchgw.v1 import rollout_service_pb2 as roll_pb

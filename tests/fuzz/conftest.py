@@ -8,7 +8,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.client import stage
+from searchgw.gateway.client import stage
 from searchgw.v1 import collection_service_pb2_grpc as coll_grpc
 from searchgw.v1 import embed_service_pb2_grpc as embed_grpc
 from searchgw.v1 import rollout_service_pb2_grpc as roll_grpc

@@ -16,7 +16,7 @@ from google.protobuf import descriptor_pool, message_factory
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.services import CollectionServicer, RolloutServicer, SearchServicer
+from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import collection_service_pb2_grpc as coll_grpc
 from searchgw.v1 import rollout_service_pb2 as roll_pb

@@ -16,10 +16,10 @@ import qdrant_edge as qe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from embedder.server import create_server as create_embedder
-from gateway.backends._validation import check_key
-from gateway.client import stage
-from gateway.settings import GatewaySettings
+from searchgw.embedder.server import create_server as create_embedder
+from searchgw.gateway.backends._validation import check_key
+from searchgw.gateway.client import stage
+from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import InvalidArgument, SearchgwError
 from searchgw.settings import SettingsError
 from searchgw.v1 import common_pb2 as common_pb

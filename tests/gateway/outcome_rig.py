@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedder.client import EmbedderClient
-from gateway.backends import EdgeBackend, FaultInjectingBackend
-from gateway.client import GatewayClient, stage
-from gateway.embedding import RemoteEmbedder, TextEmbedder
-from gateway.routing import Arm
-from gateway.server import GatewayServer, create_server
+from searchgw.embedder.client import EmbedderClient
+from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend
+from searchgw.gateway.client import GatewayClient, stage
+from searchgw.gateway.embedding import RemoteEmbedder, TextEmbedder
+from searchgw.gateway.routing import Arm
+from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.errors import SearchgwError
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from tests.rigs import ManualClock, gateway_settings

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.backends import (
+from searchgw.gateway.backends import (
     CollectionInfo,
     CollectionSpec,
     Distance,
@@ -39,7 +39,7 @@ from gateway.backends import (
     VectorBackend,
     open_backend,
 )
-from gateway.backends._batching import MicroBatcher
+from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -421,7 +421,7 @@ async def test_edge_reopened_after_close_has_everything_it_acknowledged(tmp_path
 
 _KILLED_WRITER = """
 import asyncio, os, signal, sys
-from gateway.backends import CollectionSpec, EdgeBackend, Point
+from searchgw.gateway.backends import CollectionSpec, EdgeBackend, Point
 
 async def main(path):
     backend = EdgeBackend(path)

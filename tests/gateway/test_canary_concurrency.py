@@ -12,9 +12,9 @@ import asyncio
 
 import pytest
 
-from gateway.core import ArmSlots
-from gateway.routing import Arm
-from gateway.settings import GatewaySettings
+from searchgw.gateway.core import ArmSlots
+from searchgw.gateway.routing import Arm
+from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import ResourceExhausted
 from searchgw.settings import SettingsError
 from searchgw.v1 import common_pb2

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from gateway.cli import parse_stages
-from gateway.rollout.model import DEFAULT_STAGES
+from searchgw.gateway.cli import parse_stages
+from searchgw.gateway.rollout.model import DEFAULT_STAGES
 from searchgw.cli import build_parser, main
 
 ROOT = pathlib.Path(__file__).parents[2]

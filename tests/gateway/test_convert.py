@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends import CollectionInfo, CollectionSpec, Distance, FieldCondition, Filter, HasId, Range
-from gateway.backends import ScalarQuantization
-from gateway.rollout import AnalysisPolicy, ArmStats, Decision, DecisionKind, Rollout, RolloutState, Stage
-from gateway.services import convert
+from searchgw.gateway.backends import CollectionInfo, CollectionSpec, Distance, FieldCondition, Filter, HasId, Range
+from searchgw.gateway.backends import ScalarQuantization
+from searchgw.gateway.rollout import AnalysisPolicy, ArmStats, Decision, DecisionKind, Rollout, RolloutState, Stage
+from searchgw.gateway.services import convert
 from searchgw.errors import InvalidArgument
 from searchgw.v1 import common_pb2
 

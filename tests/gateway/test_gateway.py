@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
-from gateway.backends import FaultKind
-from gateway.client import stage
+from searchgw.gateway.backends import FaultKind
+from searchgw.gateway.client import stage
 from searchgw.errors import SearchgwError
 from searchgw.v1 import common_pb2
 from searchgw.v1 import rollout_service_pb2 as roll_pb

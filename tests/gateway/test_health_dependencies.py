@@ -14,9 +14,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedder.server import create_server as create_embedder
-from gateway.client import GatewayClient
-from gateway.server import create_server
+from searchgw.embedder.server import create_server as create_embedder
+from searchgw.gateway.client import GatewayClient
+from searchgw.gateway.server import create_server
 from searchgw.errors import SearchgwError
 from tests.conftest import embedder_settings
 from tests.faults.processes import free_port
@@ -86,7 +86,7 @@ async def test_an_unreachable_embedder_fails_text_searches_fast_and_vector_searc
 
 
 async def test_each_change_of_the_embedders_reachability_is_reported_once(tmp_path, embedding_models, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.dependencies")
+    caplog.set_level(logging.INFO, logger="searchgw.gateway.dependencies")
     embedder = await start_embedder(embedding_models)
     port = int(embedder.address.rsplit(":", 1)[1])
     gateway = await create_server(gateway_settings(tmp_path, embedder_addr=embedder.address, metrics_port=-1),
@@ -115,7 +115,7 @@ async def test_each_change_of_the_embedders_reachability_is_reported_once(tmp_pa
         assert (await client.search("docs", text="canary share", limit=1)).points[0].id.num == 1
 
         changes = [r.getMessage() for r in caplog.records
-                   if r.name == "gateway.dependencies" and r.getMessage().startswith("dependency embedder")]
+                   if r.name == "searchgw.gateway.dependencies" and r.getMessage().startswith("dependency embedder")]
         assert len(changes) == 3, changes  # up at start-up, down once, up again
         assert changes[0] == changes[2] == "dependency embedder is up"
         assert changes[1].startswith("dependency embedder is unreachable: ")

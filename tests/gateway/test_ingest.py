@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from gateway import ingest
-from gateway.ingest import INGEST_NAMESPACE, Checkpoint, IngestError, IngestOptions, Problem, Record
+from searchgw.gateway import ingest
+from searchgw.gateway.ingest import INGEST_NAMESPACE, Checkpoint, IngestError, IngestOptions, Problem, Record
 
 OPTIONS = IngestOptions()
 

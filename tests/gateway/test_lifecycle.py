@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.client import GatewayClient
+from searchgw.gateway.client import GatewayClient
 from searchgw.rpc.server import run_until_signalled
 from searchgw.telemetry import configure_tracing
 from searchgw.telemetry.logs import JsonFormatter
@@ -88,7 +88,7 @@ def test_json_log_lines_carry_the_trace_id():
     from opentelemetry import trace
 
     configure_tracing("searchgw-tests", processor=SimpleSpanProcessor(InMemorySpanExporter()))
-    record = logging.LogRecord("gateway.rollout", logging.INFO, __file__, 1, "decided %s", ("x",), None)
+    record = logging.LogRecord("searchgw.gateway.rollout", logging.INFO, __file__, 1, "decided %s", ("x",), None)
     record.rollout = "r1"
     with trace.get_tracer("test").start_as_current_span("work") as span:
         entry = json.loads(JsonFormatter().format(record))

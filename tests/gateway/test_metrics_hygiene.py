@@ -12,8 +12,8 @@ import uuid
 import pytest
 from prometheus_client import generate_latest
 
-from gateway.client import stage
-from gateway.metrics import FINISHED_ROLLOUT_LINGER_S, OTHER_COLLECTION
+from searchgw.gateway.client import stage
+from searchgw.gateway.metrics import FINISHED_ROLLOUT_LINGER_S, OTHER_COLLECTION
 from searchgw.errors import SearchgwError
 
 VECTOR = [1.0, 0.0, 0.5, -1.0]

@@ -12,12 +12,12 @@ import asyncio
 
 import pytest
 
-from embedder.client import EmbedderClient
-from embedder.model.catalog import default_model_dir
-from embedder.server import create_server as create_embedder
-from gateway.backends import FaultKind
-from gateway.embedding import RemoteEmbedder
-from gateway.routing import Arm
+from searchgw.embedder.client import EmbedderClient
+from searchgw.embedder.model.catalog import default_model_dir
+from searchgw.embedder.server import create_server as create_embedder
+from searchgw.gateway.backends import FaultKind
+from searchgw.gateway.embedding import RemoteEmbedder
+from searchgw.gateway.routing import Arm
 from searchgw.v1 import common_pb2
 from tests.conftest import MODEL_CACHE, embedder_settings
 from tests.gateway.outcome_rig import (
@@ -156,7 +156,7 @@ async def test_resource_exhausted_from_the_embedder_for_the_canarys_model_falls_
 
 
 def _load_renamed_default_model(name: str):
-    from embedder.model.runtime import EmbeddingModel  # noqa: PLC0415
+    from searchgw.embedder.model.runtime import EmbeddingModel  # noqa: PLC0415
 
     return EmbeddingModel.load(default_model_dir(MODEL_CACHE), name, intra_op_threads=1)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from gateway.rollout import (
+from searchgw.gateway.rollout import (
     AnalysisPolicy,
     Decision,
     DecisionKind,
@@ -30,7 +30,7 @@ from gateway.rollout import (
     TestKind,
     TestOutcome,
 )
-from gateway.routing import Arm, Router
+from searchgw.gateway.routing import Arm, Router
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 INTERVAL = 10.0
@@ -339,11 +339,11 @@ async def test_decisions_carry_the_numbers_behind_them(env):
 
 
 async def test_decisions_are_logged_with_their_numbers(env, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.rollout")
+    caplog.set_level(logging.INFO, logger="searchgw.gateway.rollout")
     await env.controller.create(spec())
     await interval(env, canary_errors=50)
     record = next(r for r in caplog.records if getattr(r, "decision", "") == "CHECK_FAILED")
-    assert record.levelno == logging.WARNING and record.name == "gateway.rollout"
+    assert record.levelno == logging.WARNING and record.name == "searchgw.gateway.rollout"
     assert (record.rollout, record.canary_requests, record.canary_errors) == ("r1", 100, 50)
     assert record.canary_error_rate == 0.5 and record.primary_error_rate == 0.0
     assert record.error_ratio_p_value <= 0.02 and record.error_ratio_outcome == "REJECTED"

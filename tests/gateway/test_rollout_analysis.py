@@ -12,9 +12,9 @@ import random
 import numpy as np
 import pytest
 
-from gateway.rollout import AnalysisPolicy, ArmSlice, CheckOutcome, Stage, StageEvidence, TestKind, TestOutcome, judge
-from gateway.rollout.analysis import LATENCY_GROWTH, RecentLatency, latency_bucket, latency_threshold
-from gateway.rollout.sequential import RateLimitTest, RateRatioTest, SampleRatioTest, rate_bounds
+from searchgw.gateway.rollout import AnalysisPolicy, ArmSlice, CheckOutcome, Stage, StageEvidence, TestKind, TestOutcome, judge
+from searchgw.gateway.rollout.analysis import LATENCY_GROWTH, RecentLatency, latency_bucket, latency_threshold
+from searchgw.gateway.rollout.sequential import RateLimitTest, RateRatioTest, SampleRatioTest, rate_bounds
 
 POLICY = AnalysisPolicy(min_requests_per_arm=20, latency_threshold_s=0.050)
 STAGE = Stage(10.0)

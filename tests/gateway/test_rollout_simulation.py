@@ -33,9 +33,9 @@ from bench._rollout_sim import (
     rate_with_error,
     run_new_rule,
 )
-from gateway.rollout import controller as controller_module
-from gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
-from gateway.rollout.analysis import (
+from searchgw.gateway.rollout import controller as controller_module
+from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
+from searchgw.gateway.rollout.analysis import (
     ArmSlice,
     CheckOutcome,
     RecentLatency,
@@ -44,8 +44,8 @@ from gateway.rollout.analysis import (
     latency_bucket,
     latency_threshold,
 )
-from gateway.rollout.model import DEFAULT_STAGES, AnalysisPolicy
-from gateway.rollout.sequential import (
+from searchgw.gateway.rollout.model import DEFAULT_STAGES, AnalysisPolicy
+from searchgw.gateway.rollout.sequential import (
     _LIMIT_GRID,
     _LIMIT_WEIGHTS,
     _LOG_RATIO_GRID,
@@ -56,7 +56,7 @@ from gateway.rollout.sequential import (
     RateRatioTest,
     SampleRatioTest,
 )
-from gateway.routing import Arm, Router
+from searchgw.gateway.routing import Arm, Router
 
 POLICY = AnalysisPolicy()
 #: The α of the tests that roll back, per stage (errors + latency + guard).

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.rollout import (
+from searchgw.gateway.rollout import (
     AnalysisPolicy,
     ArmStats,
     Decision,

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.routing import (
+from searchgw.gateway.routing import (
     BUCKETS,
     UNROUTED,
     Arm,

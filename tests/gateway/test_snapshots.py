@@ -180,7 +180,7 @@ async def test_the_cli_snapshots_lists_and_restores(rig):
 
 
 async def test_the_snapshot_rpcs_need_the_admin_scope():
-    from gateway.server import METHOD_SCOPES
+    from searchgw.gateway.server import METHOD_SCOPES
 
     service = coll_pb.DESCRIPTOR.services_by_name["CollectionService"].full_name
     for rpc in ("CreateSnapshot", "ListSnapshots", "RestoreSnapshot"):
@@ -188,8 +188,8 @@ async def test_the_snapshot_rpcs_need_the_admin_scope():
 
 
 def test_a_snapshot_round_trips_through_its_converters():
-    from gateway.backends import SnapshotInfo
-    from gateway.services.convert import snapshot_from_proto, snapshot_to_proto
+    from searchgw.gateway.backends import SnapshotInfo
+    from searchgw.gateway.services.convert import snapshot_from_proto, snapshot_to_proto
 
     info = SnapshotInfo(name="docs-v1-2023-11-14-22-13-20-250000.snapshot", collection="docs-v1", size_bytes=12_345,
                         create_time=1_700_000_000.25, checksum="ab" * 32)

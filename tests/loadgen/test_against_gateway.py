@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from gateway.backends import FaultKind
-from gateway.client import stage
-from loadgen import LoadConfig, run_load
+from searchgw.gateway.backends import FaultKind
+from searchgw.gateway.client import stage
+from searchgw.loadgen import LoadConfig, run_load
 from tests.gateway.test_gateway import policy, two_arms
 
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from loadgen import LoadConfig, Tally, cli
-from loadgen._progress import Progress, ProgressLine, format_progress
+from searchgw.loadgen import LoadConfig, Tally, cli
+from searchgw.loadgen._progress import Progress, ProgressLine, format_progress
 from tests.loadgen.servers import ScriptedSearch, serving
 
 

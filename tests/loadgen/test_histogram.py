@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadgen import LatencyHistogram, Tally
-from loadgen._histogram import bucket_bounds, bucket_index
+from searchgw.loadgen import LatencyHistogram, Tally
+from searchgw.loadgen._histogram import bucket_bounds, bucket_index
 
 QUANTILES = [0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0]
 RELATIVE_ERROR = 1 / 128

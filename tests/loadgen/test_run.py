@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from loadgen import NO_ROUTE, REPORT_SCHEMA, LoadConfig, LoadgenError, Progress, run_load
+from searchgw.loadgen import NO_ROUTE, REPORT_SCHEMA, LoadConfig, LoadgenError, Progress, run_load
 from tests.loadgen.servers import ScriptedEmbed, ScriptedSearch, key_number, serving
 
 SERVICE_S = 0.02  # the slow server's time per call

@@ -9,10 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from loadgen import LoadConfig, LoadgenError
-from loadgen._calls import SearchCalls, call_metadata
-from loadgen._workload import Inputs, Query, RoutingKeys, arrival_times, load_queries, queries_for, unit_vector
-from loadgen._worker import plan_workers
+from searchgw.loadgen import LoadConfig, LoadgenError
+from searchgw.loadgen._calls import SearchCalls, call_metadata
+from searchgw.loadgen._workload import Inputs, Query, RoutingKeys, arrival_times, load_queries, queries_for, unit_vector
+from searchgw.loadgen._worker import plan_workers
 from searchgw.settings import SettingsError
 
 

@@ -364,8 +364,8 @@ def test_interceptors_for_refuses_a_bad_token_file_or_a_burst_without_rate(tmp_p
 
 
 def test_interceptors_for_reads_both_servers_settings(tmp_path):
-    from embedder.settings import EmbedderSettings
-    from gateway.settings import GatewaySettings
+    from searchgw.embedder.settings import EmbedderSettings
+    from searchgw.gateway.settings import GatewaySettings
 
     path = write_token_file(tmp_path / "tokens.yaml", TOKENS)
     for cls in (EmbedderSettings, GatewaySettings):
