@@ -29,13 +29,18 @@ Stage passing
     traffic at the last weight.
 
 Transitions
-    Each is all or nothing and serialised per rollout by an asyncio.Lock; the state is re-read
-    under the lock, so the controller never undoes an operator's action (a tick that waited for
-    the lock finds the rollout paused or aborted and leaves it so). A new `Rollout` is built, saved
-    (the store's transaction), then made current and published to the router, then announced: log
-    line (logger `gateway.rollout`, numbers in `extra`), observer, watchers. If saving fails the
-    rollout is unchanged. Promotion is one alias switch; if it fails the rollout is unchanged and
-    the error propagates (Unavailable unless the backend raised a domain error).
+    Each is serialised per rollout by an asyncio.Lock; the state is re-read under the lock, so the
+    controller never undoes an operator's action (a tick that waited for the lock finds the rollout
+    paused or aborted and leaves it so). A transition runs to its end even when its caller is
+    cancelled (a deadline), so a promotion cannot stop between its alias switch and its save.
+    A move that keeps the rollout active (start, pause, resume, advance) is saved first (the
+    store's transaction), then made current and published to the router, then announced: log line
+    (logger `searchgw.gateway.rollout`, numbers in `extra`), observer, watchers; if saving fails the
+    rollout is unchanged. A move that ends it (promote, abort, roll back) takes effect in routing
+    first, whatever the store does, and is saved after — on every tick until the store takes it.
+    Promotion is one alias switch; if the switch fails the rollout is unchanged and the error
+    propagates (Unavailable unless the backend raised a domain error). A rollout needs an alias:
+    starting one on a physical collection name is FailedPrecondition.
 
 History
     Every decision is kept except routine ones (CHECK_PASSED, INCONCLUSIVE): a run of the same
@@ -58,8 +63,8 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 from searchgw.gateway.paging import PageTokens
 from searchgw.gateway.rollout.analysis import (
@@ -104,6 +109,8 @@ ANONYMOUS_ACTOR = "anonymous"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DEFAULT_MAX_ROUTINE_DECISIONS = 100
+
+ResultT = TypeVar("ResultT")
 
 _RUNNING = RolloutState.RUNNING
 _PAUSED = RolloutState.PAUSED
@@ -237,6 +244,11 @@ class RolloutController:
         self._active: dict[str, _Active] = {}
         self._create_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        #: Ended rollouts (promoted, aborted, rolled back) the store has not taken yet: the end took
+        #: effect in routing at once, and the save is tried again on every tick until the store recovers.
+        self._unsaved: dict[str, Rollout] = {}
+        #: Transitions still running after their caller stopped waiting (see `_to_completion`).
+        self._detached: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -264,6 +276,9 @@ class RolloutController:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._detached:  # transitions whose caller went away: let them finish (they never hang)
+            await asyncio.gather(*self._detached, return_exceptions=True)
+        await self._save_unsaved()
         for active in list(self._active.values()):
             async with active.lock:
                 now = self._clock()
@@ -282,13 +297,17 @@ class RolloutController:
             await self._sleep(self._tick_interval)
 
     async def tick(self) -> None:
-        """Check every active rollout whose interval has elapsed. One rollout's failure spares the others."""
+        """Check every active rollout whose interval has elapsed. One rollout's failure spares the others.
+
+        Ended rollouts the store has not taken yet are saved first.
+        """
+        await self._save_unsaved()
         now = self._clock()
         for active in list(self._active.values()):
             if active.next_check_at > now:
                 continue
             try:
-                await self._check(active)
+                await self._to_completion(self._check(active))
             except Exception:
                 log.exception("rollout check failed", extra={"rollout": active.rollout.name})
 
@@ -374,8 +393,12 @@ class RolloutController:
 
         InvalidArgument for a bad spec; AlreadyExists for a taken name or a collection with an
         active rollout; NotFound (from `resolve_alias`) for an unknown collection; FailedPrecondition
-        when `primary_collection` is set but is not what the collection points at.
+        when `collection` is not an alias (promotion switches one) or `primary_collection` is set but is
+        not what the collection points at.
         """
+        return await self._to_completion(self._create(rollout, actor))
+
+    async def _create(self, rollout: Rollout, actor: str = "") -> Rollout:
         spec = validate_new_rollout(rollout)
         actor = actor or ANONYMOUS_ACTOR
         async with self._create_lock:
@@ -389,6 +412,11 @@ class RolloutController:
                     f"({busy.state.name}); promote or abort it first",
                     reason="ACTIVE_ROLLOUT_EXISTS", metadata={"collection": spec.collection, "rollout": busy.name})
             target = await self._resolve_alias(spec.collection)
+            if target == spec.collection:
+                raise FailedPrecondition(
+                    f"rollout.collection {spec.collection!r} is a collection, not an alias: promotion switches "
+                    f"an alias, so a rollout needs one (create an alias pointing at {spec.collection!r} and roll "
+                    f"that out)", reason="NOT_AN_ALIAS", metadata={"collection": spec.collection})
             if spec.primary_collection and spec.primary_collection != target:
                 raise FailedPrecondition(
                     f"rollout.primary_collection {spec.primary_collection!r} is not what {spec.collection!r} "
@@ -422,6 +450,9 @@ class RolloutController:
 
     async def pause(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         """Freeze the weight and the stage clock of a RUNNING rollout (checks still run and count)."""
+        return await self._to_completion(self._pause(name, reason, actor))
+
+    async def _pause(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         check_reason(reason)
         async with self._transition(name, "pause", {_RUNNING}) as active:
             now = self._clock()
@@ -438,6 +469,9 @@ class RolloutController:
 
         The split test starts over (a mismatch pauses the rollout; whoever resumes has looked).
         """
+        return await self._to_completion(self._resume(name, reason, actor))
+
+    async def _resume(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         check_reason(reason)
         async with self._transition(name, "resume", {_PAUSED}) as active:
             now = self._clock()
@@ -456,6 +490,9 @@ class RolloutController:
         Allowed in every active state. If the switch fails the rollout is unchanged and the error
         propagates.
         """
+        return await self._to_completion(self._promote(name, reason, actor))
+
+    async def _promote(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         check_reason(reason)
         async with self._transition(name, "promote", ACTIVE_STATES) as active:
             current = active.rollout
@@ -471,6 +508,9 @@ class RolloutController:
 
     async def abort(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         """End an active rollout: weight 0 at once, state ABORTED, alias untouched."""
+        return await self._to_completion(self._abort(name, reason, actor))
+
+    async def _abort(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         check_reason(reason)
         async with self._transition(name, "abort", ACTIVE_STATES) as active:
             now = self._clock()
@@ -619,8 +659,17 @@ class RolloutController:
 
     async def _commit(self, active: _Active, draft: Rollout, decisions: Sequence[Decision], now: float, *,
                       reset_progress: bool = False) -> Rollout:
-        """Save `draft`, make it current, route by it, announce `decisions`. Call with the lock held."""
-        await self._store.save(draft)
+        """Make `draft` current, route by it, announce `decisions`, and save it. Call with the lock held.
+
+        A draft that keeps the rollout active is saved first: if the store fails nothing changes and the
+        error propagates (the stage and weight stay where they were, which is safe). A draft that ends
+        the rollout takes effect first, whatever the store does: an abort or a rollback must stop the
+        canary's traffic even while the disk is full, and a promotion whose alias has switched has
+        happened. Its save is tried at once and, if the store fails, on every tick until it succeeds.
+        """
+        ending = not draft.state.is_active
+        if not ending:
+            await self._store.save(draft)
         previous = active.rollout
         active.rollout = draft
         active.elapsed_base = draft.stage_elapsed_s
@@ -632,8 +681,39 @@ class RolloutController:
             del self._active[draft.name]
         if (previous.state, previous.weight_percent) != (draft.state, draft.weight_percent):
             self._publish_routes()
+        if ending:
+            self._unsaved[draft.name] = draft
+            await self._save_unsaved()
         self._announce(active, draft, decisions)
         return draft
+
+    async def _save_unsaved(self) -> None:
+        """Save the ended rollouts the store has not taken yet; keep those it still refuses."""
+        for name, rollout in list(self._unsaved.items()):
+            try:
+                await self._store.save(rollout)
+            except Exception as exc:
+                log.warning("rollout %s is %s in routing but not saved yet (%s); the save is retried every tick",
+                            name, rollout.state.name, exc, extra={"rollout": name, "state": rollout.state.name})
+                return  # the store is down: the others would fail the same way
+            if self._unsaved.get(name) is rollout:
+                del self._unsaved[name]
+
+    async def _to_completion(self, work: Coroutine[Any, Any, ResultT]) -> ResultT:
+        """Run a transition to its end even if the caller stops waiting (a deadline, a dropped client).
+
+        Cancelled half-way, a promotion could leave the alias on the canary with the rollout still
+        RUNNING, and a save could land in the store but not in memory. The caller gets its
+        cancellation; the transition finishes in its own task, and `stop()` waits for it.
+        """
+        task = asyncio.ensure_future(work)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_unobserved_failure)
+            raise
 
     async def _point_alias_at_canary(self, rollout: Rollout) -> None:
         try:
@@ -707,6 +787,12 @@ class RolloutController:
         """`rollout` with live stage progress when it is active."""
         active = self._active.get(rollout.name)
         return rollout if active is None else active.live(self._clock())
+
+
+def _log_unobserved_failure(task: asyncio.Task[Any]) -> None:
+    """Log the failure of a transition whose caller had already stopped waiting for it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a rollout transition failed after its caller went away", exc_info=task.exception())
 
 
 def _illegal(rollout: Rollout, action: str, allowed: Collection[RolloutState]) -> FailedPrecondition:

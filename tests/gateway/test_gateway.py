@@ -102,7 +102,7 @@ async def test_a_rollout_advances_stage_by_stage_and_promotes_with_the_alias_swi
     # primary was at 50 % for reasons that are not the canary's. This test is about the stages, so it
     # fixes the latency threshold with an SLO; the latency tests are covered in test_rollout*.py.
     analysis = policy()
-    analysis.latency_threshold.FromSeconds(1)
+    analysis.latency_threshold.FromSeconds(5)
     await client.create_rollout("r1", "docs", "docs-v2", auto_promote=True, analysis=analysis,
                                 stages=[stage(10, 20, 5), stage(50, 20, 5), stage(100, 20, 5)])
     states = []
