@@ -42,7 +42,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench._common import LoadRunner, Machine, ManualClock, configure_like_production, load_average, loadavg_text
+from bench._common import LoadRunner, Machine, configure_like_production, load_average, loadavg_text
 from bench._common import print_table, verdict
 from bench.bench_routing import bench_routing
 from searchgw.gateway.backends import CollectionSpec, EdgeBackend, FaultInjectingBackend, FaultKind, Point, SearchQuery
@@ -55,6 +55,7 @@ from searchgw.v1 import common_pb2
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb
 from searchgw.v1 import search_service_pb2_grpc as search_grpc
+from searchgw.testing import ManualClock
 
 DIM = 384
 SIZES = (1_000, 20_000)
