@@ -1,5 +1,4 @@
-"""The compose file (deploy/compose/compose.yaml) held against the code: services, settings, ports, health checks.
-"""
+"""The compose file (deploy/compose/compose.yaml) held against the code: services, settings, ports, health checks."""
 
 from __future__ import annotations
 

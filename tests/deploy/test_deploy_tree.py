@@ -1,5 +1,4 @@
-"""deploy/ as a whole: every file parses, and the docs explain what operators must know.
-"""
+"""deploy/ as a whole: every file parses, and the docs explain what operators must know."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The Dockerfile (deploy/Dockerfile): multi-stage, non-root, no torch, the ONNX export baked in, real files and settings.
-"""
+"""The Dockerfile (deploy/Dockerfile): multi-stage, non-root, no torch, the ONNX export baked in, real files and settings."""
 
 from __future__ import annotations
 
