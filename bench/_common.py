@@ -1,5 +1,5 @@
 """What the benchmarks share: the machine's description, load averages, a load generator that runs
-in a process of its own, a manual clock, and small formatting helpers.
+in a process of its own, and small formatting helpers (the manual clock is `searchgw.testing.ManualClock`).
 
 The servers under test run in the benchmark's own process (so a benchmark can reach into them:
 rollouts, fault injection); the load always comes from `LoadRunner`, a spawned child process that
@@ -156,19 +156,6 @@ class LoadRunner:
 
 
 # -- small things ----------------------------------------------------------------------------------
-class ManualClock:
-    """Monotonic seconds that move only when told to (drives a rollout controller without waiting)."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def ms(ns: float) -> float:
     return ns / 1e6
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from bench._common import LoadRunner, Machine, configure_like_production, loadavg_text, print_table
 from bench._rollout_sim import B, OLD_POLICY, Scenario, StageCounts, old_rule, run_new_rule
-from bench.bench_gateway import DIM, SharedBackend, build_dataset, gateway_settings
+from bench._gateway import DIM, SharedBackend, build_dataset, gateway_settings
 from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend
 from searchgw.gateway.client import GatewayClient, stage
 from searchgw.gateway.rollout.analysis import bucket_latency, latency_bucket

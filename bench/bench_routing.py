@@ -27,6 +27,7 @@ from searchgw.gateway.rollout import (
     Stage,
 )
 from searchgw.gateway.routing import Arm, Router, RouteTable, resolve_routing_key
+from searchgw.testing import ManualClock
 
 REPEATS = 5
 
@@ -85,14 +86,6 @@ def rollout_spec(index: int) -> Rollout:
                    stages=(Stage(50.0, min_duration_s=1e6),), analysis=AnalysisPolicy(min_requests_per_arm=10))
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def make_controller(store: RolloutStore, rollouts: int, clock: Callable[[], float]) -> RolloutController:
     aliases = {f"c{i}": f"c{i}-v1" for i in range(rollouts)}
 
@@ -124,7 +117,7 @@ async def bench_record(calls: int) -> float:
 
 async def bench_tick(store: RolloutStore, rollouts: int, ticks: int) -> float:
     """ns per tick in which every one of `rollouts` is due, its windows holding a minute of traffic."""
-    clock = FakeClock()
+    clock = ManualClock()
     controller = await make_controller(store, rollouts, clock)
     for step in range(600):  # 60 s of traffic at 10 requests per arm per 100 ms, latencies spread
         clock.now += 0.1

@@ -35,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import LoadRunner, Machine, ManualClock, configure_like_production, loadavg_text, percentile_ms
+from bench._common import LoadRunner, Machine, configure_like_production, loadavg_text, percentile_ms
 from bench._common import print_table
 from searchgw.gateway.backends import CollectionSpec, EdgeBackend, FaultInjectingBackend, Point
 from searchgw.gateway.client import GatewayClient, stage
 from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.loadgen import LoadConfig, Report
+from searchgw.testing import ManualClock
 
 DIM = 384
 POINTS = 20_000

@@ -4,8 +4,9 @@
 
 Runs, in one process and with one load-generator process shared by all of them:
 bench_embedder (embedder texts/s against concurrency, raw onnxruntime on the same texts as the
-ceiling), bench_gateway with its scenarios (Search against bare grpc.aio servers, latency CDFs, route
-decision time, rollback reaction, an auto-rollback under load, a routing ramp), bench_backends (the
+ceiling), bench_gateway with its scenarios (bench_gateway_load: Search against bare grpc.aio servers,
+latency CDFs; bench_routing: route decision time; bench_gateway_rollback: rollback reaction;
+bench_gateway_timeline: an auto-rollback under load; bench_gateway_ramp: a routing ramp), bench_backends (the
 edge backend against the engine called directly) and bench_model (fp32 against int8, as its own
 process). Then writes the Markdown and the PNGs. The full run takes about 10-12 minutes on 2 cores;
 `--quick` (shorter runs, one round, no sentence-transformers and no bench_model) about 3.
@@ -34,7 +35,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import matplotlib.ticker  # noqa: E402
 
-from bench import bench_backends, bench_embedder, bench_gateway  # noqa: E402
+from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
+from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
 from searchgw.loadgen import LatencyHistogram, Tally  # noqa: E402
 
@@ -139,7 +141,7 @@ def plot_embedder(results: bench_embedder.EmbedderResults) -> str:
 
 def plot_gateway_cdf(results: bench_gateway.GatewayResults) -> str:
     sizes = list(results.datasets)
-    concurrencies = (1, bench_gateway.CONCURRENCY)
+    concurrencies = (1, _gateway.CONCURRENCY)
     fig, axes = plt.subplots(len(concurrencies), len(sizes), figsize=(11, 8), squeeze=False)
     for row, concurrency in enumerate(concurrencies):
         echo = results.run("echo", 0, concurrency)
@@ -149,7 +151,7 @@ def plot_gateway_cdf(results: bench_gateway.GatewayResults) -> str:
             for kind in ("echo", "backend", "gateway", "gateway+rollout"):
                 run = results.run(kind, 0 if kind == "echo" else size, concurrency)
                 xs, ys = cdf_points(run.latency)
-                label = bench_gateway.Target(kind, 0, "", "").label.split(", ")[0].replace("(c) gateway", "(c) gateway")
+                label = bench_gateway_load.Target(kind, 0, "", "").label.split(", ")[0].replace("(c) gateway", "(c) gateway")
                 if kind == "gateway":
                     label = "(c) gateway, no rollout"
                 elif kind == "gateway+rollout":
@@ -179,16 +181,16 @@ def plot_gateway_throughput(results: bench_gateway.GatewayResults) -> str:
     sizes = list(results.datasets)
     kinds = ("backend", "gateway", "gateway+rollout")
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    echo = results.run("echo", 0, bench_gateway.CONCURRENCY)
+    echo = results.run("echo", 0, _gateway.CONCURRENCY)
     width = 0.25
     for index, kind in enumerate(kinds):
-        values = [results.run(kind, size, bench_gateway.CONCURRENCY).calls_per_s for size in sizes]
+        values = [results.run(kind, size, _gateway.CONCURRENCY).calls_per_s for size in sizes]
         positions = [i + (index - 1) * width for i in range(len(sizes))]
         bars = ax.bar(positions, values, width, color=COLORS[kind],
                       label={"backend": "(b) bare grpc.aio + backend query", "gateway": "(c) gateway, no rollout",
                              "gateway+rollout": "(c) gateway, rollout at 50 %"}[kind])
         for bar, size in zip(bars, sizes):
-            backend = results.run("backend", size, bench_gateway.CONCURRENCY).calls_per_s
+            backend = results.run("backend", size, _gateway.CONCURRENCY).calls_per_s
             ax.annotate(f"{bar.get_height() / backend:.2f}x b\n{bar.get_height() / echo.calls_per_s:.2f}x a",
                         (bar.get_x() + bar.get_width() / 2, bar.get_height()), textcoords="offset points",
                         xytext=(0, 2), ha="center", fontsize=7.5)
@@ -197,16 +199,16 @@ def plot_gateway_throughput(results: bench_gateway.GatewayResults) -> str:
     ax.set_xticks(range(len(sizes)), [f"{size} points" for size in sizes])
     ax.set_ylabel("calls/s")
     ax.set_ylim(0, echo.calls_per_s * 1.3)
-    ax.set_title(f"Search by vector, {bench_gateway.CONCURRENCY} concurrent callers (closed loop)")
+    ax.set_title(f"Search by vector, {_gateway.CONCURRENCY} concurrent callers (closed loop)")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
-    footer(fig, stamp(results.machine, f"targets: c >= {bench_gateway.TARGET_VS_BACKEND:.2f}x b; "
-                                       f"on 1000 points c >= {bench_gateway.TARGET_VS_ECHO_1K:.2f}x a"))
+    footer(fig, stamp(results.machine, f"targets: c >= {bench_gateway_load.TARGET_VS_BACKEND:.2f}x b; "
+                                       f"on 1000 points c >= {bench_gateway_load.TARGET_VS_ECHO_1K:.2f}x a"))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, "gateway_throughput.png")
 
 
-def _interval_series(intervals: Sequence[bench_gateway.Interval]):
+def _interval_series(intervals: Sequence[_gateway.Interval]):
     """Per loadgen interval: t, calls/s, canary-routed share, client error rate, fallbacks/s, p95 by arm."""
     rows = []
     for interval in intervals:
@@ -224,7 +226,7 @@ def _interval_series(intervals: Sequence[bench_gateway.Interval]):
     return rows
 
 
-def plot_rollback(timeline: bench_gateway.Timeline, machine: Machine) -> str:
+def plot_rollback(timeline: bench_gateway_timeline.Timeline, machine: Machine) -> str:
     series = _interval_series(timeline.intervals)
     checks = [d for d in timeline.decisions if d.canary is not None or d.primary is not None]
     fig, (ax_w, ax_e, ax_l) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
@@ -301,7 +303,7 @@ def plot_rollback(timeline: bench_gateway.Timeline, machine: Machine) -> str:
     return save(fig, "auto_rollback.png")
 
 
-def plot_ramp(ramp: bench_gateway.Ramp, machine: Machine) -> str:
+def plot_ramp(ramp: bench_gateway_ramp.Ramp, machine: Machine) -> str:
     fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.6, 1]})
     series = _interval_series(ramp.intervals)
     end = ramp.intervals[-1].t if ramp.intervals else ramp.changes[-1] + 1
@@ -433,7 +435,7 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
         add("```text\n" + output + "\n```\n")
 
     # gateway
-    add("## Gateway (issue 3 §8)\n")
+    add("## Gateway (issue 3 §8; `bench/bench_gateway_load.py`, `bench/bench_gateway_rollback.py`)\n")
     add(f"![gateway calls/s]({images['gateway_tp']})\n")
     add(f"![gateway latency CDF]({images['gateway_cdf']})\n")
     add("(a) a bare grpc.aio server whose Search answers an empty response; (b) a bare grpc.aio server that does "
@@ -445,12 +447,12 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
                     for size, d in gateway.datasets.items())
         + f". Each configuration: best of {gateway.durations.rounds} interleaved round(s) of "
           f"{gateway.durations.load_s:g} s.\n")
-    for concurrency in (bench_gateway.CONCURRENCY, 1):
+    for concurrency in (_gateway.CONCURRENCY, 1):
         echo = gateway.run("echo", 0, concurrency)
         rows = []
         for run in sorted((r for r in gateway.runs if r.concurrency == concurrency), key=lambda r: (r.size, r.kind)):
             backend = gateway.run("backend", run.size, concurrency) if run.size else None
-            rows.append([bench_gateway.Target(run.kind, run.size, "", "").label, f"{run.calls_per_s:.0f}",
+            rows.append([bench_gateway_load.Target(run.kind, run.size, "", "").label, f"{run.calls_per_s:.0f}",
                          f"{run.calls_per_s / echo.calls_per_s:.2f}",
                          f"{run.calls_per_s / backend.calls_per_s:.2f}" if backend else "",
                          f"{run.p(0.5):.2f}", f"{run.p(0.99):.2f}",
@@ -482,7 +484,7 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
 
     if gateway.timeline is not None:
         timeline = gateway.timeline
-        add("## Auto-rollback in action (issue 4 §2)\n")
+        add("## Auto-rollback in action (issue 4 §2; `bench/bench_gateway_timeline.py`)\n")
         add(f"![auto-rollback]({images['rollback']})\n")
         rolled = timeline.rolled_back_at()
         add(f"A gateway on the real clock under open-loop loadgen traffic ({timeline.rate:g} calls/s, uniform keys); "
@@ -507,7 +509,7 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
 
     if gateway.ramp is not None:
         ramp = gateway.ramp
-        add("## Routing: measured canary share against the configured weight\n")
+        add("## Routing: measured canary share against the configured weight (`bench/bench_gateway_ramp.py`)\n")
         add(f"![routing ramp]({images['ramp']})\n")
         add("One rollout stepped through its stages (controller on a manual clock, advanced between dwells) under "
             f"{ramp.report.config.rate:g} calls/s of loadgen traffic with uniform keys over 10 000; intervals that straddle a change are left "

@@ -34,7 +34,8 @@ _tracer = trace.get_tracer("searchgw.embedder.batching")
 
 
 class Sized(Protocol):
-    n_tokens: int
+    @property
+    def n_tokens(self) -> int: ...
 
 
 ItemT = TypeVar("ItemT", bound=Sized)
@@ -45,7 +46,7 @@ class PendingInput(Generic[ItemT]):
     """One input waiting for the model."""
 
     item: ItemT
-    future: asyncio.Future
+    future: asyncio.Future[InputResult]
     enqueued_at: float
     deadline: float | None
     seq: int
@@ -56,7 +57,8 @@ class PendingInput(Generic[ItemT]):
         return self.item.n_tokens
 
 
-def plan_batch(pending: Sequence[PendingInput], *, max_batch_tokens: int, max_batch_size: int) -> list[PendingInput]:
+def plan_batch(pending: Sequence[PendingInput[ItemT]], *, max_batch_tokens: int,
+               max_batch_size: int) -> list[PendingInput[ItemT]]:
     """Choose the next batch from waiting inputs (pure; no clock, no I/O).
 
     The oldest input is always taken. Then inputs are added in order of closeness in length to the
@@ -156,7 +158,7 @@ class DynamicBatcher(Generic[ItemT]):
         self._pending: list[PendingInput[ItemT]] = []
         self._seq = 0
         self._wakeup = asyncio.Event()
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._stopping = False
         self._health = _WorkerHealth()
 
@@ -286,7 +288,7 @@ class DynamicBatcher(Generic[ItemT]):
         for listener in self._health.listeners:
             listener(healthy)
 
-    def _worker_ended(self, task: asyncio.Task) -> None:
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
         if self._stopping:
             return
         exc = task.exception() if not task.cancelled() else None

@@ -6,18 +6,20 @@ No gRPC here: the servicer translates protos to `embed(...)` calls and results b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from searchgw.embedder.batching import DynamicBatcher
 from searchgw.embedder.cache import LruCache
 from searchgw.embedder.metrics import EmbedderMetrics
-from searchgw.embedder.model import EmbeddingModel, ModelSpec, normalize
+from searchgw.embedder.model import EmbeddingModel, Encoded, ModelSpec, normalize
 from searchgw.embedder.settings import EmbedderSettings
 from searchgw.errors import InvalidArgument, NotFound
 
@@ -52,11 +54,16 @@ class EmbedResult:
 @dataclass
 class ServedModel:
     model: EmbeddingModel
-    batcher: DynamicBatcher
+    batcher: DynamicBatcher[Encoded]
 
     @property
     def spec(self) -> ModelSpec:
         return self.model.spec
+
+
+def _reader(batcher: DynamicBatcher[Encoded]) -> Callable[[], float]:
+    """The queue-depth gauge's reading of one batcher."""
+    return lambda: batcher.queue_depth
 
 
 class EmbedderCore:
@@ -91,7 +98,7 @@ class EmbedderCore:
                 model.run, self._inference,
                 max_batch_tokens=settings.max_batch_tokens, max_batch_size=settings.max_batch_size,
                 max_queue_size=settings.max_queue_size, clock=clock,
-                on_batch=lambda stats, _name=name: metrics.observe_batch(_name, stats),
+                on_batch=functools.partial(metrics.observe_batch, name),
             )
             self._models[name] = ServedModel(model, batcher)
         self.default_model = settings.default_model or models[0].spec.name
@@ -100,7 +107,7 @@ class EmbedderCore:
                              f"({', '.join(self._models)})")
         self._cache: LruCache[CachedEmbedding] = LruCache(settings.cache_size)
         for name, served in self._models.items():
-            metrics.queue_depth.labels(name).set_function(lambda b=served.batcher: b.queue_depth)
+            metrics.queue_depth.labels(name).set_function(_reader(served.batcher))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -205,13 +212,14 @@ class EmbedderCore:
             queue_seconds = max(r.queue_seconds for r in results)
             inference_seconds = max(r.run_seconds for r in results)
         self.metrics.texts.labels(spec.name).inc(len(texts))
-        vectors = np.stack([entry.vector for entry in cached])  # type: ignore[union-attr]
+        complete = cast(list[CachedEmbedding], cached)  # every miss is filled in above
+        vectors = np.stack([entry.vector for entry in complete])
         if normalize_vectors:
             vectors = normalize(vectors)
         return EmbedResult(
             vectors=vectors, model=spec.name, dimension=spec.dimension,
-            tokens=sum(entry.n_tokens for entry in cached),  # type: ignore[union-attr]
-            truncated_inputs=sum(entry.truncated for entry in cached),  # type: ignore[union-attr]
+            tokens=sum(entry.n_tokens for entry in complete),
+            truncated_inputs=sum(entry.truncated for entry in complete),
             cache_hits=hits, queue_seconds=queue_seconds, tokenize_seconds=tokenize_seconds,
             inference_seconds=inference_seconds,
         )

@@ -198,7 +198,12 @@ def _id_from_value(value: Any, options: IngestOptions) -> tuple[int | str | None
 
 def content_id(text: str | None, vector: Sequence[float] | None) -> str:
     """The id `--id-from-content` gives: uuid5 of the text, or of the vector's compact JSON."""
-    basis = text if text is not None else json.dumps(list(vector), separators=(",", ":"))
+    if text is not None:
+        basis = text
+    elif vector is not None:
+        basis = json.dumps(list(vector), separators=(",", ":"))
+    else:
+        raise ValueError("content_id needs a text or a vector")
     return str(uuid.uuid5(INGEST_NAMESPACE, basis))
 
 
@@ -266,9 +271,11 @@ def _record(line: int, row: Any, fmt: str, options: IngestOptions) -> Record | P
         if row.get(options.id_field) is None:
             return Problem(line, f"no {options.id_field!r} field; every record needs an id (--id-field NAME "
                                  "names another field, --id-from-content derives one from the text)")
-        ident, derived, problem = _id_from_value(row[options.id_field], options)
+        value, derived, problem = _id_from_value(row[options.id_field], options)
         if problem:
             return Problem(line, problem)
+        assert value is not None  # _id_from_value gives an id exactly when it finds no problem
+        ident = value
         if not derived:
             payload.pop(options.id_field, None)
     return Record(line=line, id=ident, text=text, vector=vector, payload=payload)
@@ -403,6 +410,7 @@ async def write(records: Iterator[Record], upsert: Upsert, *, path: pathlib.Path
                     detail = exc.description if index is not None and isinstance(exc, InvalidArgument) else exc.message
                     report.stopped = f"{where}{exc.code_name}: {detail}"
                     return False
+                assert isinstance(exc, InvalidArgument)  # _rejected_index finds an index only in these
                 bad = pending.pop(index)
                 report.rejected.append(Problem(bad.line, f"refused by the gateway: {exc.description}"))
                 continue

@@ -25,7 +25,7 @@ def _read(path: pathlib.Path | None) -> bytes | None:
 
 
 def open_channel(config: LoadConfig) -> grpc.aio.Channel:
-    options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
     if not config.uses_tls:
         return grpc.aio.insecure_channel(config.target, options=options)

@@ -66,7 +66,7 @@ async def run_in_processes(plans: Sequence[WorkerPlan], *, on_start: Callable[[]
 class _Inbox:
     """The parent's side of the message queue."""
 
-    def __init__(self, messages: Any, processes: list[multiprocessing.process.BaseProcess]) -> None:
+    def __init__(self, messages: Any, processes: Sequence[multiprocessing.process.BaseProcess]) -> None:
         self._messages = messages
         self._processes = processes
 

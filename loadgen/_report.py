@@ -29,8 +29,8 @@ def latency_summary_ms(histogram: LatencyHistogram) -> dict[str, float | None]:
     names = [name for name, _q in QUANTILES] + ["min", "max", "mean"]
     if histogram.count == 0:
         return dict.fromkeys(names)
-    values = histogram.percentiles([q for _name, q in QUANTILES])
-    values += [histogram.min_ns, histogram.max_ns, histogram.mean_ns]
+    values = [*histogram.percentiles([q for _name, q in QUANTILES]),
+              histogram.min_ns, histogram.max_ns, histogram.mean_ns]
     return {name: round(value / _NS_PER_MS, 4) for name, value in zip(names, values)}
 
 

@@ -26,9 +26,11 @@ async def run_load(config: LoadConfig, *, on_progress: ProgressCallback | None =
     a spawned process. `on_progress` gets a snapshot every `progress_interval_s` once the load has
     begun, and a last one at the end. Raises LoadgenError when the run cannot go ahead or finish.
     """
-    if config.seed is None:  # draw one, so that the report says how to repeat the run
-        config = dataclasses.replace(config, seed=random.SystemRandom().randrange(2**32))
-    plans = plan_workers(config, queries_for(config), seed=config.seed)
+    seed = config.seed
+    if seed is None:  # draw one, so that the report says how to repeat the run
+        seed = random.SystemRandom().randrange(2**32)
+        config = dataclasses.replace(config, seed=seed)
+    plans = plan_workers(config, queries_for(config), seed=seed)
     hub = ProgressHub(config)
     started_at = datetime.now(timezone.utc)
     ticker = asyncio.create_task(_tick(hub, on_progress, config.progress_interval_s)) if on_progress else None

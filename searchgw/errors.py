@@ -17,6 +17,8 @@ No module here imports grpc, so domain code stays testable on its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SearchgwError(Exception):
     """Base of every error a client is meant to see."""
@@ -38,7 +40,7 @@ class InvalidArgument(SearchgwError):
 
     code_name = "INVALID_ARGUMENT"
 
-    def __init__(self, field: str, message: str, **kwargs) -> None:
+    def __init__(self, field: str, message: str, **kwargs: Any) -> None:
         super().__init__(f"{field}: {message}", **kwargs)
         self.field = field
         self.description = message
@@ -61,7 +63,7 @@ class ResourceExhausted(SearchgwError):
 
     code_name = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 

@@ -22,7 +22,10 @@ import pathlib
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["ServerSettings", "SettingsError", "add_arguments", "build", "load_config_file", "setting"]
 
@@ -41,11 +44,11 @@ def setting(default: Any, help: str, *, flag: str | None = None, secret: bool = 
     )
 
 
-def _flag(field: dataclasses.Field) -> str:
+def _flag(field: dataclasses.Field[Any]) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
-def _env_name(prefix: str, field: dataclasses.Field) -> str:
+def _env_name(prefix: str, field: dataclasses.Field[Any]) -> str:
     return prefix + field.name.upper()
 
 
@@ -108,15 +111,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, env_prefix: str
             parser.add_argument(_flag(field), dest=field.name, default=None, help=help_text)
 
 
+_SettingsT = TypeVar("_SettingsT", bound="DataclassInstance")
+
+
 def build(
-    cls: type,
+    cls: type[_SettingsT],
     args: argparse.Namespace | Mapping[str, Any] | None = None,
     *,
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
     file_section: Mapping[str, Any] | None = None,
     **overrides: Any,
-):
+) -> _SettingsT:
     """Build `cls` from overrides > flags > environment > config file > defaults."""
     hints = _resolved_types(cls)
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from searchgw.embedder.client import EmbedderClient
 from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend, QdrantBackend
@@ -10,19 +12,7 @@ from searchgw.gateway.client import GatewayClient
 from searchgw.gateway.embedding import RemoteEmbedder
 from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.gateway.settings import GatewaySettings
-
-
-class ManualClock:
-    """Monotonic seconds that move only when a test says so (drives the rollout controller)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from searchgw.testing import ManualClock
 
 
 def gateway_settings(data_dir: pathlib.Path, **overrides) -> GatewaySettings:
@@ -69,3 +59,16 @@ class GatewayRig:
             await client.close()
         for server in list(self.servers):
             await server.stop(0)
+
+
+async def two_arms(client: GatewayClient, points: Sequence[Mapping[str, Any]], *, alias: str = "docs",
+                   primary: str = "docs-v1", canary: str = "docs-v2", dimension: int = 0,
+                   canary_model: str = "") -> None:
+    """A rollout's two arms: `alias` → `primary` and `canary` beside it, each collection holding `points`.
+
+    `dimension` 0 takes the embedding model's; `canary_model` names the canary's model ("" the default).
+    """
+    for name, model in ((primary, ""), (canary, canary_model)):
+        await client.create_collection(name, dimension=dimension, embedding_model=model)
+        await client.upsert(name, [dict(point) for point in points])
+    await client.update_alias(alias, primary)

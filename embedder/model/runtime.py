@@ -71,7 +71,8 @@ def create_session(onnx_path: Path, intra_op_threads: int | None = None) -> ort.
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Scale each row (last axis) to unit L2 length; all-zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    scaled: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return scaled
 
 
 class EmbeddingModel:

@@ -40,6 +40,7 @@ import math
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from searchgw.gateway.rollout.model import (
     AnalysisPolicy,
@@ -83,7 +84,7 @@ def bucket_latency(index: int) -> float:
     """The latency a bucket reports: its geometric midpoint (the floor for bucket 0)."""
     if index == 0:
         return LATENCY_FLOOR_S
-    return LATENCY_FLOOR_S * LATENCY_GROWTH ** (index - 0.5)
+    return float(LATENCY_FLOOR_S * LATENCY_GROWTH ** (index - 0.5))
 
 
 def bucket_upper_edge(index: int) -> float:
@@ -134,12 +135,12 @@ class ArmSlice:
         failed = sum(count for code, count in self.codes.items() if code != _OK)
         return failed + sum(count for index, count in self.latencies.items() if index > threshold_bucket)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"codes": dict(self.codes), "latencies": {str(k): v for k, v in self.latencies.items()},
                 "new_keys": self.new_keys}
 
     @classmethod
-    def from_json(cls, data: dict) -> ArmSlice:
+    def from_json(cls, data: dict[str, Any]) -> ArmSlice:
         arm = cls()
         arm.codes = {str(k): int(v) for k, v in data["codes"].items()}
         arm.latencies = {int(k): int(v) for k, v in data["latencies"].items()}
@@ -322,8 +323,8 @@ class StageEvidence:
 
     # -- persistence -------------------------------------------------------------------------------
 
-    def to_json(self) -> dict:
-        data: dict = {
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "primary": self.primary.to_json(), "canary": self.canary.to_json(),
             "errors": self.errors.to_json(), "latency": self.latency.to_json(),
             "guard_max": finite_or_none(self.guard.max_log_e) if self.guard else None,
@@ -337,7 +338,7 @@ class StageEvidence:
         return data
 
     @classmethod
-    def from_json(cls, policy: AnalysisPolicy, stage: Stage, weight_bps: int, data: dict, *,
+    def from_json(cls, policy: AnalysisPolicy, stage: Stage, weight_bps: int, data: dict[str, Any], *,
                   baseline: ArmSlice | None = None) -> StageEvidence:
         """Continue a stage's evidence after a restart (the split test starts over: the keys seen
         before the restart are not remembered, and counting them again would bias it)."""

@@ -642,13 +642,14 @@ class RolloutController:
         last = rollout.decisions[-1] if rollout.decisions else None
         folds = (last is not None and kind in ROUTINE_DECISIONS and last.kind is kind
                  and last.stage == rollout.current_stage and last.weight_percent == rollout.weight_percent)
+        folded = last if folds else None  # the decision this one replaces, when it folds
         decision = Decision(
             time=wall, kind=kind, reason=reason, stage=rollout.current_stage, weight_percent=rollout.weight_percent,
             primary=verdict.primary if verdict else None, canary=verdict.canary if verdict else None,
             actor=actor or ANONYMOUS_ACTOR, tests=verdict.tests if verdict else (),
             seq=(last.seq if folds else last.seq + 1) if last is not None else 1,
-            repeats=last.repeats + 1 if folds else 1,
-            first_time=(last.first_time or last.time) if folds else wall,
+            repeats=folded.repeats + 1 if folded is not None else 1,
+            first_time=(folded.first_time or folded.time) if folded is not None else wall,
         )
         decisions = (*rollout.decisions[:-1], decision) if folds else (*rollout.decisions, decision)
         routine = [d for d in decisions if d.kind in ROUTINE_DECISIONS]

@@ -19,6 +19,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from searchgw.gateway.routing import weight_to_bps
 from searchgw.errors import InvalidArgument
@@ -225,7 +226,7 @@ class AnalysisPolicy:
 
     def with_defaults(self) -> AnalysisPolicy:
         """This policy with every zero or empty field replaced by its default (proto3 semantics)."""
-        changes = {
+        changes: dict[str, Any] = {
             field.name: field.default
             for field in dataclasses.fields(self)
             if not getattr(self, field.name)
@@ -357,10 +358,10 @@ class Rollout:
     stage_canary_requests: int = 0
     #: The state of the current stage's sequential tests (`analysis.StageEvidence.to_json`), saved
     #: with every decision so a restarted gateway continues them.
-    evidence: dict | None = None
+    evidence: dict[str, Any] | None = None
     #: Primary's analysed calls over the stages before this one (`analysis.ArmTotals.to_json`): the
     #: baseline that a canary at 100 % weight is compared with.
-    baseline: dict | None = None
+    baseline: dict[str, Any] | None = None
 
     @property
     def weight_bps(self) -> int:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -147,12 +148,12 @@ class RateRatioTest:
                                               self.primary_calls),
                           lower=lower, upper=upper)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"ll": self.log_likelihood.tolist(), "max": finite_or_none(self.max_log_e),
                 "counts": [self.canary_events, self.canary_calls, self.primary_events, self.primary_calls]}
 
     @classmethod
-    def from_json(cls, alpha: float, data: dict) -> RateRatioTest:
+    def from_json(cls, alpha: float, data: dict[str, Any]) -> RateRatioTest:
         test = cls(alpha)
         test.log_likelihood = np.asarray(data["ll"], dtype=float)
         test.max_log_e = -math.inf if data["max"] is None else float(data["max"])

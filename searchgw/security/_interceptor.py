@@ -175,9 +175,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 class SecuritySettings(Protocol):
     """The settings fields `interceptors_for` reads (both servers' settings have them)."""
 
-    auth_tokens_file: Any
-    rate_limit_rps: float
-    rate_limit_burst: int
+    @property
+    def auth_tokens_file(self) -> Any: ...
+    @property
+    def rate_limit_rps(self) -> float: ...
+    @property
+    def rate_limit_burst(self) -> int: ...
 
 
 def interceptors_for(settings: SecuritySettings, method_scopes: Mapping[str, str]) -> list[grpc.aio.ServerInterceptor]:

@@ -62,4 +62,5 @@ def bind(server: grpc.aio.Server, address: str, *, cert: Path | None, key: Path 
         if client_ca is not None:
             raise SettingsError("TLS client CA: needs a TLS certificate and key (mutual TLS is TLS first)")
         return server.add_insecure_port(address)
+    assert key is not None  # set together with cert (checked above)
     return server.add_secure_port(address, server_credentials(cert, key, client_ca))

@@ -1,4 +1,5 @@
-"""Loading deploy/ and what the code says it should agree with: helpers for test_manifests.py.
+"""Loading deploy/ and what the code says it should agree with: helpers for the deploy tests (test_k8s.py,
+test_compose.py, test_dockerfile.py, test_settings.py, test_prometheus.py, test_grafana.py, test_deploy_tree.py).
 
 Nothing here can build or start a container; everything is read from the files and the code:
 settings fields (`dataclasses.fields`), default ports, health service names (the generated
@@ -12,16 +13,24 @@ import json
 import pathlib
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from searchgw import settings as settings_mod
 from searchgw.embedder.metrics import EmbedderMetrics
+from searchgw.embedder.settings import DEFAULT_METRICS_PORT as EMBEDDER_METRICS_PORT, DEFAULT_PORT as EMBEDDER_PORT
 from searchgw.embedder.settings import ENV_PREFIX as EMBEDDER_ENV_PREFIX, EmbedderSettings
-from searchgw.gateway.metrics import GatewayMetrics
+from searchgw.gateway.metrics import ROLLOUT_STATES, GatewayMetrics
+from searchgw.gateway.routing.router import Arm
+from searchgw.gateway.settings import DEFAULT_METRICS_PORT as GATEWAY_METRICS_PORT, DEFAULT_PORT as GATEWAY_PORT
 from searchgw.gateway.settings import ENV_PREFIX as GATEWAY_ENV_PREFIX, GatewaySettings
 from searchgw.v1 import collection_service_pb2, embed_service_pb2, rollout_service_pb2, search_service_pb2
 
@@ -318,3 +327,189 @@ def flag_values(server: Server, argv: Iterable[str]) -> dict[str, Any]:
             values[f.name] = args[i + 1]
             i += 2
     return values
+
+
+# -- what the deploy tests share: names and lookups in the manifests, compose, promtool, query checks ----
+WORKLOADS = {GATEWAY.name: ("StatefulSet", "searchgw-gateway"), EMBEDDER.name: ("Deployment", "searchgw-embedder")}
+CONFIGMAPS = {GATEWAY.name: "searchgw-gateway-config", EMBEDDER.name: "searchgw-embedder-config"}
+SECRET = "searchgw-gateway-secrets"
+DEFAULT_PORTS = {GATEWAY.name: (GATEWAY_PORT, GATEWAY_METRICS_PORT), EMBEDDER.name: (EMBEDDER_PORT, EMBEDDER_METRICS_PORT)}
+JOBS = {GATEWAY.name: "searchgw-gateway", EMBEDDER.name: "searchgw-embedder"}
+ERROR_CODES = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN"}
+
+
+def workload(server: Server) -> dict:
+    return k8s_index()[WORKLOADS[server.name]]
+
+
+def pod_spec(server: Server) -> dict:
+    return workload(server)["spec"]["template"]["spec"]
+
+
+def container(server: Server) -> dict:
+    (only,) = [c for c in pod_spec(server)["containers"] if c["name"] == server.name]
+    return only
+
+
+def container_ports(server: Server) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container(server)["ports"]}
+
+
+def configmap_env(server: Server) -> dict[str, str]:
+    return dict(k8s_index()[("ConfigMap", CONFIGMAPS[server.name])]["data"])
+
+
+def secret_env() -> dict[str, str]:
+    secret = k8s_index()[("Secret", SECRET)]
+    return {**secret.get("stringData", {}), **secret.get("data", {})}
+
+
+def pod_env(server: Server) -> dict[str, str]:
+    """What the server's container sees from its envFrom sources and env."""
+    env: dict[str, str] = {}
+    for source in container(server).get("envFrom", ()):
+        if "configMapRef" in source:
+            env.update(k8s_index()[("ConfigMap", source["configMapRef"]["name"])]["data"])
+        if "secretRef" in source:
+            assert source["secretRef"]["name"] == SECRET
+            env.update(secret_env())
+    for item in container(server).get("env", ()):
+        env[item["name"]] = item.get("value", "")
+    return env
+
+
+def k8s_settings(server: Server):
+    return settings_mod.build(server.settings_cls, {}, env_prefix=server.env_prefix, environ=pod_env(server))
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(text))
+    assert match, f"{text!r} is not a duration"
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+
+
+def pre_stop_sleep(server: Server) -> float:
+    command = container(server)["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0].endswith("sleep"), command
+    return float(command[1])
+
+
+def istio_proxy_config(server: Server) -> dict:
+    annotations = workload(server)["spec"]["template"]["metadata"].get("annotations", {})
+    return yaml.safe_load(annotations.get("proxy.istio.io/config", "")) or {}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def pod_labels(obj: dict) -> dict:
+    return obj["spec"]["template"]["metadata"]["labels"]
+
+
+def workloads() -> list[dict]:
+    return [o for o in k8s_objects() if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def compose() -> dict:
+    (doc,) = yaml_docs(COMPOSE_FILE)
+    return doc
+
+
+def compose_env(service: str) -> dict[str, str]:
+    env = compose()["services"][service].get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    # ${VAR:-default} interpolation, as compose does with VAR unset
+    return {k: re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+
+
+def compose_settings(server: Server):
+    service = compose()["services"][server.name]
+    command = service.get("command", [])
+    values = flag_values(server, command)
+    return settings_mod.build(server.settings_cls, values, env_prefix=server.env_prefix,
+                              environ=compose_env(server.name))
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed: it comes with Debian's `prometheus` package "
+                    "(apt-get install -y prometheus; scripts/test installs it)", pytrace=False)
+    return path
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def dockerfile_stages() -> dict[int, list]:
+    stages: dict[int, list] = {}
+    for instruction in dockerfile_instructions():
+        if instruction.stage >= 0:  # ARGs before the first FROM belong to no stage
+            stages.setdefault(instruction.stage, []).append(instruction)
+    return stages
+
+
+def dockerfile_runtime_env() -> dict[str, str]:
+    last = max(dockerfile_stages())
+    env: dict[str, str] = {}
+    for instruction in dockerfile_stages()[last]:
+        if instruction.keyword == "ENV":
+            env.update(env_assignments(instruction.args))
+    return env
+
+
+def dockerfile_model_dir() -> str:
+    (run,) = [i.args for i in dockerfile_instructions() if i.keyword == "RUN" and "default_model_dir" in i.args]
+    match = re.search(r"default_model_dir\(pathlib\.Path\('([^']+)'\)\)", run)
+    assert match, run
+    return match.group(1)
+
+
+def dockerfile_healthcheck_path() -> str:
+    (run,) = [i.args for i in dockerfile_instructions() if i.keyword == "RUN" and "healthcheck.py" in i.args]
+    return run.split()[-1]
+
+
+def known_series(exported: ExportedMetrics) -> dict[str, frozenset[str]]:
+    target_labels = frozenset({"job", "instance", "namespace", "pod"})
+    known = {name: labels | target_labels for name, labels in exported.labels.items()}
+    known["up"] = target_labels
+    known.update(recorded_labels())
+    return known
+
+
+def label_values_allowed() -> dict[str, set[str]]:
+    kinds = {v.name.removeprefix("KIND_").lower() for v in rollout_service_pb2.Decision.Kind.DESCRIPTOR.values}
+    return {
+        "code": {c.name for c in grpc.StatusCode},
+        "arm": {a.value for a in Arm} | {"none"},
+        "kind": kinds - {"unspecified"},
+        "state": set(ROLLOUT_STATES),
+        "job": set(JOBS.values()),
+        "rpc": {path.rsplit("/", 1)[1] for path in rpc_methods()},
+    }
+
+
+def check_query(expr: str, known: dict[str, frozenset[str]], where: str) -> None:
+    names = metric_names(expr)
+    assert names, f"{where}: reads no metric: {expr}"
+    for name in names:
+        assert name in known, f"{where}: {name} is not exported by the servers nor recorded: {expr}"
+    allowed_values = label_values_allowed()
+    for matcher in label_matchers(expr):
+        if matcher.metric:
+            assert matcher.label in known[matcher.metric], f"{where}: {matcher.metric} has no label {matcher.label}"
+        if matcher.label in allowed_values and "$" not in matcher.value and ".*" not in matcher.value:
+            for value in matcher.value.split("|"):
+                assert value in allowed_values[matcher.label], f"{where}: {matcher.label}={value!r} never occurs"

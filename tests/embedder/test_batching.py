@@ -17,20 +17,13 @@ import pytest
 
 from searchgw.embedder.batching import DynamicBatcher, PendingInput, plan_batch
 from searchgw.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from searchgw.testing import ManualClock
 
 
 @dataclass(frozen=True)
 class Item:
     n_tokens: int
     tag: int = 0
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def pending(lengths: list[int]) -> list[PendingInput]:
@@ -77,7 +70,7 @@ class HeldModel:
 @pytest.fixture
 async def rig():
     model = HeldModel()
-    clock = ManualClock()
+    clock = ManualClock(100.0)
     executor = ThreadPoolExecutor(max_workers=1)
     batcher = DynamicBatcher(model, executor, max_batch_tokens=1000, max_batch_size=16, max_queue_size=8,
                              clock=clock)

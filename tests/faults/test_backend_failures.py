@@ -20,15 +20,15 @@ from searchgw.gateway.backends import FaultKind
 from searchgw.gateway.client import stage
 from searchgw.errors import SearchgwError
 from searchgw.v1 import common_pb2
+from tests.rigs import two_arms
 
 VECTOR = [1.0, 0.0, 0.5, -1.0]
 
 
-async def two_arms(client) -> None:
-    for name in ("vec-a", "vec-b"):
-        await client.create_collection(name, dimension=4)
-        await client.upsert(name, [{"id": i, "vector": VECTOR} for i in range(1, 4)])
-    await client.update_alias("vecs", "vec-a")
+async def two_arms_in_rollout(client) -> None:
+    """vecs → vec-a (primary) and vec-b (canary) in rollout r1 at 50 %."""
+    await two_arms(client, [{"id": i, "vector": VECTOR} for i in range(1, 4)], alias="vecs", primary="vec-a",
+                   canary="vec-b", dimension=4)
     await client.create_rollout("r1", "vecs", "vec-b", stages=[stage(50, 3600, 0), stage(100)])
 
 
@@ -49,7 +49,7 @@ def sample(server, name: str, labels: dict[str, str]) -> float:
 @pytest.mark.parametrize("kind", [FaultKind.EXCEPTION, FaultKind.UNAVAILABLE])
 async def test_a_failing_canary_is_answered_by_primary_and_each_fallback_is_counted(rig, kind):
     server, client = await rig.start()
-    await two_arms(client)
+    await two_arms_in_rollout(client)
     server.backend.inject("vec-b", error=kind, operations={"search"})
     results = await searches(client, 200)
     assert not [r for r in results if isinstance(r, Exception)]
@@ -63,7 +63,7 @@ async def test_a_failing_canary_is_answered_by_primary_and_each_fallback_is_coun
 @pytest.mark.parametrize("kind", [FaultKind.EXCEPTION, FaultKind.UNAVAILABLE])
 async def test_a_failing_primary_is_unavailable_to_its_callers_and_counted(rig, kind):
     server, client = await rig.start()
-    await two_arms(client)
+    await two_arms_in_rollout(client)
     server.backend.inject("vec-a", error=kind, operations={"search"})
     results = await searches(client, 200)
     failed = [r for r in results if isinstance(r, Exception)]
@@ -78,7 +78,7 @@ async def test_a_failing_primary_is_unavailable_to_its_callers_and_counted(rig, 
 
 async def test_when_both_arms_fail_the_canary_caller_gets_unavailable_after_one_fallback(rig):
     server, client = await rig.start()
-    await two_arms(client)
+    await two_arms_in_rollout(client)
     for arm in ("vec-a", "vec-b"):
         server.backend.inject(arm, error=FaultKind.EXCEPTION, operations={"search"})
     results = await searches(client, 100)

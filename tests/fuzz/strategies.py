@@ -53,7 +53,7 @@ any_text = st.one_of(short_text, odd_text, long_text)
 #: Text at most 256 characters long. Known gap: CollectionService and RolloutService repeat a name
 #: they cannot find in full in the status message, percent-encoded in the trailers (up to 9 bytes a
 #: character); past ~8 KiB the client refuses them and gets RESOURCE_EXHAUSTED instead of the error.
-#: test_input_limits pins it as xfail until the interceptor bounds messages; until then their
+#: tests/gateway/test_input_limits.py pins it as xfail until the interceptor bounds messages; until then their
 #: fuzzing draws names from this instead of `any_text`.
 bounded_text = st.one_of(short_text, odd_text, long_text.filter(lambda text: len(text) <= 256))
 
@@ -171,7 +171,7 @@ filters = st.one_of(
 
 # -- payloads (google.protobuf.Struct) -----------------------------------------------------------
 # NaN and infinities are left out: they are a known gap outside the core (a Struct number that is not
-# finite fails in gateway/services/convert.py before any check; test_input_limits pins it as xfail).
+# finite fails in gateway/services/convert.py before any check; tests/gateway/test_input_limits.py pins it as xfail).
 json_leaves = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False), short_text,
                         st.integers(-(2**53), 2**53))
 json_values = st.recursive(json_leaves, lambda inner: st.one_of(
@@ -315,7 +315,7 @@ def mutated(draw, seed: Message) -> Message:
     """`seed` serialised, then bytes flipped, cut, spliced or replaced, and parsed back with FromString.
 
     Bytes that do not parse are dropped for the seed itself (the server only ever sees messages:
-    undecodable bytes are grpc's to refuse, see test_input_limits)."""
+    undecodable bytes are grpc's to refuse, see tests/gateway/test_input_limits.py)."""
     kind = type(seed)
     data = bytearray(seed.SerializeToString())
     operation = draw(st.sampled_from(["flip", "cut", "splice", "random"]))

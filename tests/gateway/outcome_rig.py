@@ -8,8 +8,8 @@ cancelled, or a jump of the gateway's clock), so no test sleeps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import pathlib
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,24 +22,13 @@ from searchgw.gateway.routing import Arm
 from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.errors import SearchgwError
 from searchgw.v1 import rollout_service_pb2 as roll_pb
-from tests.rigs import ManualClock, gateway_settings
+from searchgw.testing import ManualClock, SteppableClock
+from tests import rigs
+from tests.rigs import gateway_settings
 
 DIMENSION = 384
 #: Long enough that no test waits for it: a call ends by its deadline, its cancellation, or a Stall.
 PATIENT_TIMEOUT_S = 60.0
-
-
-class SteppableClock:
-    """time.monotonic() plus an offset a test can move forward (an answer "takes" that long)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 class Stall:
@@ -146,13 +135,10 @@ def unit_vector(seed: int = 0) -> list[float]:
     return (vector / np.linalg.norm(vector)).tolist()
 
 
-async def two_arms(client: GatewayClient, *, canary_model: str = "") -> None:
-    """docs → docs-v1 (primary) and docs-v2 (canary), a few points each, written as vectors."""
-    await client.create_collection("docs-v1", dimension=DIMENSION)
-    await client.create_collection("docs-v2", dimension=DIMENSION, embedding_model=canary_model)
-    for name in ("docs-v1", "docs-v2"):
-        await client.upsert(name, [{"id": i + 1, "vector": unit_vector(i)} for i in range(8)])
-    await client.update_alias("docs", "docs-v1")
+#: docs → docs-v1 (primary) and docs-v2 (canary), a few points each, written as vectors
+#: (`canary_model=` names the canary's embedding model).
+two_arms = functools.partial(rigs.two_arms, points=[{"id": i + 1, "vector": unit_vector(i)} for i in range(8)],
+                             dimension=DIMENSION)
 
 
 async def start_rollout(client: GatewayClient, weight_percent: float = 100.0) -> None:

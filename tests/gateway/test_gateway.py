@@ -7,6 +7,7 @@ loop would, so stage durations and analysis intervals pass without sleeping.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import grpc
 import numpy as np
@@ -18,6 +19,7 @@ from searchgw.errors import SearchgwError
 from searchgw.v1 import common_pb2
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb
+from tests import rigs
 
 PASSAGES = [
     "Knead the dough until smooth, then let the bread rise for an hour before baking.",
@@ -31,15 +33,17 @@ State = roll_pb.Rollout
 Kind = roll_pb.Decision
 
 
+#: PASSAGES as points: text (embedded by the gateway) and a payload naming it.
+PASSAGE_POINTS = [{"id": i + 1, "text": t, "payload": {"text": t, "n": i}} for i, t in enumerate(PASSAGES)]
+
+
 async def fill(client, name: str) -> None:
     await client.create_collection(name)
-    await client.upsert(name, [{"id": i + 1, "text": t, "payload": {"text": t, "n": i}} for i, t in enumerate(PASSAGES)])
+    await client.upsert(name, PASSAGE_POINTS)
 
 
-async def two_arms(client) -> None:
-    await fill(client, "docs-v1")
-    await fill(client, "docs-v2")
-    await client.update_alias("docs", "docs-v1")
+#: docs → docs-v1 (primary) and docs-v2 (canary), both holding PASSAGE_POINTS.
+two_arms = functools.partial(rigs.two_arms, points=PASSAGE_POINTS)
 
 
 def query_vector(seed: int = 0) -> list[float]:

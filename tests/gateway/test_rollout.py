@@ -32,25 +32,11 @@ from searchgw.gateway.rollout import (
 )
 from searchgw.gateway.routing import Arm, Router
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from searchgw.testing import WALL_OFFSET, ManualClock
 
 INTERVAL = 10.0
 STAGES = (Stage(10.0, 30.0, 50), Stage(50.0, 30.0, 50), Stage(100.0, 30.0, 50))
 POLICY = AnalysisPolicy(interval_s=INTERVAL, window_s=60.0, min_requests_per_arm=20, latency_threshold_s=0.050)
-WALL_OFFSET = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return WALL_OFFSET + self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class AliasTable:
@@ -101,7 +87,7 @@ class Recorder:
 @dataclass
 class Env:
     path: str
-    clock: FakeClock
+    clock: ManualClock
     aliases: AliasTable
     router: Router
     store: SqliteRolloutStore
@@ -113,7 +99,7 @@ class Env:
         return await make_env(self.path, self.clock, self.aliases, **options)
 
 
-async def make_env(path: str, clock: FakeClock, aliases: AliasTable, *,
+async def make_env(path: str, clock: ManualClock, aliases: AliasTable, *,
                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, **options) -> Env:
     router, store, observer = Router(), SqliteRolloutStore(path), Recorder()
     controller = RolloutController(store, router, switch_alias=aliases.switch, resolve_alias=aliases.resolve,
@@ -125,7 +111,7 @@ async def make_env(path: str, clock: FakeClock, aliases: AliasTable, *,
 @pytest.fixture
 async def env(tmp_path):
     aliases = AliasTable({"docs": "docs-v1", "news": "news-v1", "blog": "blog-v1"})
-    environment = await make_env(str(tmp_path / "rollouts.sqlite3"), FakeClock(), aliases)
+    environment = await make_env(str(tmp_path / "rollouts.sqlite3"), ManualClock(), aliases)
     yield environment
     await environment.controller.stop()
     await environment.store.close()
@@ -616,7 +602,7 @@ async def test_watching_an_ended_rollout_yields_it_once(env):
 
 async def test_repeated_routine_decisions_are_folded_with_count_and_time_range(tmp_path):
     aliases = AliasTable({"docs": "docs-v1"})
-    env = await make_env(str(tmp_path / "db.sqlite3"), FakeClock(), aliases)
+    env = await make_env(str(tmp_path / "db.sqlite3"), ManualClock(), aliases)
     await env.controller.create(spec())
     for _ in range(10):
         rollout = await interval(env, primary=100, canary=1)
@@ -711,7 +697,7 @@ async def test_a_promotion_whose_save_was_lost_is_finished_at_start_up(env):
 
 
 async def test_run_loop_checks_on_the_injected_clock(tmp_path):
-    clock = FakeClock()
+    clock = ManualClock()
     aliases = AliasTable({"docs": "docs-v1"})
     holder: dict[str, Env] = {}
 

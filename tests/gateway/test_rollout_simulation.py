@@ -57,6 +57,7 @@ from searchgw.gateway.rollout.sequential import (
     SampleRatioTest,
 )
 from searchgw.gateway.routing import Arm, Router
+from searchgw.testing import ManualClock
 
 POLICY = AnalysisPolicy()
 #: The α of the tests that roll back, per stage (errors + latency + guard).
@@ -300,17 +301,6 @@ def test_detection_time_new_rule_vs_old(fault):
 # -- the real controller ---------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-
 async def _no_sleep(_: float) -> None:
     return None
 
@@ -332,7 +322,7 @@ async def run_through_controller(path: str, scenario: Scenario, seed: int, *, st
     per call at its (fake) time, `tick()` every second. The canary behaves as `scenario` says in every
     stage. With `direct`, the same calls also feed a StageEvidence of stage 0, folded and judged as
     the controller does, to compare decisions."""
-    clock = FakeClock()
+    clock = ManualClock()
     physical = {"docs-v1", "docs-v2"}
     aliases = {"docs": "docs-v1"}
 

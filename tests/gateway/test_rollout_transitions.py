@@ -18,7 +18,8 @@ import pytest
 from searchgw.errors import FailedPrecondition, Unavailable
 from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
 from searchgw.gateway.routing import Router
-from tests.gateway.test_rollout import AliasTable, FakeClock, Recorder, feed, interval, kinds, spec
+from searchgw.testing import ManualClock
+from tests.gateway.test_rollout import AliasTable, Recorder, feed, interval, kinds, spec
 
 
 class FailingStore(SqliteRolloutStore):
@@ -42,7 +43,7 @@ class FailingStore(SqliteRolloutStore):
 class Rig:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.clock = FakeClock()
+        self.clock = ManualClock()
         self.aliases = AliasTable({"docs": "docs-v1"})
         self.router = Router()
         self.store = FailingStore(path)

@@ -8,19 +8,6 @@ from pathlib import Path
 import yaml
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def sha256_hex(token: str) -> str:
     """What `printf %s "$TOKEN" | sha256sum` prints (first field)."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -18,7 +18,8 @@ from searchgw.security import AuthInterceptor, RateLimiter, interceptors_for, lo
 from searchgw.settings import SettingsError
 from searchgw.v1 import embed_service_pb2 as pb
 from searchgw.v1 import embed_service_pb2_grpc as pb_grpc
-from tests.security.helpers import FakeClock, write_token_file
+from searchgw.testing import ManualClock
+from tests.security.helpers import write_token_file
 
 EMBED = "/searchgw.v1.EmbedService/Embed"
 MODEL_INFO = "/searchgw.v1.EmbedService/GetModelInfo"
@@ -266,7 +267,7 @@ async def test_health_and_reflection_stay_open_without_a_token(env):
 
 
 async def test_rate_limit_is_resource_exhausted_with_retry_info(tokens):
-    clock = FakeClock()
+    clock = ManualClock()
     async with serving(AuthInterceptor(tokens, SCOPES, RateLimiter(2.0, 2, clock=clock))) as env:
         await embed(env, bearer("reader"))
         await embed(env, bearer("reader"))
@@ -284,7 +285,7 @@ async def test_rate_limit_is_resource_exhausted_with_retry_info(tokens):
 
 
 async def test_rate_limit_applies_after_authentication(tokens):
-    clock = FakeClock()
+    clock = ManualClock()
     async with serving(AuthInterceptor(tokens, SCOPES, RateLimiter(1.0, 1, clock=clock))) as env:
         for _ in range(3):  # refused calls take nothing from the bucket
             assert (await refused(embed(env))).code() is grpc.StatusCode.UNAUTHENTICATED
@@ -294,7 +295,7 @@ async def test_rate_limit_applies_after_authentication(tokens):
 
 
 async def test_without_tokens_every_method_is_open_and_limited_per_peer_host():
-    clock = FakeClock()
+    clock = ManualClock()
     async with serving(AuthInterceptor(None, SCOPES, RateLimiter(1.0, 1, clock=clock))) as env:
         assert await env.channel.unary_unary(UNLISTED)(b"", timeout=5) == b"should not be reachable with auth on"
         exc = await refused(embed(env))

@@ -6,11 +6,11 @@ import pytest
 
 from searchgw.errors import ResourceExhausted
 from searchgw.security import RateLimiter
-from tests.security.helpers import FakeClock
+from searchgw.testing import ManualClock
 
 
 def test_burst_is_admitted_then_refused_with_the_wait_until_the_next_token():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(2.0, 3, clock=clock)
     for _ in range(3):
         limiter.acquire("alice")
@@ -22,7 +22,7 @@ def test_burst_is_admitted_then_refused_with_the_wait_until_the_next_token():
 
 
 def test_retry_after_shrinks_as_the_bucket_refills():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(4.0, 1, clock=clock)
     limiter.acquire("alice")
     clock.advance(0.1)
@@ -32,7 +32,7 @@ def test_retry_after_shrinks_as_the_bucket_refills():
 
 
 def test_waiting_retry_after_is_enough_to_be_admitted():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(3.0, 2, clock=clock)
     limiter.acquire("alice")
     limiter.acquire("alice")
@@ -45,7 +45,7 @@ def test_waiting_retry_after_is_enough_to_be_admitted():
 
 
 def test_refill_is_capped_at_the_burst():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(10.0, 2, clock=clock)
     limiter.acquire("alice")
     clock.advance(3600)
@@ -57,7 +57,7 @@ def test_refill_is_capped_at_the_burst():
 
 
 def test_refused_calls_do_not_consume_tokens():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(1.0, 1, clock=clock)
     limiter.acquire("alice")
     for _ in range(5):
@@ -68,7 +68,7 @@ def test_refused_calls_do_not_consume_tokens():
 
 
 def test_principals_have_separate_buckets():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(1.0, 1, clock=clock)
     limiter.acquire("alice")
     limiter.acquire("bob")
@@ -77,7 +77,7 @@ def test_principals_have_separate_buckets():
 
 
 def test_full_buckets_are_forgotten_so_memory_stays_bounded():
-    clock = FakeClock()
+    clock = ManualClock()
     limiter = RateLimiter(1.0, 1, clock=clock)
     for i in range(3000):
         limiter.acquire(f"peer-{i}")
