@@ -135,19 +135,19 @@ def error_from_status(status: status_pb2.Status) -> errors.SearchgwError:
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)
             retry_after = retry.retry_delay.ToNanoseconds() / 1e9
-    described = {"reason": info.reason, "metadata": dict(info.metadata)}
+    reason, metadata = info.reason, dict(info.metadata)
     kind = _KINDS.get(code_name)
     error: errors.SearchgwError
     if kind is errors.InvalidArgument:
-        error = (errors.InvalidArgument(violation.field, violation.description, **described) if violation is not None
-                 else errors.InvalidArgument("", message, **described))
+        field, description = (violation.field, violation.description) if violation is not None else ("", message)
+        error = errors.InvalidArgument(field, description, reason=reason, metadata=metadata)
     elif kind is errors.ResourceExhausted:
-        error = errors.ResourceExhausted(message, retry_after=retry_after, **described)
+        error = errors.ResourceExhausted(message, retry_after=retry_after, reason=reason, metadata=metadata)
     elif kind is not None:
-        error = kind(message, **described)
+        error = kind(message, reason=reason, metadata=metadata)
     else:
-        error = errors.SearchgwError(message, **described)
-        error.code_name = code_name
+        error = errors.SearchgwError(message, reason=reason, metadata=metadata)
+        error.code_name = code_name  # the code's own name: INTERNAL, UNKNOWN, CANCELLED, …
     return _saying(error, message)
 
 
