@@ -1,6 +1,6 @@
 """EmbedderClient: a small async client for searchgw.v1.EmbedService.
 
-Failures come back as `searchgw.errors` (see `searchgw.rpc.errors.domain_error_from`), so callers such
+Failures come back as `searchgw.errors` (see `searchgw.rpc.status.dependency_error`), so callers such
 as the gateway can let them flow to their own clients with the right code. Trace context is carried
 in the call metadata (W3C traceparent), so a caller's trace continues in the embedder.
 """
@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-from searchgw.rpc.errors import domain_error_from
+from searchgw.rpc.status import dependency_error
 from searchgw.v1 import embed_service_pb2 as pb
 from searchgw.v1 import embed_service_pb2_grpc as pb_grpc
 
@@ -74,7 +74,7 @@ class EmbedderClient:
         try:
             response = await self._stub.Embed(request, timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
-            raise domain_error_from(exc, field=field, what="embedder") from None
+            raise dependency_error(exc, field=field, what="embedder") from None
         dimension = response.dimension
         vectors = np.array([e.values for e in response.embeddings], dtype=np.float32).reshape(-1, dimension)
         return Embeddings(vectors=vectors, model=response.model, dimension=dimension, tokens=response.usage.tokens,
@@ -84,4 +84,4 @@ class EmbedderClient:
         try:
             return await self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
-            raise domain_error_from(exc, what="embedder") from None
+            raise dependency_error(exc, what="embedder") from None

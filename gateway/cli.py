@@ -687,13 +687,17 @@ def _time(stamp) -> str:
 
 
 async def _collections(client, args) -> int:
+    from searchgw.gateway.client import every_page
+
     timeout = args.timeout
-    if args.op == "list":
-        response = await client.list_collections(timeout=timeout)
+    if args.op == "list":  # every page of both listings
+        collections = [c async for page in every_page(lambda token: client.list_collections(page_token=token,
+                                                                                               timeout=timeout))
+                       for c in page.collections]
         aliases = await client.list_aliases(timeout=timeout)
-        data = {"collections": _as_dict(response).get("collections", []), "aliases": aliases}
+        data = {"collections": [_as_dict(c) for c in collections], "aliases": aliases}
         rows = [(c.name, str(c.dimension), str(c.points_count), c.embedding_model or "-", ",".join(c.aliases) or "-")
-                for c in response.collections]
+                for c in collections]
         _emit(args, data, lambda: _columns(rows, ("NAME", "DIM", "POINTS", "MODEL", "ALIASES")))
     elif args.op in ("get", "create", "optimize", "restore"):
         if args.op == "get":
@@ -717,13 +721,9 @@ async def _collections(client, args) -> int:
         snapshot = await client.create_snapshot(args.name, timeout=max(timeout, 600.0))
         _emit(args, snapshot, lambda: _columns([_snapshot_row(snapshot)], _SNAPSHOT_HEADER))
     elif args.op == "snapshots":
-        snapshots, token = [], ""
-        while True:
-            page = await client.list_snapshots(args.name, page_token=token, timeout=timeout)
-            snapshots.extend(page.snapshots)
-            token = page.next_page_token
-            if not token:
-                break
+        snapshots = [s async for page in every_page(lambda token: client.list_snapshots(args.name, page_token=token,
+                                                                                         timeout=timeout))
+                     for s in page.snapshots]
         _emit(args, {"snapshots": [_as_dict(s) for s in snapshots]},
               lambda: _columns([_snapshot_row(s) for s in snapshots], _SNAPSHOT_HEADER))
     return 0
@@ -796,6 +796,8 @@ def rollout_lines(rollout) -> list[str]:
 
 
 async def _rollout(client, args) -> int:
+    from searchgw.gateway.client import every_page
+
     timeout = args.timeout
     if args.op == "start":
         rollout = await client.create_rollout_message(rollout_from(args), timeout=timeout)
@@ -808,13 +810,8 @@ async def _rollout(client, args) -> int:
         _emit(args, {"name": rollout.name, "decisions": [_as_dict(d) for d in rollout.decisions]},
               lambda: [decision_line(d) for d in rollout.decisions])
     elif args.op == "list":
-        rollouts, token = [], ""
-        while True:
-            page = await client.list_rollouts(collection=args.collection, page_token=token, timeout=timeout)
-            rollouts.extend(page.rollouts)
-            token = page.next_page_token
-            if not token:
-                break
+        rollouts = [r async for page in every_page(lambda token: client.list_rollouts(
+                        collection=args.collection, page_token=token, timeout=timeout)) for r in page.rollouts]
         rows = [(r.name, r.collection, r.canary_collection, _enum_name(r, "state"),
                  f"{r.current_stage + 1}/{len(r.stages)}", _percent(r.weight_percent), _time(r.update_time))
                 for r in rollouts]

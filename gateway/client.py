@@ -1,20 +1,24 @@
 """GatewayClient: a small typed async client for SearchService, CollectionService and RolloutService.
 
 Used by the CLI, the tests, the load generator and internal Python callers. Methods take plain
-Python arguments and return the response messages; failures raise `searchgw.errors` types (the
-status code is `exc.code_name`).
+Python arguments and return the response messages; failures raise `searchgw.errors` types, read
+from the status's structured details by `searchgw.rpc.status.error_from_rpc` (the status code is
+`exc.code_name`; INVALID_ARGUMENT's `exc.field` is the field the server named).
+
+The `list_*` methods return one page (AIP-158: `page_size` 0 means 50, at most 1000; pass the
+response's `next_page_token` back for the next); `list_aliases` follows every page.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
 from searchgw import errors
-from searchgw.errors import SearchgwError
+from searchgw.rpc.status import error_from_rpc
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import collection_service_pb2_grpc as coll_grpc
 from searchgw.v1 import common_pb2 as common_pb
@@ -50,6 +54,36 @@ def stage(weight_percent: float, min_duration_s: float = 0.0, min_requests: int 
                          min_requests=min_requests)
 
 
+class PageResponse(Protocol):
+    """A List* response: a page of items and the token of the next page ("" on the last)."""
+
+    @property
+    def next_page_token(self) -> str: ...
+
+
+PageT = TypeVar("PageT", bound=PageResponse)
+
+
+async def every_page(fetch: Callable[[str], Awaitable[PageT]]) -> AsyncIterator[PageT]:
+    """Every page of a listing, first to last: `fetch(page_token)` asks for one page, e.g.
+    `every_page(lambda token: client.list_collections(page_token=token))`."""
+    token = ""
+    while True:
+        page = await fetch(token)
+        yield page
+        token = page.next_page_token
+        if not token:
+            return
+
+
+def _page_size(value: int) -> int:
+    """The page size to send; the wire type is unsigned, so a negative one is refused here, as the
+    server refuses it in-process: INVALID_ARGUMENT naming `page_size`."""
+    if value < 0:
+        raise errors.InvalidArgument("page_size", f"{value}; must not be negative (0 means the server's default)")
+    return value
+
+
 class GatewayClient:
     """Async client of the gateway at `target` (host:port)."""
 
@@ -80,7 +114,7 @@ class GatewayClient:
         try:
             return await method(request, timeout=timeout, metadata=self._metadata + tuple(metadata))
         except grpc.aio.AioRpcError as exc:
-            raise _client_error(exc) from None
+            raise error_from_rpc(exc) from None
 
     # -- SearchService ---------------------------------------------------------------------
     async def search(self, collection: str, *, text: str | None = None, vector: Sequence[float] | None = None,
@@ -124,7 +158,8 @@ class GatewayClient:
 
     # -- CollectionService -----------------------------------------------------------------
     async def create_collection(self, name: str, *, dimension: int = 0, embedding_model: str = "",
-                                distance: int = coll_pb.DISTANCE_COSINE, hnsw: coll_pb.HnswConfig | None = None,
+                                distance: coll_pb.Distance = coll_pb.DISTANCE_COSINE,
+                                hnsw: coll_pb.HnswConfig | None = None,
                                 timeout: float | None = None) -> coll_pb.Collection:
         collection = coll_pb.Collection(name=name, dimension=dimension, embedding_model=embedding_model,
                                         distance=distance, hnsw=hnsw)
@@ -140,7 +175,8 @@ class GatewayClient:
     async def list_collections(self, *, page_size: int = 0, page_token: str = "",
                                timeout: float | None = None) -> coll_pb.ListCollectionsResponse:
         return await self._call(self.collection_stub.ListCollections,
-                                coll_pb.ListCollectionsRequest(page_size=page_size, page_token=page_token), timeout)
+                                coll_pb.ListCollectionsRequest(page_size=_page_size(page_size), page_token=page_token),
+                                timeout)
 
     async def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
         await self._call(self.collection_stub.DeleteCollection, coll_pb.DeleteCollectionRequest(name=name), timeout)
@@ -155,9 +191,20 @@ class GatewayClient:
                                     coll_pb.OptimizeCollectionRequest(name=name), timeout)
         return response.collection
 
-    async def list_aliases(self, *, timeout: float | None = None) -> dict[str, str]:
-        response = await self._call(self.collection_stub.ListAliases, coll_pb.ListAliasesRequest(), timeout)
-        return {a.alias: a.collection for a in response.aliases}
+    async def list_aliases_page(self, *, page_size: int = 0, page_token: str = "",
+                                timeout: float | None = None) -> coll_pb.ListAliasesResponse:
+        """One page of aliases, by name."""
+        return await self._call(self.collection_stub.ListAliases,
+                                coll_pb.ListAliasesRequest(page_size=_page_size(page_size), page_token=page_token),
+                                timeout)
+
+    async def list_aliases(self, *, page_size: int = 0, timeout: float | None = None) -> dict[str, str]:
+        """Every alias and its collection, by name (it follows every page; `timeout` is per page)."""
+        aliases: dict[str, str] = {}
+        async for page in every_page(lambda token: self.list_aliases_page(page_size=page_size, page_token=token,
+                                                                          timeout=timeout)):
+            aliases.update((a.alias, a.collection) for a in page.aliases)
+        return aliases
 
     async def create_snapshot(self, name: str, *, timeout: float | None = None) -> coll_pb.Snapshot:
         response = await self._call(self.collection_stub.CreateSnapshot, coll_pb.CreateSnapshotRequest(name=name),
@@ -167,7 +214,7 @@ class GatewayClient:
     async def list_snapshots(self, collection: str, *, page_size: int = 0, page_token: str = "",
                              timeout: float | None = None) -> coll_pb.ListSnapshotsResponse:
         return await self._call(self.collection_stub.ListSnapshots,
-                                coll_pb.ListSnapshotsRequest(collection=collection, page_size=page_size,
+                                coll_pb.ListSnapshotsRequest(collection=collection, page_size=_page_size(page_size),
                                                              page_token=page_token), timeout)
 
     async def restore_snapshot(self, snapshot: str, collection: str, *,
@@ -201,7 +248,7 @@ class GatewayClient:
     async def list_rollouts(self, *, collection: str = "", page_size: int = 0, page_token: str = "",
                             timeout: float | None = None) -> roll_pb.ListRolloutsResponse:
         return await self._call(self.rollout_stub.ListRollouts,
-                                roll_pb.ListRolloutsRequest(collection=collection, page_size=page_size,
+                                roll_pb.ListRolloutsRequest(collection=collection, page_size=_page_size(page_size),
                                                             page_token=page_token), timeout)
 
     async def pause_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
@@ -226,22 +273,7 @@ class GatewayClient:
             async for message in call:
                 yield message
         except grpc.aio.AioRpcError as exc:
-            raise _client_error(exc) from None
+            raise error_from_rpc(exc) from None
         finally:
             call.cancel()
 
-
-def _client_error(exc: grpc.aio.AioRpcError) -> SearchgwError:
-    """The server's status as a `searchgw.errors` instance carrying the server's code and message."""
-    code = exc.code()
-    message = exc.details() or code.name
-    kind = next((k for k in _ERROR_KINDS if k.code_name == code.name), SearchgwError)
-    error = kind.__new__(kind)
-    SearchgwError.__init__(error, message)
-    error.code_name = code.name
-    if isinstance(error, errors.InvalidArgument):
-        error.field, _, error.description = message.partition(": ")
-    return error
-
-
-_ERROR_KINDS = [getattr(errors, name) for name in errors.__all__ if name != "SearchgwError"]

@@ -19,13 +19,9 @@ from searchgw.gateway.backends._snapshots import check_snapshot_name
 from searchgw.gateway.backends._validation import check_name
 from searchgw.gateway.core import SearchCore
 from searchgw.gateway.embedding import TextEmbedder
-from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.rollout import RolloutController
 from searchgw.errors import FailedPrecondition, InvalidArgument
-
-_LISTING = "collections"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 
 
 class CollectionAdmin:
@@ -67,19 +63,10 @@ class CollectionAdmin:
         physical = await self._backend.resolve(name)
         return await self._backend.get_collection(physical)
 
-    async def list(self, page_size: int, page_token: str) -> tuple[list[CollectionInfo], str]:
-        """A page of collections by name; the token (signed) carries the last name of the page before."""
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        everything = await self._backend.list_collections()
-        start = 0
-        if page_token:
-            after = self._pages.read_value(page_token, _LISTING)
-            if not isinstance(after, str):
-                raise InvalidArgument("page_token", "is not a token this server issued")
-            start = next((i for i, info in enumerate(everything) if info.spec.name > after), len(everything))
-        page = everything[start:start + size]
-        more = start + size < len(everything)
-        return page, (self._pages.issue_value(page[-1].spec.name, _LISTING) if more else "")
+    async def list(self, page_size: int, page_token: str) -> Page[CollectionInfo]:
+        """A page of collections by name (see `PageTokens.paginate`)."""
+        return self._pages.paginate(await self._backend.list_collections(), key=lambda info: info.spec.name,
+                                    page_size=page_size, page_token=page_token, listing="collections")
 
     async def delete(self, name: str) -> None:
         check_name("name", name)
@@ -114,19 +101,12 @@ class CollectionAdmin:
         return await self._core.backend_call("create_snapshot", self._backend.create_snapshot(physical))
 
     async def list_snapshots(self, collection: str, page_size: int = 0,
-                             page_token: str = "") -> tuple[list[SnapshotInfo], str]:
-        """A page of the collection's snapshots, oldest first; the token is the last one's name."""
+                             page_token: str = "") -> Page[SnapshotInfo]:
+        """A page of the collection's snapshots, oldest first (see `PageTokens.paginate`)."""
         check_name("collection", collection)
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         everything = await self._core.backend_call("list_snapshots", self._backend.list_snapshots(collection))
-        start = 0
-        if page_token:
-            start = next((i + 1 for i, info in enumerate(everything) if info.name == page_token), None)
-            if start is None:
-                raise InvalidArgument("page_token", "names no snapshot of this collection; start over without it")
-        page = everything[start:start + size]
-        more = start + size < len(everything)
-        return page, (page[-1].name if more else "")
+        return self._pages.paginate(everything, key=lambda info: (info.create_time, info.name), page_size=page_size,
+                                    page_token=page_token, listing="snapshots", query=(collection,))
 
     async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         check_snapshot_name("snapshot", snapshot)
@@ -135,8 +115,10 @@ class CollectionAdmin:
         self._core.forget_collection(collection)
         return info
 
-    async def aliases(self) -> dict[str, str]:
-        return await self._backend.list_aliases()
+    async def aliases(self, page_size: int = 0, page_token: str = "") -> Page[tuple[str, str]]:
+        """A page of (alias, collection) pairs by alias (see `PageTokens.paginate`)."""
+        return self._pages.paginate((await self._backend.list_aliases()).items(), key=lambda pair: pair[0],
+                                    page_size=page_size, page_token=page_token, listing="aliases")
 
     def _refuse_if_in_rollout(self, name: str, action: str) -> None:
         for collection, table in self._core.router.tables().items():

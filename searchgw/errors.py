@@ -1,4 +1,5 @@
-"""The domain errors that cores raise; one interceptor (searchgw.rpc.errors) maps them to status codes.
+"""The domain errors that cores raise; one interceptor (searchgw.rpc.errors) maps them to status codes,
+and every client reads a status back into the same error (searchgw.rpc.status.error_from_rpc).
 
     SearchgwError
      ├── InvalidArgument      the request is wrong; names the field         -> INVALID_ARGUMENT

@@ -66,7 +66,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
-from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.rollout.analysis import (
     ArmSlice,
     CheckOutcome,
@@ -106,8 +106,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: The actor of a manual action whose caller named nobody.
 ANONYMOUS_ACTOR = "anonymous"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 DEFAULT_MAX_ROUTINE_DECISIONS = 100
 
 ResultT = TypeVar("ResultT")
@@ -344,22 +342,13 @@ class RolloutController:
         return self._view(self._find(name))
 
     async def list(self, collection: str | None = None, page_size: int = 0,
-                   page_token: str = "") -> tuple[Sequence[Rollout], str]:
+                   page_token: str = "") -> Page[Rollout]:
         """A page of rollouts, newest first, and the token of the next page ("" on the last)."""
-        if page_size < 0:
-            raise InvalidArgument("page_size", f"{page_size}; must not be negative")
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         collection = collection or ""
-        ordered = sorted((r for r in self._rollouts.values() if not collection or r.collection == collection),
-                         key=_newest_first)
-        start = 0
-        if page_token:
-            after = _read_page_token(self._page_tokens, page_token, collection)
-            start = next((i for i, r in enumerate(ordered) if _newest_first(r) > after), len(ordered))
-        page = ordered[start:start + size]
-        more = start + size < len(ordered)
-        token = _page_token(self._page_tokens, collection, _newest_first(page[-1])) if more else ""
-        return [self._view(r) for r in page], token
+        page = self._page_tokens.paginate(
+            (r for r in self._rollouts.values() if not collection or r.collection == collection), key=_newest_first,
+            page_size=page_size, page_token=page_token, listing="rollouts", query=(collection,))
+        return Page([self._view(r) for r in page.items], page.next_page_token)
 
     async def watch(self, name: str) -> AsyncIterator[WatchEvent]:
         """Yield (rollout, None) now, then (rollout, decision) for every decision, in order.
@@ -851,15 +840,3 @@ def _log_decision(rollout: Rollout, decision: Decision) -> None:
 
 def _newest_first(rollout: Rollout) -> tuple[float, str]:
     return (-rollout.create_time, rollout.name)
-
-
-def _page_token(tokens: PageTokens, collection: str, position: tuple[float, str]) -> str:
-    return tokens.issue_value([position[0], position[1]], f"rollouts:{collection}")
-
-
-def _read_page_token(tokens: PageTokens, token: str, collection: str) -> tuple[float, str]:
-    value = tokens.read_value(token, f"rollouts:{collection}")
-    try:
-        return float(value[0]), str(value[1])
-    except (TypeError, ValueError, IndexError):
-        raise InvalidArgument("page_token", "is not a token this server issued") from None

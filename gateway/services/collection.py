@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+
 from searchgw.gateway.collections import CollectionAdmin
 from searchgw.gateway.services.convert import collection_spec_from_proto, collection_to_proto, snapshot_to_proto
 from searchgw.v1 import collection_service_pb2 as pb
@@ -19,9 +21,11 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     async def GetCollection(self, request, context) -> pb.GetCollectionResponse:
         return pb.GetCollectionResponse(collection=collection_to_proto(await self._admin.get(request.name)))
 
-    async def ListCollections(self, request, context) -> pb.ListCollectionsResponse:
-        page, token = await self._admin.list(request.page_size, request.page_token)
-        return pb.ListCollectionsResponse(collections=[collection_to_proto(i) for i in page], next_page_token=token)
+    async def ListCollections(self, request: pb.ListCollectionsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListCollectionsResponse:
+        page = await self._admin.list(request.page_size, request.page_token)
+        return pb.ListCollectionsResponse(collections=[collection_to_proto(i) for i in page.items],
+                                          next_page_token=page.next_page_token)
 
     async def DeleteCollection(self, request, context) -> pb.DeleteCollectionResponse:
         await self._admin.delete(request.name)
@@ -35,9 +39,11 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
         await self._admin.delete_alias(request.alias)
         return pb.DeleteAliasResponse()
 
-    async def ListAliases(self, request, context) -> pb.ListAliasesResponse:
-        aliases = await self._admin.aliases()
-        return pb.ListAliasesResponse(aliases=[pb.Alias(alias=a, collection=c) for a, c in sorted(aliases.items())])
+    async def ListAliases(self, request: pb.ListAliasesRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ListAliasesResponse:
+        page = await self._admin.aliases(request.page_size, request.page_token)
+        return pb.ListAliasesResponse(aliases=[pb.Alias(alias=a, collection=c) for a, c in page.items],
+                                      next_page_token=page.next_page_token)
 
     async def OptimizeCollection(self, request, context) -> pb.OptimizeCollectionResponse:
         return pb.OptimizeCollectionResponse(collection=collection_to_proto(await self._admin.optimize(request.name)))
@@ -45,9 +51,11 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     async def CreateSnapshot(self, request, context) -> pb.CreateSnapshotResponse:
         return pb.CreateSnapshotResponse(snapshot=snapshot_to_proto(await self._admin.create_snapshot(request.name)))
 
-    async def ListSnapshots(self, request, context) -> pb.ListSnapshotsResponse:
-        page, token = await self._admin.list_snapshots(request.collection, request.page_size, request.page_token)
-        return pb.ListSnapshotsResponse(snapshots=[snapshot_to_proto(s) for s in page], next_page_token=token)
+    async def ListSnapshots(self, request: pb.ListSnapshotsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListSnapshotsResponse:
+        page = await self._admin.list_snapshots(request.collection, request.page_size, request.page_token)
+        return pb.ListSnapshotsResponse(snapshots=[snapshot_to_proto(s) for s in page.items],
+                                        next_page_token=page.next_page_token)
 
     async def RestoreSnapshot(self, request, context) -> pb.RestoreSnapshotResponse:
         info = await self._admin.restore_snapshot(request.snapshot, request.collection)

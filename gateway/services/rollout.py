@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+
 from searchgw.gateway.rollout import RolloutController
 from searchgw.gateway.services.convert import decision_to_proto, rollout_from_proto, rollout_to_proto
 from searchgw.rpc import current_rpc
@@ -25,10 +27,11 @@ class RolloutServicer(pb_grpc.RolloutServiceServicer):
     async def GetRollout(self, request, context) -> pb.GetRolloutResponse:
         return pb.GetRolloutResponse(rollout=rollout_to_proto(await self._controller.get(request.name)))
 
-    async def ListRollouts(self, request, context) -> pb.ListRolloutsResponse:
-        page, token = await self._controller.list(request.collection or None, request.page_size, request.page_token)
-        return pb.ListRolloutsResponse(rollouts=[rollout_to_proto(r, with_decisions=False) for r in page],
-                                       next_page_token=token)
+    async def ListRollouts(self, request: pb.ListRolloutsRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ListRolloutsResponse:
+        page = await self._controller.list(request.collection or None, request.page_size, request.page_token)
+        return pb.ListRolloutsResponse(rollouts=[rollout_to_proto(r, with_decisions=False) for r in page.items],
+                                       next_page_token=page.next_page_token)
 
     async def PauseRollout(self, request, context) -> pb.PauseRolloutResponse:
         rollout = await self._controller.pause(request.name, request.reason, actor=_actor())

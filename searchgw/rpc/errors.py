@@ -2,8 +2,9 @@
 
 Handlers raise `searchgw.errors.SearchgwError` subclasses; this interceptor aborts the call with the
 matching code, a message a person can act on, and AIP-193 details (`ErrorInfo`, `BadRequest` field
-violations, `RetryInfo`). Anything else is a bug: INTERNAL with a generic message, logged in full
-with the trace id.
+violations, `RetryInfo`), as `searchgw.rpc.status.status_for` builds them (clients read them back with
+`searchgw.rpc.status.error_from_rpc`). Anything else is a bug: INTERNAL with a generic message, logged
+in full with the trace id.
 
 Every call, whatever its outcome, is reported once to the `RpcObserver` with its method, final code,
 duration and the labels the handler put on `current_rpc()` (the gateway adds its routing arm there).
@@ -17,19 +18,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from searchgw import errors
+from searchgw.rpc.status import status_for
 
 log = logging.getLogger(__name__)
-
-_DOMAIN = "searchgw"
 
 
 @dataclass
@@ -51,39 +49,6 @@ def current_rpc() -> RpcInfo:
 
 class RpcObserver(Protocol):
     def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None: ...
-
-
-#: Longest status message sent: trailers past a few KiB make clients fail with RESOURCE_EXHAUSTED.
-MAX_MESSAGE_CHARS = 1024
-
-
-def _capped(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
-
-
-def _status_for(exc: errors.SearchgwError) -> status_pb2.Status:
-    code = getattr(code_pb2, exc.code_name)
-    details: list[Any] = []
-    info = error_details_pb2.ErrorInfo(
-        reason=exc.reason or exc.code_name, domain=_DOMAIN,
-        metadata={k: _capped(str(v)) for k, v in exc.metadata.items()}
-    )
-    details.append(info)
-    if isinstance(exc, errors.InvalidArgument):
-        details.append(error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=_capped(exc.field),
-                                                                          description=_capped(exc.description))]
-        ))
-    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(exc.retry_after * 1e9))
-        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-    packed = []
-    for detail in details:
-        any_msg = any_pb2.Any()
-        any_msg.Pack(detail)
-        packed.append(any_msg)
-    return status_pb2.Status(code=code, message=_capped(exc.message), details=packed)
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -200,7 +165,7 @@ class _ObservedCall:
                 return False
             if isinstance(exc, errors.SearchgwError):
                 code = getattr(grpc.StatusCode, exc.code_name)
-                await context.abort_with_status(rpc_status.to_status(_status_for(exc)))
+                await context.abort_with_status(rpc_status.to_status(status_for(exc)))
             if isinstance(exc, NotImplementedError):
                 code = grpc.StatusCode.UNIMPLEMENTED
                 await context.abort(code, f"{self._method} is not implemented by this server")
@@ -216,29 +181,3 @@ class _ObservedCall:
             if observer is not None:
                 observer.observe(self._method, code, self._interceptor._clock() - self._started, self._info.labels)
             _current.reset(self._token)
-
-
-_CLIENT_ERRORS: dict[grpc.StatusCode, type[errors.SearchgwError]] = {
-    grpc.StatusCode.NOT_FOUND: errors.NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
-    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-}
-
-
-def domain_error_from(exc: grpc.aio.AioRpcError, *, field: str = "", what: str = "") -> errors.SearchgwError:
-    """The domain error a dependency's failed call means to our own caller.
-
-    INVALID_ARGUMENT is re-attributed to `field` of our own request, since the caller only knows its
-    own fields. A dependency's INTERNAL/UNKNOWN/CANCELLED is not our bug: it is Unavailable to us.
-    """
-    code = exc.code()
-    detail = exc.details() or code.name
-    prefix = f"{what}: " if what else ""
-    if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return errors.InvalidArgument(field or "request", prefix + detail)
-    return _CLIENT_ERRORS.get(code, errors.Unavailable)(prefix + detail)

@@ -25,9 +25,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import grpc
+from grpc_status import rpc_status
 
 from searchgw import errors
 from searchgw.rpc import current_rpc
+from searchgw.rpc.status import status_for
 from searchgw.security._ratelimit import RateLimiter
 from searchgw.security._tokens import SCOPES, TokenStore, load_token_store
 from searchgw.settings import SettingsError
@@ -146,7 +148,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except errors.SearchgwError as exc:
             if not abort:
                 raise
-            await context.abort(getattr(grpc.StatusCode, exc.code_name), exc.message)
+            await context.abort_with_status(rpc_status.to_status(status_for(exc)))  # details too
 
     def _guard_unary(self, method: str, behaviour, *, abort: bool = False):
         async def guarded(request, context):

@@ -136,8 +136,12 @@ class DeleteAliasResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListAliasesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Alias(_message.Message):
     __slots__ = ("alias", "collection")
@@ -148,10 +152,12 @@ class Alias(_message.Message):
     def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class ListAliasesResponse(_message.Message):
-    __slots__ = ("aliases",)
+    __slots__ = ("aliases", "next_page_token")
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     aliases: _containers.RepeatedCompositeFieldContainer[Alias]
-    def __init__(self, aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class OptimizeCollectionRequest(_message.Message):
     __slots__ = ("name",)

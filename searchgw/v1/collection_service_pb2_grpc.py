@@ -139,7 +139,7 @@ class CollectionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAliases(self, request, context):
-        """ListAliases lists every logical name and its target.
+        """ListAliases lists the logical names and their targets, by name, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
