@@ -29,7 +29,7 @@ embedder): it re-attributes the error to its own caller's request (see there).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -105,7 +105,8 @@ def status_of_rpc(exc: FailedCall) -> status_pb2.Status:
     code = exc.code()
     message = exc.details() or code.name
     try:
-        rich = rpc_status.from_call(exc)
+        # from_call reads only code(), details() and trailing_metadata(), which FailedCall has.
+        rich = rpc_status.from_call(cast(grpc.Call, exc))
     except ValueError:  # trailers that contradict the call's own status: trust the call
         rich = None
     return rich if rich is not None else status_pb2.Status(code=code.value[0], message=message)
