@@ -201,6 +201,15 @@ async def test_a_snapshot_taken_over_the_wire_holds_the_acknowledged_points(qdra
         shard.close()
 
 
+async def test_messages_over_4_mib_cross_the_wire_both_ways(backend):
+    await backend.create_collection(contract.spec())
+    vectors = contract.unit_vectors(1000, seed=5)
+    text = "x" * 6000  # 1000 points of ~6 kB: a 6 MB Upsert, and a 6 MB Query answer
+    await backend.upsert("c", [Point(id=i, vector=v, payload={"text": text}) for i, v in enumerate(vectors)])
+    hits = await backend.search("c", SearchQuery(vector=vectors[0], limit=1000, with_payload=True))
+    assert len(hits) == 1000 and all(hit.payload == {"text": text} for hit in hits)
+
+
 def test_a_qdrant_url_names_its_grpc_port_in_the_query_or_is_refused():
     backend = QdrantBackend("http://127.0.0.1:6333?grpc_port=7334")
     assert backend._client._client._grpc_port == 7334  # the server at http://127.0.0.1:6333, gRPC on 7334

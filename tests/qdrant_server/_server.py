@@ -54,6 +54,9 @@ MessageT = TypeVar("MessageT", bound=Message)
 #: What HealthCheck reports: Qdrant's title, and the version of the qdrant-client whose protos this speaks.
 TITLE = "qdrant - vector search engine (searchgw test double over qdrant-edge)"
 VERSION = version("qdrant-client")
+#: Qdrant's gRPC services decode messages of any size (tonic's `max_decoding_message_size(usize::MAX)`);
+#: grpcio's default would refuse anything over 4 MiB.
+MESSAGE_LIMITS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
 class Faults:
@@ -319,7 +322,7 @@ class QdrantTestServer:
         """Open the data directory, bind and serve; returns the port."""
         store = await asyncio.to_thread(Store, self.data_dir)
         engine = self._engine = Engine(store, self.faults)
-        server = self._server = grpc.aio.server()
+        server = self._server = grpc.aio.server(options=MESSAGE_LIMITS)
         collections_service_pb2_grpc.add_CollectionsServicer_to_server(CollectionsServicer(engine), server)
         points_service_pb2_grpc.add_PointsServicer_to_server(PointsServicer(engine), server)
         snapshots_service_pb2_grpc.add_SnapshotsServicer_to_server(SnapshotsServicer(engine), server)
