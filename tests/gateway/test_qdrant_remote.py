@@ -34,7 +34,7 @@ from qdrant_client.grpc import (
     snapshots_service_pb2_grpc,
 )
 
-from searchgw.errors import Unavailable
+from searchgw.errors import SearchgwError, Unavailable
 from searchgw.gateway.backends import FieldCondition, Filter, Point, QdrantBackend, Range, SearchQuery
 from searchgw.gateway.client import GatewayClient
 from searchgw.v1 import common_pb2
@@ -254,15 +254,15 @@ async def test_a_stalled_upsert_is_unavailable_and_undecided_and_its_retry_lands
 
 # -- a server killed mid-load ---------------------------------------------------------------------
 async def eventually(call: Callable[[], Awaitable[ResultT]], *, within: float) -> tuple[ResultT, int]:
-    """`call()`'s first answer that is not Unavailable, polled until `within` seconds pass; and the failures."""
+    """`call()`'s first answer that is not UNAVAILABLE, polled until `within` seconds pass; and the failures."""
     deadline = time.monotonic() + within
     failures = 0
     while True:
         try:
             return await call(), failures
-        except Unavailable:
+        except SearchgwError as error:  # the backend's Unavailable, or the gateway client's
             failures += 1
-            if time.monotonic() > deadline:
+            if error.code_name != "UNAVAILABLE" or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.1)  # the poll interval: nothing announces that a client reconnected
 
@@ -332,6 +332,33 @@ async def test_a_gateway_on_the_qdrant_backend_serves_text_searches_from_the_ser
     assert sorted(point.id.num for point in filtered.points) == [3, 4]
     assert (await client.get_collection("docs")).points_count == 4
     assert {"Points/Upsert", "Points/Query", "Collections/UpdateAliases"} <= set(qdrant_server.calls)
+
+
+@pytest.mark.slow
+async def test_a_gateway_answers_unavailable_while_its_qdrant_server_is_down_then_recovers(rig, tmp_path):
+    data_dir = tmp_path / "qdrant"
+    server = await QdrantServerProcess.start(data_dir, tmp_path / "qdrant-1.log")
+    try:
+        _, client = await rig.start("qdrant", qdrant_url=server.url)
+        await client.create_collection("kv", dimension=4)
+        await client.upsert("kv", [{"id": i, "vector": [1.0, float(i), 0.0, 0.0]} for i in range(1, 11)])
+        await server.kill()
+        calls: list[Callable[[], Awaitable[Any]]] = [
+            lambda: client.search("kv", vector=[1.0, 4.0, 0.0, 0.0], limit=1),
+            lambda: client.upsert("kv", [{"id": 11, "vector": [1.0, 11.0, 0.0, 0.0]}]),
+            lambda: client.get_collection("kv"),
+        ]
+        for call in calls:  # the gateway's status, never INTERNAL
+            with pytest.raises(SearchgwError) as raised:
+                await call()
+            assert raised.value.code_name == "UNAVAILABLE", raised.value
+
+        server = await QdrantServerProcess.start(data_dir, tmp_path / "qdrant-2.log", port=server.port)
+        response, _ = await eventually(lambda: client.search("kv", vector=[1.0, 4.0, 0.0, 0.0], limit=1), within=20)
+        assert [point.id.num for point in response.points] == [4]
+        assert (await client.get_collection("kv")).points_count == 10
+    finally:
+        await server.stop()
 
 
 async def _gateway(tmp_path: Path, name: str, qdrant_url: str) -> ServerProcess:

@@ -10,7 +10,25 @@ collections and aliases in a catalog file, and answers everything else UNIMPLEME
   `qdrant test server on 127.0.0.1:PORT`; `QdrantServerProcess` starts, SIGKILLs and restarts it.
 """
 
-from tests.qdrant_server._process import QdrantServerProcess
-from tests.qdrant_server._server import Faults, QdrantTestServer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.qdrant_server._process import QdrantServerProcess
+    from tests.qdrant_server._server import Faults, QdrantTestServer
 
 __all__ = ["Faults", "QdrantServerProcess", "QdrantTestServer"]
+
+
+def __getattr__(name: str) -> Any:
+    """The server loads when first named, so `python -m tests.qdrant_server` can choose how (see __main__)."""
+    if name == "QdrantServerProcess":
+        from tests.qdrant_server._process import QdrantServerProcess
+
+        return QdrantServerProcess
+    if name in ("Faults", "QdrantTestServer"):
+        from tests.qdrant_server import _server
+
+        return getattr(_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

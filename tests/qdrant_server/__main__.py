@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
+import types
 from pathlib import Path
 
-from tests.qdrant_server._server import QdrantTestServer
-
 READY_PREFIX = "qdrant test server on "
+
+
+def _protocol_only() -> None:
+    """Let `import qdrant_client.grpc` load the generated protocol modules without qdrant-client's
+    package `__init__` (its client and 2 s of pydantic models): this process serves the protocol and
+    never uses the client, and tests start it again and again."""
+    if "qdrant_client" in sys.modules:
+        return
+    spec = importlib.util.find_spec("qdrant_client")
+    assert spec is not None and spec.submodule_search_locations is not None, "qdrant-client is not installed"
+    package = types.ModuleType("qdrant_client")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["qdrant_client"] = package
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +42,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve(arguments: argparse.Namespace) -> None:
+    from tests.qdrant_server._server import QdrantTestServer
+
     server = QdrantTestServer(arguments.data_dir, host=arguments.host, port=arguments.port)
     if arguments.hold:
         server.faults.hold(*arguments.hold)
@@ -44,6 +59,7 @@ async def _serve(arguments: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    _protocol_only()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_serve(_arguments(argv)))
 
