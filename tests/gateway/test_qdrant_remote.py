@@ -366,8 +366,12 @@ async def _gateway(tmp_path: Path, name: str, qdrant_url: str) -> ServerProcess:
                                "--qdrant-url", qdrant_url, "--qdrant-timeout-s", "5")
 
 
+#: How long QdrantBackend trusts its snapshot of the alias names (its `names_ttl` default).
+NAMES_TTL_S = inspect.signature(QdrantBackend).parameters["names_ttl"].default
+
+
 @pytest.mark.slow
-async def test_two_gateway_processes_on_one_server_see_each_others_writes(tmp_path, qdrant_server):
+async def test_two_gateway_processes_on_one_server_see_each_others_writes_and_alias_switches(tmp_path, qdrant_server):
     first, second = await asyncio.gather(_gateway(tmp_path, "gateway-1", qdrant_server.url),
                                          _gateway(tmp_path, "gateway-2", qdrant_server.url))
     try:
@@ -380,8 +384,19 @@ async def test_two_gateway_processes_on_one_server_see_each_others_writes(tmp_pa
             await two.delete("kv", ids=[4])
             await two.update_alias("live", "kv")
             hits = await one.search("live", vector=[1.0, 4.0, 0.0, 0.0], limit=1)
-            assert hits.points[0].id.num != 4
+            assert hits.points[0].id.num != 4 and hits.route.collection == "kv"
             assert (await one.get_collection("live")).points_count == 9
             assert await one.list_aliases() == {"live": "kv"}
+
+            await two.create_collection("kv2", dimension=4)
+            await two.upsert("kv2", [{"id": 99, "vector": [1.0, 4.0, 0.0, 0.0]}])
+            await two.update_alias("live", "kv2")
+            switched = time.monotonic()
+            deadline = switched + NAMES_TTL_S + 5
+            while (hits := await one.search("live", vector=[1.0, 4.0, 0.0, 0.0], limit=1)).route.collection == "kv":
+                assert time.monotonic() < deadline, "the first gateway still reads the old alias target"
+                await asyncio.sleep(0.1)  # the poll interval: nothing announces another process's switch
+            assert [point.id.num for point in hits.points] == [99]
+            print(f"\nthe other gateway followed the alias switch after {time.monotonic() - switched:.2f} s")
     finally:
         await asyncio.gather(first.stop(), second.stop())
