@@ -181,7 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     serve = _command(subparsers, "serve", "run the gateway (and optionally an in-process embedder)",
                      "  searchgw serve --with-embedder --demo\n"
-                     "  searchgw serve --embedder-addr embedder:50061 --backend qdrant --qdrant-url http://qdrant:6334",
+                     "  searchgw serve --embedder-addr embedder:50061 --backend qdrant --qdrant-url http://qdrant:6333",
                      client=False)
     serve.add_argument("--config", help="YAML config file (sections 'gateway' and 'embedder')")
     settings_mod.add_arguments(serve, GatewaySettings, env_prefix=ENV_PREFIX)

@@ -32,15 +32,17 @@ class GatewayRig:
         self.servers: list[GatewayServer] = []
         self.clients: list[GatewayClient] = []
 
-    async def start(self, backend_kind: str = "edge", **overrides) -> tuple[GatewayServer, GatewayClient]:
+    async def start(self, backend_kind: str = "edge", *, qdrant_url: str = ":memory:",
+                    **overrides) -> tuple[GatewayServer, GatewayClient]:
+        """A gateway on the edge backend, or on the qdrant backend at `qdrant_url` (local mode by default)."""
         if backend_kind == "edge":
             inner = EdgeBackend(self.tmp_path / "edge")
         else:
-            inner = QdrantBackend(":memory:")
+            inner = QdrantBackend(qdrant_url)
         backend = FaultInjectingBackend(inner)
         embedder_client = EmbedderClient(self.embedder_address)
         server = await create_server(
-            gateway_settings(self.tmp_path, backend=backend_kind, qdrant_url=":memory:", **overrides),
+            gateway_settings(self.tmp_path, backend=backend_kind, qdrant_url=qdrant_url, **overrides),
             backend=backend, embedder=RemoteEmbedder(embedder_client, timeout_s=10.0),
             rollout_clock=self.clock, run_controller=False,
         )

@@ -1,8 +1,9 @@
 """QdrantBackend: a Qdrant server (gRPC preferred) or qdrant-client's local mode, via AsyncQdrantClient.
 
 `location` is a server URL (`http://host:6333`; with `prefer_grpc` the client talks gRPC to port
-6334; `timeout` is in whole seconds, qdrant-client rounds it up), or `":memory:"` / a directory path
-for qdrant-client's local mode. Local mode is an in-process stand-in for tests and small set-ups: it
+6334, or to the port a `?grpc_port=N` query names, as in `http://host:6333?grpc_port=7334`; `timeout`
+is in whole seconds, qdrant-client rounds it up), or `":memory:"` / a directory path for
+qdrant-client's local mode. Local mode is an in-process stand-in for tests and small set-ups: it
 has no HNSW index (a search scans every point), keeps no quantization config, and its calls run on
 the event loop.
 
@@ -42,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -180,11 +181,25 @@ def _snapshot_info(collection: str, description: models.SnapshotDescription) -> 
                         create_time=created, checksum=description.checksum or "")
 
 
+def _server_url(location: str) -> tuple[str, dict[str, int]]:
+    """A server URL without its query, and the client options the query names (only `grpc_port`)."""
+    parts = urlsplit(location)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    options: dict[str, int] = {}
+    for key, values in query.items():
+        port = values[0] if key == "grpc_port" and len(values) == 1 else ""
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"location: {location!r} has a query other than one grpc_port=N (1 to 65535)")
+        options["grpc_port"] = int(port)
+    return urlunsplit(parts._replace(query="")), options
+
+
 def _client(location: str, api_key: str | None, timeout: float, prefer_grpc: bool) -> AsyncQdrantClient:
     if location.startswith(("http://", "https://")):
+        url, options = _server_url(location)
         # No compatibility check: it would be a blocking request in the constructor.
-        return AsyncQdrantClient(url=location, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc,
-                                 check_compatibility=False)
+        return AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc,
+                                 check_compatibility=False, **options)
     if location == ":memory:":
         return AsyncQdrantClient(location=":memory:")
     return AsyncQdrantClient(path=location)
@@ -213,7 +228,7 @@ class QdrantBackend:
         #: qdrant-client's local mode (no server): it has no snapshots.
         self._local = not location.startswith(("http://", "https://"))
         self._api_key = api_key
-        self._snapshot_url = (snapshot_url or location).rstrip("/")
+        self._snapshot_url = (snapshot_url or ("" if self._local else _server_url(location)[0])).rstrip("/")
         self._names_ttl = names_ttl
         self._clock = clock
         self._names = _Names()
