@@ -58,11 +58,17 @@ async def traffic(client, count: int, *, prefix: str = "user") -> list[search_pb
 
 
 def policy(**overrides) -> roll_pb.AnalysisPolicy:
+    """A fast policy. These tests are about routing and errors; the latency test judges against a 30 s SLO
+    (a canary that times out fails the error test instead), since on a loaded two-core machine one burst's
+    canary calls can be slower than primary's for reasons that are not the canary's. The latency tests
+    are in test_rollout*.py and bench/bench_slow_canary.py."""
     values = dict(min_requests_per_arm=10, max_consecutive_failures=2, max_total_failures=4)
     values.update(overrides)
     message = roll_pb.AnalysisPolicy(**values)
     message.interval.FromSeconds(10)
     message.window.FromSeconds(30)
+    if "latency_threshold" not in overrides:
+        message.latency_threshold.FromSeconds(30)
     return message
 
 
@@ -103,10 +109,8 @@ async def test_a_rollout_advances_stage_by_stage_and_promotes_with_the_alias_swi
     await two_arms(client)
     # Bursts of 200 concurrent calls: on the embedded engine a collection's latency depends on its share
     # of the burst (searches are batched per collection), so the canary at 100 % is slower than
-    # primary was at 50 % for reasons that are not the canary's. This test is about the stages, so it
-    # fixes the latency threshold with an SLO; the latency tests are covered in test_rollout*.py.
+    # primary was at 50 % for reasons that are not the canary's: `policy()` fixes an SLO.
     analysis = policy()
-    analysis.latency_threshold.FromSeconds(5)
     await client.create_rollout("r1", "docs", "docs-v2", auto_promote=True, analysis=analysis,
                                 stages=[stage(10, 20, 5), stage(50, 20, 5), stage(100, 20, 5)])
     states = []
