@@ -5,8 +5,9 @@ matching code, a message a person can act on, and AIP-193 details (`ErrorInfo`, 
 violations, `RetryInfo`). Anything else is a bug: INTERNAL with a generic message, logged in full
 with the trace id.
 
-Every call, whatever its outcome, is reported once to the `RpcObserver` with its method, final code,
-duration and the labels the handler put on `current_rpc()` (the gateway adds its routing arm there).
+Every call, whatever its outcome, is reported once to the `RpcObserver` with its method, the name of
+its final code ("OK", "DEADLINE_EXCEEDED": observers need no grpc), duration and the labels the handler
+put on `current_rpc()` (the gateway adds its routing arm there).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def current_rpc() -> RpcInfo:
 
 
 class RpcObserver(Protocol):
-    def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None: ...
+    def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:
+        """One finished call: full method name, status code name ("OK", "UNAVAILABLE"...), seconds, labels."""
+        ...
 
 
 #: Longest status message sent: trailers past a few KiB make clients fail with RESOURCE_EXHAUSTED.
@@ -214,7 +217,8 @@ class _ObservedCall:
         finally:
             observer = self._interceptor._observer
             if observer is not None:
-                observer.observe(self._method, code, self._interceptor._clock() - self._started, self._info.labels)
+                observer.observe(self._method, code.name, self._interceptor._clock() - self._started,
+                                 self._info.labels)
             _current.reset(self._token)
 
 
