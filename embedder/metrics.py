@@ -1,8 +1,8 @@
-"""The embedder's Prometheus metrics, on a registry of its own (one per server instance)."""
+"""The embedder's Prometheus metrics, on a registry of its own (one per server instance). Free of gRPC:
+the error interceptor reports each RPC's status code by name ("OK", "RESOURCE_EXHAUSTED", ...)."""
 
 from __future__ import annotations
 
-import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from searchgw.embedder.batching import BatchStats
@@ -39,9 +39,9 @@ class EmbedderMetrics:
         self.texts = Counter("searchgw_embedder_texts", "Texts embedded", ["model"], registry=r)
         self.ready = Gauge("searchgw_embedder_ready", "1 when the server is SERVING", registry=r)
 
-    def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None:
+    def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:
         rpc = method.rsplit("/", 1)[-1]
-        self.requests.labels(rpc, code.name).inc()
+        self.requests.labels(rpc, code).inc()
         self.request_duration.labels(rpc).observe(seconds)
 
     def observe_batch(self, model: str, stats: BatchStats) -> None:

@@ -473,7 +473,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 async def _run_gateway(settings, embedder_settings) -> int:
     from searchgw.embedder.server import create_server as create_embedder
-    from searchgw.gateway.demo import ensure_demo_collection
     from searchgw.gateway.server import create_server
     from searchgw.rpc.server import run_until_signalled
 
@@ -484,7 +483,7 @@ async def _run_gateway(settings, embedder_settings) -> int:
         settings = dataclasses.replace(settings, embedder_addr=embedder.address)
     gateway = await create_server(settings)
     if settings.demo:
-        await ensure_demo_collection(gateway.core)
+        await gateway.demo.ensure()
 
     async def stop() -> None:
         await gateway.stop()

@@ -8,6 +8,12 @@ at is refused with FAILED_PRECONDITION.
 
 Snapshots: a snapshot is of a physical collection (an alias is resolved first); restoring one makes
 a NEW collection with the snapshot's spec, embedding model included, and never overwrites a name.
+
+Dependencies are explicit (the server gives them once): the instrumented backend — every call here
+goes through it, so an engine failure is UNAVAILABLE on every administration RPC as on a search —,
+the collection specs it shares with SearchCore (forgotten when a name is deleted or made), the
+router (which collections an active rollout holds), the embedder, and the default embedding model.
+Names are checked with `searchgw.gateway.rules`.
 """
 
 from __future__ import annotations
@@ -15,30 +21,29 @@ from __future__ import annotations
 from dataclasses import replace
 
 from searchgw.gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
-from searchgw.gateway.backends._snapshots import check_snapshot_name
-from searchgw.gateway.backends._validation import check_name
-from searchgw.gateway.core import SearchCore
+from searchgw.gateway.core import CollectionSpecs
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.paging import Page, PageTokens
-from searchgw.gateway.rollout import RolloutController
+from searchgw.gateway.routing import Router
+from searchgw.gateway.rules import check_name, check_snapshot_name
 from searchgw.errors import FailedPrecondition, InvalidArgument
 
 
 class CollectionAdmin:
-    def __init__(self, core: SearchCore, controller: RolloutController, page_tokens: PageTokens) -> None:
-        self._core = core
-        self._controller = controller
+    def __init__(self, backend: VectorBackend, specs: CollectionSpecs, router: Router,
+                 embedder: TextEmbedder | None, page_tokens: PageTokens, *,
+                 default_embedding_model: str = "") -> None:
+        """`default_embedding_model` ("": the embedder's own default) is what a collection created
+        without a model or dimension holds."""
+        self._backend = backend
+        self._specs = specs
+        self._router = router
+        self._embedder = embedder
         self._pages = page_tokens
-
-    @property
-    def _backend(self) -> VectorBackend:
-        return self._core.backend
-
-    @property
-    def _embedder(self) -> TextEmbedder | None:
-        return self._core.embedder
+        self._default_embedding_model = default_embedding_model
 
     async def create(self, spec: CollectionSpec) -> CollectionInfo:
+        check_name("collection.name", spec.name)
         model = spec.embedding_model
         if self._embedder is not None:
             if model:
@@ -48,14 +53,14 @@ class CollectionAdmin:
                                                                   f"{dimension}-d vectors")
                 spec = replace(spec, dimension=dimension)
             else:
-                default = self._core.settings.default_embedding_model or await self._embedder.default_model()
+                default = self._default_embedding_model or await self._embedder.default_model()
                 default_dimension = await self._embedder.dimension_of(default)
                 if spec.dimension in (0, default_dimension):
                     spec = replace(spec, dimension=default_dimension, embedding_model=default)
         if not spec.dimension:
             raise InvalidArgument("collection.dimension", "is required when no embedding model is set")
-        info = await self._core.backend_call("create_collection", self._backend.create_collection(spec))
-        self._core.forget_collection(spec.name)
+        info = await self._backend.create_collection(spec)
+        self._specs.forget(spec.name)
         return info
 
     async def get(self, name: str) -> CollectionInfo:
@@ -69,50 +74,47 @@ class CollectionAdmin:
                                     page_size=page_size, page_token=page_token, listing="collections")
 
     async def delete(self, name: str) -> None:
+        """FailedPrecondition while an alias (the backend's rule) or an active rollout points at it."""
         check_name("name", name)
-        aliases = sorted(alias for alias, target in (await self._backend.list_aliases()).items() if target == name)
-        if aliases:
-            raise FailedPrecondition(f"collection {name!r} is the target of alias(es) {', '.join(aliases)}; "
-                                     "point them elsewhere first")
         self._refuse_if_in_rollout(name, "delete")
-        await self._core.backend_call("delete_collection", self._backend.delete_collection(name))
-        self._core.forget_collection(name)
+        await self._backend.delete_collection(name)
+        self._specs.forget(name)
 
     async def update_alias(self, alias: str, collection: str) -> str | None:
         check_name("alias", alias)
         check_name("collection", collection)
         self._refuse_if_in_rollout(alias, "repoint")
-        return await self._core.backend_call("update_alias", self._backend.update_alias(alias, collection))
+        return await self._backend.update_alias(alias, collection)
 
     async def delete_alias(self, alias: str) -> None:
         check_name("alias", alias)
         self._refuse_if_in_rollout(alias, "delete")
-        await self._core.backend_call("delete_alias", self._backend.delete_alias(alias))
+        await self._backend.delete_alias(alias)
 
     async def optimize(self, name: str) -> CollectionInfo:
         check_name("name", name)
         physical = await self._backend.resolve(name)
-        await self._core.backend_call("optimize", self._backend.optimize(physical))
+        await self._backend.optimize(physical)
         return await self._backend.get_collection(physical)
 
     async def create_snapshot(self, name: str) -> SnapshotInfo:
         check_name("name", name)
         physical = await self._backend.resolve(name)
-        return await self._core.backend_call("create_snapshot", self._backend.create_snapshot(physical))
+        return await self._backend.create_snapshot(physical)
 
     async def list_snapshots(self, collection: str, page_size: int = 0,
                              page_token: str = "") -> Page[SnapshotInfo]:
         """A page of the collection's snapshots, oldest first (see `PageTokens.paginate`)."""
         check_name("collection", collection)
-        everything = await self._core.backend_call("list_snapshots", self._backend.list_snapshots(collection))
+        everything = await self._backend.list_snapshots(collection)
         return self._pages.paginate(everything, key=lambda info: (info.create_time, info.name), page_size=page_size,
                                     page_token=page_token, listing="snapshots", query=(collection,))
 
     async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         check_snapshot_name("snapshot", snapshot)
         check_name("collection", collection)
-        info = await self._core.backend_call("restore_snapshot", self._backend.restore_snapshot(snapshot, collection))
-        self._core.forget_collection(collection)
+        info = await self._backend.restore_snapshot(snapshot, collection)
+        self._specs.forget(collection)
         return info
 
     async def aliases(self, page_size: int = 0, page_token: str = "") -> Page[tuple[str, str]]:
@@ -121,7 +123,7 @@ class CollectionAdmin:
                                     page_size=page_size, page_token=page_token, listing="aliases")
 
     def _refuse_if_in_rollout(self, name: str, action: str) -> None:
-        for collection, table in self._core.router.tables().items():
+        for collection, table in self._router.tables().items():
             if name in (collection, table.primary, table.canary):
                 raise FailedPrecondition(f"cannot {action} {name!r}: rollout {table.rollout!r} is active on it; "
                                          "promote or abort it first")

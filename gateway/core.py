@@ -16,38 +16,48 @@ calls reach this limit, so that needs a budget on the canary's share of engine t
 
 Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
 embedded with its own arm's model, so the canary never falls behind.
+
+Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
+traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
+it shares with CollectionAdmin, the router and controller, the embedder, settings and metrics.
+Requests are checked with `searchgw.gateway.rules` before anything is looked up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from opentelemetry import trace
 
 from searchgw.gateway.backends import (
-    CollectionInfo,
-    FieldCondition,
+    CollectionSpec,
     Filter,
-    HasId,
+    Payload,
     Point,
     PointId,
     ScoredPoint,
     SearchQuery,
     VectorBackend,
 )
-from searchgw.gateway.backends._validation import MAX_DIMENSION, check_name
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, fingerprint
 from searchgw.gateway.rollout import RolloutController
 from searchgw.gateway.routing import Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.rules import (
+    FilterLimits,
+    check_name,
+    check_query_length,
+    check_text,
+    checked_filter,
+    checked_payload,
+)
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import (
     DeadlineExceeded,
@@ -108,7 +118,7 @@ class PointInput:
     id: PointId
     text: str | None = None
     vector: Sequence[float] | None = None
-    payload: dict = field(default_factory=dict)
+    payload: Payload = field(default_factory=dict)
 
 
 def _code_name(exc: BaseException) -> str:
@@ -147,10 +157,30 @@ class ArmSlots:
                 del self._in_flight[rollout]
 
 
+class CollectionSpecs:
+    """Each physical collection's spec, read from the backend once: a collection's dimension and model
+    never change while it exists. Whoever deletes, creates or restores a collection forgets its name
+    (CollectionAdmin); a search that finds a rollout's collection gone forgets it too (SearchCore)."""
+
+    def __init__(self, backend: VectorBackend) -> None:
+        self._backend = backend
+        self._specs: dict[str, CollectionSpec] = {}
+
+    async def get(self, physical: str) -> CollectionSpec:
+        spec = self._specs.get(physical)
+        if spec is None:
+            spec = self._specs[physical] = (await self._backend.get_collection(physical)).spec
+        return spec
+
+    def forget(self, physical: str) -> None:
+        self._specs.pop(physical, None)
+
+
 class SearchCore:
     def __init__(
         self,
         backend: VectorBackend,
+        specs: CollectionSpecs,
         router: Router,
         controller: RolloutController,
         embedder: TextEmbedder | None,
@@ -160,150 +190,87 @@ class SearchCore:
         clock: Callable[[], float] = time.monotonic,
         page_tokens: PageTokens | None = None,
     ) -> None:
-        self.backend = backend
-        self.router = router
-        self.controller = controller
-        self.embedder = embedder
-        self.settings = settings
-        self.metrics = metrics
+        self._backend = backend
+        self._specs = specs
+        self._router = router
+        self._controller = controller
+        self._embedder = embedder
+        self._settings = settings
+        self._metrics = metrics
         self._clock = clock
         self._pages = page_tokens or PageTokens(settings.page_token_secret)
-        self._collections: dict[str, CollectionInfo] = {}
+        self._filter_limits = FilterLimits(max_values=settings.max_filter_values,
+                                           max_value_bytes=settings.max_payload_bytes)
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
         self.canary_slots = ArmSlots(settings.canary_max_concurrency, Arm.CANARY)
 
-    # -- collection facts, cached (dimension and model never change for a collection) --------
-    async def collection_info(self, physical: str) -> CollectionInfo:
-        info = self._collections.get(physical)
-        if info is None:
-            info = await self.backend_call("get_collection", self.backend.get_collection(physical))
-            self._collections[physical] = info
-        return info
-
-    def forget_collection(self, physical: str) -> None:
-        self._collections.pop(physical, None)
-
-    async def backend_call(self, operation: str, awaitable):
-        """Await a backend call, timed, traced, and with engine failures turned into UNAVAILABLE."""
-        started = self._clock()
-        try:
-            with _tracer.start_as_current_span(f"backend.{operation}", attributes={"backend": self.backend.kind}):
-                return await awaitable
-        except SearchgwError:
-            raise
-        except Exception as exc:  # the engine failed: a dependency failure, not a client error
-            log.error("backend %s failed", operation, exc_info=exc)
-            raise Unavailable(f"the vector backend failed during {operation}; retry") from exc
-        finally:
-            self.metrics.backend_duration.labels(operation, self.backend.kind).observe(self._clock() - started)
-
     async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None) -> np.ndarray:
         """Vectors for `texts`, in calls of at most `embed_batch_texts` texts (run together)."""
-        if self.embedder is None:
+        embedder = self._embedder
+        if embedder is None:
             raise InvalidArgument(field, "this gateway has no embedder configured; send a vector instead")
         started = self._clock()
-        size = self.settings.embed_batch_texts
+        size = self._settings.embed_batch_texts
         try:
             with _tracer.start_as_current_span("embed", attributes={"embedding.model": model,
                                                                     "embedding.texts": len(texts)}):
                 if len(texts) <= size:
-                    return await self.embedder.embed(texts, model=model, field=field, deadline=deadline)
+                    return await embedder.embed(texts, model=model, field=field, deadline=deadline)
                 parts = await asyncio.gather(*(
-                    self.embedder.embed(texts[i:i + size], model=model, field=field, deadline=deadline)
+                    embedder.embed(texts[i:i + size], model=model, field=field, deadline=deadline)
                     for i in range(0, len(texts), size)))
                 return np.concatenate(parts)
         finally:
-            self.metrics.embed_duration.observe(self._clock() - started)
+            self._metrics.embed_duration.observe(self._clock() - started)
 
-    # -- request rules (values the engines take are checked by the backends) --------------------
+    # -- request rules (searchgw.gateway.rules, with this gateway's limits) ----------------------
     @staticmethod
     def _check_collection(name: str) -> None:
-        if not name:
-            raise InvalidArgument("collection", "is required")
         check_name("collection", name)
 
     def _check_text(self, field: str, text: str) -> None:
-        if not text.strip():
-            raise InvalidArgument(field, "must not be empty")
-        if len(text) > self.settings.max_text_chars:
-            raise InvalidArgument(field, f"{len(text)} characters; at most {self.settings.max_text_chars}")
+        check_text(field, text, self._settings.max_text_chars)
 
-    def _check_filter(self, field: str, filter: Filter) -> None:
-        """At most `max_filter_values` ids and keywords; no key or keyword longer than a payload may be."""
-        limit, longest = self.settings.max_filter_values, self.settings.max_payload_bytes
-        values = 0
-        pending: list[tuple[str, Filter]] = [(field, filter)]
-        while pending:
-            path, current = pending.pop()
-            for clause in ("must", "should", "must_not"):
-                for index, condition in enumerate(getattr(current, clause)):
-                    where = f"{path}.{clause}[{index}]"
-                    if isinstance(condition, Filter):
-                        pending.append((f"{where}.filter", condition))
-                        continue
-                    strings: list[tuple[str, object]] = []
-                    if isinstance(condition, HasId):
-                        values += len(condition.ids)
-                    elif isinstance(condition, FieldCondition):
-                        keywords = condition.any_keyword or ()
-                        values += len(keywords)
-                        strings = [("key", condition.key), ("keyword", condition.keyword),
-                                   *((f"any_keyword.keywords[{i}]", k) for i, k in enumerate(keywords))]
-                    if values > limit:
-                        raise InvalidArgument(where, f"the filter lists more than {limit} ids and keywords "
-                                                     "(--max-filter-values)")
-                    for name, text in strings:
-                        if isinstance(text, str) and len(text) * 4 > longest and len(text.encode()) > longest:
-                            raise InvalidArgument(f"{where}.field.{name}", f"{len(text.encode())} bytes; at most "
-                                                  f"{longest} (--max-payload-bytes: no payload holds more)")
-
-    def _check_payload(self, field: str, payload: object) -> None:
-        try:
-            size = len(json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(field, f"is not JSON: {exc}") from None
-        if size > self.settings.max_payload_bytes:
-            raise InvalidArgument(field, f"{size} bytes as JSON; at most {self.settings.max_payload_bytes} "
-                                         "per point (--max-payload-bytes)")
+    def _check_filter(self, field: str, filter: Filter) -> Filter:
+        return checked_filter(field, filter, self._filter_limits)
 
     # -- search ------------------------------------------------------------------------------
-    def _validate_search(self, params: SearchParams) -> int:
+    def _validate_search(self, params: SearchParams) -> tuple[int, Filter | None]:
+        """The limit, and the filter in canonical form."""
         self._check_collection(params.collection)
-        if params.text is None and params.vector is None:
-            raise InvalidArgument("query", "set text or vector")
         if params.text is not None:
             self._check_text("text", params.text)
-        elif len(params.vector) > MAX_DIMENSION:
-            raise InvalidArgument("vector.values", f"{len(params.vector)} values; no collection holds vectors "
-                                                   f"longer than {MAX_DIMENSION}")
-        limit = params.limit or self.settings.default_limit
-        if limit > self.settings.max_limit:
-            raise InvalidArgument("limit", f"{limit} is over the maximum of {self.settings.max_limit}")
-        if params.filter is not None:
-            self._check_filter("filter", params.filter)
-        return limit
+        elif params.vector is not None:
+            check_query_length("vector.values", len(params.vector))
+        else:
+            raise InvalidArgument("query", "set text or vector")
+        limit = params.limit or self._settings.default_limit
+        if limit > self._settings.max_limit:
+            raise InvalidArgument("limit", f"{limit} is over the maximum of {self._settings.max_limit}")
+        return limit, None if params.filter is None else self._check_filter("filter", params.filter)
 
     async def search(self, params: SearchParams, *, deadline: float | None = None,
                      on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
         """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
-        limit = self._validate_search(params)
+        limit, checked = self._validate_search(params)
         vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
         query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
                                   params.score_threshold)
         offset = self._pages.read(params.page_token, query_print)
-        if offset + limit > self.settings.max_limit:
-            raise InvalidArgument("page_token", f"paging past {self.settings.max_limit} hits is not supported")
+        if offset + limit > self._settings.max_limit:
+            raise InvalidArgument("page_token", f"paging past {self._settings.max_limit} hits is not supported")
 
+        params = replace(params, filter=checked)
         key, source = resolve_routing_key(params.routing_key, params.metadata_key, params.peer,
-                                          self.settings.routing_key_fallback)
+                                          self._settings.routing_key_fallback)
         if source not in ("request", "metadata"):
-            self.metrics.unkeyed.labels(source).inc()
-        decision = self.router.route(params.collection, key, params.forced_arm)
+            self._metrics.unkeyed.labels(source).inc()
+        decision = self._router.route(params.collection, key, params.forced_arm)
         if on_route is not None:
             on_route(decision.arm)
 
         if decision.collection is None:  # no rollout: the alias (or physical name) decides
-            physical = await self.backend_call("resolve", self.backend.resolve(params.collection))
+            physical = await self._backend.resolve(params.collection)
             points = await self._search_arm(physical, params, limit, offset, deadline)
             self._refuse_late(deadline)
             route = RouteInfo(Arm.PRIMARY, physical)
@@ -338,7 +305,7 @@ class SearchCore:
                 raise
             log.debug("canary failed; primary answers", extra={"rollout": decision.rollout,
                                                                 "error": _code_name(exc)})
-            self.metrics.fallbacks.labels(params.collection).inc()
+            self._metrics.fallbacks.labels(params.collection).inc()
             if on_route is not None:
                 on_route(Arm.PRIMARY)
             primary = decision.primary
@@ -361,7 +328,7 @@ class SearchCore:
 
     def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:
         if decision.in_analysis:
-            self.controller.record(decision.rollout, decision.arm, code_name, self._clock() - started, key)
+            self._controller.record(decision.rollout, decision.arm, code_name, self._clock() - started, key)
 
     def _is_late(self, deadline: float | None) -> bool:
         return deadline is not None and self._clock() > deadline
@@ -378,7 +345,7 @@ class SearchCore:
         return _CANCELLED
 
     def _may_fall_back(self, decision, exc: Exception, deadline: float | None) -> bool:
-        if decision.arm is not Arm.CANARY or not self.settings.canary_fallback:
+        if decision.arm is not Arm.CANARY or not self._settings.canary_fallback:
             return False
         if not isinstance(exc, _RETRYABLE) and isinstance(exc, SearchgwError):
             return False  # the request itself is wrong (or not found): primary would say the same
@@ -393,41 +360,41 @@ class SearchCore:
         except NotFound as exc:
             if not routed:
                 raise
-            self.forget_collection(physical)
+            self._specs.forget(physical)
             raise Unavailable(f"collection {physical!r} of the rollout cannot be searched: {exc.message}") from exc
 
     async def _search_physical(self, physical: str, params: SearchParams, limit: int, offset: int,
                                deadline: float | None) -> list[ScoredPoint]:
-        info = await self.collection_info(physical)
+        spec = await self._specs.get(physical)
         if params.text is not None:
-            if not info.spec.embedding_model:
+            if not spec.embedding_model:
                 raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
                                               "search it by vector")
-            vector = (await self._embed([params.text], info.spec.embedding_model, "text", deadline))[0]
+            vector = (await self._embed([params.text], spec.embedding_model, "text", deadline))[0]
         else:
             vector = np.asarray(params.vector, dtype=np.float32)
-            if vector.shape != (info.spec.dimension,):
+            if vector.shape != (spec.dimension,):
                 raise InvalidArgument("vector.values", f"has {vector.size} values; collection "
-                                                       f"{params.collection!r} holds {info.spec.dimension}-d vectors")
+                                                       f"{params.collection!r} holds {spec.dimension}-d vectors")
         query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
                             score_threshold=params.score_threshold, with_payload=params.with_payload)
-        return await self.backend_call("search", self.backend.search(physical, query))
+        return await self._backend.search(physical, query)
 
     # -- writes ------------------------------------------------------------------------------
     async def write_targets(self, collection: str) -> list[str]:
         """The physical collections a write to `collection` must reach: both arms during a rollout."""
         self._check_collection(collection)
-        arms = self.router.write_targets(collection)
+        arms = self._router.write_targets(collection)
         if arms:
             return list(arms)
-        return [await self.backend_call("resolve", self.backend.resolve(collection))]
+        return [await self._backend.resolve(collection)]
 
     async def upsert(self, collection: str, points: Sequence[PointInput], *,
                      deadline: float | None = None) -> tuple[int, list[str]]:
         if not points:
             raise InvalidArgument("points", "at least one point is required")
-        if len(points) > self.settings.max_upsert_points:
-            raise InvalidArgument("points", f"{len(points)} points; at most {self.settings.max_upsert_points} "
+        if len(points) > self._settings.max_upsert_points:
+            raise InvalidArgument("points", f"{len(points)} points; at most {self._settings.max_upsert_points} "
                                             "per request")
         self._check_collection(collection)
         for index, point in enumerate(points):
@@ -435,7 +402,7 @@ class SearchCore:
                 raise InvalidArgument(f"points[{index}].content", "set text or vector")
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
-            self._check_payload(f"points[{index}].payload", point.payload)
+            checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
         targets = await self.write_targets(collection)
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
         # unless every arm's batch is valid.
@@ -443,8 +410,8 @@ class SearchCore:
         vectors_by_model: dict[str, np.ndarray] = {}
         text_rows = [i for i, p in enumerate(points) if p.text is not None]
         for physical in targets:
-            info = await self.collection_info(physical)
-            model = info.spec.embedding_model
+            spec = await self._specs.get(physical)
+            model = spec.embedding_model
             if text_rows and not model:
                 raise InvalidArgument(f"points[{text_rows[0]}].text", f"collection {physical!r} has no embedding "
                                                                      "model; write vectors")
@@ -456,14 +423,14 @@ class SearchCore:
             batch = []
             for index, point in enumerate(points):
                 vector = embedded[index] if point.text is not None else np.asarray(point.vector, dtype=np.float32)
-                if vector.shape != (info.spec.dimension,):
+                if vector.shape != (spec.dimension,):
                     raise InvalidArgument(f"points[{index}].vector.values",
                                           f"has {vector.size} values; collection {physical!r} holds "
-                                          f"{info.spec.dimension}-d vectors")
+                                          f"{spec.dimension}-d vectors")
                 batch.append(Point(id=point.id, vector=vector, payload=point.payload))
             prepared.append((physical, batch))
         for physical, batch in prepared:
-            await self.backend_call("upsert", self.backend.upsert(physical, batch))
+            await self._backend.upsert(physical, batch)
         return len(points), targets
 
     async def delete(self, collection: str, *, ids: Sequence[PointId] | None = None,
@@ -473,15 +440,15 @@ class SearchCore:
         if ids is not None and not ids:
             raise InvalidArgument("ids.ids", "at least one id is required")
         self._check_collection(collection)
-        if ids is not None and len(ids) > self.settings.max_filter_values:
-            raise InvalidArgument("ids.ids", f"{len(ids)} ids; at most {self.settings.max_filter_values} per "
+        if ids is not None and len(ids) > self._settings.max_filter_values:
+            raise InvalidArgument("ids.ids", f"{len(ids)} ids; at most {self._settings.max_filter_values} per "
                                              "request (--max-filter-values)")
         if filter is not None:
             if not (filter.must or filter.should or filter.must_not):
                 raise InvalidArgument("filter", "an empty filter would delete every point; to empty a collection, "
                                                 "delete and re-create it")
-            self._check_filter("filter", filter)
+            filter = self._check_filter("filter", filter)
         targets = await self.write_targets(collection)
         for physical in targets:
-            await self.backend_call("delete", self.backend.delete_points(physical, ids=ids, filter=filter))
+            await self._backend.delete_points(physical, ids=ids, filter=filter)
         return targets

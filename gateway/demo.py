@@ -2,14 +2,18 @@
 
 Fifty-odd short passages about search and progressive delivery, embedded by the running embedder, so
 `searchgw search "..."` answers at once on a fresh machine with nothing downloaded.
+
+`DemoSeeder` takes what it uses explicitly: the (instrumented) backend, the embedder, and the
+SearchCore whose writes embed and check the passages.
 """
 
 from __future__ import annotations
 
 import logging
 
+from searchgw.gateway.backends import CollectionSpec, Distance, VectorBackend
 from searchgw.gateway.core import PointInput, SearchCore
-from searchgw.gateway.backends import CollectionSpec, Distance
+from searchgw.gateway.embedding import TextEmbedder
 from searchgw.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -73,24 +77,32 @@ PASSAGES = [
 ]
 
 
-async def ensure_demo_collection(core: SearchCore) -> bool:
-    """Create and fill `docs-v1` and point `docs` at it, unless `docs` exists. True when it built it."""
-    try:
-        await core.backend.resolve(DEMO_ALIAS)
-        return False
-    except NotFound:
-        pass
-    if core.embedder is None:
-        log.warning("no embedder: the demo collection is not built")
-        return False
-    model = await core.embedder.default_model()
-    dimension = await core.embedder.dimension_of(model)
-    await core.backend.create_collection(CollectionSpec(name=DEMO_COLLECTION, dimension=dimension,
-                                                        distance=Distance.COSINE, embedding_model=model))
-    points = [PointInput(id=i + 1, text=text, payload={"topic": topic, "text": text})
-              for i, (topic, text) in enumerate(PASSAGES)]
-    await core.upsert(DEMO_COLLECTION, points)
-    await core.backend.update_alias(DEMO_ALIAS, DEMO_COLLECTION)
-    log.info("demo collection built", extra={"alias": DEMO_ALIAS, "collection": DEMO_COLLECTION,
-                                             "points": len(points), "model": model})
-    return True
+class DemoSeeder:
+    """Builds the demo collection on a fresh gateway."""
+
+    def __init__(self, backend: VectorBackend, embedder: TextEmbedder | None, search: SearchCore) -> None:
+        self._backend = backend
+        self._embedder = embedder
+        self._search = search
+
+    async def ensure(self) -> bool:
+        """Create and fill `docs-v1` and point `docs` at it, unless `docs` exists. True when it built it."""
+        try:
+            await self._backend.resolve(DEMO_ALIAS)
+            return False
+        except NotFound:
+            pass
+        if self._embedder is None:
+            log.warning("no embedder: the demo collection is not built")
+            return False
+        model = await self._embedder.default_model()
+        dimension = await self._embedder.dimension_of(model)
+        await self._backend.create_collection(CollectionSpec(name=DEMO_COLLECTION, dimension=dimension,
+                                                             distance=Distance.COSINE, embedding_model=model))
+        points = [PointInput(id=i + 1, text=text, payload={"topic": topic, "text": text})
+                  for i, (topic, text) in enumerate(PASSAGES)]
+        await self._search.upsert(DEMO_COLLECTION, points)
+        await self._backend.update_alias(DEMO_ALIAS, DEMO_COLLECTION)
+        log.info("demo collection built", extra={"alias": DEMO_ALIAS, "collection": DEMO_COLLECTION,
+                                                 "points": len(points), "model": model})
+        return True

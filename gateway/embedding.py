@@ -1,15 +1,16 @@
-"""How the gateway gets vectors for texts: the `TextEmbedder` interface and its gRPC implementation."""
+"""How the gateway gets vectors for texts: the `TextEmbedder` interface. Free of gRPC.
+
+Its gRPC implementation, `RemoteEmbedder` (over the embedder's client), lives on the gRPC floor in
+`searchgw.gateway.remote_embedder`; the server assembles it (`gateway/server.py`) and hands it to
+the services as a `TextEmbedder`.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-
-from searchgw.embedder.client import EmbedderClient
-from searchgw.errors import DeadlineExceeded
 
 
 class TextEmbedder(Protocol):
@@ -26,41 +27,4 @@ class TextEmbedder(Protocol):
         ...
 
 
-class RemoteEmbedder:
-    """TextEmbedder over an EmbedderClient: caps each call at the embed timeout and the caller's deadline."""
-
-    def __init__(self, client: EmbedderClient, *, timeout_s: float, clock=time.monotonic) -> None:
-        self.client = client
-        self._timeout_s = timeout_s
-        self._clock = clock
-        self._models: dict[str, int] | None = None
-        self._default = ""
-
-    async def embed(self, texts: Sequence[str], *, model: str, field: str, deadline: float | None) -> np.ndarray:
-        timeout = self._timeout_s
-        if deadline is not None:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise DeadlineExceeded("the deadline passed before the query could be embedded")
-            timeout = min(timeout, remaining)
-        result = await self.client.embed(texts, model=model, timeout=timeout, field=field)
-        return result.vectors
-
-    async def _load_models(self) -> dict[str, int]:
-        if self._models is None:
-            info = await self.client.model_info(timeout=self._timeout_s)
-            self._models = {m.name: m.dimension for m in info.models}
-            self._default = info.default_model
-        return self._models
-
-    async def default_model(self) -> str:
-        await self._load_models()
-        return self._default
-
-    async def dimension_of(self, model: str) -> int:
-        from searchgw.errors import NotFound
-
-        models = await self._load_models()
-        if model not in models:
-            raise NotFound(f"embedding model {model!r} is not served by the embedder; served: {', '.join(models)}")
-        return models[model]
+__all__ = ["TextEmbedder"]

@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from searchgw.errors import InvalidArgument, SearchgwError
+from searchgw.gateway.rules import MAX_POINT_ID
 
 #: The namespace of every id `searchgw ingest` derives (uuid5). Never change it: ids would change.
 INGEST_NAMESPACE = uuid.UUID("6f1b3c52-5d1e-4f0a-9c39-7b2f0e0d6a11")
 FORMATS = ("jsonl", "csv", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
              ".pq": "parquet"}
-MAX_POINT_ID = 2**64 - 1
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _POINT_FIELD = re.compile(r"^points\[(\d+)\]")
 

@@ -1,7 +1,9 @@
 """The gateway's Prometheus metrics, on a registry of its own (one per server instance).
 
 `GatewayMetrics` is the error interceptor's RpcObserver (every RPC counted and timed per arm and
-code) and the rollout controller's observer (weight, state, decisions, the numbers behind checks).
+status code name, "OK", "UNAVAILABLE"...), the instrumented backend's observer (`observe_backend`)
+and the rollout controller's observer (weight, state, decisions, the numbers behind checks). No gRPC
+here: codes arrive as their names.
 
 Label values stay bounded whatever clients send:
 
@@ -28,7 +30,6 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-import grpc
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -136,16 +137,22 @@ class GatewayMetrics:
         return name if name in self._collections else OTHER_COLLECTION
 
     # -- RpcObserver -----------------------------------------------------------------------
-    def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None:
+    def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:
+        """One RPC: its full method name, the name of its final status code, duration and labels."""
         service, _, rpc = method.lstrip("/").rpartition("/")
         arm = labels.get("arm", "none")
         if arm != "none" and labels.get(FORCED_ARM_LABEL):
             arm = f"{arm}_forced"
         if service == SEARCH_SERVICE:
-            self.requests.labels(rpc, self.collection_label(labels.get("collection", "")), arm, code.name).inc()
+            self.requests.labels(rpc, self.collection_label(labels.get("collection", "")), arm, code).inc()
         else:
-            self.admin_requests.labels(rpc, code.name).inc()
+            self.admin_requests.labels(rpc, code).inc()
         self.request_duration.labels(rpc, arm).observe(seconds)
+
+    # -- backend observer ------------------------------------------------------------------
+    def observe_backend(self, operation: str, backend: str, seconds: float) -> None:
+        """One vector backend call (the InstrumentedBackend's observer)."""
+        self.backend_duration.labels(operation, backend).observe(seconds)
 
     # -- rollout observer ------------------------------------------------------------------
     def on_change(self, rollout) -> None:

@@ -5,6 +5,12 @@ weight), connect to the embedder (or start one in-process), probe both once, the
 on SIGTERM: health NOT_SERVING, new calls refused, in-flight calls finish within the grace period,
 the controller stops (every transition is already persisted), the backend is closed.
 
+Assembly: the backend is wrapped once — `_NameTrackingBackend` (the metrics' known collection names),
+then `InstrumentedBackend` (timing, tracing, engine failures as UNAVAILABLE) — and that one served
+backend is given to every service: SearchCore, CollectionAdmin, the rollout controller's alias
+switches and demo seeding. The embedder is a `TextEmbedder`: the gRPC `RemoteEmbedder` when
+`--embedder-addr` is set (gated by its dependency probe), or the one a caller passes.
+
 Dependencies: besides one health entry per service, the health service has one per dependency,
 `searchgw.dependency.embedder` and `searchgw.dependency.backend`, SERVING while its last probe (every
 `PROBE_INTERVAL_S`) succeeded; the gateway's own entries stay SERVING (vector searches need no
@@ -17,14 +23,27 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from searchgw.embedder.client import EmbedderClient
-from searchgw.gateway.backends import VectorBackend, open_backend
+from searchgw.gateway.backends import (
+    CollectionInfo,
+    CollectionSpec,
+    Filter,
+    InstrumentedBackend,
+    Point,
+    PointId,
+    ScoredPoint,
+    SearchQuery,
+    SnapshotInfo,
+    VectorBackend,
+    open_backend,
+)
 from searchgw.gateway.collections import CollectionAdmin
-from searchgw.gateway.core import SearchCore
+from searchgw.gateway.core import CollectionSpecs, SearchCore
 from searchgw.gateway.dependencies import (
     BACKEND,
     EMBEDDER,
@@ -34,9 +53,11 @@ from searchgw.gateway.dependencies import (
     DependencyMonitor,
     EmbedderGate,
 )
-from searchgw.gateway.embedding import RemoteEmbedder, TextEmbedder
+from searchgw.gateway.demo import DemoSeeder
+from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.rollout import RolloutController, SqliteRolloutStore
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
 from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
@@ -82,13 +103,17 @@ class GatewayServer:
     state: ServingState
     metrics: GatewayMetrics
     core: SearchCore
+    admin: CollectionAdmin
+    demo: DemoSeeder
+    router: Router
     controller: RolloutController
     store: SqliteRolloutStore
+    #: The backend as opened (or passed in); the services use it wrapped (see the module docstring).
     backend: VectorBackend
     embedder_client: EmbedderClient | None
     metrics_endpoint: MetricsEndpoint | None
     dependencies: DependencyMonitor
-    probe_task: asyncio.Task | None = None
+    probe_task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -119,9 +144,9 @@ async def create_server(
     *,
     backend: VectorBackend | None = None,
     embedder: TextEmbedder | None = None,
-    clock=time.monotonic,
-    rollout_clock=None,
-    wall_clock=time.time,
+    clock: Callable[[], float] = time.monotonic,
+    rollout_clock: Callable[[], float] | None = None,
+    wall_clock: Callable[[], float] = time.time,
     run_controller: bool = True,
     probe_interval_s: float | None = PROBE_INTERVAL_S,
 ) -> GatewayServer:
@@ -149,8 +174,9 @@ async def create_server(
             metadata=(("authorization", f"Bearer {settings.embedder_token}"),) if settings.embedder_token else ())
         embedder = RemoteEmbedder(embedder_client, timeout_s=settings.embed_timeout_s, clock=clock)
 
-    served_backend = _NameTrackingBackend(backend, metrics)
-    dependencies = [Dependency(BACKEND, backend.kind, served_backend.refresh_names)]
+    named = _NameTrackingBackend(backend, metrics)
+    served_backend = InstrumentedBackend(named, observe=metrics.observe_backend, clock=clock)
+    dependencies = [Dependency(BACKEND, backend.kind, named.refresh_names)]
     remote = getattr(embedder, "client", None)
     if isinstance(remote, EmbedderClient):
         embedder_dependency = Dependency(EMBEDDER, remote.target,
@@ -174,8 +200,12 @@ async def create_server(
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens,
     )
-    core = SearchCore(served_backend, router, controller, embedder, settings, metrics, clock=clock,
+    specs = CollectionSpecs(served_backend)
+    core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens)
+    admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
+                            default_embedding_model=settings.default_embedding_model)
+    demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(
         interceptors=[server_tracing_interceptor(),
@@ -187,7 +217,7 @@ async def create_server(
     )
     search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock), server)
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
-        CollectionServicer(CollectionAdmin(core, controller, page_tokens)), server)
+        CollectionServicer(admin), server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(controller), server)
     await add_health_and_reflection(server, state)
     port = security.bind(server, f"{settings.host}:{settings.port}", cert=settings.tls_cert, key=settings.tls_key,
@@ -209,7 +239,7 @@ async def create_server(
     log.info("gateway serving", extra={"port": port, "backend": backend.kind,
                                        "metrics_port": endpoint.port if endpoint else None})
     return GatewayServer(settings=settings, server=server, port=port, state=state, metrics=metrics, core=core,
-                         controller=controller, store=store, backend=backend, embedder_client=embedder_client,
+                         admin=admin, demo=demo, router=router, controller=controller, store=store, backend=backend, embedder_client=embedder_client,
                          metrics_endpoint=endpoint, dependencies=monitor, probe_task=probe_task)
 
 
@@ -222,20 +252,24 @@ class _NameTrackingBackend:
 
     def __init__(self, inner: VectorBackend, metrics: GatewayMetrics) -> None:
         self.inner = inner
+        self.kind = inner.kind
         self._metrics = metrics
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
     async def refresh_names(self) -> None:
         collections = await self.inner.list_collections()
         aliases = await self.inner.list_aliases()
         self._metrics.set_known_collections([c.spec.name for c in collections] + list(aliases))
 
-    async def create_collection(self, spec):
+    async def create_collection(self, spec: CollectionSpec) -> CollectionInfo:
         info = await self.inner.create_collection(spec)
         self._metrics.add_known_collection(spec.name)
         return info
+
+    async def get_collection(self, name: str) -> CollectionInfo:
+        return await self.inner.get_collection(name)
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        return await self.inner.list_collections()
 
     async def delete_collection(self, name: str) -> None:
         await self.inner.delete_collection(name)
@@ -250,10 +284,41 @@ class _NameTrackingBackend:
         await self.inner.delete_alias(alias)
         self._metrics.forget_known_collection(alias)
 
-    async def restore_snapshot(self, snapshot: str, collection: str):
+    async def list_aliases(self) -> dict[str, str]:
+        return await self.inner.list_aliases()
+
+    async def resolve(self, name: str) -> str:
+        return await self.inner.resolve(name)
+
+    async def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        await self.inner.upsert(collection, points)
+
+    async def delete_points(self, collection: str, *, ids: Sequence[PointId] | None = None,
+                            filter: Filter | None = None) -> None:
+        await self.inner.delete_points(collection, ids=ids, filter=filter)
+
+    async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
+        return await self.inner.search(collection, query)
+
+    async def count(self, collection: str) -> int:
+        return await self.inner.count(collection)
+
+    async def optimize(self, collection: str) -> None:
+        await self.inner.optimize(collection)
+
+    async def create_snapshot(self, collection: str) -> SnapshotInfo:
+        return await self.inner.create_snapshot(collection)
+
+    async def list_snapshots(self, collection: str) -> list[SnapshotInfo]:
+        return await self.inner.list_snapshots(collection)
+
+    async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         info = await self.inner.restore_snapshot(snapshot, collection)
         self._metrics.add_known_collection(collection)
         return info
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 __all__ = ["GatewayServer", "create_server"]

@@ -9,7 +9,7 @@ from typing import Any
 from searchgw.embedder.client import EmbedderClient
 from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend, QdrantBackend
 from searchgw.gateway.client import GatewayClient
-from searchgw.gateway.embedding import RemoteEmbedder
+from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.testing import ManualClock

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from searchgw.gateway.backends.types import CollectionSpec, Distance, ScalarQuantization
+from searchgw.gateway.rules import aliases_of
 
 _FORMAT = 1
 
@@ -28,7 +29,7 @@ class Catalog:
     aliases: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def aliases_of(self, collection: str) -> tuple[str, ...]:
-        return tuple(sorted(alias for alias, target in self.aliases.items() if target == collection))
+        return aliases_of(collection, self.aliases)
 
     def with_collection(self, spec: CollectionSpec) -> Catalog:
         return replace(self, specs=MappingProxyType({**self.specs, spec.name: spec}))

@@ -42,9 +42,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from searchgw.gateway.backends._catalog import _spec_from_json, _spec_to_json
-from searchgw.gateway.backends._validation import check_name
 from searchgw.gateway.backends.types import CollectionSpec, SnapshotInfo
-from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
+from searchgw.gateway.rules import is_name
+from searchgw.errors import FailedPrecondition, NotFound
 
 _FORMAT = 1
 _MANIFEST = "searchgw-snapshot.json"
@@ -56,22 +56,6 @@ _STAMP_FILE = re.compile(rf"(?P<stamp>{_STAMP})\.snapshot")
 _PUBLIC_NAME = re.compile(rf"(?P<collection>.+)-(?P<stamp>{_STAMP})\.snapshot")
 _CHUNK = 1 << 16
 _ZEROS = bytes(_CHUNK)
-
-#: Snapshot names, on any backend: the name charset, long enough for a collection name plus a stamp.
-MAX_SNAPSHOT_NAME_LENGTH = 512
-_SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-
-
-def check_snapshot_name(field: str, name: object) -> str:
-    """A snapshot name as backends hand them out: letters, digits, '_', '-', '.'; no leading '.'."""
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument(field, "is required")
-    if len(name) > MAX_SNAPSHOT_NAME_LENGTH or not _SNAPSHOT_NAME.fullmatch(name):
-        shown = repr(name) if len(name) <= 64 else f"{name[:64]!r}… ({len(name)} characters)"
-        raise InvalidArgument(field, f"{shown} is not a snapshot name: 1 to {MAX_SNAPSHOT_NAME_LENGTH} letters, "
-                                     "digits, '_', '-' or '.', not starting with '.'")
-    return name
-
 
 # -- names ---------------------------------------------------------------------------------------
 def _stamp(epoch_seconds: float) -> str:
@@ -187,15 +171,12 @@ class SnapshotStore:
     def locate(self, name: str) -> tuple[str, Path]:
         """The collection and the archive of the snapshot `name`; NotFound when there is none."""
         match = _PUBLIC_NAME.fullmatch(name)
-        if match is not None:
-            collection = match["collection"]
-            try:
-                check_name("snapshot", collection)
-            except InvalidArgument:
-                match = None
+        if match is not None and not is_name(match["collection"]):
+            match = None
         if match is None:
             raise NotFound(f"snapshot {name!r} does not exist (snapshots here are named "
                            "<collection>-<YYYY-MM-DD-HH-MM-SS-ffffff>.snapshot)")
+        collection = match["collection"]
         archive = self._directory(collection) / f"{match['stamp']}{_SUFFIX}"
         if not archive.is_file():
             raise NotFound(f"snapshot {name!r} does not exist")

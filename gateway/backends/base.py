@@ -19,7 +19,11 @@ embedding model included); `restore_snapshot` turns one into a NEW collection an
 (AlreadyExists when the name is taken; NotFound for an unknown snapshot). Each backend's module
 docstring states what a snapshot guarantees there.
 
-Anything else escaping a backend is an unexpected engine failure.
+Anything else escaping a backend is an unexpected engine failure; `InstrumentedBackend`, which the
+server wraps around the backend it hands to every service, turns it into Unavailable.
+
+Names, limits and checks are `searchgw.gateway.rules`, shared with the rest of the gateway: a backend
+checks what it is given with them and otherwise only converts domain values into its engine's form.
 """
 
 from __future__ import annotations

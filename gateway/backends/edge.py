@@ -67,14 +67,7 @@ import qdrant_edge as qe
 
 from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
-from searchgw.gateway.backends._snapshots import SnapshotStore, check_snapshot_name
-from searchgw.gateway.backends._validation import (
-    check_name,
-    checked_points,
-    checked_query,
-    checked_selector,
-    normalized_spec,
-)
+from searchgw.gateway.backends._snapshots import SnapshotStore
 from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
@@ -87,6 +80,15 @@ from searchgw.gateway.backends.types import (
     ScoredPoint,
     SearchQuery,
     SnapshotInfo,
+)
+from searchgw.gateway.rules import (
+    check_name,
+    check_snapshot_name,
+    checked_points,
+    checked_query,
+    checked_selector,
+    normalized_spec,
+    refuse_if_aliased,
 )
 from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
 
@@ -439,10 +441,7 @@ class EdgeBackend:
             if name not in self._catalog.specs:
                 raise NotFound(f"collection {name!r} does not exist" + (
                     " (it is an alias: delete_alias removes it)" if name in self._catalog.aliases else ""))
-            aliases = self._catalog.aliases_of(name)
-            if aliases:
-                raise FailedPrecondition(f"collection {name!r} is the target of alias(es) {', '.join(aliases)}; "
-                                         "point them elsewhere or delete them first")
+            refuse_if_aliased(name, self._catalog.aliases)
             await self._commit(self._catalog.without_collection(name))
             path = self._path(name)
             shard = self._shards.pop(name, None)

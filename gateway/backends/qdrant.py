@@ -48,14 +48,6 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from searchgw.gateway.backends._validation import (
-    check_name,
-    checked_points,
-    checked_query,
-    checked_selector,
-    normalized_spec,
-)
-from searchgw.gateway.backends._snapshots import check_snapshot_name
 from searchgw.gateway.backends.types import (
     DEFAULT_QUANTILE,
     CollectionInfo,
@@ -70,6 +62,16 @@ from searchgw.gateway.backends.types import (
     ScoredPoint,
     SearchQuery,
     SnapshotInfo,
+)
+from searchgw.gateway.rules import (
+    aliases_of,
+    check_name,
+    check_snapshot_name,
+    checked_points,
+    checked_query,
+    checked_selector,
+    normalized_spec,
+    refuse_if_aliased,
 )
 from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
 
@@ -319,8 +321,8 @@ class QdrantBackend:
         if physical is None:
             raise NotFound(f"collection or alias {name!r} does not exist")
         spec = await self._spec(physical)
-        aliases = tuple(sorted(alias for alias, target in names.aliases.items() if target == physical))
-        return CollectionInfo(spec=spec, points_count=await self.count(physical), aliases=aliases)
+        return CollectionInfo(spec=spec, points_count=await self.count(physical),
+                              aliases=aliases_of(physical, names.aliases))
 
     async def list_collections(self) -> list[CollectionInfo]:
         names = await self._fresh_names()
@@ -331,10 +333,7 @@ class QdrantBackend:
         if name not in names.collections:
             raise NotFound(f"collection {name!r} does not exist" + (
                 " (it is an alias: delete_alias removes it)" if name in names.aliases else ""))
-        aliases = sorted(alias for alias, target in names.aliases.items() if target == name)
-        if aliases:
-            raise FailedPrecondition(f"collection {name!r} is the target of alias(es) {', '.join(aliases)}; "
-                                     "point them elsewhere or delete them first")
+        refuse_if_aliased(name, names.aliases)
         with self._forgetting(name):
             await self._client.delete_collection(name)
         self._specs.pop(name, None)

@@ -9,7 +9,8 @@ Every type here is immutable. The controller derives a new `Rollout` for every c
 snapshot it hands out stays valid.
 
 `validate_new_rollout` checks a rollout a client asked for and fills the defaults; every error is
-`InvalidArgument` naming the proto field path, e.g. `rollout.stages[1].weight_percent`.
+`InvalidArgument` naming the proto field path, e.g. `rollout.stages[1].weight_percent`. Names follow
+`searchgw.gateway.rules`, the rule collections are created under: any collection can be rolled out.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from searchgw.gateway.routing import weight_to_bps
+from searchgw.gateway.rules import check_name, check_rollout_name
 from searchgw.errors import InvalidArgument
 
 #: Who made a decision that no operator made.
@@ -38,9 +39,6 @@ GRPC_CODE_NAMES = frozenset({
 #: CANCELLED (the caller went away before its deadline) is not among them; a policy may add it.
 DEFAULT_ERROR_CODES = ("UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN", "RESOURCE_EXHAUSTED")
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-MAX_ROLLOUT_NAME_LENGTH = 63
-MAX_COLLECTION_NAME_LENGTH = 255
 MAX_STAGES = 20
 MAX_REASON_LENGTH = 1000
 #: The longest analysis window and stage duration accepted.
@@ -382,14 +380,14 @@ def validate_new_rollout(rollout: Rollout) -> Rollout:
 
     What depends on other state (the alias target, other rollouts) is the controller's to check.
     """
-    _check_name("rollout.name", rollout.name, MAX_ROLLOUT_NAME_LENGTH)
-    _check_name("rollout.collection", rollout.collection, MAX_COLLECTION_NAME_LENGTH)
-    _check_name("rollout.canary_collection", rollout.canary_collection, MAX_COLLECTION_NAME_LENGTH)
+    check_rollout_name("rollout.name", rollout.name)
+    check_name("rollout.collection", rollout.collection)
+    check_name("rollout.canary_collection", rollout.canary_collection)
     if rollout.canary_collection == rollout.collection:
         raise InvalidArgument("rollout.canary_collection", "must be a physical collection, not the logical "
                                                            f"name {rollout.collection!r} itself")
     if rollout.primary_collection:
-        _check_name("rollout.primary_collection", rollout.primary_collection, MAX_COLLECTION_NAME_LENGTH)
+        check_name("rollout.primary_collection", rollout.primary_collection)
         if rollout.primary_collection == rollout.canary_collection:
             raise InvalidArgument("rollout.canary_collection",
                                   f"must differ from the primary collection {rollout.primary_collection!r}")
@@ -404,16 +402,6 @@ def check_reason(reason: str) -> None:
     """An operator's reason must fit the decision history."""
     if len(reason) > MAX_REASON_LENGTH:
         raise InvalidArgument("reason", f"{len(reason)} characters; at most {MAX_REASON_LENGTH}")
-
-
-def _check_name(path: str, value: str, max_length: int) -> None:
-    if not value:
-        raise InvalidArgument(path, "is required")
-    if len(value) > max_length:
-        raise InvalidArgument(path, f"{len(value)} characters; at most {max_length}")
-    if not _NAME.fullmatch(value):
-        raise InvalidArgument(path, f"{value!r} may hold only letters, digits, '.', '_' and '-', "
-                                    "and must start with a letter or digit")
 
 
 def _check_stages(stages: tuple[Stage, ...]) -> None:

@@ -41,16 +41,13 @@ from searchgw.gateway.rollout import (
     TestReport,
 )
 from searchgw.gateway.routing import Arm
+from searchgw.gateway.rules import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, FilterBudget  # noqa: F401 - the limits, here too
 from searchgw.errors import InvalidArgument
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import common_pb2 as common_pb
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb
 
-#: Deepest filter nesting accepted (a deeper one is refused before anything recurses over it).
-MAX_FILTER_DEPTH = 8
-#: Most conditions in one filter, nested ones included.
-MAX_FILTER_CONDITIONS = 256
 _MAX_SAFE_INTEGER = 2**53
 
 # -- ids, payloads, durations ---------------------------------------------------------------
@@ -115,12 +112,14 @@ def timestamp_to_proto(epoch_seconds: float) -> timestamp_pb2.Timestamp:
 
 
 class _FilterReader:
+    """Builds the domain filter; the depth and size limits (the rules' `FilterBudget`) bound the recursion.
+    The values are the rules' to check (`searchgw.gateway.rules.checked_filter`, in the core)."""
+
     def __init__(self) -> None:
-        self.conditions = 0
+        self._budget = FilterBudget()
 
     def filter(self, message: common_pb.Filter, field: str, depth: int) -> Filter:
-        if depth > MAX_FILTER_DEPTH:
-            raise InvalidArgument(field, f"filters nest at most {MAX_FILTER_DEPTH} deep")
+        self._budget.enter(field, depth)
         return Filter(
             must=tuple(self.condition(c, f"{field}.must[{i}]", depth) for i, c in enumerate(message.must)),
             should=tuple(self.condition(c, f"{field}.should[{i}]", depth) for i, c in enumerate(message.should)),
@@ -129,9 +128,7 @@ class _FilterReader:
         )
 
     def condition(self, message: common_pb.Condition, field: str, depth: int) -> Condition:
-        self.conditions += 1
-        if self.conditions > MAX_FILTER_CONDITIONS:
-            raise InvalidArgument(field, f"a filter holds at most {MAX_FILTER_CONDITIONS} conditions")
+        self._budget.spend(field)
         kind = message.WhichOneof("condition")
         if kind == "filter":
             return self.filter(message.filter, f"{field}.filter", depth + 1)
@@ -159,8 +156,6 @@ def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCond
         bounds = {name: getattr(r, name) for name in ("gt", "gte", "lt", "lte") if r.HasField(name)}
         if not bounds:
             raise InvalidArgument(f"{field}.range", "set at least one bound")
-        if any(not math.isfinite(v) for v in bounds.values()):
-            raise InvalidArgument(f"{field}.range", "bounds must be finite numbers")
         return FieldCondition(key, range=Range(**bounds))
     raise InvalidArgument(field, "set keyword, integer, boolean, any_keyword or range")
 

@@ -6,8 +6,9 @@ violations, `RetryInfo`), as `searchgw.rpc.status.status_for` builds them (clien
 `searchgw.rpc.status.error_from_rpc`). Anything else is a bug: INTERNAL with a generic message, logged
 in full with the trace id.
 
-Every call, whatever its outcome, is reported once to the `RpcObserver` with its method, final code,
-duration and the labels the handler put on `current_rpc()` (the gateway adds its routing arm there).
+Every call, whatever its outcome, is reported once to the `RpcObserver` with its method, the name of
+its final code ("OK", "DEADLINE_EXCEEDED": observers need no grpc), duration and the labels the handler
+put on `current_rpc()` (the gateway adds its routing arm there).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def current_rpc() -> RpcInfo:
 
 
 class RpcObserver(Protocol):
-    def observe(self, method: str, code: grpc.StatusCode, seconds: float, labels: dict[str, str]) -> None: ...
+    def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:
+        """One finished call: full method name, status code name ("OK", "UNAVAILABLE"...), seconds, labels."""
+        ...
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -179,5 +182,6 @@ class _ObservedCall:
         finally:
             observer = self._interceptor._observer
             if observer is not None:
-                observer.observe(self._method, code, self._interceptor._clock() - self._started, self._info.labels)
+                observer.observe(self._method, code.name, self._interceptor._clock() - self._started,
+                                 self._info.labels)
             _current.reset(self._token)

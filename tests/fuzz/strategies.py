@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from searchgw.gateway.backends._validation import MAX_NAME_LENGTH
+from searchgw.gateway.rules import MAX_NAME_LENGTH
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import common_pb2 as common_pb
 from searchgw.v1 import embed_service_pb2 as embed_pb

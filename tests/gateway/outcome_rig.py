@@ -17,7 +17,8 @@ import numpy as np
 from searchgw.embedder.client import EmbedderClient
 from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend
 from searchgw.gateway.client import GatewayClient, stage
-from searchgw.gateway.embedding import RemoteEmbedder, TextEmbedder
+from searchgw.gateway.embedding import TextEmbedder
+from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.routing import Arm
 from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.errors import SearchgwError
@@ -153,7 +154,7 @@ async def start_rollout(client: GatewayClient, weight_percent: float = 100.0) ->
 def key_on(server: GatewayServer, arm: Arm, start: int = 0) -> str:
     """A routing key the router sends to `arm` of docs's rollout."""
     return next(key for key in (f"user-{i}" for i in range(start, start + 10_000))
-                if server.core.router.route("docs", key).arm is arm)
+                if server.router.route("docs", key).arm is arm)
 
 
 async def search_error(call) -> SearchgwError:

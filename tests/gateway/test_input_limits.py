@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from searchgw.embedder.server import create_server as create_embedder
-from searchgw.gateway.backends._validation import check_key
+from searchgw.gateway.rules import check_key
 from searchgw.gateway.client import stage
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import InvalidArgument, SearchgwError

@@ -16,7 +16,7 @@ from searchgw.embedder.client import EmbedderClient
 from searchgw.embedder.model.catalog import default_model_dir
 from searchgw.embedder.server import create_server as create_embedder
 from searchgw.gateway.backends import FaultKind
-from searchgw.gateway.embedding import RemoteEmbedder
+from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.routing import Arm
 from searchgw.v1 import common_pb2
 from tests.conftest import MODEL_CACHE, embedder_settings

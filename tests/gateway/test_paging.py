@@ -17,7 +17,6 @@ import pytest
 
 from searchgw.errors import InvalidArgument, SearchgwError
 from searchgw.gateway.client import GatewayClient, every_page
-from searchgw.gateway.collections import CollectionAdmin
 from searchgw.gateway.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageTokens, page_size_of
 from tests.rigs import GatewayRig
 
@@ -241,7 +240,7 @@ async def test_a_negative_page_size_is_invalid_argument_naming_page_size(rig: Ga
     for listing, fetch_of in LISTINGS.items():  # refused by the client: the wire type is unsigned
         error = await expect_invalid(fetch_of(client)(-1, ""))
         assert error.field == "page_size", listing
-    admin = CollectionAdmin(server.core, server.controller, PageTokens("k"))
+    admin = server.admin
     for call in (server.controller.list(page_size=-1), admin.list(-1, ""), admin.aliases(-1),
                  admin.list_snapshots("c-0", -1)):
         with pytest.raises(InvalidArgument) as refused:  # and in-process by the domain code

@@ -1,0 +1,464 @@
+"""The gateway's input rules, in one place: names, limits, and the checks every layer uses. Pure, free of gRPC.
+
+Every check raises `InvalidArgument` naming the field path of the request it came from
+(`points[2].vector`, `filter.must[0].has_id.ids[1]`) and returns the value in the one form the engines
+are given: ids canonical, vectors lists of floats, tuples where the caller may have passed lists.
+
+Who uses what:
+
+- the servicers' converters (`services/convert.py`) bound their recursion over a filter with a
+  `FilterBudget` (the same depth and size limits `checked_filter` enforces);
+- `SearchCore` checks a request with its limits (`FilterLimits`, the text, payload and id limits
+  of the settings) before anything is looked up;
+- the backends check what reaches an engine with the same functions and no request limits, since
+  a backend may be called directly (ingest, benchmarks, tests) — then they only convert;
+- the rollout model checks the names of a rollout with the same name rule as a collection, so that
+  any collection that can be created can be rolled out.
+
+Names. Collections, aliases, rollouts and snapshots share one rule: letters, digits, '_', '-' and '.',
+not starting with '.', of at most `MAX_NAME_LENGTH` characters (`MAX_ROLLOUT_NAME_LENGTH` for a rollout,
+`MAX_SNAPSHOT_NAME_LENGTH` for a snapshot, which holds its collection's name and a time stamp). It is
+the rule the embedded backend has always stored collections under (a name is a directory there, so it
+has no separator and never starts with '.': no hidden or relative directory), and a subset of what
+Qdrant accepts (1 to 255 characters without `<>:"/\\|?*`, NUL or US), so every engine takes every name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+import numpy as np
+
+from searchgw.errors import FailedPrecondition, InvalidArgument
+from searchgw.gateway.backends.types import (
+    DEFAULT_FULL_SCAN_THRESHOLD_KB,
+    DEFAULT_HNSW_EF_CONSTRUCT,
+    DEFAULT_HNSW_M,
+    DEFAULT_QUANTILE,
+    CollectionSpec,
+    Condition,
+    Distance,
+    FieldCondition,
+    Filter,
+    HasId,
+    Payload,
+    Point,
+    PointId,
+    Range,
+    ScalarQuantization,
+    SearchQuery,
+    Vector,
+)
+
+# -- limits ------------------------------------------------------------------------------------------
+#: Collection and alias names.
+MAX_NAME_LENGTH = 255
+#: Rollout names (a rollout's name is a metric label value and a line in every decision log).
+MAX_ROLLOUT_NAME_LENGTH = 63
+#: Snapshot names: a collection name plus a time stamp and a suffix.
+MAX_SNAPSHOT_NAME_LENGTH = 512
+#: The longest vector any collection may hold.
+MAX_DIMENSION = 65_536
+#: Deepest filter nesting accepted (a deeper one is refused before anything recurses over it).
+MAX_FILTER_DEPTH = 8
+#: Most conditions in one filter, nested ones included.
+MAX_FILTER_CONDITIONS = 256
+MAX_POINT_ID = 2**64 - 1
+_MAX_ARRAY_INDEX = 2**64 - 1
+#: How much of a bad value an error message repeats: status messages travel in HTTP/2 trailers,
+#: which clients refuse beyond a few KiB (RESOURCE_EXHAUSTED instead of the real error).
+_SHOWN_CHARS = 64
+
+#: One name rule (see the module docstring); the lengths are checked apart.
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_NAME_CHARS = "letters, digits, '_', '-' or '.', not starting with '.'"
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to a length an error message can carry."""
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return f"{value[:_SHOWN_CHARS]!r}… ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS + 2 else f"{text[:_SHOWN_CHARS]}…"
+
+
+# -- names -------------------------------------------------------------------------------------------
+def is_name(value: object, max_length: int = MAX_NAME_LENGTH) -> bool:
+    """Whether `value` follows the name rule with at most `max_length` characters."""
+    return isinstance(value, str) and 0 < len(value) <= max_length and _NAME.fullmatch(value) is not None
+
+
+def _check_named(field: str, value: object, max_length: int, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(field, "is required")
+    if not is_name(value, max_length):
+        raise InvalidArgument(field, f"{shown(value)} is not a valid {what}: 1 to {max_length} {_NAME_CHARS}")
+    return value
+
+
+def check_name(field: str, name: object) -> str:
+    """A collection or alias name (see the module docstring)."""
+    return _check_named(field, name, MAX_NAME_LENGTH, "name")
+
+
+def check_rollout_name(field: str, name: object) -> str:
+    """A rollout name: the name rule, at most `MAX_ROLLOUT_NAME_LENGTH` characters."""
+    return _check_named(field, name, MAX_ROLLOUT_NAME_LENGTH, "rollout name")
+
+
+def check_snapshot_name(field: str, name: object) -> str:
+    """A snapshot name as backends hand them out: the name rule, at most `MAX_SNAPSHOT_NAME_LENGTH` characters."""
+    return _check_named(field, name, MAX_SNAPSHOT_NAME_LENGTH, "snapshot name")
+
+
+def aliases_of(collection: str, aliases: Mapping[str, str]) -> tuple[str, ...]:
+    """The aliases that point at `collection`, by name."""
+    return tuple(sorted(alias for alias, target in aliases.items() if target == collection))
+
+
+def refuse_if_aliased(collection: str, aliases: Mapping[str, str]) -> None:
+    """FailedPrecondition when an alias points at `collection`: nothing a search depends on is deleted."""
+    pointing = aliases_of(collection, aliases)
+    if pointing:
+        raise FailedPrecondition(f"collection {collection!r} is the target of alias(es) {', '.join(pointing)}; "
+                                 "point them elsewhere or delete them first")
+
+
+# -- collection specs --------------------------------------------------------------------------------
+def _in_range(field: str, value: int, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidArgument(field, f"{value!r} is not an integer from {low} to {high}")
+    return value
+
+
+def normalized_spec(spec: CollectionSpec) -> CollectionSpec:
+    """The spec with zero settings replaced by the defaults, or InvalidArgument."""
+    check_name("collection.name", spec.name)
+    _in_range("collection.dimension", spec.dimension, 1, MAX_DIMENSION)
+    try:
+        distance = Distance(spec.distance)
+    except ValueError:
+        raise InvalidArgument("collection.distance", f"{spec.distance!r} is not one of "
+                                                     f"{', '.join(d.value for d in Distance)}") from None
+    quantization = spec.scalar_quantization
+    if quantization is not None:
+        quantile = quantization.quantile or DEFAULT_QUANTILE
+        if not 0.5 <= quantile <= 1.0:
+            raise InvalidArgument("collection.scalar_quantization.quantile", f"{quantile} is not from 0.5 to 1")
+        quantization = ScalarQuantization(quantile=quantile, always_ram=bool(quantization.always_ram))
+    return replace(
+        spec,
+        distance=distance,
+        hnsw_m=_in_range("collection.hnsw.m", spec.hnsw_m or DEFAULT_HNSW_M, 2, 256),
+        hnsw_ef_construct=_in_range("collection.hnsw.ef_construct",
+                                    spec.hnsw_ef_construct or DEFAULT_HNSW_EF_CONSTRUCT, 4, 10_000),
+        full_scan_threshold=_in_range("collection.hnsw.full_scan_threshold",
+                                      spec.full_scan_threshold or DEFAULT_FULL_SCAN_THRESHOLD_KB, 10, 2**31 - 1),
+        scalar_quantization=quantization,
+        embedding_model=spec.embedding_model or "",
+    )
+
+
+# -- texts, ids, vectors, payloads -------------------------------------------------------------------
+def check_text(field: str, text: str, max_chars: int) -> None:
+    """A text to embed: not blank, at most `max_chars` characters."""
+    if not text.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(text) > max_chars:
+        raise InvalidArgument(field, f"{len(text)} characters; at most {max_chars}")
+
+
+def point_id(field: str, value: object) -> PointId:
+    """An unsigned 64-bit integer, or a UUID in canonical form (lower case, hyphenated)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= MAX_POINT_ID:
+            return value
+        raise InvalidArgument(field, f"{shown(value)} is not an unsigned 64-bit integer")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise InvalidArgument(field, f"{shown(value)} is neither an unsigned integer nor a UUID") from None
+    raise InvalidArgument(field, f"{shown(value)} is neither an unsigned integer nor a UUID")
+
+
+def checked_ids(field: str, ids: Sequence[PointId]) -> list[PointId]:
+    return [point_id(f"{field}[{i}]", value) for i, value in enumerate(ids)]
+
+
+def check_query_length(field: str, values: int) -> None:
+    """A query vector no collection could hold is refused before any collection is looked up."""
+    if values > MAX_DIMENSION:
+        raise InvalidArgument(field, f"{values} values; no collection holds vectors longer than {MAX_DIMENSION}")
+
+
+def vector_values(field: str, vector: Vector, collection: str, dimension: int) -> list[float]:
+    try:
+        array = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidArgument(field, "must be a list of numbers") from None
+    if array.ndim != 1 or array.shape[0] != dimension:
+        raise InvalidArgument(field, f"has {array.size} values; collection {collection!r} holds "
+                                     f"{dimension}-d vectors")
+    if not np.isfinite(array).all():
+        raise InvalidArgument(field, "must hold finite numbers only")
+    values: list[float] = array.tolist()
+    return values
+
+
+def checked_payload(field: str, payload: object, max_bytes: int | None = None) -> Payload:
+    """A JSON object (finite numbers only), of at most `max_bytes` bytes as compact UTF-8 JSON when given."""
+    if not isinstance(payload, Mapping):
+        raise InvalidArgument(field, "must be a JSON object")
+    try:
+        size = len(json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise InvalidArgument(field, f"is not JSON: {exc}") from None
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidArgument(field, f"{size} bytes as JSON; at most {max_bytes} per point (--max-payload-bytes)")
+    return dict(payload)
+
+
+def checked_points(collection: str, dimension: int, points: Sequence[Point]) -> list[Point]:
+    """Every point checked, in engine form; the first bad one raises, before anything is written."""
+    return [
+        Point(id=point_id(f"points[{i}].id", point.id),
+              vector=vector_values(f"points[{i}].vector", point.vector, collection, dimension),
+              payload=checked_payload(f"points[{i}].payload", point.payload))
+        for i, point in enumerate(points)
+    ]
+
+
+# -- payload paths -----------------------------------------------------------------------------------
+def _raw_segment(text: str, start: int) -> int:
+    """The end of the unquoted key segment at `start` (== start when there is none)."""
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "_-"):
+        end += 1
+    return end
+
+
+def _quoted_segment(text: str, start: int) -> int:
+    """The end of the quoted key segment at `start`, past its closing quote (== start when there is none)."""
+    if start >= len(text) or text[start] != '"':
+        return start
+    end = start + 1
+    while end < len(text) and text[end] not in '"\\':
+        end += 1
+    return end + 1 if end < len(text) and text[end] == '"' else start
+
+
+def _key_error(key: str) -> str | None:
+    """Why `key` is not a payload path the engines accept, or None when it is one.
+
+    The grammar is Qdrant's: a segment, then any of `.segment`, `[N]` (an array index) and `[]`
+    (every element). A segment is letters, digits, '_' and '-', or anything but '"' and '\\' in double
+    quotes (`meta."content-type"`). Letters and digits are those of `str.isalnum`, a subset of the
+    engines' (which also take some combining marks): quote such a segment.
+    """
+    def segment(at: int) -> int:
+        end = _raw_segment(key, at)
+        return end if end > at else _quoted_segment(key, at)
+
+    at = segment(0)
+    if at == 0:
+        return "must start with a field name (letters, digits, '_', '-', or any text in double quotes)"
+    while at < len(key):
+        if key[at] == ".":
+            end = segment(at + 1)
+            if end == at + 1:
+                return f"needs a field name after the '.' at position {at}"
+        elif key.startswith("[]", at):
+            end = at + 2
+        elif key[at] == "[":
+            close = key.find("]", at)
+            digits = key[at + 1:close] if close > 0 else ""
+            if not (digits.isascii() and digits.isdigit()) or len(digits) > 20 or int(digits) > _MAX_ARRAY_INDEX:
+                return f"has a bad array index at position {at}: write [N] with N from 0 to {_MAX_ARRAY_INDEX}, or []"
+            end = close + 1
+        else:
+            return f"has {key[at]!r} at position {at}; quote a segment holding other characters: a.\"b c\""
+        at = end
+    return None
+
+
+def check_key(field: str, key: object) -> str:
+    """A payload path as filters name fields (`city`, `meta.tags[]`, `a."b c"[0]`)."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(field, "is required")
+    problem = _key_error(key)
+    if problem is not None:
+        raise InvalidArgument(field, f"{shown(key)} is not a payload path: it {problem}")
+    return key
+
+
+# -- filters -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FilterLimits:
+    """A request's limits on a filter (the gateway's settings); None: no limit (a backend's own check)."""
+
+    #: Most ids and keywords in one filter (--max-filter-values).
+    max_values: int | None = None
+    #: Longest key or keyword in bytes: no payload holds more (--max-payload-bytes).
+    max_value_bytes: int | None = None
+
+
+class FilterBudget:
+    """The depth and size limits of one filter, spent as it is walked.
+
+    The converters from the wire spend it while they build the domain filter (so nothing recurses
+    past the limits), and `checked_filter` spends it while it checks one.
+    """
+
+    def __init__(self) -> None:
+        self.conditions = 0
+
+    @staticmethod
+    def enter(field: str, depth: int) -> None:
+        """A filter at `depth` (the outermost is 1)."""
+        if depth > MAX_FILTER_DEPTH:
+            raise InvalidArgument(field, f"filters nest at most {MAX_FILTER_DEPTH} deep")
+
+    def spend(self, field: str) -> None:
+        """One more condition."""
+        self.conditions += 1
+        if self.conditions > MAX_FILTER_CONDITIONS:
+            raise InvalidArgument(field, f"a filter holds at most {MAX_FILTER_CONDITIONS} conditions")
+
+
+def _bound(field: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgument(field, f"{value!r} is not a finite number")
+    return float(value)
+
+
+class _FilterCheck:
+    """One walk over a filter that checks every rule and limit and builds its canonical form."""
+
+    def __init__(self, limits: FilterLimits) -> None:
+        self._limits = limits
+        self._budget = FilterBudget()
+        self._values = 0
+
+    def filter(self, path: str, filter: Filter, depth: int) -> Filter:
+        self._budget.enter(path, depth)
+        return Filter(**{
+            clause: tuple(self._condition(f"{path}.{clause}[{i}]", c, depth)
+                          for i, c in enumerate(getattr(filter, clause)))
+            for clause in ("must", "should", "must_not")
+        })
+
+    def _count(self, path: str, values: int) -> None:
+        self._values += values
+        limit = self._limits.max_values
+        if limit is not None and self._values > limit:
+            raise InvalidArgument(path, f"the filter lists more than {limit} ids and keywords (--max-filter-values)")
+
+    def _size(self, field: str, text: object) -> None:
+        longest = self._limits.max_value_bytes
+        if longest is not None and isinstance(text, str) and len(text) * 4 > longest and len(text.encode()) > longest:
+            raise InvalidArgument(field, f"{len(text.encode())} bytes; at most {longest} (--max-payload-bytes: "
+                                         "no payload holds more)")
+
+    def _condition(self, path: str, condition: Condition, depth: int) -> Condition:
+        self._budget.spend(path)
+        if isinstance(condition, Filter):
+            return self.filter(f"{path}.filter", condition, depth + 1)
+        if isinstance(condition, HasId):
+            self._count(path, len(condition.ids))
+            return HasId(tuple(checked_ids(f"{path}.has_id.ids", condition.ids)))
+        if isinstance(condition, FieldCondition):
+            return self._field(path, condition)
+        raise InvalidArgument(path, f"{type(condition).__name__} is not a filter condition")
+
+    def _field(self, path: str, condition: FieldCondition) -> FieldCondition:
+        keywords = condition.any_keyword or ()
+        self._count(path, len(keywords))
+        self._size(f"{path}.field.key", condition.key)
+        self._size(f"{path}.field.keyword", condition.keyword)
+        for i, keyword in enumerate(keywords):
+            self._size(f"{path}.field.any_keyword.keywords[{i}]", keyword)
+        check_key(f"{path}.field.key", condition.key)
+        if condition.range is not None:
+            bounds = condition.range
+            return replace(condition, range=Range(*(_bound(f"{path}.field.range.{name}", getattr(bounds, name))
+                                                    for name in ("gt", "gte", "lt", "lte"))))
+        if condition.any_keyword is not None:
+            if not all(isinstance(keyword, str) for keyword in condition.any_keyword):
+                raise InvalidArgument(f"{path}.field.any_keyword", "must hold strings only")
+            return replace(condition, any_keyword=tuple(condition.any_keyword))
+        expected: dict[str, type] = {"keyword": str, "integer": int, "boolean": bool}
+        for name, kind in expected.items():
+            value = getattr(condition, name)
+            if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+                raise InvalidArgument(f"{path}.field.{name}", f"{value!r} is not a {kind.__name__}")
+        return condition
+
+
+def checked_filter(path: str, filter: Filter, limits: FilterLimits = FilterLimits()) -> Filter:
+    """The filter checked — nesting, size, ids, keys, values, and `limits` — in canonical form."""
+    return _FilterCheck(limits).filter(path, filter, 1)
+
+
+# -- queries and selectors ---------------------------------------------------------------------------
+def checked_query(collection: str, dimension: int, query: SearchQuery) -> SearchQuery:
+    if isinstance(query.limit, bool) or not isinstance(query.limit, int) or query.limit < 1:
+        raise InvalidArgument("limit", f"{query.limit!r} is not a positive integer")
+    if isinstance(query.offset, bool) or not isinstance(query.offset, int) or query.offset < 0:
+        raise InvalidArgument("offset", f"{query.offset!r} is not a non-negative integer")
+    return replace(
+        query,
+        vector=vector_values("vector", query.vector, collection, dimension),
+        filter=None if query.filter is None else checked_filter("filter", query.filter),
+        score_threshold=_bound("score_threshold", query.score_threshold),
+        with_payload=bool(query.with_payload),
+    )
+
+
+def checked_selector(ids: Sequence[PointId] | None, filter: Filter | None) -> list[PointId] | Filter:
+    """The point selector of a delete: ids or a filter, exactly one."""
+    if ids is not None and filter is None:
+        return checked_ids("ids.ids", ids)
+    if filter is not None and ids is None:
+        return checked_filter("filter", filter)
+    raise InvalidArgument("selector", "set ids or filter, exactly one")
+
+
+__all__ = [
+    "MAX_DIMENSION",
+    "MAX_FILTER_CONDITIONS",
+    "MAX_FILTER_DEPTH",
+    "MAX_NAME_LENGTH",
+    "MAX_POINT_ID",
+    "MAX_ROLLOUT_NAME_LENGTH",
+    "MAX_SNAPSHOT_NAME_LENGTH",
+    "FilterBudget",
+    "FilterLimits",
+    "aliases_of",
+    "check_key",
+    "check_name",
+    "check_query_length",
+    "check_rollout_name",
+    "check_snapshot_name",
+    "check_text",
+    "checked_filter",
+    "checked_ids",
+    "checked_payload",
+    "checked_points",
+    "checked_query",
+    "checked_selector",
+    "is_name",
+    "normalized_spec",
+    "point_id",
+    "refuse_if_aliased",
+    "shown",
+    "vector_values",
+]
