@@ -120,7 +120,7 @@ async def run_scenario(server: GatewayServer, client: GatewayClient, runners: tu
     rollout = f"r-{seed}"
     await client.create_rollout(rollout, LOGICAL, scenario.canary,
                                 stages=[stage(CANARY_WEIGHT_PERCENT, 3600, 0), stage(100)])
-    server.core.canary_slots.limit = scenario.limit
+    server.core.canary_slots.floor = scenario.limit
     if scenario.delayed:
         backend.inject(scenario.canary, delay=FAULT_DELAY_S, operations={"search"})
     try:

@@ -7,10 +7,10 @@ arm, including the ones the caller's deadline or cancellation cut short (see `_s
 the canary fails with a retryable error (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), the
 failure is recorded and primary answers within the remaining deadline (`route.fallback`).
 
-A rollout's canary may have at most `canary_max_concurrency` searches in flight; a search over the
-limit is the canary's RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable canary
-failure. bench/bench_slow_canary.py measures what it buys: it keeps a canary that is slow while
-holding nothing (waiting on I/O) from hurting primary, but not a canary whose searches hold the
+A rollout's canary may have twice its share of primary's searches in flight, and at least
+`canary_max_concurrency` (see `CanarySlots`); a search over the limit is the canary's
+RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable canary failure.
+bench/bench_slow_canary.py measures what it buys: it keeps a canary that is slow while holding nothing (waiting on I/O) from hurting primary, but not a canary whose searches hold the
 interpreter lock (an unindexed collection on the embedded engine): the process stalls before its
 calls reach this limit, so that needs a budget on the canary's share of engine time (not built yet).
 
@@ -125,36 +125,52 @@ def _code_name(exc: BaseException) -> str:
     return exc.code_name if isinstance(exc, SearchgwError) else "UNAVAILABLE"
 
 
-class ArmSlots:
-    """Searches in flight on one arm, per rollout, at most `limit` each (0: no limit).
+class CanarySlots:
+    """Searches in flight per rollout and arm; a canary search over its rollout's limit is refused.
 
-    `hold(rollout)` takes a slot for the length of a `with` block, or raises ResourceExhausted when
-    the rollout's arm has `limit` searches in flight. Event-loop thread only (no lock needed).
+    The limit follows the canary's share of the traffic. At weight w a canary as fast as primary has
+    about w / (1 − w) searches in flight for each of primary's, and one that is k times slower about k
+    times as many. The canary may hold `headroom` (2) times its share of primary's searches in flight,
+    or `floor` searches, whichever is more. A fixed limit alone would refuse a healthy canary in every
+    burst larger than the limit (at 50 % a burst of 200 searches puts ~100 on each arm) and count the
+    refusals against it. At 100 % primary serves no routed searches, so there is no share to compare
+    and the floor alone applies. `floor` 0 turns the limit off. Event-loop thread only (no lock needed).
     """
 
-    def __init__(self, limit: int, arm: Arm) -> None:
-        self.limit = limit
-        self._arm = arm
-        self._in_flight: dict[str, int] = {}
+    def __init__(self, floor: int, headroom: float = 2.0) -> None:
+        self.floor = floor
+        self.headroom = headroom
+        self._in_flight: dict[tuple[str, Arm], int] = {}
 
-    def in_flight(self, rollout: str) -> int:
-        return self._in_flight.get(rollout, 0)
+    def in_flight(self, rollout: str, arm: Arm = Arm.CANARY) -> int:
+        return self._in_flight.get((rollout, arm), 0)
+
+    def limit(self, rollout: str, canary_share: float) -> float:
+        """How many searches the canary of `rollout` may have in flight now."""
+        if canary_share >= 1.0:
+            return self.floor
+        fair = canary_share / (1.0 - canary_share) * self._in_flight.get((rollout, Arm.PRIMARY), 0)
+        return max(self.floor, self.headroom * fair)
 
     @contextlib.contextmanager
-    def hold(self, rollout: str) -> Iterator[None]:
-        held = self._in_flight.get(rollout, 0)
-        if held >= self.limit:
-            raise ResourceExhausted(f"the {self._arm.value} of rollout {rollout!r} has {held} searches in flight, "
-                                    f"its limit (--{self._arm.value}-max-concurrency)")
-        self._in_flight[rollout] = held + 1
+    def hold(self, decision: RouteDecision) -> Iterator[None]:
+        """Count the search of `decision` as in flight for the length of a `with` block; ResourceExhausted
+        for a canary search over the limit."""
+        key = (decision.rollout, decision.arm)
+        held = self._in_flight.get(key, 0)
+        if decision.arm is Arm.CANARY and held >= self.limit(decision.rollout, decision.canary_share):
+            raise ResourceExhausted(
+                f"the canary of rollout {decision.rollout!r} has {held} searches in flight, its limit "
+                f"(--canary-max-concurrency, or twice its share of primary's searches in flight)")
+        self._in_flight[key] = held + 1
         try:
             yield
         finally:
-            left = self._in_flight[rollout] - 1
+            left = self._in_flight[key] - 1
             if left:
-                self._in_flight[rollout] = left
+                self._in_flight[key] = left
             else:
-                del self._in_flight[rollout]
+                del self._in_flight[key]
 
 
 class CollectionSpecs:
@@ -202,7 +218,7 @@ class SearchCore:
         self._filter_limits = FilterLimits(max_values=settings.max_filter_values,
                                            max_value_bytes=settings.max_payload_bytes)
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
-        self.canary_slots = ArmSlots(settings.canary_max_concurrency, Arm.CANARY)
+        self.canary_slots = CanarySlots(settings.canary_max_concurrency)
 
     async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None) -> np.ndarray:
         """Vectors for `texts`, in calls of at most `embed_batch_texts` texts (run together)."""
@@ -321,9 +337,9 @@ class SearchCore:
     async def _attempt_arm(self, decision: RouteDecision, params: SearchParams, limit: int, offset: int,
                            deadline: float | None) -> list[ScoredPoint]:
         """One search on the routed arm; a canary over its rollout's concurrency limit is refused at once."""
-        if decision.arm is not Arm.CANARY or not self.canary_slots.limit:
+        if not self.canary_slots.floor:
             return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
-        with self.canary_slots.hold(decision.rollout):
+        with self.canary_slots.hold(decision):
             return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
 
     def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:

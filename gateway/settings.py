@@ -29,8 +29,9 @@ class GatewaySettings(ServerSettings):
     default_embedding_model: str = setting("", "model for collections that name none (default: the embedder's)")
     routing_key_fallback: str = setting("random", "key for requests without one: random (per request) or peer")
     canary_fallback: bool = setting(True, "answer from primary when the canary fails with a retryable error")
-    canary_max_concurrency: int = setting(16, "most searches in flight on one rollout's canary; more are answered "
-                                              "by primary (recorded as the canary's RESOURCE_EXHAUSTED); 0: no limit")
+    canary_max_concurrency: int = setting(16, "searches one rollout's canary may always have in flight (more while "
+                                              "it holds under twice its share of primary's); more are answered by "
+                                              "primary (recorded as the canary's RESOURCE_EXHAUSTED); 0: no limit")
     controller_tick_s: float = setting(1.0, "how often the rollout controller looks for due checks")
     default_limit: int = setting(10, "hits returned when a search sets no limit")
     max_limit: int = setting(1000, "most hits one search may ask for (limit + page offset)")

@@ -47,7 +47,8 @@ class RouteDecision:
     `collection` is the physical collection of `arm`, or None when no rollout is active (the caller
     then uses the alias target). `primary` is the rollout's primary collection (for falling back
     from a failed canary). `in_analysis` is False for forced arms and unrouted requests: such
-    requests are served and counted, but never feed the rollout analysis.
+    requests are served and counted, but never feed the rollout analysis. `canary_share` is the
+    rollout's weight: the fraction (0..1) of its keyed traffic that goes to the canary.
     """
 
     arm: Arm
@@ -55,6 +56,7 @@ class RouteDecision:
     rollout: str
     in_analysis: bool
     primary: str | None
+    canary_share: float = 0.0
 
 
 _CANARY = Arm.CANARY  # module constant: looking a member up on an Enum class costs ~100 ns
@@ -74,12 +76,13 @@ class _CompiledRoute:
         layout = table.layout()
         self.ends = layout.ends
         physical = {Arm.PRIMARY: table.primary, Arm.CANARY: table.canary}
+        share = table.weight_bps / BUCKETS
         self.decisions = tuple(
-            RouteDecision(arm_range.arm, physical[arm_range.arm], table.rollout, True, table.primary)
+            RouteDecision(arm_range.arm, physical[arm_range.arm], table.rollout, True, table.primary, share)
             for arm_range in layout.ranges
         )
-        self.forced_primary = RouteDecision(Arm.PRIMARY, table.primary, table.rollout, False, table.primary)
-        self.forced_canary = RouteDecision(Arm.CANARY, table.canary, table.rollout, False, table.primary)
+        self.forced_primary = RouteDecision(Arm.PRIMARY, table.primary, table.rollout, False, table.primary, share)
+        self.forced_canary = RouteDecision(Arm.CANARY, table.canary, table.rollout, False, table.primary, share)
 
 
 class Router:

@@ -9,11 +9,12 @@ load is measured in bench/bench_slow_canary.py, not here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
-from searchgw.gateway.core import ArmSlots
-from searchgw.gateway.routing import Arm
+from searchgw.gateway.core import CanarySlots
+from searchgw.gateway.routing import Arm, RouteDecision
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import ResourceExhausted
 from searchgw.settings import SettingsError
@@ -108,14 +109,38 @@ async def test_a_limit_of_zero_lets_every_canary_search_through(outcome_rig):
     assert {c.code_name for c in recorded.calls} == {"OK"} and len(recorded.calls) == 40
 
 
+def decision(arm: Arm, share: float, rollout: str = "r1") -> RouteDecision:
+    return RouteDecision(arm, f"{rollout}-{arm.value}", rollout, True, f"{rollout}-primary", share)
+
+
 def test_slots_are_counted_per_rollout_and_given_back():
-    slots = ArmSlots(1, Arm.CANARY)
-    with slots.hold("r1"), slots.hold("r2"):
+    slots = CanarySlots(1)
+    with slots.hold(decision(Arm.CANARY, 1.0, "r1")), slots.hold(decision(Arm.CANARY, 1.0, "r2")):
         assert (slots.in_flight("r1"), slots.in_flight("r2")) == (1, 1)
-        with pytest.raises(ResourceExhausted, match="canary-max-concurrency"), slots.hold("r1"):
+        with pytest.raises(ResourceExhausted, match="canary-max-concurrency"), slots.hold(decision(Arm.CANARY, 1.0)):
             pass
         assert slots.in_flight("r1") == 1
     assert (slots.in_flight("r1"), slots.in_flight("r2")) == (0, 0)
+
+
+def test_a_burst_split_by_the_weight_is_not_refused_but_a_canary_holding_more_than_twice_its_share_is():
+    slots = CanarySlots(4)
+    with contextlib.ExitStack() as held:
+        for _ in range(100):  # a burst of 200 at 50 %: about 100 on each arm
+            held.enter_context(slots.hold(decision(Arm.PRIMARY, 0.5)))
+            held.enter_context(slots.hold(decision(Arm.CANARY, 0.5)))
+        assert (slots.in_flight("r1", Arm.PRIMARY), slots.in_flight("r1")) == (100, 100)
+        for _ in range(100):  # a slow canary piles up: twice its share is the limit
+            held.enter_context(slots.hold(decision(Arm.CANARY, 0.5)))
+        with pytest.raises(ResourceExhausted):
+            held.enter_context(slots.hold(decision(Arm.CANARY, 0.5)))
+    assert slots.limit("r1", 0.1) == 4  # nothing in flight: the floor
+    with contextlib.ExitStack() as held:
+        for _ in range(90):
+            held.enter_context(slots.hold(decision(Arm.PRIMARY, 0.1)))
+        assert slots.limit("r1", 0.1) == pytest.approx(20.0)  # 2 × (0.1 / 0.9) × 90
+        assert slots.limit("r1", 1.0) == 4  # at 100 % primary has no share to compare with: the floor
+        assert slots.limit("r2", 0.1) == 4  # per rollout
 
 
 def test_the_limit_is_a_setting_that_must_not_be_negative(tmp_path):
