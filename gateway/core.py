@@ -10,9 +10,10 @@ failure is recorded and primary answers within the remaining deadline (`route.fa
 A rollout's canary may have twice its share of primary's searches in flight, and at least
 `canary_max_concurrency` (see `CanarySlots`); a search over the limit is the canary's
 RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable canary failure.
-bench/bench_slow_canary.py measures what it buys: it keeps a canary that is slow while holding nothing (waiting on I/O) from hurting primary, but not a canary whose searches hold the
-interpreter lock (an unindexed collection on the embedded engine): the process stalls before its
-calls reach this limit, so that needs a budget on the canary's share of engine time (not built yet).
+bench/bench_slow_canary.py measures what it buys: it keeps a canary that is slow while holding
+nothing (waiting on I/O) from hurting primary, but not a canary whose searches hold the interpreter
+lock (an unindexed collection on the embedded engine): the process stalls before its calls reach
+this limit, so that needs a budget on the canary's share of engine time (not built yet).
 
 Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
 embedded with its own arm's model, so the canary never falls behind.
