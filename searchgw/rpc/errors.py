@@ -147,6 +147,7 @@ class _ObservedCall:
         self._method = method
         self._context = context
         self._info = RpcInfo(method=method)
+        self._observed = False
 
     async def __aenter__(self) -> RpcInfo:
         wanted = self._interceptor._metadata_labels
@@ -160,28 +161,32 @@ class _ObservedCall:
         return self._info
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
+        # Each outcome is observed before its status is sent: a client that has its answer finds the call
+        # already counted.
         context = self._context
-        code = grpc.StatusCode.OK
         try:
             if exc is None or isinstance(exc, grpc.aio.AbortError):
-                code = _code_of(context)
+                self._observe(_code_of(context))
                 return False
             if isinstance(exc, errors.SearchgwError):
-                code = getattr(grpc.StatusCode, exc.code_name)
+                self._observe(getattr(grpc.StatusCode, exc.code_name))
                 await context.abort_with_status(rpc_status.to_status(status_for(exc)))
             if isinstance(exc, NotImplementedError):
-                code = grpc.StatusCode.UNIMPLEMENTED
-                await context.abort(code, f"{self._method} is not implemented by this server")
+                self._observe(grpc.StatusCode.UNIMPLEMENTED)
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self._method} is not implemented by this server")
             if isinstance(exc, Exception):
-                code = grpc.StatusCode.INTERNAL
                 log.error("unexpected error in %s (trace %s)", self._method, _trace_id(), exc_info=exc)
-                await context.abort(code, "internal error; the server logged the details")
+                self._observe(grpc.StatusCode.INTERNAL)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server logged the details")
             # CancelledError: the caller left, or its deadline passed (grpc cancels the handler).
-            code = _cancellation_code(context)
+            self._observe(_cancellation_code(context))
             return False
         finally:
-            observer = self._interceptor._observer
-            if observer is not None:
-                observer.observe(self._method, code.name, self._interceptor._clock() - self._started,
-                                 self._info.labels)
             _current.reset(self._token)
+
+    def _observe(self, code: grpc.StatusCode) -> None:
+        """Report the call's outcome to the observer, once."""
+        observer = self._interceptor._observer
+        if observer is not None and not self._observed:
+            self._observed = True
+            observer.observe(self._method, code.name, self._interceptor._clock() - self._started, self._info.labels)

@@ -7,7 +7,7 @@ import qdrant_edge as qe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from searchgw.gateway.backends._validation import check_key
+from searchgw.gateway.rules import check_key
 from searchgw.errors import InvalidArgument
 from tests.fuzz import strategies as fz
 
