@@ -328,13 +328,14 @@ def _policy_fields():
     from searchgw.v1 import rollout_service_pb2 as roll_pb
 
     for field in roll_pb.AnalysisPolicy.DESCRIPTOR.fields:
-        message = field.message_type.full_name if field.type == FieldDescriptor.TYPE_MESSAGE else None
+        message_type = field.message_type if field.type == FieldDescriptor.TYPE_MESSAGE else None
+        message = None if message_type is None else message_type.full_name
         if message == "google.protobuf.Duration":
             yield field, f"--{field.name.replace('_', '-')}-s", "duration"
         elif message is None:
             repeated = getattr(field, "is_repeated", None)
-            if repeated is None:  # protobuf before 6 has only `label`
-                repeated = field.label == FieldDescriptor.LABEL_REPEATED
+            if repeated is None:  # protobuf before 6 has only `label` (which the stubs of 6 and later lack)
+                repeated = getattr(field, "label", None) == FieldDescriptor.LABEL_REPEATED
             yield field, f"--{field.name.replace('_', '-')}", ("list" if repeated else field.type)
 
 

@@ -310,9 +310,11 @@ class SearchCore:
         canary fails with a retryable error (or is over its concurrency limit) primary answers; that
         answer is not recorded for primary, which did not serve the request by routing.
         """
+        physical = decision.collection
+        assert physical is not None  # search() routes here only the decisions of an active rollout
         started = self._clock()
         try:
-            points = await self._attempt_arm(decision, params, limit, offset, deadline)
+            points = await self._attempt_arm(decision, physical, params, limit, offset, deadline)
         except asyncio.CancelledError:
             self._record(decision, key, self._ending_of_cancelled(deadline), started)
             raise
@@ -326,6 +328,7 @@ class SearchCore:
             if on_route is not None:
                 on_route(Arm.PRIMARY)
             primary = decision.primary
+            assert primary is not None  # a rollout's decision names its primary
             points = await self._search_arm(primary, params, limit, offset, deadline, routed=True)
             self._refuse_late(deadline)
             return points, RouteInfo(Arm.PRIMARY, primary, decision.rollout, fallback=True)
@@ -333,15 +336,16 @@ class SearchCore:
             self._record(decision, key, DeadlineExceeded.code_name, started)
             raise DeadlineExceeded(_LATE_MESSAGE)
         self._record(decision, key, "OK", started)
-        return points, RouteInfo(decision.arm, decision.collection, decision.rollout)
+        return points, RouteInfo(decision.arm, physical, decision.rollout)
 
-    async def _attempt_arm(self, decision: RouteDecision, params: SearchParams, limit: int, offset: int,
-                           deadline: float | None) -> list[ScoredPoint]:
-        """One search on the routed arm; a canary over its rollout's concurrency limit is refused at once."""
+    async def _attempt_arm(self, decision: RouteDecision, physical: str, params: SearchParams, limit: int,
+                           offset: int, deadline: float | None) -> list[ScoredPoint]:
+        """One search on the routed arm (its collection: `physical`); a canary over its rollout's
+        concurrency limit is refused at once."""
         if not self.canary_slots.floor:
-            return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
+            return await self._search_arm(physical, params, limit, offset, deadline, routed=True)
         with self.canary_slots.hold(decision):
-            return await self._search_arm(decision.collection, params, limit, offset, deadline, routed=True)
+            return await self._search_arm(physical, params, limit, offset, deadline, routed=True)
 
     def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:
         if decision.in_analysis:
@@ -361,7 +365,7 @@ class SearchCore:
             return DeadlineExceeded.code_name
         return _CANCELLED
 
-    def _may_fall_back(self, decision, exc: Exception, deadline: float | None) -> bool:
+    def _may_fall_back(self, decision: RouteDecision, exc: Exception, deadline: float | None) -> bool:
         if decision.arm is not Arm.CANARY or not self._settings.canary_fallback:
             return False
         if not isinstance(exc, _RETRYABLE) and isinstance(exc, SearchgwError):
@@ -426,6 +430,7 @@ class SearchCore:
         prepared: list[tuple[str, list[Point]]] = []
         vectors_by_model: dict[str, np.ndarray] = {}
         text_rows = [i for i, p in enumerate(points) if p.text is not None]
+        texts = [p.text for p in points if p.text is not None]  # the texts of text_rows, in order
         for physical in targets:
             spec = await self._specs.get(physical)
             model = spec.embedding_model
@@ -434,8 +439,7 @@ class SearchCore:
                                                                      "model; write vectors")
             if text_rows and model not in vectors_by_model:
                 field = "points[].text" if len(text_rows) > 1 else f"points[{text_rows[0]}].text"
-                vectors_by_model[model] = await self._embed([points[i].text for i in text_rows], model, field,
-                                                            deadline)
+                vectors_by_model[model] = await self._embed(texts, model, field, deadline)
             embedded = dict(zip(text_rows, vectors_by_model.get(model, ())))
             batch = []
             for index, point in enumerate(points):

@@ -19,10 +19,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from searchgw.errors import Unavailable
+from searchgw.gateway.embedding import TextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class DependencyMonitor:
 class EmbedderGate:
     """A TextEmbedder that fails fast while the embedder dependency is down (see the module doc)."""
 
-    def __init__(self, inner, dependency: Dependency) -> None:
+    def __init__(self, inner: TextEmbedder, dependency: Dependency) -> None:
         self.inner = inner
         self.dependency = dependency
 
@@ -134,5 +136,5 @@ class EmbedderGate:
         self._check()
         return await self.inner.dimension_of(model)
 
-    def __getattr__(self, name: str):  # the wrapped embedder's other attributes (e.g. its client)
+    def __getattr__(self, name: str) -> Any:  # the wrapped embedder's other attributes (e.g. its client)
         return getattr(self.inner, name)

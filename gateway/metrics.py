@@ -203,7 +203,7 @@ class GatewayMetrics:
     def _remove_rollout(self, name: str) -> None:
         collection = self._exported_rollouts.pop(name)
         self._ended_at.pop(name, None)
-        removals = [(self.rollout_weight, (name, collection))]
+        removals: list[tuple[Gauge | Counter, tuple[str, ...]]] = [(self.rollout_weight, (name, collection))]
         removals += [(self.rollout_state, (name, collection, state)) for state in ROLLOUT_STATES]
         removals += [(self.decisions, (name, kind.name.lower())) for kind in DecisionKind]
         removals += [(gauge, (name, arm)) for arm in _ARMS

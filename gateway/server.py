@@ -178,7 +178,7 @@ async def create_server(
     served_backend = InstrumentedBackend(named, observe=metrics.observe_backend, clock=clock)
     dependencies = [Dependency(BACKEND, backend.kind, named.refresh_names)]
     remote = getattr(embedder, "client", None)
-    if isinstance(remote, EmbedderClient):
+    if embedder is not None and isinstance(remote, EmbedderClient):
         embedder_dependency = Dependency(EMBEDDER, remote.target,
                                          lambda: remote.model_info(timeout=PROBE_TIMEOUT_S))
         dependencies.append(embedder_dependency)

@@ -58,7 +58,7 @@ class MicroBatcher(Generic[RequestT, ResultT]):
             self._running = False
 
     def _next_batch(self) -> list[tuple[RequestT, asyncio.Future[ResultT]]]:
-        batch = []
+        batch: list[tuple[RequestT, asyncio.Future[ResultT]]] = []
         while self._queue and len(batch) < self._max_batch_size:
             request, future = self._queue.popleft()
             if not future.done():  # its caller was cancelled: skip it

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import io
 import json
 import os
 import re
@@ -87,31 +88,55 @@ def _write_durably(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-class _HashingWriter:
-    """A write-only file that hashes what passes through it."""
+class _HashingStream:
+    """A one-way, unseekable file over `file` that hashes what passes through it.
+
+    It has the whole surface tarfile asks of a `fileobj` (read, write, tell, seek, close); as io's
+    one-way streams do, the direction it does not go and `seek` raise io.UnsupportedOperation.
+    Closing it leaves `file` open: that belongs to the caller.
+    """
 
     def __init__(self, file: IO[bytes]) -> None:
         self._file = file
+        self._position = 0
         self.sha256 = hashlib.sha256()
 
-    def write(self, data: bytes) -> int:
+    def read(self, size: int = -1, /) -> bytes:
+        raise io.UnsupportedOperation("read")
+
+    def write(self, data: bytes, /) -> int:
+        raise io.UnsupportedOperation("write")
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def close(self) -> None:
+        pass
+
+
+class _HashingWriter(_HashingStream):
+    """A write-only file that hashes what passes through it."""
+
+    def write(self, data: bytes, /) -> int:
         self.sha256.update(data)
-        return self._file.write(data)
+        written = self._file.write(data)
+        self._position += written
+        return written
 
     def flush(self) -> None:
         self._file.flush()
 
 
-class _HashingReader:
+class _HashingReader(_HashingStream):
     """A read-only file that hashes what is read from it."""
 
-    def __init__(self, file: IO[bytes]) -> None:
-        self._file = file
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1, /) -> bytes:
         data = self._file.read(size)
         self.sha256.update(data)
+        self._position += len(data)
         return data
 
     def drain(self) -> None:
@@ -222,7 +247,7 @@ class SnapshotStore:
         NotFound for an unknown snapshot; FailedPrecondition for a damaged one.
         """
         collection, archive = self.locate(name)
-        expected = self._info(collection, archive, _STAMP_FILE.fullmatch(archive.name)["stamp"]).checksum
+        expected = self._info(collection, archive, archive.name.removesuffix(_SUFFIX)).checksum
         target.mkdir(parents=True)
         try:
             with open(archive, "rb") as file:
@@ -257,6 +282,14 @@ class _BytesReader:
         return chunk
 
 
+def _contents(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The contents of the regular-file member `member` (tarfile gives none for other kinds of member)."""
+    reader = tar.extractfile(member)
+    if reader is None:
+        raise SnapshotCorrupt(f"member {member.name!r} is not a regular file")
+    return reader
+
+
 def _extract(source: _HashingReader, target: Path) -> dict[str, Any]:
     """Stream the archive into `target`: the shard's directories and regular files only, nothing
     outside `shard/`; returns the manifest."""
@@ -264,8 +297,7 @@ def _extract(source: _HashingReader, target: Path) -> dict[str, Any]:
     with tarfile.open(fileobj=source, mode="r|gz") as tar:
         for member in tar:
             if member.name == _MANIFEST and member.isfile():
-                reader = tar.extractfile(member)
-                manifest = json.loads(reader.read(member.size))
+                manifest = json.loads(_contents(tar, member).read(member.size))
                 continue
             path = PurePosixPath(member.name)
             parts = path.parts
@@ -276,7 +308,7 @@ def _extract(source: _HashingReader, target: Path) -> dict[str, Any]:
                 destination.mkdir(parents=True, exist_ok=True)
             elif member.isfile():
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                _write_sparse(tar.extractfile(member), destination, member.size)
+                _write_sparse(_contents(tar, member), destination, member.size)
             else:
                 raise SnapshotCorrupt(f"member {member.name!r} is neither a file nor a directory")
     if manifest is None or manifest.get("format") != _FORMAT:

@@ -60,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import numpy as np
 import qdrant_edge as qe
@@ -130,9 +130,13 @@ def _engine_condition(condition: Condition) -> Any:
     if condition.boolean is not None:
         # qdrant-edge-py 0.9 reads a Python bool as the integer 1 or 0 (bool is an int), which then
         # matches no boolean field; numpy's bool is no int, so it arrives as a boolean.
-        return qe.FieldCondition(key=condition.key, match=qe.MatchValue(np.bool_(condition.boolean)))
-    value = condition.keyword if condition.keyword is not None else condition.integer
-    return qe.FieldCondition(key=condition.key, match=qe.MatchValue(value))
+        # (qdrant-edge's stubs say MatchValue takes a bool; a numpy bool is what the binding needs here.)
+        match = qe.MatchValue(np.bool_(condition.boolean))  # type: ignore[arg-type]
+        return qe.FieldCondition(key=condition.key, match=match)
+    if condition.keyword is not None:
+        return qe.FieldCondition(key=condition.key, match=qe.MatchValue(condition.keyword))
+    assert condition.integer is not None  # a FieldCondition holds exactly one test (see __post_init__)
+    return qe.FieldCondition(key=condition.key, match=qe.MatchValue(condition.integer))
 
 
 def _engine_filter(filter: Filter) -> qe.Filter:
@@ -146,7 +150,7 @@ def _engine_query(query: SearchQuery) -> qe.QueryRequest:
     return qe.QueryRequest(
         limit=query.limit,
         offset=query.offset,
-        query=qe.Query.Nearest(query.vector),
+        query=qe.Query.Nearest(cast(list[float], query.vector)),  # checked_query made it a list[float]
         filter=None if query.filter is None else _engine_filter(query.filter),
         score_threshold=query.score_threshold,
         with_payload=query.with_payload,
@@ -182,14 +186,17 @@ def _upsert(engine: qe.EdgeShard, spec: CollectionSpec, points: Sequence[Point])
     # every point is good. One update is one WAL record, applied whole.
     checked = checked_points(spec.name, spec.dimension, points)
     if checked:
-        engine.update(qe.UpdateOperation.upsert_points([qe.Point(p.id, p.vector, p.payload) for p in checked]))
+        # checked_points gives vectors in engine form: list[float] (rules.vector_values).
+        engine.update(qe.UpdateOperation.upsert_points(
+            [qe.Point(p.id, cast(list[float], p.vector), p.payload) for p in checked]))
 
 
 def _delete(engine: qe.EdgeShard, selector: list[PointId] | Filter) -> None:
     if isinstance(selector, Filter):
         engine.update(qe.UpdateOperation.delete_points_by_filter(_engine_filter(selector)))
     elif selector:
-        engine.update(qe.UpdateOperation.delete_points(selector))
+        ids: list[qe.PointId] = list(selector)
+        engine.update(qe.UpdateOperation.delete_points(ids))
 
 
 def _count(engine: qe.EdgeShard) -> int:

@@ -42,8 +42,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict, cast
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from uuid import UUID
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -93,9 +94,10 @@ def _grpc_code_name(exc: Exception) -> str | None:
     if not callable(code):
         return None
     try:
-        return code().name
+        name: object = code().name
     except Exception:  # not a gRPC error after all
         return None
+    return name if isinstance(name, str) else None
 
 
 @contextmanager
@@ -183,11 +185,22 @@ def _snapshot_info(collection: str, description: models.SnapshotDescription) -> 
                         create_time=created, checksum=description.checksum or "")
 
 
-def _server_url(location: str) -> tuple[str, dict[str, int]]:
+def _domain_id(engine_id: int | str | UUID) -> PointId:
+    """A point id as the domain has it: a UUID (the client may parse one) as its string form."""
+    return str(engine_id) if isinstance(engine_id, UUID) else engine_id
+
+
+class _ServerOptions(TypedDict, total=False):
+    """The client options a server location's query may name."""
+
+    grpc_port: int
+
+
+def _server_url(location: str) -> tuple[str, _ServerOptions]:
     """A server URL without its query, and the client options the query names (only `grpc_port`)."""
     parts = urlsplit(location)
     query = parse_qs(parts.query, keep_blank_values=True)
-    options: dict[str, int] = {}
+    options: _ServerOptions = {}
     for key, values in query.items():
         port = values[0] if key == "grpc_port" and len(values) == 1 else ""
         if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
@@ -200,8 +213,9 @@ def _client(location: str, api_key: str | None, timeout: float, prefer_grpc: boo
     if location.startswith(("http://", "https://")):
         url, options = _server_url(location)
         # No compatibility check: it would be a blocking request in the constructor.
-        return AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc,
-                                 check_compatibility=False, **options)
+        # qdrant-client annotates `timeout` as int but takes seconds as a float (httpx and grpc timeouts).
+        return AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout,  # type: ignore[arg-type]
+                                 prefer_grpc=prefer_grpc, check_compatibility=False, **options)
     if location == ":memory:":
         return AsyncQdrantClient(location=":memory:")
     return AsyncQdrantClient(path=location)
@@ -379,7 +393,9 @@ class QdrantBackend:
         checked = checked_points(physical, spec.dimension, points)
         if not checked:
             return
-        structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in checked]
+        # checked_points gives vectors in engine form: list[float] (rules.vector_values).
+        structs = [models.PointStruct(id=p.id, vector=cast(list[float], p.vector), payload=p.payload)
+                   for p in checked]
         with self._forgetting(physical):
             await self._client.upsert(physical, points=structs, wait=True)
 
@@ -390,7 +406,8 @@ class QdrantBackend:
         if isinstance(selector, Filter):
             points_selector: Any = models.FilterSelector(filter=_filter(selector))
         elif selector:
-            points_selector = models.PointIdsList(points=selector)
+            point_ids: list[models.ExtendedPointId] = list(selector)
+            points_selector = models.PointIdsList(points=point_ids)
         else:
             return
         with self._forgetting(physical):
@@ -402,7 +419,7 @@ class QdrantBackend:
         with self._forgetting(physical):
             response = await self._client.query_points(
                 physical,
-                query=query.vector,
+                query=cast(list[float], query.vector),  # checked_query made it a list[float]
                 limit=query.limit,
                 offset=query.offset,
                 query_filter=None if query.filter is None else _filter(query.filter),
@@ -410,7 +427,8 @@ class QdrantBackend:
                 with_payload=query.with_payload,
                 with_vectors=False,
             )
-        return [ScoredPoint(id=hit.id, score=hit.score, payload=dict(hit.payload or {}) if query.with_payload else None)
+        return [ScoredPoint(id=_domain_id(hit.id), score=hit.score,
+                            payload=dict(hit.payload or {}) if query.with_payload else None)
                 for hit in response.points]
 
     async def count(self, collection: str) -> int:

@@ -100,7 +100,7 @@ from searchgw.errors import (
 
 log = logging.getLogger("searchgw.gateway.rollout")
 
-SwitchAlias = Callable[[str, str], Awaitable[None]]
+SwitchAlias = Callable[[str, str], Awaitable[object]]  # its result (the previous target) is ignored
 ResolveAlias = Callable[[str], Awaitable[str]]
 Sleep = Callable[[float], Awaitable[None]]
 
