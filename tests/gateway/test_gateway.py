@@ -373,7 +373,9 @@ async def test_a_canary_that_misses_every_callers_deadline_is_rolled_back_at_the
     assert rollout.state == State.STATE_ROLLED_BACK  # one check: the evidence was there at once
     failed = next(d for d in rollout.decisions if d.kind == Kind.KIND_CHECK_FAILED)
     # Every canary call missed its deadline; a few were still answered by primary's fallback in time.
-    assert failed.canary.errors == failed.canary.requests >= codes.count("DEADLINE_EXCEEDED")
+    # (Not compared with the callers' count: on a loaded machine a call can also expire before the
+    # gateway has routed it, and then no arm saw it.)
+    assert failed.canary.errors == failed.canary.requests > 5
     assert failed.primary.errors == 0
     assert {r.route.collection for r in await traffic(client, 30)} == {"docs-v1"}
 
