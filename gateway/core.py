@@ -366,7 +366,9 @@ class SearchCore:
         return _CANCELLED
 
     def _may_fall_back(self, decision: RouteDecision, exc: Exception, deadline: float | None) -> bool:
-        if decision.arm is not Arm.CANARY or not self._settings.canary_fallback:
+        # A forced arm (`x-canary-arm`, never in the analysis) is served by that arm or fails with its
+        # error: a smoke test aimed at a dead canary must see it fail, not primary's answer.
+        if decision.arm is not Arm.CANARY or not decision.in_analysis or not self._settings.canary_fallback:
             return False
         if not isinstance(exc, _RETRYABLE) and isinstance(exc, SearchgwError):
             return False  # the request itself is wrong (or not found): primary would say the same

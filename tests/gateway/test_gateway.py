@@ -219,6 +219,20 @@ async def test_forced_arm_requests_are_served_but_kept_out_of_the_analysis(rig):
     assert (info.value.code_name, info.value.field) == ("INVALID_ARGUMENT", "x-canary-arm")
 
 
+async def test_a_call_forced_to_a_failing_canary_fails_with_its_error_instead_of_falling_back(rig):
+    server, client = await rig.start()
+    await two_arms(client)
+    await client.create_rollout("r1", "docs", "docs-v2", analysis=policy(), stages=[stage(50, 3600, 0), stage(100)])
+    server.backend.inject("docs-v2", error=FaultKind.UNAVAILABLE, operations={"search"})
+    with pytest.raises(SearchgwError) as info:
+        await client.search("docs", vector=query_vector(), force_arm="canary", routing_key="smoke-test")
+    assert info.value.code_name == "UNAVAILABLE"
+    forced_primary = await client.search("docs", vector=query_vector(), force_arm="primary")
+    assert (forced_primary.route.collection, forced_primary.route.fallback) == ("docs-v1", False)
+    keyed = await asyncio.gather(*(client.search("docs", vector=query_vector(), routing_key=f"k{i}") for i in range(40)))
+    assert {(r.route.collection, r.route.fallback) for r in keyed} == {("docs-v1", False), ("docs-v1", True)}
+
+
 async def test_writes_during_a_rollout_land_in_both_arms(rig):
     server, client = await rig.start()
     await two_arms(client)
