@@ -92,7 +92,8 @@ async def test_open_loop_counts_queueing_behind_a_stalled_server_and_closed_loop
     assert short_p99 > 5 * SERVICE_S
     assert long_p99 > 1.25 * short_p99  # the backlog, and so the latency, grows with run length
     assert long.latency.value_at(0.5) / 1e9 > 3 * SERVICE_S
-    assert closed.latency.value_at(0.99) / 1e9 < 3 * SERVICE_S
+    # A closed loop never queues: its p99 is the service time plus scheduling noise (a loaded box adds ~2x).
+    assert closed.latency.value_at(0.99) / 1e9 < 4 * SERVICE_S < short_p99
     assert long.calls_per_s < 0.8 * long.config.rate  # the server's pace, not the target's
 
 
