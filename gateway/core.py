@@ -21,7 +21,10 @@ lock (an unindexed collection on the embedded engine): the process stalls before
 this limit, so that needs a budget on the canary's share of engine time (not built yet).
 
 Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
-embedded with its own arm's model, so the canary never falls behind.
+embedded with its own arm's model, so the canary never falls behind. A write reads the route table once;
+a dual write holds its point ids' stripes across both arms' writes, so writes of one id land in the same
+order on both; rollout creation waits for the writes in flight and holds new ones until its routes are
+published (`routing.writes.WriteOrder`, shared with the controller).
 
 Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
 traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
@@ -56,6 +59,7 @@ from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
 from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
     FilterLimits,
     check_name,
@@ -212,8 +216,12 @@ class SearchCore:
         *,
         clock: Callable[[], float] = time.monotonic,
         page_tokens: PageTokens | None = None,
+        write_order: WriteOrder | None = None,
     ) -> None:
         self._backend = backend
+        #: Orders dual writes per point id; holds writes while a rollout is being created (shared with
+        #: the rollout controller, see `routing.writes`).
+        self.write_order = write_order or WriteOrder()
         self._specs = specs
         self._router = router
         self._controller = controller
@@ -465,7 +473,12 @@ class SearchCore:
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
-        targets = await self.write_targets(collection)
+        async with self.write_order.writing(collection):
+            return await self._upsert(collection, points, deadline)
+
+    async def _upsert(self, collection: str, points: Sequence[PointInput],
+                      deadline: float | None) -> tuple[int, list[str]]:
+        targets = await self.write_targets(collection)  # the route table, read once for this write
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
         # unless every arm's batch is valid.
         prepared: list[tuple[str, list[Point]]] = []
@@ -491,9 +504,18 @@ class SearchCore:
                                           f"{spec.dimension}-d vectors")
                 batch.append(Point(id=point.id, vector=vector, payload=point.payload))
             prepared.append((physical, batch))
-        for physical, batch in prepared:
-            await self._backend.upsert(physical, batch)
+        async with self._ordered(collection, targets, [point.id for point in points]):
+            for physical, batch in prepared:
+                await self._backend.upsert(physical, batch)
         return len(points), targets
+
+    def _ordered(self, collection: str, targets: Sequence[str],
+                 ids: Sequence[PointId] | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """A dual write holds its ids' stripes across both arms' writes (None: every stripe); a write
+        to one collection needs none."""
+        if len(targets) < 2:
+            return contextlib.nullcontext()
+        return self.write_order.points(collection, ids)
 
     async def delete(self, collection: str, *, ids: Sequence[PointId] | None = None,
                      filter: Filter | None = None) -> list[str]:
@@ -510,7 +532,9 @@ class SearchCore:
                 raise InvalidArgument("filter", "an empty filter would delete every point; to empty a collection, "
                                                 "delete and re-create it")
             filter = self._check_filter("filter", filter)
-        targets = await self.write_targets(collection)
-        for physical in targets:
-            await self._backend.delete_points(physical, ids=ids, filter=filter)
+        async with self.write_order.writing(collection):
+            targets = await self.write_targets(collection)  # the route table, read once for this write
+            async with self._ordered(collection, targets, ids):
+                for physical in targets:
+                    await self._backend.delete_points(physical, ids=ids, filter=filter)
         return targets
