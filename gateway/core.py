@@ -7,6 +7,11 @@ arm, including the ones the caller's deadline or cancellation cut short (see `_s
 the canary fails with a retryable error (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), the
 failure is recorded and primary answers within the remaining deadline (`route.fallback`).
 
+A search's next-page token names the physical collection (arm, rollout) that served the page; a later
+page is served by that collection alone, whatever its routing key (`_pinned_decision`): not a routing
+decision, so, like a forced arm, it is not recorded for the analysis and does not fall back. A token whose
+collection no longer serves the logical one is FAILED_PRECONDITION ("start over without it").
+
 A rollout's canary may have twice its share of primary's searches in flight, and at least
 `canary_max_concurrency` (see `CanarySlots`); a search over the limit is the canary's
 RESOURCE_EXHAUSTED, recorded and answered by primary like any retryable canary failure.
@@ -16,7 +21,10 @@ lock (an unindexed collection on the embedded engine): the process stalls before
 this limit, so that needs a budget on the canary's share of engine time (not built yet).
 
 Writes (Upsert/Delete) to a logical collection go to both arms while a rollout is active, each
-embedded with its own arm's model, so the canary never falls behind.
+embedded with its own arm's model, so the canary never falls behind. A write reads the route table once;
+a dual write holds its point ids' stripes across both arms' writes, so writes of one id land in the same
+order on both; rollout creation waits for the writes in flight and holds new ones until its routes are
+published (`routing.writes.WriteOrder`, shared with the controller).
 
 Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
 traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
@@ -48,9 +56,10 @@ from searchgw.gateway.backends import (
 )
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import GatewayMetrics
-from searchgw.gateway.paging import PageTokens, fingerprint
+from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
-from searchgw.gateway.routing import Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
     FilterLimits,
     check_name,
@@ -62,6 +71,7 @@ from searchgw.gateway.rules import (
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import (
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -206,8 +216,12 @@ class SearchCore:
         *,
         clock: Callable[[], float] = time.monotonic,
         page_tokens: PageTokens | None = None,
+        write_order: WriteOrder | None = None,
     ) -> None:
         self._backend = backend
+        #: Orders dual writes per point id; holds writes while a rollout is being created (shared with
+        #: the rollout controller, see `routing.writes`).
+        self.write_order = write_order or WriteOrder()
         self._specs = specs
         self._router = router
         self._controller = controller
@@ -273,7 +287,8 @@ class SearchCore:
         vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
         query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
                                   params.score_threshold)
-        offset = self._pages.read(params.page_token, query_print)
+        page = self._pages.read_search(params.page_token, query_print)
+        offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
             raise InvalidArgument("page_token", f"paging past {self._settings.max_limit} hits is not supported")
 
@@ -282,12 +297,17 @@ class SearchCore:
                                           self._settings.routing_key_fallback)
         if source not in ("request", "metadata"):
             self._metrics.unkeyed.labels(source).inc()
-        decision = self._router.route(params.collection, key, params.forced_arm)
+        if page is not None and page.collection:  # a later page: served where the first one was
+            decision = await self._pinned_decision(params.collection, page)
+        else:
+            decision = self._router.route(params.collection, key, params.forced_arm)
         if on_route is not None:
             on_route(decision.arm)
 
         if decision.collection is None:  # no rollout: the alias (or physical name) decides
             physical = await self._backend.resolve(params.collection)
+            if page is not None and page.collection and physical != page.collection:
+                raise self._stale_page(params.collection, page)
             points = await self._search_arm(physical, params, limit, offset, deadline)
             self._refuse_late(deadline)
             route = RouteInfo(Arm.PRIMARY, physical)
@@ -296,8 +316,35 @@ class SearchCore:
         trace.get_current_span().set_attributes({
             "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
             "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
-        next_token = self._pages.issue(offset + limit, query_print) if len(points) == limit else ""
+        next_token = ""
+        if len(points) == limit:
+            next_token = self._pages.issue_search(
+                SearchPage(offset + limit, route.collection, route.arm.value, route.rollout), query_print)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
+
+    async def _pinned_decision(self, collection: str, page: SearchPage) -> RouteDecision:
+        """The decision for a later page: the collection that served the earlier ones, by the arm that has
+        it now. Like a forced arm it is not a routing decision, so it stays out of the rollout analysis
+        and never falls back to primary (whose pages are other ones)."""
+        table = self._router.table(collection)
+        if table is None:
+            return UNROUTED  # the alias target serves, if it is still page.collection (checked in search)
+        if page.collection == table.canary:
+            return self._router.route(collection, "", Arm.CANARY)
+        if page.collection == table.primary:
+            return self._router.route(collection, "", Arm.PRIMARY)
+        raise self._stale_page(collection, page)
+
+    @staticmethod
+    def _stale_page(collection: str, page: SearchPage) -> FailedPrecondition:
+        """The error for a page token whose collection no longer serves `collection` (its rollout was
+        aborted or promoted, or the alias moved): the token is sound, the state it depends on is gone."""
+        how = f" ({page.arm} of rollout {page.rollout!r})" if page.rollout else ""
+        return FailedPrecondition(
+            f"page_token: the earlier pages came from collection {page.collection!r}{how}, which no longer "
+            f"serves {collection!r}; start over without it",
+            reason="PAGE_TOKEN_STALE",
+            metadata={"field": "page_token", "collection": page.collection, "rollout": page.rollout})
 
     async def _search_routed(self, decision: RouteDecision, key: str, params: SearchParams, limit: int,
                              offset: int, deadline: float | None,
@@ -426,7 +473,12 @@ class SearchCore:
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
-        targets = await self.write_targets(collection)
+        async with self.write_order.writing(collection):
+            return await self._upsert(collection, points, deadline)
+
+    async def _upsert(self, collection: str, points: Sequence[PointInput],
+                      deadline: float | None) -> tuple[int, list[str]]:
+        targets = await self.write_targets(collection)  # the route table, read once for this write
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
         # unless every arm's batch is valid.
         prepared: list[tuple[str, list[Point]]] = []
@@ -452,9 +504,18 @@ class SearchCore:
                                           f"{spec.dimension}-d vectors")
                 batch.append(Point(id=point.id, vector=vector, payload=point.payload))
             prepared.append((physical, batch))
-        for physical, batch in prepared:
-            await self._backend.upsert(physical, batch)
+        async with self._ordered(collection, targets, [point.id for point in points]):
+            for physical, batch in prepared:
+                await self._backend.upsert(physical, batch)
         return len(points), targets
+
+    def _ordered(self, collection: str, targets: Sequence[str],
+                 ids: Sequence[PointId] | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """A dual write holds its ids' stripes across both arms' writes (None: every stripe); a write
+        to one collection needs none."""
+        if len(targets) < 2:
+            return contextlib.nullcontext()
+        return self.write_order.points(collection, ids)
 
     async def delete(self, collection: str, *, ids: Sequence[PointId] | None = None,
                      filter: Filter | None = None) -> list[str]:
@@ -471,7 +532,9 @@ class SearchCore:
                 raise InvalidArgument("filter", "an empty filter would delete every point; to empty a collection, "
                                                 "delete and re-create it")
             filter = self._check_filter("filter", filter)
-        targets = await self.write_targets(collection)
-        for physical in targets:
-            await self._backend.delete_points(physical, ids=ids, filter=filter)
+        async with self.write_order.writing(collection):
+            targets = await self.write_targets(collection)  # the route table, read once for this write
+            async with self._ordered(collection, targets, ids):
+                for physical in targets:
+                    await self._backend.delete_points(physical, ids=ids, filter=filter)
         return targets

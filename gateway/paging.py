@@ -32,7 +32,8 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from searchgw.errors import InvalidArgument
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageKey", "PageTokens", "fingerprint", "page_size_of"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "PageKey", "PageTokens", "SearchPage", "fingerprint",
+           "page_size_of"]
 
 _MAC_BYTES = 16
 
@@ -52,6 +53,21 @@ class Page(NamedTuple, Generic[T]):
 
     items: list[T]
     next_page_token: str
+
+
+class SearchPage(NamedTuple):
+    """Where a search's next page starts, and who served the pages before it.
+
+    `collection` is the physical collection that served them ("" in a token of an older gateway,
+    which carried the offset alone); `arm` ("primary" / "canary") and `rollout` ("" without one) say
+    how it was reached. A follow-up page is served by `collection` only, so paging never mixes the
+    two collections of a rollout.
+    """
+
+    offset: int
+    collection: str = ""
+    arm: str = ""
+    rollout: str = ""
 
 
 def page_size_of(requested: int, *, field: str = "page_size") -> int:
@@ -98,6 +114,26 @@ class PageTokens:
         if not isinstance(offset, int) or offset < 0:
             raise InvalidArgument(field, "is not a token this server issued")
         return offset
+
+    def issue_search(self, page: SearchPage, fingerprint: str) -> str:
+        """The token of a search's next page, bound to the query (`fingerprint`) and the collection that served."""
+        return self.issue_value({"o": page.offset, "c": page.collection, "a": page.arm, "r": page.rollout},
+                                fingerprint)
+
+    def read_search(self, token: str, fingerprint: str, *, field: str = "page_token") -> SearchPage | None:
+        """The page a search token points at; None for an empty token. A token of an older gateway
+        (an offset alone) reads as a page with no collection."""
+        if not token:
+            return None
+        value = self.read_value(token, fingerprint, field=field)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return SearchPage(value)
+        if isinstance(value, dict):
+            offset, collection, arm, rollout = (value.get(k) for k in ("o", "c", "a", "r"))
+            if (isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0
+                    and isinstance(collection, str) and isinstance(arm, str) and isinstance(rollout, str)):
+                return SearchPage(offset, collection, arm, rollout)
+        raise InvalidArgument(field, "is not a token this server issued")
 
     def paginate(self, items: Iterable[T], *, key: Callable[[T], PageKey], page_size: int, page_token: str,
                  listing: str, query: Sequence[object] = ()) -> Page[T]:

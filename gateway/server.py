@@ -60,6 +60,7 @@ from searchgw.gateway.paging import PageTokens
 from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.rollout import RolloutController, SqliteRolloutStore
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
+from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
 from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
@@ -193,16 +194,17 @@ async def create_server(
 
     page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
     router = Router()
+    write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
     store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
     controller = RolloutController(
         store, router,
         switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
-        tick_interval=settings.controller_tick_s, page_tokens=page_tokens,
+        tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
     )
     specs = CollectionSpecs(served_backend)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
-                      page_tokens=page_tokens)
+                      page_tokens=page_tokens, write_order=write_order)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
                             default_embedding_model=settings.default_embedding_model)
     demo = DemoSeeder(served_backend, embedder, core)

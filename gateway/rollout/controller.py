@@ -89,6 +89,7 @@ from searchgw.gateway.rollout.model import (
 )
 from searchgw.gateway.rollout.store import RolloutStore
 from searchgw.gateway.routing import Arm, Router, RouteTable
+from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -221,6 +222,7 @@ class RolloutController:
         tick_interval: float = 1.0,
         max_routine_decisions: int = DEFAULT_MAX_ROUTINE_DECISIONS,
         page_tokens: PageTokens | None = None,
+        write_order: WriteOrder | None = None,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -237,6 +239,8 @@ class RolloutController:
         self._tick_interval = tick_interval
         self._max_routine_decisions = max_routine_decisions
         self._page_tokens = page_tokens or PageTokens()
+        #: SearchCore's write order: creation holds the collection's writes until its routes are published.
+        self._write_order = write_order or WriteOrder()
         #: Every rollout by name, ended ones too.
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
@@ -391,51 +395,58 @@ class RolloutController:
         spec = validate_new_rollout(rollout)
         actor = actor or ANONYMOUS_ACTOR
         async with self._create_lock:
-            if spec.name in self._rollouts:
-                raise AlreadyExists(f"a rollout named {spec.name!r} already exists; pick another name",
-                                    reason="ROLLOUT_EXISTS", metadata={"rollout": spec.name})
-            busy = next((a.rollout for a in self._active.values() if a.rollout.collection == spec.collection), None)
-            if busy is not None:
-                raise AlreadyExists(
-                    f"collection {spec.collection!r} already has an active rollout {busy.name!r} "
-                    f"({busy.state.name}); promote or abort it first",
-                    reason="ACTIVE_ROLLOUT_EXISTS", metadata={"collection": spec.collection, "rollout": busy.name})
-            target = await self._resolve_alias(spec.collection)
-            if target == spec.collection:
-                raise FailedPrecondition(
-                    f"rollout.collection {spec.collection!r} is a collection, not an alias: promotion switches "
-                    f"an alias, so a rollout needs one (create an alias pointing at {spec.collection!r} and roll "
-                    f"that out)", reason="NOT_AN_ALIAS", metadata={"collection": spec.collection})
-            if spec.primary_collection and spec.primary_collection != target:
-                raise FailedPrecondition(
-                    f"rollout.primary_collection {spec.primary_collection!r} is not what {spec.collection!r} "
-                    f"points at ({target!r}); leave it empty or set it to {target!r}")
-            if spec.canary_collection == target:
-                raise InvalidArgument("rollout.canary_collection",
-                                      f"{target!r} is what {spec.collection!r} already points at")
-            if await self._resolve_alias(spec.canary_collection) != spec.canary_collection:
-                raise InvalidArgument("rollout.canary_collection",
-                                      f"{spec.canary_collection!r} is an alias; name the physical collection")
-            now, wall = self._clock(), self._wall_clock()
-            first = spec.stages[0]
-            started = dataclasses.replace(
-                spec, primary_collection=target, state=_RUNNING, current_stage=0,
-                weight_percent=first.weight_percent, decisions=(), create_time=wall, update_time=wall,
-                stage_elapsed_s=0.0, consecutive_failures=0, total_failures=0, salt=secrets.token_hex(8),
-                stage_clean_since_s=0.0, stage_canary_requests=0,
-            )
-            started, decision = self._decide(
-                started, DecisionKind.STARTED, actor, wall,
-                f"started at {started.stage_label}: {first.weight_percent:g}% of keyed traffic to canary "
-                f"{spec.canary_collection!r}, the rest to primary {target!r}",
-            )
-            await self._store.save(started)
-            active = _Active(started, now)
-            self._rollouts[started.name] = started
-            self._active[started.name] = active
-            self._publish_routes()
-            self._announce(active, started, [decision])
-            return started
+            # Writes to the collection wait, and those in flight finish, until the routes are published:
+            # no write that started before them can land in primary only once the rollout is live.
+            async with self._write_order.publishing(spec.collection):
+                return await self._create_locked(spec, actor)
+
+    async def _create_locked(self, spec: Rollout, actor: str) -> Rollout:
+        """The body of `_create`, under the create lock with the collection's writes held."""
+        if spec.name in self._rollouts:
+            raise AlreadyExists(f"a rollout named {spec.name!r} already exists; pick another name",
+                                reason="ROLLOUT_EXISTS", metadata={"rollout": spec.name})
+        busy = next((a.rollout for a in self._active.values() if a.rollout.collection == spec.collection), None)
+        if busy is not None:
+            raise AlreadyExists(
+                f"collection {spec.collection!r} already has an active rollout {busy.name!r} "
+                f"({busy.state.name}); promote or abort it first",
+                reason="ACTIVE_ROLLOUT_EXISTS", metadata={"collection": spec.collection, "rollout": busy.name})
+        target = await self._resolve_alias(spec.collection)
+        if target == spec.collection:
+            raise FailedPrecondition(
+                f"rollout.collection {spec.collection!r} is a collection, not an alias: promotion switches "
+                f"an alias, so a rollout needs one (create an alias pointing at {spec.collection!r} and roll "
+                f"that out)", reason="NOT_AN_ALIAS", metadata={"collection": spec.collection})
+        if spec.primary_collection and spec.primary_collection != target:
+            raise FailedPrecondition(
+                f"rollout.primary_collection {spec.primary_collection!r} is not what {spec.collection!r} "
+                f"points at ({target!r}); leave it empty or set it to {target!r}")
+        if spec.canary_collection == target:
+            raise InvalidArgument("rollout.canary_collection",
+                                  f"{target!r} is what {spec.collection!r} already points at")
+        if await self._resolve_alias(spec.canary_collection) != spec.canary_collection:
+            raise InvalidArgument("rollout.canary_collection",
+                                  f"{spec.canary_collection!r} is an alias; name the physical collection")
+        now, wall = self._clock(), self._wall_clock()
+        first = spec.stages[0]
+        started = dataclasses.replace(
+            spec, primary_collection=target, state=_RUNNING, current_stage=0,
+            weight_percent=first.weight_percent, decisions=(), create_time=wall, update_time=wall,
+            stage_elapsed_s=0.0, consecutive_failures=0, total_failures=0, salt=secrets.token_hex(8),
+            stage_clean_since_s=0.0, stage_canary_requests=0,
+        )
+        started, decision = self._decide(
+            started, DecisionKind.STARTED, actor, wall,
+            f"started at {started.stage_label}: {first.weight_percent:g}% of keyed traffic to canary "
+            f"{spec.canary_collection!r}, the rest to primary {target!r}",
+        )
+        await self._store.save(started)
+        active = _Active(started, now)
+        self._rollouts[started.name] = started
+        self._active[started.name] = active
+        self._publish_routes()
+        self._announce(active, started, [decision])
+        return started
 
     async def pause(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         """Freeze the weight and the stage clock of a RUNNING rollout (checks still run and count)."""
