@@ -3,7 +3,7 @@
     searchgw serve [--with-embedder] [--embedder-addr H:P] [--backend edge|qdrant] [--data-dir D] ...
     searchgw search "text" [--collection docs] [--limit 5] [--routing-key K]
     searchgw ingest FILE --collection C            (JSONL, CSV or Parquet; see gateway.ingest)
-    searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore ...
+    searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore|delete-snapshot ...
     searchgw rollout start|status|list|history|watch|pause|resume|promote|abort ...
 
 The client options (--addr, --token, --tls-*, --timeout, --output) go before or after the operation.
@@ -269,6 +269,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "searchgw collections restore docs-v1-20250101T000000Z docs-restored")
     restore.add_argument("snapshot", help="a snapshot's name (see snapshots)")
     restore.add_argument("new_name", help="the collection to create (never overwritten)")
+    delete_snapshot = _operation(ops, "delete-snapshot", "delete one of a collection's snapshots",
+                                 "searchgw collections delete-snapshot docs-v1 docs-v1-2025-01-01-00-00-00-000000.snapshot")
+    delete_snapshot.add_argument("name", help="the collection (or alias) the snapshot is of")
+    delete_snapshot.add_argument("snapshot", help="a snapshot's name (see snapshots)")
     collections.set_defaults(run=lambda a: _client(a, _collections))
 
     rollout = _command(subparsers, "rollout", "start, watch and steer canary rollouts",
@@ -726,6 +730,9 @@ async def _collections(client, args) -> int:
                      for s in page.snapshots]
         _emit(args, {"snapshots": [_as_dict(s) for s in snapshots]},
               lambda: _columns([_snapshot_row(s) for s in snapshots], _SNAPSHOT_HEADER))
+    elif args.op == "delete-snapshot":
+        await client.delete_snapshot(args.name, args.snapshot, timeout=timeout)
+        _emit(args, {"deleted": args.snapshot, "collection": args.name}, lambda: [f"deleted {args.snapshot}"])
     return 0
 
 

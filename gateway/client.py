@@ -223,6 +223,10 @@ class GatewayClient:
                                     coll_pb.RestoreSnapshotRequest(snapshot=snapshot, collection=collection), timeout)
         return response.collection
 
+    async def delete_snapshot(self, collection: str, snapshot: str, *, timeout: float | None = None) -> None:
+        await self._call(self.collection_stub.DeleteSnapshot,
+                         coll_pb.DeleteSnapshotRequest(collection=collection, snapshot=snapshot), timeout)
+
     # -- RolloutService --------------------------------------------------------------------
     async def create_rollout(self, name: str, collection: str, canary_collection: str, *,
                              stages: Sequence[roll_pb.Stage] = (), analysis: roll_pb.AnalysisPolicy | None = None,

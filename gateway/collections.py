@@ -8,6 +8,8 @@ at is refused with FAILED_PRECONDITION.
 
 Snapshots: a snapshot is of a physical collection (an alias is resolved first); restoring one makes
 a NEW collection with the snapshot's spec, embedding model included, and never overwrites a name.
+Deleting one names its collection too (an alias, or on the embedded backend a deleted collection's
+old name, works as for listing), so a name typed for one collection never removes another's.
 
 Dependencies are explicit (the server gives them once): the instrumented backend — every call here
 goes through it, so an engine failure is UNAVAILABLE on every administration RPC as on a search —,
@@ -116,6 +118,12 @@ class CollectionAdmin:
         info = await self._backend.restore_snapshot(snapshot, collection)
         self._specs.forget(collection)
         return info
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        """NotFound when the collection has no snapshot of that name; FailedPrecondition while it is restored."""
+        check_name("collection", collection)
+        check_snapshot_name("snapshot", snapshot)
+        await self._backend.delete_snapshot(collection, snapshot)
 
     async def aliases(self, page_size: int = 0, page_token: str = "") -> Page[tuple[str, str]]:
         """A page of (alias, collection) pairs by alias (see `PageTokens.paginate`)."""

@@ -317,6 +317,9 @@ class _NameTrackingBackend:
         self._metrics.add_known_collection(collection)
         return info
 
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        await self.inner.delete_snapshot(collection, snapshot)
+
     async def close(self) -> None:
         await self.inner.close()
 

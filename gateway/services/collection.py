@@ -60,3 +60,8 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     async def RestoreSnapshot(self, request, context) -> pb.RestoreSnapshotResponse:
         info = await self._admin.restore_snapshot(request.snapshot, request.collection)
         return pb.RestoreSnapshotResponse(collection=collection_to_proto(info))
+
+    async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest,
+                             context: grpc.aio.ServicerContext) -> pb.DeleteSnapshotResponse:
+        await self._admin.delete_snapshot(request.collection, request.snapshot)
+        return pb.DeleteSnapshotResponse()

@@ -228,3 +228,15 @@ class RestoreSnapshotResponse(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     collection: Collection
     def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("collection", "snapshot")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    snapshot: str
+    def __init__(self, collection: _Optional[str] = ..., snapshot: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

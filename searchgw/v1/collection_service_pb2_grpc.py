@@ -90,6 +90,11 @@ class CollectionServiceStub:
                 request_serializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.FromString,
                 _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/searchgw.v1.CollectionService/DeleteSnapshot',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -179,6 +184,14 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteSnapshot(self, request, context):
+        """DeleteSnapshot deletes one of a collection's snapshots. An unknown snapshot (or one of another
+        collection) is NOT_FOUND; one being restored is FAILED_PRECONDITION until the restore ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +249,11 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.RestoreSnapshot,
                     request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +554,33 @@ class CollectionService:
             '/searchgw.v1.CollectionService/RestoreSnapshot',
             searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.SerializeToString,
             searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/DeleteSnapshot',
+            searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
