@@ -21,6 +21,7 @@ Names are checked with `searchgw.gateway.rules`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from searchgw.gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
@@ -113,6 +114,11 @@ class CollectionAdmin:
         everything = await self._backend.list_snapshots(collection)
         return self._pages.paginate(everything, key=lambda info: (info.create_time, info.name), page_size=page_size,
                                     page_token=page_token, listing="snapshots", query=(collection,))
+
+    async def all_snapshots(self, collection: str) -> Sequence[SnapshotInfo]:
+        """Every snapshot of the collection, oldest first, unpaged (the snapshot scheduler's view)."""
+        check_name("collection", collection)
+        return await self._backend.list_snapshots(collection)
 
     async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         check_snapshot_name("snapshot", snapshot)
