@@ -3,7 +3,7 @@
     searchgw serve [--with-embedder] [--embedder-addr H:P] [--backend edge|qdrant] [--data-dir D] ...
     searchgw search "text" [--collection docs] [--limit 5] [--routing-key K]
     searchgw ingest FILE --collection C            (JSONL, CSV or Parquet; see gateway.ingest)
-    searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore ...
+    searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore|delete-snapshot|prune-snapshots ...
     searchgw rollout start|status|list|history|watch|pause|resume|promote|abort ...
 
 The client options (--addr, --token, --tls-*, --timeout, --output) go before or after the operation.
@@ -74,12 +74,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
-_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _seconds(text: str) -> float:
-    """'300', '300s', '5m', '1.5h', '250ms' as seconds."""
+    """'300', '300s', '5m', '1.5h', '7d', '250ms' as seconds."""
     match = _SECONDS.match(text.strip())
     if not match:
         raise ValueError(text)
@@ -90,7 +90,7 @@ def _non_negative_seconds(text: str) -> float:
     try:
         return _seconds(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or with s, m, h, ms)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or with s, m, h, d, ms)") from None
 
 
 _STAGES_FORM = "WEIGHT[%][:MIN_DURATION[:MIN_REQUESTS]],... e.g. 5%:300:100,25%:10m:500,100%"
@@ -269,6 +269,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "searchgw collections restore docs-v1-20250101T000000Z docs-restored")
     restore.add_argument("snapshot", help="a snapshot's name (see snapshots)")
     restore.add_argument("new_name", help="the collection to create (never overwritten)")
+    delete_snapshot = _operation(ops, "delete-snapshot", "delete one of a collection's snapshots",
+                                 "searchgw collections delete-snapshot docs-v1 docs-v1-2025-01-01-00-00-00-000000.snapshot")
+    delete_snapshot.add_argument("name", help="the collection (or alias) the snapshot is of")
+    delete_snapshot.add_argument("snapshot", help="a snapshot's name (see snapshots)")
+    prune = _operation(ops, "prune-snapshots", "delete the snapshots a retention policy does not keep "
+                                               "(the newest always stays)",
+                       "searchgw collections prune-snapshots docs-v1 --keep-last 3 --max-age 7d")
+    prune.add_argument("name", help="the collection (or alias)")
+    prune.add_argument("--keep-last", type=_non_negative_int, default=0,
+                       help="keep the newest N [0: no count rule]")
+    prune.add_argument("--max-age", type=_non_negative_seconds, default=0.0,
+                       help="keep those younger than this (e.g. 36h, 7d) [0: no age rule]; "
+                            "a snapshot either rule keeps stays")
     collections.set_defaults(run=lambda a: _client(a, _collections))
 
     rollout = _command(subparsers, "rollout", "start, watch and steer canary rollouts",
@@ -726,6 +739,14 @@ async def _collections(client, args) -> int:
                      for s in page.snapshots]
         _emit(args, {"snapshots": [_as_dict(s) for s in snapshots]},
               lambda: _columns([_snapshot_row(s) for s in snapshots], _SNAPSHOT_HEADER))
+    elif args.op == "delete-snapshot":
+        await client.delete_snapshot(args.name, args.snapshot, timeout=timeout)
+        _emit(args, {"deleted": args.snapshot, "collection": args.name}, lambda: [f"deleted {args.snapshot}"])
+    elif args.op == "prune-snapshots":
+        pruned = await client.prune_snapshots(args.name, keep_last=args.keep_last, max_age_s=args.max_age,
+                                              timeout=max(timeout, 600.0))
+        _emit(args, pruned, lambda: [f"deleted {s.name}" for s in pruned.deleted]
+              + [f"kept {len(pruned.kept)}, deleted {len(pruned.deleted)}"])
     return 0
 
 

@@ -223,6 +223,17 @@ class GatewayClient:
                                     coll_pb.RestoreSnapshotRequest(snapshot=snapshot, collection=collection), timeout)
         return response.collection
 
+    async def delete_snapshot(self, collection: str, snapshot: str, *, timeout: float | None = None) -> None:
+        await self._call(self.collection_stub.DeleteSnapshot,
+                         coll_pb.DeleteSnapshotRequest(collection=collection, snapshot=snapshot), timeout)
+
+    async def prune_snapshots(self, collection: str, *, keep_last: int = 0, max_age_s: float = 0.0,
+                              timeout: float | None = None) -> coll_pb.PruneSnapshotsResponse:
+        request = coll_pb.PruneSnapshotsRequest(collection=collection, keep_last=keep_last)
+        if max_age_s:
+            request.max_age.FromNanoseconds(round(max_age_s * 1e9))
+        return await self._call(self.collection_stub.PruneSnapshots, request, timeout)
+
     # -- RolloutService --------------------------------------------------------------------
     async def create_rollout(self, name: str, collection: str, canary_collection: str, *,
                              stages: Sequence[roll_pb.Stage] = (), analysis: roll_pb.AnalysisPolicy | None = None,

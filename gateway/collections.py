@@ -8,6 +8,9 @@ at is refused with FAILED_PRECONDITION.
 
 Snapshots: a snapshot is of a physical collection (an alias is resolved first); restoring one makes
 a NEW collection with the snapshot's spec, embedding model included, and never overwrites a name.
+Retention: `prune_snapshots` deletes what a `RetentionPolicy` does not keep (see
+`searchgw.gateway.snapshotting`; the newest always stays). Deleting one names its collection too (an alias, or on the embedded backend a deleted collection's
+old name, works as for listing), so a name typed for one collection never removes another's.
 
 Dependencies are explicit (the server gives them once): the instrumented backend — every call here
 goes through it, so an engine failure is UNAVAILABLE on every administration RPC as on a search —,
@@ -18,6 +21,7 @@ Names are checked with `searchgw.gateway.rules`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from searchgw.gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
@@ -26,7 +30,8 @@ from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.routing import Router
 from searchgw.gateway.rules import check_name, check_snapshot_name
-from searchgw.errors import FailedPrecondition, InvalidArgument
+from searchgw.gateway.snapshotting import Pruning, RetentionPolicy, plan_pruning
+from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 class CollectionAdmin:
@@ -110,12 +115,45 @@ class CollectionAdmin:
         return self._pages.paginate(everything, key=lambda info: (info.create_time, info.name), page_size=page_size,
                                     page_token=page_token, listing="snapshots", query=(collection,))
 
+    async def all_snapshots(self, collection: str) -> Sequence[SnapshotInfo]:
+        """Every snapshot of the collection, oldest first, unpaged (the snapshot scheduler's view)."""
+        check_name("collection", collection)
+        return await self._backend.list_snapshots(collection)
+
     async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         check_snapshot_name("snapshot", snapshot)
         check_name("collection", collection)
         info = await self._backend.restore_snapshot(snapshot, collection)
         self._specs.forget(collection)
         return info
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        """NotFound when the collection has no snapshot of that name; FailedPrecondition while it is restored."""
+        check_name("collection", collection)
+        check_snapshot_name("snapshot", snapshot)
+        await self._backend.delete_snapshot(collection, snapshot)
+
+    async def prune_snapshots(self, collection: str, keep_last: int, max_age_s: float, now: float) -> Pruning:
+        """Delete the collection's snapshots the policy (keep the last `keep_last` and/or those younger
+        than `max_age_s` at `now`, epoch seconds) does not keep; what was kept and deleted.
+
+        InvalidArgument (naming the field) for a policy with neither rule. A snapshot deleted
+        meanwhile counts as deleted; one being restored (FailedPrecondition) is kept.
+        """
+        check_name("collection", collection)
+        policy = RetentionPolicy(keep_last=keep_last, max_age_s=max_age_s)
+        plan = plan_pruning(await self._backend.list_snapshots(collection), policy, now)
+        kept, deleted = list(plan.keep), []
+        for snapshot in plan.delete:
+            try:
+                await self._backend.delete_snapshot(collection, snapshot.name)
+            except NotFound:
+                pass  # gone already: as good as deleted
+            except FailedPrecondition:
+                kept.append(snapshot)  # being restored: the next pruning takes it
+                continue
+            deleted.append(snapshot)
+        return Pruning(keep=tuple(sorted(kept, key=lambda s: (s.create_time, s.name))), delete=tuple(deleted))
 
     async def aliases(self, page_size: int = 0, page_token: str = "") -> Page[tuple[str, str]]:
         """A page of (alias, collection) pairs by alias (see `PageTokens.paginate`)."""

@@ -76,6 +76,9 @@ class GatewayMetrics:
                                           ["operation", "backend"], buckets=_LATENCY_BUCKETS, registry=r)
         self.embed_duration = Histogram("searchgw_embed_duration_seconds", "Embedder call duration",
                                         buckets=_LATENCY_BUCKETS, registry=r)
+        self.snapshots = Counter("searchgw_snapshots", "Scheduled snapshots by collection (as scheduled) and "
+                                 "result: ok, error, pruned (one the retention policy deleted), prune_error",
+                                 ["collection", "result"], registry=r)
         self.unkeyed = Counter("searchgw_unkeyed_requests", "Searches without a routing key, by fallback used",
                                ["fallback"], registry=r)
         self.fallbacks = Counter("searchgw_canary_fallbacks", "Canary failures answered from primary",
@@ -125,6 +128,10 @@ class GatewayMetrics:
                         extra={"names": len(names), "labelled": MAX_LABELLED_COLLECTIONS})
             names = names[:MAX_LABELLED_COLLECTIONS]
         self._collections = frozenset(names)
+
+    def observe_snapshot(self, collection: str, result: str) -> None:
+        """The snapshot scheduler's outcomes; `collection` is a name from the gateway's own schedule."""
+        self.snapshots.labels(collection=collection, result=result).inc()
 
     def add_known_collection(self, name: str) -> None:
         if name not in self._collections and len(self._collections) < MAX_LABELLED_COLLECTIONS:

@@ -43,6 +43,7 @@ from searchgw.gateway.backends import (
     open_backend,
 )
 from searchgw.gateway.collections import CollectionAdmin
+from searchgw.gateway.snapshotting import SnapshotScheduler
 from searchgw.gateway.core import CollectionSpecs, SearchCore
 from searchgw.gateway.dependencies import (
     BACKEND,
@@ -115,6 +116,8 @@ class GatewayServer:
     metrics_endpoint: MetricsEndpoint | None
     dependencies: DependencyMonitor
     probe_task: asyncio.Task[None] | None = None
+    #: The snapshot scheduler's loop (`--snapshot-schedule`), or None.
+    snapshot_task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -126,10 +129,11 @@ class GatewayServer:
         self.metrics.ready.set(0)
         await self.state.shutdown()
         await self.server.stop(grace)
-        if self.probe_task is not None:
-            self.probe_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.probe_task
+        for task in (self.probe_task, self.snapshot_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.controller.stop()
         await self.store.close()
         if self.embedder_client is not None:
@@ -238,11 +242,20 @@ async def create_server(
     if probe_interval_s is not None:
         probe_task = asyncio.create_task(monitor.run(probe_interval_s, after_each=metrics.sweep),
                                          name="dependency-probes")
+    snapshot_task = None
+    if schedule := settings.snapshot_intervals():
+        scheduler = SnapshotScheduler(admin, schedule, keep_last=settings.snapshot_keep_last,
+                                      max_age_s=settings.snapshot_max_age_s, wall_clock=wall_clock,
+                                      observer=metrics.observe_snapshot)
+        snapshot_task = asyncio.create_task(scheduler.run(), name="snapshot-scheduler")
+        log.info("scheduled snapshots", extra={"schedule": schedule, "keep_last": settings.snapshot_keep_last,
+                                               "max_age_s": settings.snapshot_max_age_s})
     log.info("gateway serving", extra={"port": port, "backend": backend.kind,
                                        "metrics_port": endpoint.port if endpoint else None})
     return GatewayServer(settings=settings, server=server, port=port, state=state, metrics=metrics, core=core,
                          admin=admin, demo=demo, router=router, controller=controller, store=store, backend=backend, embedder_client=embedder_client,
-                         metrics_endpoint=endpoint, dependencies=monitor, probe_task=probe_task)
+                         metrics_endpoint=endpoint, dependencies=monitor, probe_task=probe_task,
+                         snapshot_task=snapshot_task)
 
 
 class _NameTrackingBackend:
@@ -318,6 +331,9 @@ class _NameTrackingBackend:
         info = await self.inner.restore_snapshot(snapshot, collection)
         self._metrics.add_known_collection(collection)
         return info
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        await self.inner.delete_snapshot(collection, snapshot)
 
     async def close(self) -> None:
         await self.inner.close()

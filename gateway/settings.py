@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import math
 import pathlib
+import re
 from dataclasses import dataclass
 
+from searchgw.gateway.rules import is_name
 from searchgw.settings import ServerSettings, SettingsError, setting
 
 ENV_PREFIX = "SEARCHGW_GATEWAY_"
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9464
+
+
+_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)?")
+_INTERVAL_UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_snapshot_schedule(text: str) -> dict[str, float]:
+    """'docs=6h,news=24h' as {collection: interval in seconds}; "" is no schedule. SettingsError
+    naming --snapshot-schedule for anything else (a bad name, an interval not more than 0, a repeat)."""
+    schedule: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, equals, interval = (piece.strip() for piece in part.partition("="))
+        match = _INTERVAL.fullmatch(interval)
+        if not equals or not is_name(name) or match is None:
+            raise SettingsError(f"--snapshot-schedule: {part!r} is not COLLECTION=INTERVAL (e.g. docs=6h; "
+                                "an interval in seconds, or with s, m, h, d)")
+        seconds = float(match.group(1)) * _INTERVAL_UNITS[match.group(2)]
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise SettingsError(f"--snapshot-schedule: {part!r}: the interval must be more than 0")
+        if name in schedule:
+            raise SettingsError(f"--snapshot-schedule: {name!r} is scheduled twice")
+        schedule[name] = seconds
+    return schedule
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,13 @@ class GatewaySettings(ServerSettings):
     embedder_tls_cert: pathlib.Path | None = setting(None, "client certificate for mutual TLS to the embedder")
     embedder_tls_key: pathlib.Path | None = setting(None, "private key of --embedder-tls-cert")
     embedder_token: str = setting("", "bearer token the gateway presents to the embedder", secret=True)
+    snapshot_schedule: str = setting("", "collections to snapshot and how often, e.g. 'docs=6h,news=24h' "
+                                         "(s, m, h, d); empty: none")
+    snapshot_keep_last: int = setting(0, "after a scheduled snapshot, keep that collection's newest N "
+                                         "(0: no count rule; with --snapshot-max-age-s 0 too: no pruning)")
+    snapshot_max_age_s: float = setting(0.0, "after a scheduled snapshot, keep those younger than this "
+                                             "(0: no age rule); a snapshot either rule keeps stays, the newest "
+                                             "always does")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,10 +103,20 @@ class GatewaySettings(ServerSettings):
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"--{name.replace('_', '-')}: {value} seconds; must be a finite number "
                                     "more than 0")
+        self.snapshot_intervals()  # checked here, at start-up
+        if self.snapshot_keep_last < 0:
+            raise SettingsError("--snapshot-keep-last: must not be negative (0: no count rule)")
+        if not math.isfinite(self.snapshot_max_age_s) or self.snapshot_max_age_s < 0:
+            raise SettingsError(f"--snapshot-max-age-s: {self.snapshot_max_age_s} seconds; must be a finite "
+                                "number, 0 or more (0: no age rule)")
         if self.embedder_addr and ":" not in self.embedder_addr:
             raise SettingsError(f"--embedder-addr: {self.embedder_addr!r} is not host:port")
         if (self.embedder_tls_cert is None) != (self.embedder_tls_key is None):
             raise SettingsError("--embedder-tls-cert and --embedder-tls-key: set both or neither")
+
+    def snapshot_intervals(self) -> dict[str, float]:
+        """`snapshot_schedule` parsed: {collection: seconds between its snapshots}."""
+        return parse_snapshot_schedule(self.snapshot_schedule)
 
     def __repr__(self) -> str:  # never print secrets
         return f"GatewaySettings(port={self.port}, backend={self.backend!r}, data_dir={str(self.data_dir)!r})"

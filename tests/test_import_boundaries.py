@@ -26,6 +26,7 @@ DOMAIN_ROOMS = (
     "searchgw.gateway.backends",
     "searchgw.gateway.core",
     "searchgw.gateway.collections",
+    "searchgw.gateway.snapshotting",
     "searchgw.gateway.paging",
     "searchgw.gateway.embedding",
     "searchgw.gateway.metrics",

@@ -23,6 +23,11 @@ checksum file is written (fsynced, renamed into place), then the archive is rena
 name and the directory fsynced. The rename is the commit point: a crash before it leaves no
 snapshot (a stray hidden temporary, removed by the next snapshot of that collection); after it the
 snapshot is whole. Unpacking verifies the checksum while it reads.
+
+Deleting is atomic too: the archive is unlinked first (the commit point: listing and restoring see
+only archives), then its checksum file, then the directory is fsynced. A crash between the two
+leaves a stray checksum file that nothing lists; a later snapshot with the same stamp (none can be
+taken at an earlier time) would replace it.
 """
 
 from __future__ import annotations
@@ -206,6 +211,19 @@ class SnapshotStore:
         if not archive.is_file():
             raise NotFound(f"snapshot {name!r} does not exist")
         return collection, archive
+
+    def delete(self, name: str, collection: str) -> None:
+        """Remove the snapshot `name` of `collection`, atomically and durably; NotFound when that
+        collection has no snapshot of that name (or another collection's snapshot is named)."""
+        owner, archive = self.locate(name)
+        if owner != collection:
+            raise NotFound(f"snapshot {name!r} is not one of collection {collection!r}'s (it is of {owner!r})")
+        try:
+            archive.unlink()
+        except FileNotFoundError:  # deleted meanwhile
+            raise NotFound(f"snapshot {name!r} does not exist") from None
+        archive.with_name(archive.name + _CHECKSUM_SUFFIX).unlink(missing_ok=True)
+        _fsync_directory(archive.parent)
 
     def write(self, shard_dir: Path, spec: CollectionSpec, points_count: int,
               wall_clock: Callable[[], float]) -> SnapshotInfo:

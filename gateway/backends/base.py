@@ -16,7 +16,8 @@ Errors are `searchgw.errors` types, never the engine's own for an expected case:
 
 Snapshots: `create_snapshot` takes a point-in-time copy of one collection (its points and its spec,
 embedding model included); `restore_snapshot` turns one into a NEW collection and never overwrites
-(AlreadyExists when the name is taken; NotFound for an unknown snapshot). Each backend's module
+(AlreadyExists when the name is taken; NotFound for an unknown snapshot); `delete_snapshot` removes
+one (NotFound for an unknown one). Each backend's module
 docstring states what a snapshot guarantees there.
 
 Anything else escaping a backend is an unexpected engine failure; `InstrumentedBackend`, which the
@@ -124,6 +125,15 @@ class VectorBackend(Protocol):
 
         AlreadyExists when a collection or alias is named `collection` (nothing is overwritten);
         NotFound when there is no snapshot of that name.
+        """
+        ...
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        """Delete the snapshot named `snapshot` of the collection `collection` is (or the alias
+        `collection` points at; on the embedded backend also a deleted collection's old name).
+
+        NotFound when that collection has no snapshot of that name; FailedPrecondition while the
+        snapshot is being restored.
         """
         ...
 

@@ -30,7 +30,10 @@ the writes acknowledged before it was taken and none after, survives a crash of 
 machine once returned, and never appears half-written. `restore_snapshot` unpacks it (checking its
 SHA-256) into a new shard directory, opens it, checks the point count against the archive's, and
 commits the new collection to the catalog like `create_collection` does; it never touches an
-existing name. Writes to the collection wait for the whole copy: 0.3 s for an empty shard (its
+existing name. `delete_snapshot` unlinks the archive (the commit point), then its checksum file, and
+fsyncs the directory; a snapshot still being written is not there to delete yet (NotFound), and one
+being restored is refused (FailedPrecondition) until the restore ends. A deleted collection's
+snapshots stay, and are deleted by its old name. Writes to the collection wait for the whole copy: 0.3 s for an empty shard (its
 preallocated files are 100 MiB of zeros to read), 1 s for 5 000 × 384 here.
 
 Threads: every engine call runs in the backend's own executor, never on the event loop. An engine
@@ -55,6 +58,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -361,6 +365,10 @@ class EdgeBackend:
             shutil.rmtree(staging, ignore_errors=True)
         self._snapshots = SnapshotStore(self._root / "snapshots")
         self._wall_clock = wall_clock
+        #: Snapshots being restored (by name, how many restores read each): they cannot be deleted.
+        self._restoring: Counter[str] = Counter()
+        #: Snapshots being deleted: a restore of one is NotFound already.
+        self._deleting: set[str] = set()
         self._catalog_path = self._root / "catalog.json"
         self._catalog = Catalog.load(self._catalog_path)
         self._micro_batching = micro_batching
@@ -539,10 +547,41 @@ class EdgeBackend:
         check_snapshot_name("snapshot", snapshot)
         check_name("collection", collection)
         self._refuse_taken(collection)
+        if snapshot in self._deleting:
+            raise NotFound(f"snapshot {snapshot!r} does not exist (it is being deleted)")
+        self._restoring[snapshot] += 1  # here, not in the task: a delete must see it before this call yields
         return await _detached(self._restore(snapshot, collection))
 
     async def _restore(self, snapshot: str, collection: str) -> CollectionInfo:
         staging = self._path(f"{_STAGING_PREFIX}{uuid.uuid4().hex}")
+        try:
+            return await self._restore_into(snapshot, collection, staging)
+        finally:
+            self._restoring[snapshot] -= 1
+            if not self._restoring[snapshot]:
+                del self._restoring[snapshot]
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        check_name("collection", collection)
+        check_snapshot_name("snapshot", snapshot)
+        self._check_open()
+        try:
+            physical = self._physical(collection)
+        except NotFound:  # a deleted collection's snapshots stay, deleted by its old name
+            if not await self._run(self._snapshots.has_any, collection):
+                raise
+            physical = collection
+        if self._restoring[snapshot]:
+            raise FailedPrecondition(f"snapshot {snapshot!r} is being restored; delete it once the restore ends")
+        if snapshot in self._deleting:
+            raise NotFound(f"snapshot {snapshot!r} does not exist (it is being deleted)")
+        self._deleting.add(snapshot)
+        try:
+            await self._run(self._snapshots.delete, snapshot, physical)
+        finally:
+            self._deleting.discard(snapshot)
+
+    async def _restore_into(self, snapshot: str, collection: str, staging: Path) -> CollectionInfo:
         try:
             spec, expected = await self._run(self._snapshots.unpack, snapshot, staging)
             spec = replace(spec, name=collection)

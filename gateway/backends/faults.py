@@ -39,7 +39,7 @@ ResultT = TypeVar("ResultT")
 #: The operations a fault can be limited to: the VectorBackend methods that name a collection.
 OPERATIONS = frozenset({"create_collection", "get_collection", "delete_collection", "update_alias", "delete_alias",
                         "resolve", "upsert", "delete_points", "search", "count", "optimize",
-                        "create_snapshot", "list_snapshots", "restore_snapshot"})
+                        "create_snapshot", "list_snapshots", "restore_snapshot", "delete_snapshot"})
 
 
 class FaultKind(enum.Enum):
@@ -152,6 +152,10 @@ class FaultInjectingBackend:
     async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         return await self._call("restore_snapshot", collection,
                                 lambda: self.inner.restore_snapshot(snapshot, collection))
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        return await self._call("delete_snapshot", collection,
+                                lambda: self.inner.delete_snapshot(collection, snapshot))
 
     async def close(self) -> None:
         await self.inner.close()

@@ -123,5 +123,8 @@ class InstrumentedBackend:
     async def restore_snapshot(self, snapshot: str, collection: str) -> CollectionInfo:
         return await self._call("restore_snapshot", lambda: self.inner.restore_snapshot(snapshot, collection))
 
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        return await self._call("delete_snapshot", lambda: self.inner.delete_snapshot(collection, snapshot))
+
     async def close(self) -> None:
         await self.inner.close()

@@ -493,6 +493,14 @@ class QdrantBackend:
         self._names = _Names()
         return await self.get_collection(collection)
 
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        check_name("collection", collection)
+        check_snapshot_name("snapshot", snapshot)
+        physical = await self.resolve(collection)
+        self._refuse_local(f"delete snapshot {snapshot!r}")
+        with _engine_errors(f"snapshot {snapshot!r} of collection {physical!r}"):
+            await self._client.delete_snapshot(physical, snapshot, wait=True)
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from searchgw.gateway.collections import CollectionAdmin
-from searchgw.gateway.services.convert import collection_spec_from_proto, collection_to_proto, snapshot_to_proto
+from searchgw.gateway.services.convert import (
+    collection_spec_from_proto,
+    collection_to_proto,
+    duration_from_proto,
+    snapshot_to_proto,
+)
 from searchgw.v1 import collection_service_pb2 as pb
 from searchgw.v1 import collection_service_pb2_grpc as pb_grpc
 
@@ -60,3 +67,15 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     async def RestoreSnapshot(self, request, context) -> pb.RestoreSnapshotResponse:
         info = await self._admin.restore_snapshot(request.snapshot, request.collection)
         return pb.RestoreSnapshotResponse(collection=collection_to_proto(info))
+
+    async def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest,
+                             context: grpc.aio.ServicerContext) -> pb.DeleteSnapshotResponse:
+        await self._admin.delete_snapshot(request.collection, request.snapshot)
+        return pb.DeleteSnapshotResponse()
+
+    async def PruneSnapshots(self, request: pb.PruneSnapshotsRequest,
+                             context: grpc.aio.ServicerContext) -> pb.PruneSnapshotsResponse:
+        pruning = await self._admin.prune_snapshots(request.collection, request.keep_last,
+                                                    duration_from_proto(request.max_age), time.time())
+        return pb.PruneSnapshotsResponse(deleted=[snapshot_to_proto(s) for s in pruning.delete],
+                                         kept=[snapshot_to_proto(s) for s in pruning.keep])

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -228,3 +229,33 @@ class RestoreSnapshotResponse(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     collection: Collection
     def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("collection", "snapshot")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    snapshot: str
+    def __init__(self, collection: _Optional[str] = ..., snapshot: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PruneSnapshotsRequest(_message.Message):
+    __slots__ = ("collection", "keep_last", "max_age")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LAST_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    keep_last: int
+    max_age: _duration_pb2.Duration
+    def __init__(self, collection: _Optional[str] = ..., keep_last: _Optional[int] = ..., max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class PruneSnapshotsResponse(_message.Message):
+    __slots__ = ("deleted", "kept")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    deleted: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    kept: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    def __init__(self, deleted: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., kept: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...

@@ -90,6 +90,16 @@ class CollectionServiceStub:
                 request_serializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.FromString,
                 _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/searchgw.v1.CollectionService/DeleteSnapshot',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.PruneSnapshots = channel.unary_unary(
+                '/searchgw.v1.CollectionService/PruneSnapshots',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -179,6 +189,23 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteSnapshot(self, request, context):
+        """DeleteSnapshot deletes one of a collection's snapshots. An unknown snapshot (or one of another
+        collection) is NOT_FOUND; one being restored is FAILED_PRECONDITION until the restore ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneSnapshots(self, request, context):
+        """PruneSnapshots deletes the collection's snapshots a retention policy does not keep: it keeps the
+        last keep_last and/or those younger than max_age (a snapshot either rule keeps stays), and
+        always the newest. A policy with neither rule is INVALID_ARGUMENT, never "delete all".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +263,16 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.RestoreSnapshot,
                     request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'PruneSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneSnapshots,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +573,60 @@ class CollectionService:
             '/searchgw.v1.CollectionService/RestoreSnapshot',
             searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotRequest.SerializeToString,
             searchgw_dot_v1_dot_collection__service__pb2.RestoreSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/DeleteSnapshot',
+            searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/PruneSnapshots',
+            searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

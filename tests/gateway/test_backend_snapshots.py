@@ -133,6 +133,89 @@ async def test_snapshots_of_an_unknown_collection_are_not_found(backend, call):
         await call(backend)
 
 
+async def test_a_deleted_snapshot_is_gone_and_the_others_stay(snapshotting):
+    await filled(snapshotting, count=3)
+    await snapshotting.update_alias("docs", "c")
+    try:
+        first, second = await snapshotting.create_snapshot("c"), await snapshotting.create_snapshot("c")
+        await snapshotting.delete_snapshot("docs", first.name)  # through the alias, as listing goes
+        assert [s.name for s in await snapshotting.list_snapshots("c")] == [second.name]
+        with pytest.raises(NotFound):
+            await snapshotting.delete_snapshot("c", first.name)
+        with pytest.raises(NotFound):
+            await snapshotting.restore_snapshot(first.name, "r")
+    finally:
+        await snapshotting.delete_alias("docs")
+
+
+async def test_a_snapshot_is_deleted_only_through_its_own_collection(snapshotting):
+    await filled(snapshotting, count=3)
+    await filled(snapshotting, count=2, name="r")
+    snapshot = await snapshotting.create_snapshot("c")
+    for collection, name in (("r", snapshot.name), ("c", "c-2001-01-01-00-00-00-000000.snapshot"),
+                             ("c", "no-such.snapshot")):
+        with pytest.raises(NotFound):
+            await snapshotting.delete_snapshot(collection, name)
+    assert await snapshotting.list_snapshots("c") == [snapshot]
+
+
+@pytest.mark.parametrize(("collection", "snapshot", "field"), [
+    ("", "c-2001-01-01-00-00-00-000000.snapshot", "collection"),
+    ("a/b", "c-2001-01-01-00-00-00-000000.snapshot", "collection"),
+    ("c", "", "snapshot"),
+    ("c", "../../catalog.json", "snapshot"),
+    ("c", "x" * 600, "snapshot"),
+])
+async def test_a_delete_with_a_bad_name_is_refused_naming_the_field(backend, collection, snapshot, field):
+    with pytest.raises(InvalidArgument) as info:
+        await backend.delete_snapshot(collection, snapshot)
+    assert info.value.field == field
+
+
+async def test_edge_a_snapshot_being_restored_cannot_be_deleted_from_under_it(tmp_path):
+    backend = EdgeBackend(tmp_path)
+    try:
+        await filled(backend, count=10)
+        snapshot = await backend.create_snapshot("c")
+        restoring = asyncio.ensure_future(backend.restore_snapshot(snapshot.name, "r"))
+        await asyncio.sleep(0)  # the restore has begun unpacking
+        with pytest.raises(FailedPrecondition):
+            await backend.delete_snapshot("c", snapshot.name)
+        assert (await restoring).points_count == 10
+        await backend.delete_snapshot("c", snapshot.name)  # once the restore is over
+        assert await backend.list_snapshots("c") == []
+    finally:
+        await backend.close()
+
+
+async def test_edge_a_delete_removes_the_archive_and_its_checksum_and_keeps_other_files(tmp_path):
+    backend = EdgeBackend(tmp_path)
+    try:
+        await filled(backend, count=3)
+        first, second = await backend.create_snapshot("c"), await backend.create_snapshot("c")
+        archive = snapshot_file(tmp_path, first.name)
+        await backend.delete_snapshot("c", first.name)
+        assert not archive.exists() and not archive.with_name(archive.name + ".sha256").exists()
+        assert snapshot_file(tmp_path, second.name).is_file()
+    finally:
+        await backend.close()
+
+
+async def test_edge_a_deleted_collections_snapshots_are_deleted_by_its_old_name(tmp_path):
+    backend = EdgeBackend(tmp_path)
+    try:
+        await filled(backend, count=3)
+        snapshot = await backend.create_snapshot("c")
+        await backend.delete_collection("c")
+        await backend.delete_snapshot("c", snapshot.name)
+        with pytest.raises(NotFound):  # nothing left under that name
+            await backend.list_snapshots("c")
+        with pytest.raises(NotFound):
+            await backend.delete_snapshot("c", snapshot.name)
+    finally:
+        await backend.close()
+
+
 async def test_edge_a_write_issued_during_a_snapshot_waits_for_it_and_is_not_in_it(tmp_path):
     backend = EdgeBackend(tmp_path)
     try:
@@ -250,6 +333,8 @@ async def test_qdrant_local_mode_has_no_snapshots_and_says_so():
         assert await backend.list_snapshots("c") == []
         with pytest.raises(FailedPrecondition, match="local mode"):
             await backend.restore_snapshot("c-1-2001-01-01-00-00-00.snapshot", "r")
+        with pytest.raises(FailedPrecondition, match="local mode"):
+            await backend.delete_snapshot("c", "c-1-2001-01-01-00-00-00.snapshot")
         with pytest.raises(AlreadyExists):  # the name is checked first, as on a server
             await backend.restore_snapshot("c-1-2001-01-01-00-00-00.snapshot", "c")
     finally:
@@ -263,6 +348,7 @@ async def test_qdrant_snapshots_on_a_server_that_refuses_connections_are_unavail
     backend = QdrantBackend(f"http://127.0.0.1:{port}", timeout=1, prefer_grpc=False)
     try:
         for call in (lambda: backend.create_snapshot("c"), lambda: backend.list_snapshots("c"),
+                     lambda: backend.delete_snapshot("c", "c-1-2001-01-01-00-00-00.snapshot"),
                      lambda: backend.restore_snapshot("c-1-2001-01-01-00-00-00.snapshot", "r")):
             with pytest.raises(Unavailable):
                 await call()
@@ -283,3 +369,9 @@ async def test_faults_reach_the_snapshot_operations_and_the_rest_pass_through(fa
         await faulty.restore_snapshot(snapshot.name, "copy")
     assert (await faulty.restore_snapshot(snapshot.name, "copy-2")).points_count == 5
     assert faulty.hits == {"canary": 2, "copy": 1}
+    faulty.inject("primary", error=FaultKind.UNAVAILABLE, operations={"delete_snapshot"})
+    with pytest.raises(Unavailable):
+        await faulty.delete_snapshot("primary", snapshot.name)
+    faulty.clear("primary")
+    await faulty.delete_snapshot("primary", snapshot.name)
+    assert await faulty.list_snapshots("primary") == []

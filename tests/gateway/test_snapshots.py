@@ -112,8 +112,13 @@ async def test_an_unknown_snapshot_is_not_found(rig):
     (lambda c: c.restore_snapshot("docs-v1-2001-01-01-00-00-00-000000.snapshot", ""), "collection"),
     (lambda c: c.restore_snapshot("docs-v1-2001-01-01-00-00-00-000000.snapshot", "../escape"), "collection"),
     (lambda c: c.restore_snapshot("docs-v1-2001-01-01-00-00-00-000000.snapshot", "x" * 256), "collection"),
+    (lambda c: c.delete_snapshot("", "docs-v1-2001-01-01-00-00-00-000000.snapshot"), "collection"),
+    (lambda c: c.delete_snapshot("a/b", "docs-v1-2001-01-01-00-00-00-000000.snapshot"), "collection"),
+    (lambda c: c.delete_snapshot("docs-v1", ""), "snapshot"),
+    (lambda c: c.delete_snapshot("docs-v1", "../../catalog.json"), "snapshot"),
 ], ids=["create-empty", "create-path", "list-empty", "list-path", "restore-empty", "restore-path", "restore-long",
-        "into-empty", "into-path", "into-long"])
+        "into-empty", "into-path", "into-long", "delete-empty-collection", "delete-path-collection",
+        "delete-empty", "delete-path"])
 async def test_a_bad_name_is_invalid_argument_naming_the_field(rig, call, field):
     server, client = await rig.start("edge")
     error = await expect_error("INVALID_ARGUMENT", call(client))
@@ -179,11 +184,60 @@ async def test_the_cli_snapshots_lists_and_restores(rig):
     assert code == 2 and "ALREADY_EXISTS" in err  # the command asked for something that cannot be
 
 
+async def test_a_deleted_snapshot_is_gone_and_an_unknown_one_is_not_found(rig):
+    server, client = await rig.start("edge")
+    await client.create_collection("docs-v1")
+    await client.upsert("docs-v1", points(BEFORE, 1))
+    first, second = await client.create_snapshot("docs-v1"), await client.create_snapshot("docs-v1")
+    await client.delete_snapshot("docs-v1", first.name)
+    assert [s.name for s in (await client.list_snapshots("docs-v1")).snapshots] == [second.name]
+    await expect_error("NOT_FOUND", client.delete_snapshot("docs-v1", first.name))
+    await expect_error("NOT_FOUND", client.restore_snapshot(first.name, "copy"))
+    await expect_error("NOT_FOUND", client.delete_snapshot("no-such-collection", second.name))
+
+
+async def test_the_cli_deletes_a_snapshot(rig):
+    server, client = await rig.start("edge")
+    await client.create_collection("docs-v1")
+    await client.upsert("docs-v1", points(BEFORE, 1))
+    snapshot = await client.create_snapshot("docs-v1")
+    code, out, err = await searchgw(server.address, "delete-snapshot", "docs-v1", snapshot.name, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out) == {"deleted": snapshot.name, "collection": "docs-v1"}
+    assert not (await client.list_snapshots("docs-v1")).snapshots
+    code, out, err = await searchgw(server.address, "delete-snapshot", "docs-v1", snapshot.name)
+    assert code == 2 and "NOT_FOUND" in err
+
+
+async def test_prune_snapshots_keeps_the_policys_and_refuses_a_policy_that_keeps_nothing(rig):
+    server, client = await rig.start("edge")
+    await client.create_collection("docs-v1")
+    await client.upsert("docs-v1", points(BEFORE, 1))
+    taken = [await client.create_snapshot("docs-v1") for _ in range(3)]
+    error = await expect_error("INVALID_ARGUMENT", client.prune_snapshots("docs-v1"))
+    assert error.field == "keep_last"
+    request = coll_pb.PruneSnapshotsRequest(collection="docs-v1", keep_last=1)
+    request.max_age.seconds = -5
+    error = await expect_error("INVALID_ARGUMENT", client._call(client.collection_stub.PruneSnapshots, request, None))
+    assert error.field == "max_age"  # a negative duration on the wire
+    pruned = await client.prune_snapshots("docs-v1", keep_last=2, max_age_s=0)
+    assert [s.name for s in pruned.deleted] == [taken[0].name]
+    assert [s.name for s in pruned.kept] == [s.name for s in taken[1:]]
+    pruned = await client.prune_snapshots("docs-v1", max_age_s=7 * 86400)  # all younger than a week
+    assert not pruned.deleted and len(pruned.kept) == 2
+    code, out, err = await searchgw(server.address, "prune-snapshots", "docs-v1", "--keep-last", "1",
+                                    "--max-age", "0", "-o", "json")
+    assert code == 0, err
+    assert [s["name"] for s in json.loads(out)["deleted"]] == [taken[1].name]
+    code, out, err = await searchgw(server.address, "prune-snapshots", "docs-v1")
+    assert code == 2 and "keep_last" in err
+
+
 async def test_the_snapshot_rpcs_need_the_admin_scope():
     from searchgw.gateway.server import METHOD_SCOPES
 
     service = coll_pb.DESCRIPTOR.services_by_name["CollectionService"].full_name
-    for rpc in ("CreateSnapshot", "ListSnapshots", "RestoreSnapshot"):
+    for rpc in ("CreateSnapshot", "ListSnapshots", "RestoreSnapshot", "DeleteSnapshot", "PruneSnapshots"):
         assert METHOD_SCOPES[f"/{service}/{rpc}"] == "admin"
 
 
