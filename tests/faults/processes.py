@@ -24,6 +24,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+async def spawn_until_ready(module: str, args: list[str], ready_prefix: str, log_path: pathlib.Path,
+                            timeout_s: float) -> tuple[asyncio.subprocess.Process, str]:
+    """`python -m module *args` in a child process (stderr to `log_path`), and the first line it prints,
+    which must start with `ready_prefix`; otherwise the child is killed and RuntimeError shows its log."""
+    log = open(log_path, "ab")  # noqa: SIM115 - the child holds it; closed when we return
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+    assert process.stdout is not None
+    try:  # the only wait on a subprocess: bounded, and it ends as soon as the line comes
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout_s)).decode()
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    if not line.startswith(ready_prefix):
+        process.kill()
+        await process.wait()
+        raise RuntimeError(f"{module} {' '.join(args[:2])} did not start ({line!r}); see {log_path}:\n"
+                           f"{log_path.read_text()[-3000:]}")
+    return process, line
+
+
 class ServerProcess:
     """A `searchgw` server in a child process; its logs go to `log_path`."""
 
@@ -34,23 +60,7 @@ class ServerProcess:
 
     @classmethod
     async def start(cls, args: list[str], ready_prefix: str, log_path: pathlib.Path) -> ServerProcess:
-        log = open(log_path, "ab")  # noqa: SIM115 - the child holds it; closed when we return
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "searchgw.cli", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        finally:
-            log.close()
-        try:  # the only wait on a subprocess: bounded, and it ends as soon as the line comes
-            line = (await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)).decode()
-        except BaseException:
-            process.kill()
-            await process.wait()
-            raise
-        if not line.startswith(ready_prefix):
-            process.kill()
-            await process.wait()
-            raise RuntimeError(f"{args[:2]} did not start ({line!r}); see {log_path}:\n{log_path.read_text()[-3000:]}")
+        process, line = await spawn_until_ready("searchgw.cli", args, ready_prefix, log_path, START_TIMEOUT_S)
         address = line.removeprefix(ready_prefix).split()[0]
         return cls(process, address, log_path)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.faults.processes import spawn_until_ready
+
 #: How long the process may take to print its address.
 START_TIMEOUT_S = 30.0
 _READY_PREFIX = "qdrant test server on "
@@ -35,20 +34,8 @@ class QdrantServerProcess:
         arguments = ["--port", str(port), "--data-dir", str(data_dir)]
         for name in hold:
             arguments += ["--hold", name]
-        with open(log_path, "ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.qdrant_server", *arguments, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        try:
-            line = (await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)).decode()
-        except BaseException:
-            process.kill()
-            await process.wait()
-            raise
-        if not line.startswith(_READY_PREFIX):
-            process.kill()
-            await process.wait()
-            raise RuntimeError(f"the Qdrant test server did not start ({line!r}):\n{log_path.read_text()[-3000:]}")
+        process, line = await spawn_until_ready("tests.qdrant_server", arguments, _READY_PREFIX, log_path,
+                                                START_TIMEOUT_S)
         return cls(process, int(line.rsplit(":", 1)[1]), data_dir)
 
     async def next_line(self, timeout: float = START_TIMEOUT_S) -> str:
