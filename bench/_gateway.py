@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from searchgw.gateway.backends import CollectionSpec, EdgeBackend, FaultInjectingBackend, Point
+from bench.bench_backends import DIM, fill, unit_vectors
+from searchgw.gateway.backends import EdgeBackend, FaultInjectingBackend
 from searchgw.gateway.client import GatewayClient
 from searchgw.gateway.server import GatewayServer, create_server
 from searchgw.gateway.settings import GatewaySettings
@@ -27,10 +28,8 @@ from searchgw.testing import ManualClock
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb
 
-DIM = 384
 SIZES = (1_000, 20_000)
 CONCURRENCY = 16  # the throughput runs; latency runs use one caller
-UPSERT_BATCH = 1_000
 
 State = roll_pb.Rollout
 Kind = roll_pb.Decision
@@ -49,11 +48,6 @@ class Durations:
         if quick:
             return cls(load_s=2.0, warmup_s=0.5, rounds=1, routing_calls=20_000, rollback_phases=(0.5,))
         return cls(load_s=4.0, warmup_s=1.0, rounds=3, routing_calls=300_000, rollback_phases=(0.1, 0.5, 0.9))
-
-
-def unit_vectors(count: int, seed: int) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -93,15 +87,6 @@ class Dataset:
 
     def logical(self, purpose: str) -> str:
         return f"{purpose}-{self.size}"
-
-
-async def fill(backend: EdgeBackend, name: str, vectors: np.ndarray) -> float:
-    await backend.create_collection(CollectionSpec(name=name, dimension=DIM))
-    started = time.perf_counter()
-    for first in range(0, len(vectors), UPSERT_BATCH):
-        chunk = vectors[first:first + UPSERT_BATCH]
-        await backend.upsert(name, [Point(id=first + i, vector=v) for i, v in enumerate(chunk)])
-    return time.perf_counter() - started
 
 
 async def build_dataset(backend: EdgeBackend, size: int, *, extra_aliases: Sequence[str] = ()) -> Dataset:
