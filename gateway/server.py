@@ -37,6 +37,7 @@ from searchgw.gateway.backends import (
     Point,
     PointId,
     ScoredPoint,
+    ScrollPage,
     SearchQuery,
     SnapshotInfo,
     VectorBackend,
@@ -317,6 +318,10 @@ class _NameTrackingBackend:
 
     async def count(self, collection: str) -> int:
         return await self.inner.count(collection)
+
+    async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
+                     filter: Filter | None = None) -> ScrollPage:
+        return await self.inner.scroll(collection, offset=offset, limit=limit, filter=filter)
 
     async def optimize(self, collection: str) -> None:
         await self.inner.optimize(collection)

@@ -39,6 +39,7 @@ from searchgw.gateway.backends.types import (
     Point,
     PointId,
     ScoredPoint,
+    ScrollPage,
     SearchQuery,
     SnapshotInfo,
 )
@@ -101,6 +102,15 @@ class VectorBackend(Protocol):
 
     async def count(self, collection: str) -> int:
         """How many points the collection holds (exact)."""
+        ...
+
+    async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
+                     filter: Filter | None = None) -> ScrollPage:
+        """Up to `limit` points in id order (integer ids before UUIDs), starting at the id `offset`
+        (inclusive; None: the first), each with its vector and payload; `next_offset` is the id the
+        next page starts at (None after the last). With `filter`, only the points that match it.
+        A backfill or export walks a collection with it page by page.
+        """
         ...
 
     async def optimize(self, collection: str) -> None:

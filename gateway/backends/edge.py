@@ -82,16 +82,20 @@ from searchgw.gateway.backends.types import (
     Point,
     PointId,
     ScoredPoint,
+    ScrollPage,
     SearchQuery,
     SnapshotInfo,
+    StoredPoint,
 )
 from searchgw.gateway.rules import (
     check_name,
     check_snapshot_name,
+    checked_filter,
     checked_points,
     checked_query,
     checked_selector,
     normalized_spec,
+    point_id,
     refuse_if_aliased,
 )
 from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
@@ -205,6 +209,15 @@ def _delete(engine: qe.EdgeShard, selector: list[PointId] | Filter) -> None:
 
 def _count(engine: qe.EdgeShard) -> int:
     return engine.count(qe.CountRequest(exact=True))
+
+
+def _scroll(engine: qe.EdgeShard, offset: PointId | None, limit: int, filter: Filter | None) -> ScrollPage:
+    records, next_offset = engine.scroll(qe.ScrollRequest(
+        offset=offset, limit=limit, filter=None if filter is None else _engine_filter(filter),
+        with_payload=True, with_vector=True))
+    points = tuple(StoredPoint(id=_domain_id(record.id), vector=np.asarray(record.vector, dtype=np.float32),
+                               payload=dict(record.payload or {})) for record in records)
+    return ScrollPage(points, None if next_offset is None else _domain_id(next_offset))
 
 
 def _optimize(engine: qe.EdgeShard) -> None:
@@ -512,6 +525,14 @@ class EdgeBackend:
     async def count(self, collection: str) -> int:
         shard = await self._shard(collection)
         return await shard.call(_count)
+
+    async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
+                     filter: Filter | None = None) -> ScrollPage:
+        shard = await self._shard(collection)
+        if offset is not None:
+            offset = point_id("offset", offset)
+        checked = None if filter is None else checked_filter("filter", filter)
+        return await shard.call(_scroll, offset, max(1, limit), checked)
 
     async def optimize(self, collection: str) -> None:
         shard = await self._shard(collection)

@@ -29,6 +29,7 @@ from searchgw.gateway.backends.types import (
     Point,
     PointId,
     ScoredPoint,
+    ScrollPage,
     SearchQuery,
     SnapshotInfo,
 )
@@ -139,6 +140,11 @@ class FaultInjectingBackend:
 
     async def count(self, collection: str) -> int:
         return await self._call("count", collection, lambda: self.inner.count(collection))
+
+    async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
+                     filter: Filter | None = None) -> ScrollPage:
+        return await self._call("scroll", collection, lambda: self.inner.scroll(collection, offset=offset,
+                                                                                limit=limit, filter=filter))
 
     async def optimize(self, collection: str) -> None:
         await self._call("optimize", collection, lambda: self.inner.optimize(collection))

@@ -46,6 +46,7 @@ from typing import Any, TypedDict, cast
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 from uuid import UUID
 
+import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -61,17 +62,21 @@ from searchgw.gateway.backends.types import (
     PointId,
     ScalarQuantization,
     ScoredPoint,
+    ScrollPage,
     SearchQuery,
     SnapshotInfo,
+    StoredPoint,
 )
 from searchgw.gateway.rules import (
     aliases_of,
     check_name,
     check_snapshot_name,
+    checked_filter,
     checked_points,
     checked_query,
     checked_selector,
     normalized_spec,
+    point_id,
     refuse_if_aliased,
 )
 from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
@@ -435,6 +440,20 @@ class QdrantBackend:
         physical, _ = await self._target(collection)
         with self._forgetting(physical):
             return (await self._client.count(physical, exact=True)).count
+
+    async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
+                     filter: Filter | None = None) -> ScrollPage:
+        physical, _ = await self._target(collection)
+        if offset is not None:
+            offset = point_id("offset", offset)
+        checked = None if filter is None else checked_filter("filter", filter)
+        with self._forgetting(physical):
+            records, next_offset = await self._client.scroll(
+                physical, scroll_filter=None if checked is None else _filter(checked), limit=max(1, limit),
+                offset=offset, with_payload=True, with_vectors=True)
+        points = tuple(StoredPoint(id=_domain_id(record.id), vector=np.asarray(record.vector, dtype=np.float32),
+                                   payload=dict(record.payload or {})) for record in records)
+        return ScrollPage(points, None if next_offset is None else _domain_id(cast(int | str, next_offset)))
 
     async def optimize(self, collection: str) -> None:
         """Nothing to do: a Qdrant server indexes by itself (and local mode has no index)."""

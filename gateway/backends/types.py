@@ -96,6 +96,23 @@ class Point:
 
 
 @dataclass(frozen=True)
+class StoredPoint:
+    """A point as the collection holds it (a `scroll` result): its vector as a float32 array."""
+
+    id: PointId
+    vector: np.ndarray
+    payload: Payload = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScrollPage:
+    """One page of a collection's points in id order, and where the next page starts (None: none left)."""
+
+    points: tuple[StoredPoint, ...]
+    next_offset: PointId | None = None
+
+
+@dataclass(frozen=True)
 class ScoredPoint:
     """A search hit; `payload` is None unless the query asked for it."""
 

@@ -362,3 +362,39 @@ async def test_open_backend_builds_the_kind_asked_for(tmp_path):
     await qdrant.close()
     with pytest.raises(ValueError):
         await open_backend("sqlite", data_dir=tmp_path)
+
+
+# -- scroll -------------------------------------------------------------------------------------
+async def test_scroll_walks_every_point_once_in_id_order_with_vectors_and_payloads(backend):
+    vectors = await filled(backend, count=25)
+    seen, offset, pages = [], None, 0
+    while True:
+        page = await backend.scroll("c", offset=offset, limit=10)
+        pages += 1
+        seen.extend(page.points)
+        if page.next_offset is None:
+            break
+        offset = page.next_offset
+    assert pages == 3
+    assert [p.id for p in seen] == list(range(25))
+    for point in seen:
+        np.testing.assert_allclose(point.vector, vectors[point.id], rtol=1e-5, atol=1e-6)
+        assert point.payload == {"i": point.id}
+
+
+async def test_scroll_by_ids_returns_only_the_points_that_exist(backend):
+    await filled(backend, count=10)
+    await backend.delete_points("c", ids=[3])
+    page = await backend.scroll("c", limit=10, filter=Filter(must=(HasId((2, 3, 4, 99)),)))
+    assert [p.id for p in page.points] == [2, 4]
+    assert page.next_offset is None
+
+
+async def test_scroll_of_an_empty_or_unknown_collection(backend):
+    await backend.create_collection(spec("empty"))
+    assert (await backend.scroll("empty")).points == ()
+    with pytest.raises(NotFound):
+        await backend.scroll("missing")
+    with pytest.raises(InvalidArgument) as caught:
+        await backend.scroll("empty", offset=-1)
+    assert caught.value.field == "offset"
