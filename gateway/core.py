@@ -61,6 +61,7 @@ from searchgw.gateway.rollout import RolloutController
 from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
+    TEXT_PAYLOAD_KEY,
     FilterLimits,
     check_name,
     check_query_length,
@@ -502,7 +503,10 @@ class SearchCore:
                     raise InvalidArgument(f"points[{index}].vector.values",
                                           f"has {vector.size} values; collection {physical!r} holds "
                                           f"{spec.dimension}-d vectors")
-                batch.append(Point(id=point.id, vector=vector, payload=point.payload))
+                # The source text is kept in the point (TEXT_PAYLOAD_KEY): a canary with another model is
+                # backfilled by re-embedding it.
+                payload = point.payload if point.text is None else {**point.payload, TEXT_PAYLOAD_KEY: point.text}
+                batch.append(Point(id=point.id, vector=vector, payload=payload))
             prepared.append((physical, batch))
         async with self._ordered(collection, targets, [point.id for point in points]):
             for physical, batch in prepared:

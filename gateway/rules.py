@@ -212,6 +212,12 @@ def vector_values(field: str, vector: Vector, collection: str, dimension: int) -
     return values
 
 
+#: The payload key under which SearchCore keeps the text a point was written with (an upsert with
+#: `text`), so that a backfill can re-embed it with another model (see docs/canary.md). Reserved: a
+#: text upsert overwrites whatever a client put there; search results show it like any payload key.
+TEXT_PAYLOAD_KEY = "_searchgw_text"
+
+
 def checked_payload(field: str, payload: object, max_bytes: int | None = None) -> Payload:
     """A JSON object (finite numbers only), of at most `max_bytes` bytes as compact UTF-8 JSON when given."""
     if not isinstance(payload, Mapping):
@@ -433,6 +439,7 @@ def checked_selector(ids: Sequence[PointId] | None, filter: Filter | None) -> li
 
 
 __all__ = [
+    "TEXT_PAYLOAD_KEY",
     "MAX_DIMENSION",
     "MAX_FILTER_CONDITIONS",
     "MAX_FILTER_DEPTH",
