@@ -278,6 +278,31 @@ class GatewayClient:
         return (await self._call(self.rollout_stub.AbortRollout,
                                  roll_pb.AbortRolloutRequest(name=name, reason=reason), timeout)).rollout
 
+    async def prepare_rollout(self, name: str, collection: str, canary_collection: str, *,
+                              canary: coll_pb.Collection | None = None, stages: Sequence[roll_pb.Stage] = (),
+                              analysis: roll_pb.AnalysisPolicy | None = None,
+                              preflight_policy: roll_pb.PreflightPolicy | None = None, auto_promote: bool = False,
+                              batch_size: int = 0, timeout: float | None = None) -> roll_pb.Rollout:
+        """Create `canary_collection` from primary's spec (`canary`'s non-zero fields override it) and
+        backfill it; the rollout is PREPARING (see `get_rollout(...).backfill` for progress)."""
+        rollout = roll_pb.Rollout(name=name, collection=collection, canary_collection=canary_collection,
+                                  stages=stages, analysis=analysis, auto_promote=auto_promote,
+                                  preflight_policy=preflight_policy)
+        request = roll_pb.PrepareRolloutRequest(rollout=rollout, canary=canary, batch_size=batch_size)
+        return (await self._call(self.rollout_stub.PrepareRollout, request, timeout)).rollout
+
+    async def validate_rollout(self, name: str, queries: Sequence[str] = (), *,
+                               policy: roll_pb.PreflightPolicy | None = None,
+                               timeout: float | None = None) -> roll_pb.Rollout:
+        """Run the pre-flight of a PREPARED rollout; the result is the returned rollout's `preflight`."""
+        request = roll_pb.ValidateRolloutRequest(name=name, queries=list(queries), policy=policy)
+        return (await self._call(self.rollout_stub.ValidateRollout, request, timeout)).rollout
+
+    async def start_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        """Send a PREPARED rollout's first stage of traffic to the canary (needs a passed pre-flight)."""
+        return (await self._call(self.rollout_stub.StartRollout,
+                                 roll_pb.StartRolloutRequest(name=name, reason=reason), timeout)).rollout
+
     async def watch_rollout(self, name: str) -> AsyncIterator[roll_pb.WatchRolloutResponse]:
         call = self.rollout_stub.WatchRollout(roll_pb.WatchRolloutRequest(name=name), metadata=self._metadata)
         try:

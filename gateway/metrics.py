@@ -38,8 +38,11 @@ from searchgw.gateway.rollout import DecisionKind, TestKind
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-ROLLOUT_STATES = ("running", "paused", "awaiting_promotion", "promoted", "rolled_back", "aborted")
-_ACTIVE_STATES = frozenset({"running", "paused", "awaiting_promotion"})
+ROLLOUT_STATES = ("running", "paused", "awaiting_promotion", "promoted", "rolled_back", "aborted",
+                  "preparing", "prepared")
+_ACTIVE_STATES = frozenset({"running", "paused", "awaiting_promotion", "preparing", "prepared"})
+#: How a backfilled point ended (`searchgw_backfill_points_total{result}`).
+BACKFILL_RESULTS = ("copied", "reembedded", "failed", "superseded")
 _ARMS = ("primary", "canary")
 
 #: The RPCs labelled with a collection and an arm: the data plane.
@@ -110,6 +113,13 @@ class GatewayMetrics:
         self.test_rejected = Gauge("searchgw_rollout_test_rejected",
                                    "1 when the test rejected its null hypothesis at its alpha this stage",
                                    ["rollout", "test"], registry=r)
+        self.backfill_points = Counter("searchgw_backfill_points", "Points a rollout's backfill handled, by result: "
+                                       "copied (vector kept), reembedded (stored text embedded with the canary's "
+                                       "model), failed (no text to re-embed), superseded (a newer write won)",
+                                       ["rollout", "result"], registry=r)
+        self.backfill_progress = Gauge("searchgw_backfill_progress_ratio",
+                                       "A preparing rollout's backfill progress (0..1, 1 when done)",
+                                       ["rollout"], registry=r)
         self.dependency_up = Gauge("searchgw_dependency_up", "1 when the dependency answered its last probe",
                                    ["dependency"], registry=r)
         self.ready = Gauge("searchgw_ready", "1 when the gateway is SERVING", registry=r)
@@ -179,6 +189,12 @@ class GatewayMetrics:
         self.rollout_weight.labels(name, rollout.collection).set(rollout.weight_percent / 100.0)
         for candidate in ROLLOUT_STATES:
             self.rollout_state.labels(name, rollout.collection, candidate).set(1 if candidate == state else 0)
+        if rollout.backfill is not None:
+            self.backfill_progress.labels(name).set(rollout.backfill.ratio)
+
+    def observe_backfill(self, rollout: str, result: str, points: int) -> None:
+        """`points` points of `rollout`'s backfill ended as `result` (one of BACKFILL_RESULTS)."""
+        self.backfill_points.labels(rollout, result).inc(points)
 
     def on_decision(self, rollout, decision) -> None:
         self.on_change(rollout)
@@ -213,6 +229,8 @@ class GatewayMetrics:
         removals: list[tuple[Gauge | Counter, tuple[str, ...]]] = [(self.rollout_weight, (name, collection))]
         removals += [(self.rollout_state, (name, collection, state)) for state in ROLLOUT_STATES]
         removals += [(self.decisions, (name, kind.name.lower())) for kind in DecisionKind]
+        removals += [(self.backfill_progress, (name,))]
+        removals += [(self.backfill_points, (name, result)) for result in BACKFILL_RESULTS]
         removals += [(gauge, (name, arm)) for arm in _ARMS
                      for gauge in (self.analysis_requests, self.analysis_error_rate, self.analysis_latency)]
         removals += [(gauge, (name, kind.name.lower())) for kind in TestKind

@@ -61,6 +61,8 @@ from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from searchgw.gateway.paging import PageTokens
 from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.rollout import RolloutController, SqliteRolloutStore
+from searchgw.gateway.rollout.backfill import Backfill
+from searchgw.gateway.rollout.preflight import PreflightRunner
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
@@ -201,11 +203,15 @@ async def create_server(
     router = Router()
     write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
     store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
+    # PrepareRollout's canary creation and backfill, and ValidateRollout's pre-flight, go through the
+    # served backend like every RPC; the backfill takes the write stripes SearchCore's dual writes hold.
+    backfill = Backfill(served_backend, embedder, write_order, wall_clock=wall_clock, observer=metrics)
     controller = RolloutController(
         store, router,
         switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
+        backfill=backfill, preflight=PreflightRunner(served_backend, embedder),
     )
     specs = CollectionSpecs(served_backend)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,

@@ -67,6 +67,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coro
 from typing import Any, Protocol, TypeVar
 
 from searchgw.gateway.paging import Page, PageTokens
+from searchgw.gateway.backends import CollectionSpec
+from searchgw.gateway.rollout.backfill import Backfill, needs_reembedding
 from searchgw.gateway.rollout.analysis import (
     ArmSlice,
     CheckOutcome,
@@ -79,6 +81,7 @@ from searchgw.gateway.rollout.analysis import (
 from searchgw.gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
+    PREPARATION_STATES,
     ROUTINE_DECISIONS,
     Decision,
     DecisionKind,
@@ -86,6 +89,15 @@ from searchgw.gateway.rollout.model import (
     RolloutState,
     check_reason,
     validate_new_rollout,
+)
+from searchgw.gateway.rollout.preflight import PreflightRunner
+from searchgw.gateway.rollout.preparation import (
+    DEFAULT_BACKFILL_BATCH,
+    MAX_BACKFILL_BATCH,
+    MAX_PREFLIGHT_SAMPLE,
+    BackfillProgress,
+    CanaryOverrides,
+    PreflightPolicy,
 )
 from searchgw.gateway.rollout.store import RolloutStore
 from searchgw.gateway.routing import Arm, Router, RouteTable
@@ -108,12 +120,16 @@ Sleep = Callable[[float], Awaitable[None]]
 #: The actor of a manual action whose caller named nobody.
 ANONYMOUS_ACTOR = "anonymous"
 DEFAULT_MAX_ROUTINE_DECISIONS = 100
+#: How long a backfill waits after a failure before it tries the page again.
+BACKFILL_RETRY_S = 10.0
 
 ResultT = TypeVar("ResultT")
 
 _RUNNING = RolloutState.RUNNING
 _PAUSED = RolloutState.PAUSED
 _AWAITING = RolloutState.AWAITING_PROMOTION
+_PREPARING = RolloutState.PREPARING
+_PREPARED = RolloutState.PREPARED
 _CANARY = Arm.CANARY  # module constants: looking a member up on an Enum class costs ~100 ns
 
 
@@ -223,6 +239,9 @@ class RolloutController:
         max_routine_decisions: int = DEFAULT_MAX_ROUTINE_DECISIONS,
         page_tokens: PageTokens | None = None,
         write_order: WriteOrder | None = None,
+        backfill: Backfill | None = None,
+        preflight: PreflightRunner | None = None,
+        backfill_retry_s: float = BACKFILL_RETRY_S,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -251,6 +270,12 @@ class RolloutController:
         self._unsaved: dict[str, Rollout] = {}
         #: Transitions still running after their caller stopped waiting (see `_to_completion`).
         self._detached: set[asyncio.Task[Any]] = set()
+        #: PrepareRollout's parts: the canary's creation and backfill, and the pre-flight (None: refused).
+        self._backfill = backfill
+        self._preflight = preflight
+        self._backfill_retry_s = backfill_retry_s
+        #: The running backfill of each PREPARING rollout, by name.
+        self._backfills: dict[str, asyncio.Task[None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -266,6 +291,9 @@ class RolloutController:
             await self._finish_interrupted_promotion(active)
         for rollout in self._rollouts.values():
             self._notify_change(rollout)
+        for active in list(self._active.values()):
+            if active.rollout.state is _PREPARING:
+                self._start_backfill(active.rollout.name)  # continues at its saved cursor
         log.info("rollout controller started", extra={"rollouts": len(self._rollouts),
                                                       "active_rollouts": len(self._active)})
         if run_loop:
@@ -278,6 +306,7 @@ class RolloutController:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._stop_backfills()
         if self._detached:  # transitions whose caller went away: let them finish (they never hang)
             await asyncio.gather(*self._detached, return_exceptions=True)
         await self._save_unsaved()
@@ -306,8 +335,8 @@ class RolloutController:
         await self._save_unsaved()
         now = self._clock()
         for active in list(self._active.values()):
-            if active.next_check_at > now:
-                continue
+            if active.next_check_at > now or active.rollout.state in PREPARATION_STATES:
+                continue  # not due, or no traffic to judge yet
             try:
                 await self._to_completion(self._check(active))
             except Exception:
@@ -400,8 +429,8 @@ class RolloutController:
             async with self._write_order.publishing(spec.collection):
                 return await self._create_locked(spec, actor)
 
-    async def _create_locked(self, spec: Rollout, actor: str) -> Rollout:
-        """The body of `_create`, under the create lock with the collection's writes held."""
+    async def _claim(self, spec: Rollout) -> str:
+        """Check that `spec` may start on its collection now; the physical collection its alias points at."""
         if spec.name in self._rollouts:
             raise AlreadyExists(f"a rollout named {spec.name!r} already exists; pick another name",
                                 reason="ROLLOUT_EXISTS", metadata={"rollout": spec.name})
@@ -424,19 +453,29 @@ class RolloutController:
         if spec.canary_collection == target:
             raise InvalidArgument("rollout.canary_collection",
                                   f"{target!r} is what {spec.collection!r} already points at")
+        return target
+
+    async def _create_locked(self, spec: Rollout, actor: str) -> Rollout:
+        """The body of `_create`, under the create lock with the collection's writes held."""
+        target = await self._claim(spec)
         if await self._resolve_alias(spec.canary_collection) != spec.canary_collection:
             raise InvalidArgument("rollout.canary_collection",
                                   f"{spec.canary_collection!r} is an alias; name the physical collection")
         now, wall = self._clock(), self._wall_clock()
         first = spec.stages[0]
+        # A spec that asks for a pre-flight waits PREPARED, with no traffic, for ValidateRollout and StartRollout.
+        preflight_first = spec.preflight_policy is not None
         started = dataclasses.replace(
-            spec, primary_collection=target, state=_RUNNING, current_stage=0,
-            weight_percent=first.weight_percent, decisions=(), create_time=wall, update_time=wall,
-            stage_elapsed_s=0.0, consecutive_failures=0, total_failures=0, salt=secrets.token_hex(8),
-            stage_clean_since_s=0.0, stage_canary_requests=0,
+            spec, primary_collection=target, state=_PREPARED if preflight_first else _RUNNING, current_stage=0,
+            weight_percent=0.0 if preflight_first else first.weight_percent, decisions=(), create_time=wall,
+            update_time=wall, stage_elapsed_s=0.0, consecutive_failures=0, total_failures=0,
+            salt=secrets.token_hex(8), stage_clean_since_s=0.0, stage_canary_requests=0,
+            backfill=None, preflight=None,
         )
         started, decision = self._decide(
             started, DecisionKind.STARTED, actor, wall,
+            f"created PREPARED: canary {spec.canary_collection!r} takes writes but no searches until a pre-flight "
+            f"passes (ValidateRollout) and StartRollout" if preflight_first else
             f"started at {started.stage_label}: {first.weight_percent:g}% of keyed traffic to canary "
             f"{spec.canary_collection!r}, the rest to primary {target!r}",
         )
@@ -494,7 +533,7 @@ class RolloutController:
 
     async def _promote(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         check_reason(reason)
-        async with self._transition(name, "promote", ACTIVE_STATES) as active:
+        async with self._transition(name, "promote", ACTIVE_STATES - PREPARATION_STATES) as active:
             current = active.rollout
             await self._point_alias_at_canary(current)
             now = self._clock()
@@ -522,6 +561,227 @@ class RolloutController:
                              f"{current.primary_collection!r}", reason),
             )
             return await self._commit(active, draft, [decision], now)
+
+    # -- preparation: PrepareRollout, the backfill, ValidateRollout, StartRollout (see docs/canary.md) ---
+
+    async def prepare(self, rollout: Rollout, canary: CanaryOverrides = CanaryOverrides(), *,
+                      batch_size: int = 0, actor: str = "") -> Rollout:
+        """Create the canary from primary's spec (with `canary`'s overrides) and start backfilling it.
+
+        The rollout is PREPARING from the start: writes reach both arms (ordered per id), searches only
+        primary. The backfill runs in the background (`rollout.backfill` shows its progress) and ends
+        PREPARED. Errors as `create`, and AlreadyExists when the canary collection exists already.
+        """
+        return await self._to_completion(self._prepare(rollout, canary, batch_size, actor))
+
+    async def _prepare(self, rollout: Rollout, canary: CanaryOverrides, batch_size: int, actor: str) -> Rollout:
+        spec = validate_new_rollout(rollout)
+        if isinstance(batch_size, bool) or not 0 <= batch_size <= MAX_BACKFILL_BATCH:
+            raise InvalidArgument("batch_size", f"{batch_size}; must lie in [0, {MAX_BACKFILL_BATCH}] (0: default)")
+        backfill = self._backfill
+        if backfill is None:
+            raise FailedPrecondition("this gateway cannot prepare rollouts (no backfill configured)")
+        actor = actor or ANONYMOUS_ACTOR
+        async with self._create_lock:
+            async with self._write_order.publishing(spec.collection):
+                target = await self._claim(spec)
+                if await backfill.exists(spec.canary_collection):
+                    raise AlreadyExists(
+                        f"rollout.canary_collection {spec.canary_collection!r} exists; PrepareRollout creates the "
+                        f"canary (name a new collection, or CreateRollout to roll out an existing one)",
+                        reason="CANARY_EXISTS", metadata={"collection": spec.canary_collection})
+                created = await backfill.create_canary(target, spec.canary_collection, canary)
+                try:
+                    started, decision = await self._prepared_rollout(spec, target, created, batch_size, actor)
+                    await self._store.save(started)
+                except BaseException:
+                    await backfill.discard_canary(spec.canary_collection)
+                    raise
+                active = _Active(started, self._clock())
+                self._rollouts[started.name] = started
+                self._active[started.name] = active
+                self._publish_routes()
+                self._announce(active, started, [decision])
+        self._start_backfill(started.name)
+        return started
+
+    async def _prepared_rollout(self, spec: Rollout, target: str, canary: CollectionSpec, batch_size: int,
+                                actor: str) -> tuple[Rollout, Decision]:
+        assert self._backfill is not None
+        wall = self._wall_clock()
+        total = await self._backfill.count(target)
+        primary = await self._backfill.spec_of(target)
+        progress = BackfillProgress(total=total, batch_size=batch_size or DEFAULT_BACKFILL_BATCH, start_time=wall,
+                                    update_time=wall)
+        draft = dataclasses.replace(
+            spec, primary_collection=target, state=_PREPARING, current_stage=0, weight_percent=0.0, decisions=(),
+            create_time=wall, update_time=wall, stage_elapsed_s=0.0, consecutive_failures=0, total_failures=0,
+            salt=secrets.token_hex(8), stage_clean_since_s=0.0, stage_canary_requests=0, backfill=progress,
+            preflight=None)
+        how = (f"re-embedding each point's stored text with {canary.embedding_model!r} ({canary.dimension}-d; "
+               f"primary: {primary.embedding_model!r}, {primary.dimension}-d)" if needs_reembedding(primary, canary)
+               else f"copying vectors ({canary.embedding_model!r}, {canary.dimension}-d)")
+        return self._decide(
+            draft, DecisionKind.BACKFILL_STARTED, actor, wall,
+            f"canary {canary.name!r} created from {target!r}'s spec ({canary.distance.value}, hnsw m="
+            f"{canary.hnsw_m} ef={canary.hnsw_ef_construct}, quantization "
+            f"{'int8' if canary.scalar_quantization else 'none'}); backfilling {total} points in pages of "
+            f"{progress.batch_size}, {how}; writes reach both arms, searches only primary")
+
+    def _start_backfill(self, name: str) -> None:
+        if self._backfill is None or name in self._backfills:
+            return
+        task = asyncio.create_task(self._run_backfill(name), name=f"backfill-{name}")
+        self._backfills[name] = task
+        task.add_done_callback(lambda done: self._backfills.pop(name, None) if self._backfills.get(name) is done
+                               else None)
+
+    async def _stop_backfills(self) -> None:
+        tasks = list(self._backfills.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_backfill(self, name: str) -> None:
+        """Backfill until done (then PREPARED), the rollout leaves PREPARING, or the task is cancelled."""
+        assert self._backfill is not None
+        while True:
+            active = self._active.get(name)
+            if active is None or active.rollout.state is not _PREPARING:
+                return
+            try:
+                progress = await self._backfill.run(active.rollout, lambda p: self._save_backfill(name, p))
+            except _BackfillStopped:
+                return
+            except Exception as exc:  # the backend or embedder failed: record it, wait, go on from the cursor
+                await self._backfill_failed(name, exc)
+                await self._sleep(self._backfill_retry_s)
+                continue
+            await self._to_completion(self._backfill_done(name, progress))
+            return
+
+    async def _save_backfill(self, name: str, progress: BackfillProgress) -> None:
+        """Persist a page's progress (the cursor) with the rollout; stop when it is no longer PREPARING."""
+        active = self._active.get(name)
+        if active is None:
+            raise _BackfillStopped()
+        async with active.lock:
+            if active.rollout.state is not _PREPARING:
+                raise _BackfillStopped()
+            now = self._clock()
+            draft = dataclasses.replace(active.live(now), backfill=progress, update_time=self._wall_clock())
+            await self._commit(active, draft, [], now)
+
+    async def _backfill_failed(self, name: str, exc: Exception) -> None:
+        message = exc.message if isinstance(exc, SearchgwError) else f"{type(exc).__name__}: {exc}"
+        log.warning("backfill of rollout %s failed (%s); retried in %gs from its cursor", name, message,
+                    self._backfill_retry_s, exc_info=not isinstance(exc, SearchgwError), extra={"rollout": name})
+        active = self._active.get(name)
+        if active is None:
+            return
+        async with active.lock:
+            current = active.rollout
+            if current.state is not _PREPARING or current.backfill is None or current.backfill.last_error == message:
+                return  # the same failure again: logged, not another decision
+            now = self._clock()
+            draft = dataclasses.replace(active.live(now),
+                                        backfill=dataclasses.replace(current.backfill, last_error=message))
+            draft, decision = self._decide(
+                draft, DecisionKind.BACKFILL_FAILED, CONTROLLER_ACTOR, self._wall_clock(),
+                f"backfill failed after {current.backfill.copied} of {current.backfill.total} points: {message}; "
+                f"retried every {self._backfill_retry_s:g}s from its cursor (abort the rollout to give up)")
+            with contextlib.suppress(SearchgwError):  # the store may be what failed; the log has it
+                await self._commit(active, draft, [decision], now)
+
+    async def _backfill_done(self, name: str, progress: BackfillProgress) -> None:
+        active = self._active.get(name)
+        if active is None:
+            return
+        async with active.lock:
+            if active.rollout.state is not _PREPARING:
+                return
+            now = self._clock()
+            failed = (f"; {progress.failed} FAILED (no stored text to re-embed, e.g. ids "
+                      f"{', '.join(map(str, progress.failed_ids))}): the pre-flight's count check will show them"
+                      if progress.failed else "")
+            draft, decision = self._decide(
+                dataclasses.replace(active.live(now), state=_PREPARED, backfill=progress),
+                DecisionKind.BACKFILL_COMPLETED, CONTROLLER_ACTOR, self._wall_clock(),
+                f"backfill complete: {progress.copied} of {progress.total} points copied ({progress.reembedded} "
+                f"re-embedded), {progress.superseded} superseded by newer writes{failed}; run ValidateRollout next")
+            await self._commit(active, draft, [decision], now)
+
+    async def validate(self, name: str, queries: Sequence[str] = (), policy: PreflightPolicy | None = None,
+                       actor: str = "") -> Rollout:
+        """Run the pre-flight of a PREPARED rollout and record it (PREFLIGHT_PASSED or PREFLIGHT_FAILED).
+
+        `queries` are texts to compare the arms on (none: a sample of primary's stored texts); `policy`
+        replaces the rollout's `preflight_policy` (zero fields: defaults). The result is
+        `rollout.preflight`.
+        """
+        if len(queries) > MAX_PREFLIGHT_SAMPLE:
+            raise InvalidArgument("queries", f"{len(queries)} queries; at most {MAX_PREFLIGHT_SAMPLE}")
+        if policy is not None:
+            policy = policy.with_defaults()
+            policy.validate("policy")
+        return await self._to_completion(self._validate(name, tuple(queries), policy, actor))
+
+    async def _validate(self, name: str, queries: tuple[str, ...], policy: PreflightPolicy | None,
+                        actor: str) -> Rollout:
+        rollout = self._find(name)
+        if rollout.state is not _PREPARED:
+            raise _illegal(rollout, "validate", {_PREPARED})
+        if self._preflight is None:
+            raise FailedPrecondition("this gateway cannot run pre-flights (no pre-flight runner configured)")
+        effective = policy or (rollout.preflight_policy or PreflightPolicy()).with_defaults()
+        result = await self._preflight.run(rollout.primary_collection, rollout.canary_collection, effective, queries,
+                                           seed=rollout.salt or rollout.name, wall_clock=self._wall_clock)
+        async with self._transition(name, "validate", {_PREPARED}) as active:
+            now = self._clock()
+            kind = DecisionKind.PREFLIGHT_PASSED if result.passed else DecisionKind.PREFLIGHT_FAILED
+            draft, decision = self._decide(dataclasses.replace(active.live(now), preflight=result), kind,
+                                           actor or ANONYMOUS_ACTOR, self._wall_clock(), result.summary)
+            return await self._commit(active, draft, [decision], now)
+
+    async def start_traffic(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        """StartRollout: a PREPARED rollout with a passed pre-flight goes RUNNING at its first stage."""
+        return await self._to_completion(self._start_traffic(name, reason, actor))
+
+    async def _start_traffic(self, name: str, reason: str, actor: str) -> Rollout:
+        check_reason(reason)
+        async with self._transition(name, "start", {_PREPARED}) as active:
+            current = active.rollout
+            preflight = current.preflight
+            command = f"searchgw rollout validate {name}"
+            if preflight is None:
+                raise FailedPrecondition(f"cannot start rollout {name!r}: no pre-flight has run; run ValidateRollout "
+                                         f"({command}) and start once it passes", reason="PREFLIGHT_REQUIRED")
+            if not preflight.passed:
+                raise FailedPrecondition(f"cannot start rollout {name!r}: its last pre-flight failed "
+                                         f"({preflight.summary}); fix the canary and run ValidateRollout ({command}) "
+                                         f"again, or abort it", reason="PREFLIGHT_FAILED")
+            if current.backfill is not None and preflight.time < current.backfill.update_time:
+                raise FailedPrecondition(f"cannot start rollout {name!r}: its pre-flight is older than the backfill's "
+                                         f"last write batch; run ValidateRollout ({command}) again",
+                                         reason="PREFLIGHT_STALE")
+            now = self._clock()
+            first = current.stages[0]
+            draft = dataclasses.replace(active.live(now), state=_RUNNING, current_stage=0,
+                                        weight_percent=first.weight_percent, stage_elapsed_s=0.0,
+                                        stage_clean_since_s=0.0, stage_canary_requests=0, evidence=None, baseline=None)
+            # The analysis starts now: nothing recorded while the canary had no traffic counts.
+            active.baseline = ArmSlice()
+            active.evidence = _stage_evidence(draft, active.baseline)
+            active.seconds.clear()
+            active.last_second = -1
+            active.next_check_at = now + draft.analysis.interval_s
+            draft = dataclasses.replace(draft, evidence=active.evidence.to_json(), baseline=active.baseline.to_json())
+            draft, decision = self._decide(
+                draft, DecisionKind.STARTED, actor, self._wall_clock(),
+                _with_reason(f"started at {draft.stage_label} after a passed pre-flight: {first.weight_percent:g}% of "
+                             f"keyed traffic to canary {current.canary_collection!r}, the rest to primary "
+                             f"{current.primary_collection!r}", reason))
+            return await self._commit(active, draft, [decision], now, reset_progress=True)
 
     # -- the analysis step ---------------------------------------------------------------------------
 
@@ -788,6 +1048,10 @@ class RolloutController:
         """`rollout` with live stage progress when it is active."""
         active = self._active.get(rollout.name)
         return rollout if active is None else active.live(self._clock())
+
+
+class _BackfillStopped(Exception):
+    """The rollout left PREPARING (aborted) while its backfill ran: the backfill ends."""
 
 
 def _log_unobserved_failure(task: asyncio.Task[Any]) -> None:

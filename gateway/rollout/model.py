@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from searchgw.gateway.rollout.preparation import BackfillProgress, PreflightPolicy, PreflightResult
 from searchgw.gateway.routing import weight_to_bps
 from searchgw.gateway.rules import check_name, check_rollout_name
 from searchgw.errors import InvalidArgument
@@ -56,6 +57,10 @@ class RolloutState(enum.Enum):
     PROMOTED = 4
     ROLLED_BACK = 5
     ABORTED = 6
+    #: PrepareRollout: the canary is created and being backfilled; writes reach both arms, searches primary.
+    PREPARING = 7
+    #: The canary is complete (or CreateRollout asked for a pre-flight); StartRollout needs a passed pre-flight.
+    PREPARED = 8
 
     @property
     def is_active(self) -> bool:
@@ -64,7 +69,12 @@ class RolloutState(enum.Enum):
 
 
 #: States in which a rollout routes traffic; at most one such rollout per logical collection.
-ACTIVE_STATES = frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.AWAITING_PROMOTION})
+ACTIVE_STATES = frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.AWAITING_PROMOTION,
+                           RolloutState.PREPARING, RolloutState.PREPARED})
+
+#: Active states before traffic: the rollout holds its collections and takes dual writes, but routes
+#: no search to the canary (weight 0), runs no checks, and cannot be promoted.
+PREPARATION_STATES = frozenset({RolloutState.PREPARING, RolloutState.PREPARED})
 
 
 class DecisionKind(enum.Enum):
@@ -82,6 +92,11 @@ class DecisionKind(enum.Enum):
     PAUSED = 9
     RESUMED = 10
     ABORTED = 11
+    BACKFILL_STARTED = 12
+    BACKFILL_COMPLETED = 13
+    PREFLIGHT_PASSED = 14
+    PREFLIGHT_FAILED = 15
+    BACKFILL_FAILED = 16
 
 
 #: Decisions that change nothing; a run of the same one is folded into one entry (count and time
@@ -361,6 +376,14 @@ class Rollout:
     #: baseline that a canary at 100 % weight is compared with.
     baseline: dict[str, Any] | None = None
 
+    # Preparation (PrepareRollout / ValidateRollout / StartRollout; see `preparation`).
+    #: The backfill's progress (None for a rollout CreateRollout made).
+    backfill: BackfillProgress | None = None
+    #: Set on create: the rollout waits PREPARED for a passed pre-flight under this policy.
+    preflight_policy: PreflightPolicy | None = None
+    #: The last pre-flight.
+    preflight: PreflightResult | None = None
+
     @property
     def weight_bps(self) -> int:
         return weight_to_bps(self.weight_percent)
@@ -395,7 +418,11 @@ def validate_new_rollout(rollout: Rollout) -> Rollout:
     _check_stages(stages)
     analysis = rollout.analysis.with_defaults()
     analysis.validate("rollout.analysis")
-    return dataclasses.replace(rollout, stages=tuple(stages), analysis=analysis)
+    preflight_policy = rollout.preflight_policy
+    if preflight_policy is not None:
+        preflight_policy = preflight_policy.with_defaults()
+        preflight_policy.validate("rollout.preflight_policy")
+    return dataclasses.replace(rollout, stages=tuple(stages), analysis=analysis, preflight_policy=preflight_policy)
 
 
 def check_reason(reason: str) -> None:

@@ -34,6 +34,7 @@ from searchgw.gateway.rollout.model import (
     TestOutcome,
     TestReport,
 )
+from searchgw.gateway.rollout.preparation import BackfillProgress, PreflightPolicy, PreflightResult
 from searchgw.errors import Unavailable
 
 ResultT = TypeVar("ResultT")
@@ -263,6 +264,9 @@ def _rollout_to_json(rollout: Rollout) -> dict[str, Any]:
         "salt": rollout.salt, "stage_clean_since_s": rollout.stage_clean_since_s,
         "stage_canary_requests": rollout.stage_canary_requests, "evidence": rollout.evidence,
         "baseline": rollout.baseline,
+        "backfill": None if rollout.backfill is None else rollout.backfill.to_json(),
+        "preflight_policy": None if rollout.preflight_policy is None else rollout.preflight_policy.to_json(),
+        "preflight": None if rollout.preflight is None else rollout.preflight.to_json(),
     }
 
 
@@ -270,5 +274,13 @@ def _rollout_from_json(data: dict[str, Any], decisions: tuple[Decision, ...]) ->
     return Rollout(
         **{**data, "stages": tuple(Stage(**stage) for stage in data["stages"]),
            "analysis": _policy_from_json(data["analysis"]), "state": RolloutState[data["state"]],
-           "decisions": decisions},
+           "decisions": decisions, **_preparation_from_json(data)},
     )
+
+
+def _preparation_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The preparation fields; rows written before they existed have none (None each)."""
+    backfill, policy, preflight = data.get("backfill"), data.get("preflight_policy"), data.get("preflight")
+    return {"backfill": None if backfill is None else BackfillProgress.from_json(backfill),
+            "preflight_policy": None if policy is None else PreflightPolicy.from_json(policy),
+            "preflight": None if preflight is None else PreflightResult.from_json(preflight)}

@@ -40,6 +40,12 @@ from searchgw.gateway.rollout import (
     TestOutcome,
     TestReport,
 )
+from searchgw.gateway.rollout.preparation import (
+    BackfillProgress,
+    CanaryOverrides,
+    PreflightPolicy,
+    PreflightResult,
+)
 from searchgw.gateway.routing import Arm
 from searchgw.gateway.rules import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, FilterBudget  # noqa: F401 - the limits, here too
 from searchgw.errors import InvalidArgument
@@ -304,7 +310,53 @@ def rollout_from_proto(message: roll_pb.Rollout) -> Rollout:
         stages=tuple(Stage(weight_percent=s.weight_percent, min_duration_s=duration_from_proto(s.min_duration),
                            min_requests=s.min_requests, max_error_rate=s.max_error_rate) for s in message.stages),
         analysis=analysis_from_proto(message.analysis), auto_promote=message.auto_promote,
+        preflight_policy=preflight_policy_from_proto(message.preflight_policy)
+        if message.HasField("preflight_policy") else None,
     )
+
+
+def preflight_policy_from_proto(message: roll_pb.PreflightPolicy) -> PreflightPolicy:
+    """Zero fields mean 'default' (PreflightPolicy.with_defaults fills them)."""
+    return PreflightPolicy(k=message.k, sample_size=message.sample_size, min_overlap_at_k=message.min_overlap_at_k,
+                           min_rbo=message.min_rbo, rbo_p=message.rbo_p, count_tolerance=message.count_tolerance)
+
+
+def preflight_policy_to_proto(policy: PreflightPolicy) -> roll_pb.PreflightPolicy:
+    return roll_pb.PreflightPolicy(k=policy.k, sample_size=policy.sample_size,
+                                   min_overlap_at_k=policy.min_overlap_at_k, min_rbo=policy.min_rbo,
+                                   rbo_p=policy.rbo_p, count_tolerance=policy.count_tolerance)
+
+
+def preflight_result_to_proto(result: PreflightResult) -> roll_pb.PreflightResult:
+    return roll_pb.PreflightResult(
+        passed=result.passed, time=timestamp_to_proto(result.time), policy=preflight_policy_to_proto(result.policy),
+        primary_count=result.primary_count, canary_count=result.canary_count, queries=result.queries,
+        errors=result.errors, mean_overlap_at_k=result.mean_overlap_at_k, min_overlap_at_k=result.min_overlap_at_k,
+        mean_rbo=result.mean_rbo, summary=result.summary)
+
+
+def backfill_progress_to_proto(progress: BackfillProgress) -> roll_pb.BackfillProgress:
+    return roll_pb.BackfillProgress(
+        total=progress.total, copied=progress.copied, reembedded=progress.reembedded, failed=progress.failed,
+        superseded=progress.superseded, done=progress.done, start_time=timestamp_to_proto(progress.start_time),
+        update_time=timestamp_to_proto(progress.update_time), last_error=progress.last_error,
+        batch_size=progress.batch_size)
+
+
+def canary_overrides_from_proto(message: coll_pb.Collection) -> CanaryOverrides:
+    """The fields of a Collection that override primary's spec; zero (unset) fields keep primary's."""
+    if message.distance not in _DISTANCE:
+        raise InvalidArgument("canary.distance", f"{message.distance} is not a known distance")
+    quantization = None
+    if message.HasField("scalar_quantization"):
+        q = message.scalar_quantization
+        quantization = ScalarQuantization(quantile=round(q.quantile, 6) or 0.99, always_ram=q.always_ram)
+    return CanaryOverrides(
+        dimension=message.dimension,
+        distance=None if message.distance == coll_pb.DISTANCE_UNSPECIFIED else _DISTANCE[message.distance],
+        hnsw_m=message.hnsw.m, hnsw_ef_construct=message.hnsw.ef_construct,
+        full_scan_threshold=message.hnsw.full_scan_threshold, scalar_quantization=quantization,
+        embedding_model=message.embedding_model)
 
 
 def arm_stats_to_proto(stats: ArmStats | None) -> roll_pb.ArmStats | None:
@@ -352,4 +404,8 @@ def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_p
         create_time=timestamp_to_proto(rollout.create_time), update_time=timestamp_to_proto(rollout.update_time),
         stage_elapsed=duration_to_proto(rollout.stage_elapsed_s),
         consecutive_failures=rollout.consecutive_failures, total_failures=rollout.total_failures,
+        backfill=None if rollout.backfill is None else backfill_progress_to_proto(rollout.backfill),
+        preflight=None if rollout.preflight is None else preflight_result_to_proto(rollout.preflight),
+        preflight_policy=None if rollout.preflight_policy is None
+        else preflight_policy_to_proto(rollout.preflight_policy),
     )

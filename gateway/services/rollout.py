@@ -5,7 +5,13 @@ from __future__ import annotations
 import grpc
 
 from searchgw.gateway.rollout import RolloutController
-from searchgw.gateway.services.convert import decision_to_proto, rollout_from_proto, rollout_to_proto
+from searchgw.gateway.services.convert import (
+    canary_overrides_from_proto,
+    decision_to_proto,
+    preflight_policy_from_proto,
+    rollout_from_proto,
+    rollout_to_proto,
+)
 from searchgw.rpc import current_rpc
 from searchgw.v1 import rollout_service_pb2 as pb
 from searchgw.v1 import rollout_service_pb2_grpc as pb_grpc
@@ -53,3 +59,18 @@ class RolloutServicer(pb_grpc.RolloutServiceServicer):
         async for rollout, decision in self._controller.watch(request.name):
             yield pb.WatchRolloutResponse(rollout=rollout_to_proto(rollout, with_decisions=False),
                                           decision=decision_to_proto(decision) if decision else None)
+
+    async def PrepareRollout(self, request, context) -> pb.PrepareRolloutResponse:
+        rollout = await self._controller.prepare(rollout_from_proto(request.rollout),
+                                                 canary_overrides_from_proto(request.canary),
+                                                 batch_size=request.batch_size, actor=_actor())
+        return pb.PrepareRolloutResponse(rollout=rollout_to_proto(rollout))
+
+    async def ValidateRollout(self, request, context) -> pb.ValidateRolloutResponse:
+        policy = preflight_policy_from_proto(request.policy) if request.HasField("policy") else None
+        rollout = await self._controller.validate(request.name, list(request.queries), policy, actor=_actor())
+        return pb.ValidateRolloutResponse(rollout=rollout_to_proto(rollout))
+
+    async def StartRollout(self, request, context) -> pb.StartRolloutResponse:
+        rollout = await self._controller.start_traffic(request.name, request.reason, actor=_actor())
+        return pb.StartRolloutResponse(rollout=rollout_to_proto(rollout))

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from searchgw.v1 import collection_service_pb2 as _collection_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -60,7 +61,7 @@ class AnalysisPolicy(_message.Message):
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ..., error_alpha: _Optional[float] = ..., latency_alpha: _Optional[float] = ..., guard_alpha: _Optional[float] = ..., sample_ratio_alpha: _Optional[float] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures")
+    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures", "backfill", "preflight", "preflight_policy")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Rollout.State]
@@ -70,6 +71,8 @@ class Rollout(_message.Message):
         STATE_PROMOTED: _ClassVar[Rollout.State]
         STATE_ROLLED_BACK: _ClassVar[Rollout.State]
         STATE_ABORTED: _ClassVar[Rollout.State]
+        STATE_PREPARING: _ClassVar[Rollout.State]
+        STATE_PREPARED: _ClassVar[Rollout.State]
     STATE_UNSPECIFIED: Rollout.State
     STATE_RUNNING: Rollout.State
     STATE_PAUSED: Rollout.State
@@ -77,6 +80,8 @@ class Rollout(_message.Message):
     STATE_PROMOTED: Rollout.State
     STATE_ROLLED_BACK: Rollout.State
     STATE_ABORTED: Rollout.State
+    STATE_PREPARING: Rollout.State
+    STATE_PREPARED: Rollout.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +98,9 @@ class Rollout(_message.Message):
     STAGE_ELAPSED_FIELD_NUMBER: _ClassVar[int]
     CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_FIELD_NUMBER: _ClassVar[int]
+    PREFLIGHT_FIELD_NUMBER: _ClassVar[int]
+    PREFLIGHT_POLICY_FIELD_NUMBER: _ClassVar[int]
     name: str
     collection: str
     primary_collection: str
@@ -109,7 +117,76 @@ class Rollout(_message.Message):
     stage_elapsed: _duration_pb2.Duration
     consecutive_failures: int
     total_failures: int
-    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ...) -> None: ...
+    backfill: BackfillProgress
+    preflight: PreflightResult
+    preflight_policy: PreflightPolicy
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., preflight: _Optional[_Union[PreflightResult, _Mapping]] = ..., preflight_policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ...) -> None: ...
+
+class BackfillProgress(_message.Message):
+    __slots__ = ("total", "copied", "reembedded", "failed", "superseded", "done", "start_time", "update_time", "last_error", "batch_size")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COPIED_FIELD_NUMBER: _ClassVar[int]
+    REEMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    copied: int
+    reembedded: int
+    failed: int
+    superseded: int
+    done: bool
+    start_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    last_error: str
+    batch_size: int
+    def __init__(self, total: _Optional[int] = ..., copied: _Optional[int] = ..., reembedded: _Optional[int] = ..., failed: _Optional[int] = ..., superseded: _Optional[int] = ..., done: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class PreflightPolicy(_message.Message):
+    __slots__ = ("k", "sample_size", "min_overlap_at_k", "min_rbo", "rbo_p", "count_tolerance")
+    K_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_OVERLAP_AT_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_RBO_FIELD_NUMBER: _ClassVar[int]
+    RBO_P_FIELD_NUMBER: _ClassVar[int]
+    COUNT_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    sample_size: int
+    min_overlap_at_k: float
+    min_rbo: float
+    rbo_p: float
+    count_tolerance: int
+    def __init__(self, k: _Optional[int] = ..., sample_size: _Optional[int] = ..., min_overlap_at_k: _Optional[float] = ..., min_rbo: _Optional[float] = ..., rbo_p: _Optional[float] = ..., count_tolerance: _Optional[int] = ...) -> None: ...
+
+class PreflightResult(_message.Message):
+    __slots__ = ("passed", "time", "policy", "primary_count", "canary_count", "queries", "errors", "mean_overlap_at_k", "min_overlap_at_k", "mean_rbo", "summary")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CANARY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_OVERLAP_AT_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_OVERLAP_AT_K_FIELD_NUMBER: _ClassVar[int]
+    MEAN_RBO_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    time: _timestamp_pb2.Timestamp
+    policy: PreflightPolicy
+    primary_count: int
+    canary_count: int
+    queries: int
+    errors: int
+    mean_overlap_at_k: float
+    min_overlap_at_k: float
+    mean_rbo: float
+    summary: str
+    def __init__(self, passed: _Optional[bool] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ..., primary_count: _Optional[int] = ..., canary_count: _Optional[int] = ..., queries: _Optional[int] = ..., errors: _Optional[int] = ..., mean_overlap_at_k: _Optional[float] = ..., min_overlap_at_k: _Optional[float] = ..., mean_rbo: _Optional[float] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class ArmStats(_message.Message):
     __slots__ = ("requests", "errors", "error_rate", "latency_seconds")
@@ -201,6 +278,11 @@ class Decision(_message.Message):
         KIND_PAUSED: _ClassVar[Decision.Kind]
         KIND_RESUMED: _ClassVar[Decision.Kind]
         KIND_ABORTED: _ClassVar[Decision.Kind]
+        KIND_BACKFILL_STARTED: _ClassVar[Decision.Kind]
+        KIND_BACKFILL_COMPLETED: _ClassVar[Decision.Kind]
+        KIND_PREFLIGHT_PASSED: _ClassVar[Decision.Kind]
+        KIND_PREFLIGHT_FAILED: _ClassVar[Decision.Kind]
+        KIND_BACKFILL_FAILED: _ClassVar[Decision.Kind]
     KIND_UNSPECIFIED: Decision.Kind
     KIND_STARTED: Decision.Kind
     KIND_CHECK_PASSED: Decision.Kind
@@ -213,6 +295,11 @@ class Decision(_message.Message):
     KIND_PAUSED: Decision.Kind
     KIND_RESUMED: Decision.Kind
     KIND_ABORTED: Decision.Kind
+    KIND_BACKFILL_STARTED: Decision.Kind
+    KIND_BACKFILL_COMPLETED: Decision.Kind
+    KIND_PREFLIGHT_PASSED: Decision.Kind
+    KIND_PREFLIGHT_FAILED: Decision.Kind
+    KIND_BACKFILL_FAILED: Decision.Kind
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -348,3 +435,49 @@ class WatchRolloutResponse(_message.Message):
     rollout: Rollout
     decision: Decision
     def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class PrepareRolloutRequest(_message.Message):
+    __slots__ = ("rollout", "canary", "batch_size")
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    canary: _collection_service_pb2.Collection
+    batch_size: int
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ..., canary: _Optional[_Union[_collection_service_pb2.Collection, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class PrepareRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class ValidateRolloutRequest(_message.Message):
+    __slots__ = ("name", "queries", "policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    queries: _containers.RepeatedScalarFieldContainer[str]
+    policy: PreflightPolicy
+    def __init__(self, name: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ...) -> None: ...
+
+class ValidateRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class StartRolloutRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StartRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...

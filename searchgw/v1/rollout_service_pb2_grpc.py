@@ -77,6 +77,21 @@ class RolloutServiceStub:
                 request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutResponse.FromString,
                 _registered_method=True)
+        self.PrepareRollout = channel.unary_unary(
+                '/searchgw.v1.RolloutService/PrepareRollout',
+                request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.PrepareRolloutRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.PrepareRolloutResponse.FromString,
+                _registered_method=True)
+        self.ValidateRollout = channel.unary_unary(
+                '/searchgw.v1.RolloutService/ValidateRollout',
+                request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.ValidateRolloutRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.ValidateRolloutResponse.FromString,
+                _registered_method=True)
+        self.StartRollout = channel.unary_unary(
+                '/searchgw.v1.RolloutService/StartRollout',
+                request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.StartRolloutRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.StartRolloutResponse.FromString,
+                _registered_method=True)
 
 
 class RolloutServiceServicer:
@@ -141,6 +156,28 @@ class RolloutServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareRollout(self, request, context):
+        """PrepareRollout creates the canary collection from primary's spec and backfills it from primary;
+        the rollout is PREPARING (writes reach both arms, searches only primary), then PREPARED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateRollout(self, request, context):
+        """ValidateRollout runs the pre-flight of a PREPARED rollout and records it as a decision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRollout(self, request, context):
+        """StartRollout sends a PREPARED rollout's first stage of traffic to the canary; needs a passed pre-flight.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RolloutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +220,21 @@ def add_RolloutServiceServicer_to_server(servicer, server):
                     servicer.WatchRollout,
                     request_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutResponse.SerializeToString,
+            ),
+            'PrepareRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareRollout,
+                    request_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.PrepareRolloutRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_rollout__service__pb2.PrepareRolloutResponse.SerializeToString,
+            ),
+            'ValidateRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateRollout,
+                    request_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.ValidateRolloutRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_rollout__service__pb2.ValidateRolloutResponse.SerializeToString,
+            ),
+            'StartRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRollout,
+                    request_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.StartRolloutRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_rollout__service__pb2.StartRolloutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +456,87 @@ class RolloutService:
             '/searchgw.v1.RolloutService/WatchRollout',
             searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutRequest.SerializeToString,
             searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.RolloutService/PrepareRollout',
+            searchgw_dot_v1_dot_rollout__service__pb2.PrepareRolloutRequest.SerializeToString,
+            searchgw_dot_v1_dot_rollout__service__pb2.PrepareRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.RolloutService/ValidateRollout',
+            searchgw_dot_v1_dot_rollout__service__pb2.ValidateRolloutRequest.SerializeToString,
+            searchgw_dot_v1_dot_rollout__service__pb2.ValidateRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.RolloutService/StartRollout',
+            searchgw_dot_v1_dot_rollout__service__pb2.StartRolloutRequest.SerializeToString,
+            searchgw_dot_v1_dot_rollout__service__pb2.StartRolloutResponse.FromString,
             options,
             channel_credentials,
             insecure,

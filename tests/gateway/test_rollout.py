@@ -431,7 +431,7 @@ async def test_a_failed_alias_switch_leaves_the_rollout_unchanged(env):
         ("pause", "PAUSED", "cannot pause rollout 'r1': it is PAUSED; pause needs RUNNING"),
         ("pause", "ABORTED", "cannot pause rollout 'r1': it is ABORTED; pause needs RUNNING"),
         ("abort", "ABORTED", "cannot abort rollout 'r1': it is ABORTED; abort needs AWAITING_PROMOTION or "
-                             "PAUSED or RUNNING"),
+                             "PAUSED or PREPARED or PREPARING or RUNNING"),
         ("promote", "ABORTED", "cannot promote rollout 'r1': it is ABORTED"),
     ],
 )
