@@ -39,7 +39,7 @@ ResultT = TypeVar("ResultT")
 
 #: The operations a fault can be limited to: the VectorBackend methods that name a collection.
 OPERATIONS = frozenset({"create_collection", "get_collection", "delete_collection", "update_alias", "delete_alias",
-                        "resolve", "upsert", "delete_points", "search", "count", "optimize",
+                        "resolve", "upsert", "delete_points", "search", "count", "scroll", "optimize",
                         "create_snapshot", "list_snapshots", "restore_snapshot", "delete_snapshot"})
 
 
