@@ -4,7 +4,7 @@
     searchgw search "text" [--collection docs] [--limit 5] [--routing-key K]
     searchgw ingest FILE --collection C            (JSONL, CSV or Parquet; see gateway.ingest)
     searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore|delete-snapshot|prune-snapshots ...
-    searchgw rollout start|status|list|history|watch|pause|resume|promote|abort ...
+    searchgw rollout start|prepare|validate|status|list|history|watch|pause|resume|promote|abort ...
 
 The client options (--addr, --token, --tls-*, --timeout, --output) go before or after the operation.
 A mistake in the command line or in what it sends is one line on stderr and exit status 2; a gateway
@@ -288,8 +288,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "  searchgw rollout start r1 --collection docs --canary docs-v2\n"
                        "  searchgw rollout watch r1\n  searchgw rollout promote r1")
     rops = _operations(rollout)
-    start = _operation(rops, "start", "start moving a collection's traffic to a canary collection",
-                       "searchgw rollout start r1 --collection docs --canary docs-v2 --stages 5%:300:100,50%:600:1000")
+    start = _operation(rops, "start", "start moving a collection's traffic to a canary collection (with only "
+                                      "NAME: start a PREPARED rollout whose pre-flight passed)",
+                       "searchgw rollout start r1 --collection docs --canary docs-v2 --stages 5%:300:100,50%:600:1000\n"
+                       "  searchgw rollout start r1          (after 'rollout prepare' and 'rollout validate')")
     start.add_argument("name", nargs="?", help="a unique name (or 'name' in --spec)")
     start.add_argument("--spec", type=pathlib.Path,
                        help="YAML (or JSON) file shaped like a Rollout message: name, collection, canary_collection, "
@@ -303,6 +305,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, default=None,
                        help="promote by itself after the last stage [off: wait for 'promote']")
     _add_policy_flags(start)
+    start.add_argument("--reason", default="", help="why (StartRollout of a PREPARED rollout only)")
+    prepare = _operation(rops, "prepare", "create the canary from primary's spec and backfill it from primary "
+                                          "(writes reach both arms meanwhile; no searches reach the canary)",
+                         "searchgw rollout prepare r1 --collection docs --canary docs-v2 --canary-model "
+                         "all-MiniLM-L6-v2-int8 --wait")
+    prepare.add_argument("name", help="a unique name")
+    prepare.add_argument("--collection", required=True, help="the logical collection (alias) to roll out")
+    prepare.add_argument("--canary", required=True, help="the new physical collection to create and fill")
+    prepare.add_argument("--canary-model", default="", help="the canary's embedding model [primary's]; another "
+                                                            "model re-embeds each point's stored text")
+    prepare.add_argument("--canary-dimension", type=int, default=0, help="[primary's, or the canary model's]")
+    prepare.add_argument("--canary-distance", choices=("cosine", "dot", "euclid", "manhattan"),
+                         help="[primary's]")
+    prepare.add_argument("--canary-hnsw-m", type=int, default=0, help="[primary's]")
+    prepare.add_argument("--canary-ef-construct", type=int, default=0, help="[primary's]")
+    prepare.add_argument("--batch-size", type=int, default=0, help="points per backfill page [256]")
+    prepare.add_argument("--stages", type=parse_stages, help="the stages StartRollout will run [the gateway's]")
+    prepare.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, default=False,
+                         help="promote by itself after the last stage [off]")
+    prepare.add_argument("--wait", action="store_true", help="print the backfill's progress until it ends "
+                                                             "(exit 1 unless it ends PREPARED)")
+    prepare.add_argument("--interval", type=float, default=2.0, help="seconds between progress lines [2]")
+    validate = _operation(rops, "validate", "run the pre-flight of a PREPARED rollout: counts, and the arms' "
+                                            "top-k overlap on sample queries (exit 1 when it fails)",
+                          'searchgw rollout validate r1 --query "how to roll back" --query "alias switch" --k 10')
+    validate.add_argument("name", help="the rollout's name")
+    validate.add_argument("--query", action="append", default=[],
+                          help="a query text (repeatable) [a sample of primary's stored texts]")
+    for flag, kind, text in (("k", int, "results compared per query [10]"),
+                             ("sample-size", int, "stored texts sampled when no --query is given [20]"),
+                             ("min-overlap-at-k", float, "the least mean overlap@k, 0..1 [0.6]"),
+                             ("min-rbo", float, "the least mean rank-biased overlap, 0..1 [0.6]"),
+                             ("rbo-p", float, "RBO's persistence p, in (0, 1) [0.9]"),
+                             ("count-tolerance", int, "how far the point counts may differ [0]")):
+        validate.add_argument(f"--{flag}", type=kind, default=None, help=text)
     for op, text, example in (
             ("status", "the rollout now: state, stage, weight, the last decision and both arms' numbers",
              "searchgw rollout status r1"),
@@ -800,6 +837,10 @@ def rollout_lines(rollout) -> list[str]:
         f"failures   {rollout.consecutive_failures} in a row, {rollout.total_failures} in all; "
         f"auto-promote {'on' if rollout.auto_promote else 'off'}",
     ]
+    if rollout.HasField("backfill"):
+        lines.append(f"backfill   {backfill_line(rollout).split(': ', 1)[1]}")
+    if rollout.HasField("preflight"):
+        lines.append(f"preflight  {' '.join(rollout.preflight.summary.split())}")
     if rollout.decisions:
         last = rollout.decisions[-1]
         lines.append(f"last       {_enum_name(last, 'kind')} {_time(last.time)} by {last.actor or '-'}: "
@@ -820,9 +861,23 @@ async def _rollout(client, args) -> int:
     from searchgw.gateway.client import every_page
 
     timeout = args.timeout
-    if args.op == "start":
+    if args.op == "start" and args.name and not (args.collection or args.canary or args.spec):
+        rollout = await client.start_rollout(args.name, args.reason, timeout=timeout)  # a PREPARED rollout
+        _emit(args, rollout, lambda: rollout_lines(rollout))
+    elif args.op == "start":
         rollout = await client.create_rollout_message(rollout_from(args), timeout=timeout)
         _emit(args, rollout, lambda: rollout_lines(rollout))
+    elif args.op == "prepare":
+        return await _prepare(client, args)
+    elif args.op == "validate":
+        from searchgw.v1 import rollout_service_pb2 as roll_pb
+
+        values = {name: getattr(args, name) for name in ("k", "sample_size", "min_overlap_at_k", "min_rbo", "rbo_p",
+                                                         "count_tolerance") if getattr(args, name) is not None}
+        policy = roll_pb.PreflightPolicy(**values) if values else None
+        rollout = await client.validate_rollout(args.name, args.query, policy=policy, timeout=timeout)
+        _emit(args, rollout, lambda: rollout_lines(rollout))
+        return 0 if rollout.preflight.passed else 1
     elif args.op == "status":
         rollout = await client.get_rollout(args.name, timeout=timeout)
         _emit(args, rollout, lambda: rollout_lines(rollout))
@@ -856,6 +911,45 @@ async def _rollout(client, args) -> int:
         rollout = await action(args.name, args.reason, timeout=timeout)
         _emit(args, rollout, lambda: rollout_lines(rollout))
     return 0
+
+
+async def _prepare(client, args) -> int:
+    from google.protobuf.json_format import ParseDict
+
+    from searchgw.v1 import collection_service_pb2 as coll_pb
+    from searchgw.v1 import rollout_service_pb2 as roll_pb
+
+    canary = coll_pb.Collection(
+        dimension=args.canary_dimension, embedding_model=args.canary_model,
+        distance=coll_pb.Distance.Value(f"DISTANCE_{args.canary_distance.upper()}") if args.canary_distance else 0,
+        hnsw=coll_pb.HnswConfig(m=args.canary_hnsw_m, ef_construct=args.canary_ef_construct))
+    rollout = await client.prepare_rollout(args.name, args.collection, args.canary, canary=canary,
+                                           stages=[ParseDict(s, roll_pb.Stage()) for s in args.stages or ()],
+                                           auto_promote=args.auto_promote, batch_size=args.batch_size,
+                                           timeout=args.timeout)
+    if not args.wait:
+        _emit(args, rollout, lambda: rollout_lines(rollout))
+        return 0
+    print(backfill_line(rollout), flush=True)
+    while rollout.state == roll_pb.Rollout.STATE_PREPARING:
+        await asyncio.sleep(args.interval)
+        rollout = await client.get_rollout(args.name, timeout=args.timeout)
+        print(backfill_line(rollout), flush=True)
+    _emit(args, rollout, lambda: rollout_lines(rollout))
+    return 0 if rollout.state == roll_pb.Rollout.STATE_PREPARED else 1
+
+
+def backfill_line(rollout) -> str:
+    """One progress line of a rollout's backfill, with its rate since it began."""
+    b = rollout.backfill
+    handled = b.copied + b.failed + b.superseded
+    share = 1.0 if b.done else (handled / b.total if b.total else 0.0)
+    elapsed = (b.update_time.ToMicroseconds() - b.start_time.ToMicroseconds()) / 1e6
+    rate = f", {b.copied / elapsed:.0f} points/s" if elapsed > 0 else ""
+    error = f"; retrying after: {b.last_error}" if b.last_error else ""
+    return (f"{rollout.name} {_enum_name(rollout, 'state')}: backfill {handled}/{b.total} ({min(share, 1.0):.1%}), "
+            f"{b.copied} copied ({b.reembedded} re-embedded), {b.failed} failed, {b.superseded} superseded"
+            f"{rate}{error}")
 
 
 def _yaml(message) -> str:

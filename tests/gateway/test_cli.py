@@ -266,3 +266,27 @@ async def test_ingest_refuses_a_bad_file_whole_and_resumes_after_a_refused_recor
 @pytest.fixture(autouse=True)
 def _no_user_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+async def test_rollout_prepare_waits_with_progress_then_validate_and_start(rig):
+    server, client = await rig.start()
+    await client.create_collection("docs-v1")
+    await client.upsert("docs-v1", [{"id": i, "text": f"passage {i} about canary rollouts"} for i in range(120)])
+    await client.update_alias("docs", "docs-v1")
+    addr = ("--addr", server.address)
+    code, out, err = await searchgw("rollout", "prepare", "r1", "--collection", "docs", "--canary", "docs-v2",
+                                    "--batch-size", "40", "--stages", "10%,100%", "--wait", "--interval", "0.05",
+                                    *addr)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("r1 PREPARING: backfill 0/120 (0.0%)")
+    assert any(line.startswith("r1 PREPARED: backfill 120/120 (100.0%), 120 copied (0 re-embedded), 0 failed")
+               for line in lines)
+    code, out, err = await searchgw("rollout", "start", "r1", *addr)  # before a pre-flight: refused
+    assert code == 2 and "run ValidateRollout (searchgw rollout validate r1)" in err
+    code, out, err = await searchgw("rollout", "validate", "r1", "--query", "canary rollouts", "--k", "5", *addr)
+    assert code == 0, err
+    assert "preflight  pre-flight passed: counts primary 120 / canary 120; 1 queries, 0 failed" in out
+    code, out, err = await searchgw("rollout", "start", "r1", "--reason", "checked", *addr)
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:6] == ["state", "RUNNING", "stage", "1/2", "weight", "10%"]
