@@ -636,6 +636,12 @@ class RolloutController:
         task.add_done_callback(lambda done: self._backfills.pop(name, None) if self._backfills.get(name) is done
                                else None)
 
+    async def backfill_ended(self, name: str) -> None:
+        """Return once the backfill of rollout `name` is not running (now, or when it has ended)."""
+        task = self._backfills.get(name)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _stop_backfills(self) -> None:
         tasks = list(self._backfills.values())
         for task in tasks:

@@ -285,3 +285,21 @@ async def test_create_with_a_pre_flight_policy_waits_prepared(tmp_path, two_mode
         assert validated.preflight.passed and validated.preflight.queries == 2
         assert validated.preflight.mean_overlap_at_k == 1.0  # the same model and points: the same answers
         assert (await client.start_rollout("r1")).state == RUNNING
+
+
+async def test_an_abort_while_preparing_ends_the_backfill(tmp_path, two_models):
+    embedder, _ = two_models
+    backend = RecordingBackend(EdgeBackend(tmp_path / "edge"), "docs-v2", hold_after_pages=2)
+    async with gateway(tmp_path, embedder.address, backend) as (server, client):
+        await fill_primary(client, 200)
+        await client.prepare_rollout("r1", "docs", "docs-v2", batch_size=20)
+        await backend.holding.wait()
+        aborted = await client.abort_rollout("r1", "wrong canary")
+        assert aborted.state == roll_pb.Rollout.STATE_ABORTED
+        backend.hold_after_pages = None
+        backend.release.set()
+        await server.controller.backfill_ended("r1")  # it sees the rollout ended at its next save, and stops
+        assert backend.pages == 2 and sum(backend.upserted.values()) == 40
+        rollout = await client.get_rollout("r1")
+        assert [roll_pb.Decision.Kind.Name(d.kind) for d in rollout.decisions] == [
+            "KIND_BACKFILL_STARTED", "KIND_ABORTED"]
