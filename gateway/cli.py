@@ -921,7 +921,7 @@ async def _prepare(client, args) -> int:
 
     canary = coll_pb.Collection(
         dimension=args.canary_dimension, embedding_model=args.canary_model,
-        distance=coll_pb.Distance.Value(f"DISTANCE_{args.canary_distance.upper()}") if args.canary_distance else 0,
+        distance=f"DISTANCE_{args.canary_distance.upper()}" if args.canary_distance else "DISTANCE_UNSPECIFIED",
         hnsw=coll_pb.HnswConfig(m=args.canary_hnsw_m, ef_construct=args.canary_ef_construct))
     rollout = await client.prepare_rollout(args.name, args.collection, args.canary, canary=canary,
                                            stages=[ParseDict(s, roll_pb.Stage()) for s in args.stages or ()],
