@@ -335,8 +335,11 @@ class RolloutController:
         await self._save_unsaved()
         now = self._clock()
         for active in list(self._active.values()):
-            if active.next_check_at > now or active.rollout.state in PREPARATION_STATES:
-                continue  # not due, or no traffic to judge yet
+            if active.rollout.state in PREPARATION_STATES:
+                active.seconds.clear()  # primary's calls before StartRollout are not judged: drop them
+                continue
+            if active.next_check_at > now:
+                continue
             try:
                 await self._to_completion(self._check(active))
             except Exception:
