@@ -84,3 +84,35 @@ async def test_a_store_written_by_a_newer_gateway_is_refused(tmp_path):
     with pytest.raises(Unavailable, match="schema version 99"):
         await store.load_all()
     await store.close()
+
+
+async def test_preparation_fields_round_trip_and_rows_written_before_them_load_without(store, tmp_path):
+    import json
+
+    from searchgw.gateway.rollout.preparation import BackfillProgress, PreflightPolicy, PreflightResult
+
+    policy = PreflightPolicy(k=5, sample_size=7, min_overlap_at_k=0.5, min_rbo=0.4, rbo_p=0.8, count_tolerance=2)
+    preparing = replace(
+        ROLLOUT, state=RolloutState.PREPARED, weight_percent=0.0, preflight_policy=policy,
+        backfill=BackfillProgress(total=20_000, copied=19_990, reembedded=19_990, failed=2, superseded=8,
+                                  cursor="6a2f41a3-c54c-fce8-32d2-0324e1c32e22", done=True, batch_size=128,
+                                  start_time=1_700_000_000.5, update_time=1_700_000_300.25, failed_ids=(7, 9)),
+        preflight=PreflightResult(passed=False, time=1_700_000_400.0, policy=policy, primary_count=20_000,
+                                  canary_count=19_998, queries=7, errors=0, mean_overlap_at_k=0.9,
+                                  min_overlap_at_k=0.6, mean_rbo=0.85, summary="pre-flight failed: counts"))
+    await store.save(preparing)
+    assert await store.get("r1") == preparing
+    # A row as a gateway before PrepareRollout wrote it: no preparation keys at all.
+    await store.save(ROLLOUT)
+    await store.close()
+    path = tmp_path / "state" / "rollouts.sqlite3"
+    with sqlite3.connect(path) as db:
+        body = json.loads(db.execute("SELECT body FROM rollouts").fetchone()[0])
+        for key in ("backfill", "preflight_policy", "preflight"):
+            del body[key]
+        db.execute("UPDATE rollouts SET body = ?", (json.dumps(body),))
+    reopened = SqliteRolloutStore(path)
+    try:
+        assert await reopened.get("r1") == ROLLOUT
+    finally:
+        await reopened.close()
