@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 import pytest
 import qdrant_edge as qe
 from qdrant_client import grpc as qdrant
@@ -102,7 +103,7 @@ async def snapshotting(backend: QdrantBackend) -> QdrantBackend:
 #: The RPCs `QdrantBackend` makes (with prefer_grpc), which the test server implements.
 BACKEND_RPCS = {
     "Collections/Create", "Collections/Delete", "Collections/Get", "Collections/List", "Collections/ListAliases",
-    "Collections/UpdateAliases", "Points/Upsert", "Points/Delete", "Points/Query", "Points/Count",
+    "Collections/UpdateAliases", "Points/Upsert", "Points/Delete", "Points/Query", "Points/Count", "Points/Scroll",
     "Snapshots/Create", "Snapshots/List",
 }
 LOW_OR_HIGH = Filter(should=(FieldCondition("i", range=Range(lt=2)), FieldCondition("i", range=Range(gt=3))))
@@ -112,6 +113,10 @@ async def test_every_backend_operation_uses_exactly_the_rpcs_the_server_implemen
     vectors = await contract.filled(backend, count=5)
     await backend.update_alias("docs", "c")
     await backend.search("docs", SearchQuery(vector=vectors[0], limit=2, filter=Filter(must=(LOW_OR_HIGH,))))
+    page = await backend.scroll("docs", limit=3)  # a backfill's page: ids in order, vectors and payloads
+    assert [p.id for p in page.points] == [0, 1, 2] and page.next_offset == 3
+    np.testing.assert_allclose(page.points[1].vector, vectors[1], atol=1e-6)
+    assert page.points[1].payload == {"i": 1}
     await backend.delete_points("docs", ids=[4])
     await backend.delete_points("docs", filter=Filter(must=(FieldCondition("i", range=Range(gte=3)),)))
     snapshot = await backend.create_snapshot("docs")
@@ -153,7 +158,7 @@ async def test_the_server_answers_like_qdrant_to_wrong_and_unsupported_requests(
         code, message = await status(points.Query(qdrant.QueryPoints(
             collection_name="c", query=qdrant.Query(sample=qdrant.Sample.Random))))
         assert code == grpc.StatusCode.UNIMPLEMENTED and "queries other than nearest" in message
-        code, _ = await status(points.Scroll(qdrant.ScrollPoints(collection_name="c")))
+        code, _ = await status(points.Get(qdrant.GetPoints(collection_name="c")))
         assert code == grpc.StatusCode.UNIMPLEMENTED
         collections = collections_service_pb2_grpc.CollectionsStub(channel)
         code, message = await status(collections.Create(qdrant.CreateCollection(collection_name="x")))

@@ -38,6 +38,7 @@ from qdrant_client.grpc import (
 from tests.qdrant_server._convert import (
     QdrantStatus,
     dense_values,
+    fill_point_id,
     engine_filter,
     invalid,
     payload_to_python,
@@ -46,7 +47,7 @@ from tests.qdrant_server._convert import (
     refuse_set_fields,
     unimplemented,
 )
-from tests.qdrant_server._store import Store, scored_point
+from tests.qdrant_server._store import Store, retrieved_point, scored_point
 
 log = logging.getLogger("tests.qdrant_server")
 R = TypeVar("R")
@@ -206,7 +207,7 @@ def _completed() -> points_pb2.PointsOperationResponse:
 
 
 class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
-    """Upsert, Delete, Query (nearest to a dense vector) and Count."""
+    """Upsert, Delete, Query (nearest to a dense vector), Scroll and Count."""
 
     @rpc
     async def Upsert(self, request: points_pb2.UpsertPoints, context: Any) -> points_pb2.PointsOperationResponse:
@@ -255,6 +256,26 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
         )
         hits = await self.engine.run(self.engine.store.query, request.collection_name, vector, engine_request)
         return points_pb2.QueryResponse(result=[scored_point(hit, with_payload) for hit in hits])
+
+    @rpc
+    async def Scroll(self, request: points_pb2.ScrollPoints, context: Any) -> points_pb2.ScrollResponse:
+        refuse_set_fields(request, {"collection_name", "filter", "offset", "limit", "with_payload", "with_vectors",
+                                    "timeout"}, "ScrollPoints")
+        with_vectors = request.with_vectors.WhichOneof("selector_options")
+        if with_vectors not in (None, "enable"):
+            raise unimplemented(f"with_vectors.{with_vectors}")
+        with_payload = _with_payload(request.with_payload)
+        engine_request = qe.ScrollRequest(
+            offset=point_id(request.offset, "offset") if request.HasField("offset") else None,
+            limit=request.limit if request.HasField("limit") else 10,
+            filter=engine_filter(request.filter) if request.HasField("filter") else None,
+            with_payload=with_payload, with_vector=request.with_vectors.enable)
+        records, next_offset = await self.engine.run(self.engine.store.scroll, request.collection_name,
+                                                     engine_request)
+        response = points_pb2.ScrollResponse(result=[retrieved_point(record, with_payload) for record in records])
+        if next_offset is not None:
+            fill_point_id(next_offset, response.next_page_offset)
+        return response
 
     @rpc
     async def Count(self, request: points_pb2.CountPoints, context: Any) -> points_pb2.CountResponse:

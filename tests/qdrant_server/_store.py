@@ -321,6 +321,10 @@ class Store:
             raise invalid(f"Vector dimension error: expected dim: {collection.dimension}, got {len(vector)}")
         return collection.shard.query(request)
 
+    def scroll(self, name: str, request: qe.ScrollRequest) -> tuple[list[qe.Record], int | str | None]:
+        _, collection = self.resolve(name)
+        return collection.shard.scroll(request)
+
     def count(self, name: str, request: qe.CountRequest) -> int:
         _, collection = self.resolve(name)
         return collection.shard.count(request)
@@ -458,4 +462,14 @@ def scored_point(hit: qe.ScoredPoint, with_payload: bool) -> points_pb2.ScoredPo
     fill_point_id(hit.id, point.id)
     if with_payload and hit.payload:
         fill_payload(point.payload, hit.payload)
+    return point
+
+
+def retrieved_point(record: qe.Record, with_payload: bool) -> points_pb2.RetrievedPoint:
+    point = points_pb2.RetrievedPoint()
+    fill_point_id(record.id, point.id)
+    if with_payload and record.payload:
+        fill_payload(point.payload, record.payload)
+    if record.vector is not None:
+        point.vectors.vector.dense.data.extend(float(x) for x in record.vector)
     return point
