@@ -9,6 +9,13 @@ Life of a rollout
     RUNNING | PAUSED | AWAITING_PROMOTION ──checks fail──► ROLLED_BACK   weight 0, alias untouched
 Any other move is FailedPrecondition, with the state in the message.
 
+Before traffic (docs/canary.md; the methods are in the "preparation" section)
+    prepare ──► PREPARING ──backfill done──► PREPARED ──start_traffic (passed pre-flight)──► RUNNING
+    create with a preflight_policy ──► PREPARED;   validate (PREPARED) records a pre-flight
+    PREPARING and PREPARED hold the collection and take dual writes at weight 0; they run no checks
+    and cannot be promoted; abort ends them. The backfill is a task of the controller (`Backfill`),
+    its progress saved with the rollout after every page; `start()` resumes it, `stop()` cancels it.
+
 Checks
     Analysed calls are counted per second and per arm (`record`, O(1)). Every `interval` the
     complete seconds are folded into the stage's sequential tests and judged (see `analysis`).
@@ -66,9 +73,8 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
-from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.backends import CollectionSpec
-from searchgw.gateway.rollout.backfill import Backfill, needs_reembedding
+from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.rollout.analysis import (
     ArmSlice,
     CheckOutcome,
@@ -78,6 +84,7 @@ from searchgw.gateway.rollout.analysis import (
     judge,
     latency_threshold,
 )
+from searchgw.gateway.rollout.backfill import Backfill, needs_reembedding
 from searchgw.gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
