@@ -354,8 +354,8 @@ class RolloutController:
 
         `still_newer()` is asked under the rollout's lock whether memory is still older than
         `stored` (a save of this replica may have overtaken it); False leaves everything as it is.
-        Returns whether `stored` was adopted. Decisions are announced to watchers and logged, but
-        not to the observer's decision counter: the replica that took a decision counts it.
+        Returns whether `stored` was adopted. Decisions reach this replica's watchers, but are
+        logged and counted (the observer's `on_decision`) only by the replica that took them.
         """
         name = stored.name
         active = self._active.get(name)
@@ -400,8 +400,7 @@ class RolloutController:
                 del self._active[name]
             if (previous.state, previous.weight_percent) != (stored.state, stored.weight_percent):
                 self._publish_routes()
-            for decision in fresh:
-                _log_decision(stored, decision)
+            for decision in fresh:  # logged and counted by the replica that took it
                 for queue in active.watchers:
                     queue.put_nowait((stored, decision))
             self._notify_change(stored)
