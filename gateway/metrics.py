@@ -116,7 +116,7 @@ class GatewayMetrics:
         self.state_store_up = Gauge("searchgw_state_store_up", "1 while the rollout state store (Redis with "
                                     "--state redis) answers; 0: routing keeps the last state, no decision is taken",
                                     registry=r)
-        self.rollout_leader = Gauge("searchgw_rollout_leader", "1 while this replica leads the rollout analysis "
+        self.rollout_leader = Gauge("searchgw_controller_leader", "1 while this replica leads the rollout analysis "
                                     "(always 1 with --state sqlite)", registry=r)
         #: Rollouts with exported series, and the collection each is labelled with.
         self._exported_rollouts: dict[str, str] = {}

@@ -19,7 +19,7 @@ embedder). See `gateway.dependencies`.
 Rollout state: `--state sqlite` (one replica) or `--state redis://…`, shared by every replica
 (`SharedState`: the Redis store, the leadership lease, the counts exchange and the state feed, run as
 the tasks `rollout-leadership` and `rollout-state-feed`). Redis is then the dependency `state`, and
-`searchgw_state_store_up` / `searchgw_rollout_leader` say whether it answers and whether this replica
+`searchgw_state_store_up` / `searchgw_controller_leader` say whether it answers and whether this replica
 leads; while it is down the replica keeps routing by the last state it saw and no decision is taken.
 """
 
