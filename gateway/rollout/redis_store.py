@@ -243,7 +243,12 @@ class RedisRolloutStore:
             self.up = False
             raise _unavailable(f"reading rollout {name!r}", exc) from exc
         self.up = True
-        return None if found is None else (found[0], found[1])
+        if found is None:
+            return None
+        rollout, version, folded = found
+        if folded is not None:  # where a leader after this one goes on gathering counts from
+            self._folded[name] = max(folded, self._folded.get(name, folded))
+        return rollout, version
 
     def known_version(self, name: str) -> int:
         return self._versions.get(name, 0)
@@ -442,7 +447,8 @@ class RedisCounts:
         start = self._through.get(rollout)
         if start is None:
             folded = self._store.folded_through(rollout)
-            start = folded if folded is not None else horizon - 1
+            # no mark: nothing was folded yet (a mark is saved with every check), so take all there is
+            start = folded if folded is not None else horizon - self._ttl_s - 1
         first = max(start + 1, horizon - self._ttl_s)
         wall_seconds = list(range(first, horizon))
         others = 0

@@ -340,3 +340,57 @@ async def test_state_survives_a_redis_sigkill_and_a_new_leader_goes_on_without_r
     seqs = [d.seq for d in after.decisions]
     assert seqs == sorted(set(seqs))  # no decision lost or written twice
     assert kinds(after).count("ADVANCED") == after.current_stage
+
+
+async def test_an_abort_taken_while_redis_was_down_lands_on_top_of_a_pause_saved_meanwhile(cluster, redis_server):
+    clock, replicas = cluster
+    leader, follower, other = replicas
+    await leader.controller.create(spec(), actor="alice")
+    for each in replicas:
+        await each.feed.poll_once()
+    await redis_server.kill()
+    await follower.controller.abort("r1", reason="canary looks wrong", actor="bob")  # not saved: Redis is down
+    assert follower.router.table("docs") is None
+    await redis_server.start()
+    await other.controller.pause("r1", reason="looking", actor="carol")  # saved first, from the same version
+    await follower.controller.tick()  # its save loses the compare-and-set...
+    assert (await other.store.get("r1")).state is RolloutState.PAUSED
+    await follower.feed.poll_once()  # ...it adopts the pause, re-applies its abort on top
+    await follower.controller.tick()
+    for each in replicas:
+        await each.feed.poll_once()
+        final = await each.controller.get("r1")
+        assert final.state is RolloutState.ABORTED and each.router.table("docs") is None
+        assert kinds(final) == ["STARTED", "PAUSED", "ABORTED"]
+        assert [d.seq for d in final.decisions] == [1, 2, 3]
+
+
+async def test_the_state_setting_takes_sqlite_or_a_redis_url_only():
+    from searchgw.gateway.settings import GatewaySettings
+    from searchgw.settings import SettingsError
+
+    assert not GatewaySettings().shared_state
+    assert GatewaySettings(state="rediss://:secret@redis.internal:6380/2").shared_state
+    with pytest.raises(SettingsError, match="--state"):
+        GatewaySettings(state="mysql://db/rollouts")
+    assert "secret" not in repr(GatewaySettings(state="redis://:secret@redis:6379/0"))
+
+
+async def test_a_new_leader_folds_every_second_exactly_once(cluster):
+    clock, replicas = cluster
+    a, b, c = replicas
+    from searchgw.gateway.rollout import Stage
+    await a.controller.create(spec(stages=(Stage(50.0, 3600.0, 0), Stage(100.0, 0.0, 0))), actor="alice")
+    for each in replicas:
+        await each.feed.poll_once()
+    for _ in range(3):  # b and c serve, a leads
+        await interval(clock, replicas, primary=30, canary=10)
+    await a.leadership.resign()
+    assert await b.leadership.step()
+    for _ in range(3):  # a and c serve, b leads
+        await interval(clock, [b, a, c], primary=30, canary=10)
+    last_check = (await b.controller.get("r1")).decisions[-1]
+    assert last_check.actor == "controller" and last_check.kind in (DecisionKind.CHECK_PASSED,
+                                                                    DecisionKind.INCONCLUSIVE)
+    # 6 intervals × 2 serving replicas × 10 canary calls, each counted once across the change of leader
+    assert last_check.canary.requests == 120 and last_check.primary.requests == 360
