@@ -394,3 +394,36 @@ async def test_a_new_leader_folds_every_second_exactly_once(cluster):
                                                                     DecisionKind.INCONCLUSIVE)
     # 6 intervals × 2 serving replicas × 10 canary calls, each counted once across the change of leader
     assert last_check.canary.requests == 120 and last_check.primary.requests == 360
+
+
+async def test_a_gateway_on_redis_state_says_when_redis_is_down_and_keeps_serving(redis_server, tmp_path):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from searchgw.gateway.client import GatewayClient
+    from searchgw.gateway.server import create_server
+    from searchgw.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(port=0, metrics_port=-1, data_dir=tmp_path / "gateway", state=redis_server.url,
+                               state_poll_s=0.1)
+    server = await create_server(settings, probe_interval_s=None)
+    value = server.metrics.registry.get_sample_value
+    try:
+        assert value("searchgw_state_store_up") == 1 and value("searchgw_controller_leader") == 1
+        async with GatewayClient(server.address) as client:
+            await client.create_collection("vecs", dimension=4)
+            await client.upsert("vecs", [{"id": 1, "vector": [1.0, 0.0, 0.0, 0.0]}])
+            await redis_server.kill()
+            await until(lambda: value("searchgw_state_store_up") == 0, timeout_s=5, what="the gauge drops")
+            await server.dependencies.probe_once()
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                status = (await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service="searchgw.dependency.state"))).status
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert value("searchgw_dependency_up", {"dependency": "state"}) == 0
+            hits = await client.search("vecs", vector=[1.0, 0.0, 0.0, 0.0], limit=1, routing_key="u1")
+            assert [p.id.num for p in hits.points] == [1]  # searches do not need Redis
+            await redis_server.start()
+            await until(lambda: value("searchgw_state_store_up") == 1, timeout_s=5, what="the gauge recovers")
+    finally:
+        await server.stop(0)
