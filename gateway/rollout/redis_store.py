@@ -550,15 +550,17 @@ class RedisStateFeed:
             return applied
 
     async def poll_once(self) -> None:
+        """Read the change counter; if it moved since the last refresh, fetch what changed."""
         counter = await self._store.change_counter()
         if counter != self._seen_counter:
             await self.refresh()
 
     async def run(self) -> None:
         """Listen and poll until cancelled; Redis outages are reported through `on_state` and waited out."""
-        await asyncio.gather(self._listen(), self._poll())
+        await asyncio.gather(self.listen(), self.poll())
 
-    async def _poll(self) -> None:
+    async def poll(self) -> None:
+        """`poll_once` every `poll_s` until cancelled, reporting whether Redis answered."""
         while True:
             try:
                 await self.poll_once()
@@ -569,7 +571,10 @@ class RedisStateFeed:
                 log.exception("applying the shared rollout state failed")
             await self._sleep(self._poll_s)
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """Apply each rollout named on the change channel as its message comes, until cancelled. A read
+        blocks until a message (no socket timeout); a lost connection is re-subscribed after `poll_s`,
+        and what was published meanwhile is the poll's to find."""
         while True:
             pubsub = self._store.client.pubsub()
             try:

@@ -266,7 +266,7 @@ async def test_a_pause_at_a_follower_holds_at_the_leader_and_every_replica(clust
 async def test_a_follower_learns_of_a_change_from_pubsub_without_polling(cluster):
     clock, replicas = cluster
     leader, follower, _ = replicas
-    listening = asyncio.create_task(follower.feed._listen())
+    listening = asyncio.create_task(follower.feed.listen())
     try:
         await asyncio.sleep(0.1)  # let it subscribe (a message sent before is what the poll is for)
         await leader.controller.create(spec(), actor="alice")
