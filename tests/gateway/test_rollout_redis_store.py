@@ -32,7 +32,13 @@ from searchgw.gateway.routing import Arm, Router
 from searchgw.testing import ManualClock
 from tests.gateway.test_rollout import INTERVAL, AliasTable, Recorder, kinds, spec
 from tests.gateway.test_rollout_store import ROLLOUT
+from tests.gateway.test_rollout_store import (  # the store contract, collected here on Redis
+    test_a_rollout_round_trips_exactly,
+    test_save_keeps_exactly_the_rollouts_decisions,
+)
 from tests.redis_rig import RedisServer
+
+CONTRACT = (test_a_rollout_round_trips_exactly, test_save_keeps_exactly_the_rollouts_decisions)
 
 
 @pytest.fixture
@@ -40,6 +46,14 @@ async def redis_server(tmp_path) -> AsyncIterator[RedisServer]:
     server = await RedisServer(tmp_path / "redis").start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def store(redis_server) -> AsyncIterator[RedisRolloutStore]:
+    """The store the contract tests take: a leader's (its decisions are fenced with epoch 1)."""
+    opened = RedisRolloutStore(connect(redis_server.url), fencing_epoch=lambda: 1)
+    yield opened
+    await opened.close()
 
 
 @dataclass
