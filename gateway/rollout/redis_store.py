@@ -63,7 +63,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from searchgw.errors import FailedPrecondition, Unavailable
+from searchgw.errors import AlreadyExists, FailedPrecondition, Unavailable
 from searchgw.gateway.rollout.analysis import ArmSlice
 from searchgw.gateway.rollout.cluster import Seconds
 from searchgw.gateway.rollout.model import CONTROLLER_ACTOR, Rollout
@@ -199,6 +199,9 @@ class RedisRolloutStore:
             self.up = False
             raise _unavailable(f"saving rollout {name!r}", exc) from exc
         self.up = True
+        if version == -1 and expected == 0:
+            raise AlreadyExists(f"a rollout named {name!r} already exists (created at another replica); pick "
+                                f"another name", reason="ROLLOUT_EXISTS", metadata={"rollout": name})
         if version == -1:
             raise RolloutChanged(f"rollout {name!r} was changed at another replica (version {detail}, this replica "
                                  f"had {expected}); read it again and retry", reason="ROLLOUT_CHANGED",

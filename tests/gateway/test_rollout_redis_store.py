@@ -441,3 +441,14 @@ async def test_a_gateway_on_redis_state_says_when_redis_is_down_and_keeps_servin
             await until(lambda: value("searchgw_state_store_up") == 1, timeout_s=5, what="the gauge recovers")
     finally:
         await server.stop(0)
+
+
+async def test_a_name_taken_at_another_replica_is_already_exists(cluster):
+    from searchgw.errors import AlreadyExists
+
+    _, replicas = cluster
+    leader, follower, _ = replicas
+    await leader.controller.create(spec(), actor="alice")
+    with pytest.raises(AlreadyExists):  # before the follower has even heard of it
+        await follower.controller.create(spec(collection="docs"), actor="bob")
+    assert follower.router.table("docs") is None
