@@ -243,6 +243,16 @@ async def test_leader_sigkill_and_redis_sigkill_lose_no_decision_and_fail_no_sea
             assert not [at for at in times if down_from + 1.0 < at < down_until]  # no decision while Redis was down
         print(f"{counts['ok']} searches, 0 failed, through a leader SIGKILL and a Redis SIGKILL; "
               f"the rollout is at stage {resumed.current_stage + 1}")
+
+        # promoted at one replica: every replica serves the logical name from the canary within 1 s
+        await survivors[1].promote_rollout("r1", "looks good")
+        promoted_at = time.monotonic()
+        for client in survivors:
+            for key in routes_down[0]:
+                while (hits := await client.search("kv", vector=[1.0, 2.0, 0.0, 0.0], limit=1,
+                                                   routing_key=key)).route.collection != "kv-b":
+                    assert time.monotonic() - promoted_at < 1.0, f"{key} still served by {hits.route.collection}"
+        print(f"every replica served the promoted canary {time.monotonic() - promoted_at:.2f} s after PromoteRollout")
     finally:
         stop.set()
         if load is not None:
