@@ -303,3 +303,49 @@ async def test_an_abort_while_preparing_ends_the_backfill(tmp_path, two_models):
         rollout = await client.get_rollout("r1")
         assert [roll_pb.Decision.Kind.Name(d.kind) for d in rollout.decisions] == [
             "KIND_BACKFILL_STARTED", "KIND_ABORTED"]
+
+
+class Lease:
+    """A leadership a test hands over (the Redis lease is tested in test_rollout_redis_store.py)."""
+
+    def __init__(self, leader: bool) -> None:
+        self.is_leader = leader
+
+
+async def test_only_the_leader_copies_and_a_new_leader_takes_the_backfill_over(tmp_path):
+    from searchgw.gateway.backends import CollectionSpec, Point
+    from searchgw.gateway.rollout import MemoryRolloutStore, Rollout, RolloutController, RolloutState
+    from searchgw.gateway.rollout.backfill import Backfill
+    from searchgw.gateway.routing import Router
+    from searchgw.gateway.routing.writes import WriteOrder
+
+    backend = EdgeBackend(tmp_path / "edge")
+    await backend.create_collection(CollectionSpec(name="docs-v1", dimension=4, embedding_model="m"))
+    vectors = np.random.default_rng(3).standard_normal((30, 4)).astype(np.float32)
+    await backend.upsert("docs-v1", [Point(id=i, vector=v, payload={"i": i}) for i, v in enumerate(vectors)])
+    await backend.update_alias("docs", "docs-v1")
+    clock, lease, order = ManualClock(), Lease(leader=False), WriteOrder()
+    controller = RolloutController(
+        MemoryRolloutStore(), Router(), switch_alias=backend.update_alias, resolve_alias=backend.resolve,
+        clock=clock, wall_clock=clock.wall, write_order=order, leadership=lease,
+        backfill=Backfill(backend, None, order, wall_clock=clock.wall))
+    await controller.start(run_loop=False)
+    try:
+        await controller.prepare(Rollout(name="r1", collection="docs", canary_collection="docs-v2"), batch_size=8)
+        await controller.backfill_ended("r1")
+        await controller.tick()  # a follower's tick starts nothing
+        await controller.backfill_ended("r1")
+        follower = await controller.get("r1")
+        assert follower.state is RolloutState.PREPARING and follower.backfill.copied == 0
+        assert await backend.count("docs-v2") == 0
+        lease.is_leader = True
+        await controller.tick()  # the leader's tick starts it
+        await controller.backfill_ended("r1")
+        leader = await controller.get("r1")
+        assert leader.state is RolloutState.PREPARED and leader.backfill.copied == 30
+        assert leader.backfill.reembedded == 0  # the same model: vectors copied
+        copied = await all_points(backend, "docs-v2")
+        np.testing.assert_allclose(copied[7].vector, vectors[7] / np.linalg.norm(vectors[7]), atol=1e-6)
+    finally:
+        await controller.stop()
+        await backend.close()
