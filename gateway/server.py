@@ -66,7 +66,7 @@ from searchgw.gateway.services import CollectionServicer, RolloutServicer, Searc
 from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
-from searchgw.rpc.server import NOT_SERVING, SERVING, server_options
+from searchgw.rpc.server import NOT_SERVING, SERVING, drain, server_options
 from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import (
     collection_service_pb2,
@@ -127,8 +127,10 @@ class GatewayServer:
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.grace_period_s if grace is None else grace
         self.metrics.ready.set(0)
-        await self.state.shutdown()
-        await self.server.stop(grace)
+        delay = self.settings.drain_delay_s
+        log.info("draining: NOT_SERVING, answering for %.1f s more, then GOAWAY and %.1f s for in-flight calls",
+                 delay, grace)
+        await drain(self.server, self.state, delay_s=delay, grace_s=grace)
         for task in (self.probe_task, self.snapshot_task):
             if task is not None:
                 task.cancel()

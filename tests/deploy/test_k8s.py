@@ -208,6 +208,10 @@ def test_destination_rule_has_mutual_tls_outlier_detection_and_one_subset_of_rea
     assert selects(subset["labels"], pod_labels(workload(server)))
 
 
+#: RPCs that change nothing, so that a retry after a reset mid-call is safe.
+READ_ONLY_RPCS = {"/searchgw.v1.SearchService/Search", "/searchgw.v1.EmbedService/Embed"}
+
+
 @pytest.mark.parametrize("server", SERVERS, ids=lambda s: s.name)
 def test_virtual_service_sends_everything_to_one_subset_and_retries_with_per_try_timeouts(server):
     index = k8s_index()
@@ -231,7 +235,14 @@ def test_virtual_service_sends_everything_to_one_subset_and_retries_with_per_try
         if retries["attempts"] == 0:
             assert streaming and route.get("match") and seconds(route["timeout"]) == 0
             continue
-        assert set(retries["retryOn"].split(",")) == {"unavailable", "resource-exhausted"}
+        retry_on = set(retries["retryOn"].split(","))
+        # Refused (UNAVAILABLE: draining) or shed, and calls that never reached a replica: always retried.
+        assert {"unavailable", "resource-exhausted"} <= retry_on <= {
+            "unavailable", "resource-exhausted", "connect-failure", "refused-stream", "reset"}
+        # A reset mid-call may follow a call the replica applied: retried only where every RPC is read-only.
+        if "reset" in retry_on:
+            matched = [m["uri"].get("exact") or m["uri"]["prefix"] for m in route.get("match", [])]
+            assert matched and all(path in READ_ONLY_RPCS for path in matched), route["name"]
         tries = retries["attempts"] + 1
         assert seconds(retries["perTryTimeout"]) * tries <= seconds(route["timeout"])
 
