@@ -315,6 +315,16 @@ class EnvoyProxy:
                 flags[parts[1]] = parts[3]
         return flags
 
+    async def host_stats(self, stat: str, cluster: str = GATEWAY_CLUSTER) -> dict[str, int]:
+        """One per-host counter (`rq_success`, `rq_error`, `cx_connect_fail`…) for each host of `cluster`."""
+        text = await self.admin_get_async("/clusters")
+        found = {}
+        for line in text.splitlines():
+            parts = line.split("::")
+            if len(parts) == 4 and parts[0] == cluster and parts[2] == stat:
+                found[parts[1]] = int(parts[3])
+        return found
+
     async def wait_until(self, predicate, within_s: float = 60.0, poll_s: float = 0.1) -> None:
         """Poll the admin endpoint until `predicate(self)` (an async check) holds, at most `within_s`."""
         deadline = asyncio.get_running_loop().time() + within_s
