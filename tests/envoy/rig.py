@@ -5,6 +5,8 @@ objects in deploy/k8s (the gateway's DestinationRule and VirtualService, and the
 workload), and `envoy_bootstrap()` turns them into the Envoy static configuration Istio's control plane
 would send the sidecar for them:
 
+- an EnvoyFilter's CLUSTER patch merges its `outlier_detection` fields (the embedder's failure
+  percentage with its minimum request volume; the gateway has none);
 - DestinationRule `consistentHash.httpHeaderName` → RING_HASH and a header hash policy on the route;
   `connectionPool.http` → circuit breaker max_requests and the HTTP/2 idle timeout; `outlierDetection`
   → consecutive_5xx (the minimum volume: that many 5xx in a row before an ejection), interval,
@@ -68,6 +70,8 @@ class MeshPolicy:
     """What the gateway's DestinationRule, VirtualService and readiness probe ask the mesh for."""
 
     hash_header: str | None
+    #: `loadBalancer.simple` (ROUND_ROBIN, LEAST_REQUEST, RANDOM) when there is no consistent hash.
+    lb_simple: str
     http2_max_requests: int
     idle_timeout_s: float
     consecutive_5xx: int
@@ -80,6 +84,9 @@ class MeshPolicy:
     health_interval_s: float
     health_timeout_s: float
     unhealthy_threshold: int
+    #: Outlier fields an EnvoyFilter merges into the cluster (what a DestinationRule cannot say, such
+    #: as the failure-percentage detector's minimum request volume); empty when there is none.
+    outlier_extra: tuple[tuple[str, int], ...] = ()
 
     def scaled(self, timer_scale: float) -> MeshPolicy:
         """The same policy with the outlier and health-check timers multiplied by `timer_scale`
@@ -105,17 +112,33 @@ def _objects(path: pathlib.Path) -> list[dict[str, Any]]:
         return [doc for doc in yaml.safe_load_all(handle) if doc]
 
 
-def _gateway_workload() -> dict[str, Any]:
-    for path in sorted(K8S.glob("gateway-*.yaml")):
+def _workload(k8s_dir: pathlib.Path, name: str) -> dict[str, Any]:
+    for path in sorted(k8s_dir.glob("*.yaml")):
         for obj in _objects(path):
-            if obj["kind"] in ("Deployment", "StatefulSet") and obj["metadata"]["name"] == GATEWAY_CLUSTER:
+            if obj["kind"] in ("Deployment", "StatefulSet") and obj["metadata"]["name"] == name:
                 return obj
-    raise AssertionError(f"no gateway Deployment/StatefulSet named {GATEWAY_CLUSTER} in {K8S}")
+    raise AssertionError(f"no Deployment/StatefulSet named {name} in {k8s_dir}")
 
 
-def mesh_policy(k8s_dir: pathlib.Path = K8S) -> MeshPolicy:
-    """The gateway's mesh settings as deploy/k8s/istio-gateway.yaml and its workload's probe state them."""
-    by_kind = {obj["kind"]: obj for obj in _objects(k8s_dir / "istio-gateway.yaml")}
+def _envoy_filter_outlier(k8s_dir: pathlib.Path, host: str) -> tuple[tuple[str, int], ...]:
+    """The outlier_detection fields EnvoyFilters in `k8s_dir` merge into the cluster of Service `host`."""
+    merged: dict[str, int] = {}
+    for path in sorted(k8s_dir.glob("istio-*.yaml")):
+        for obj in _objects(path):
+            if obj["kind"] != "EnvoyFilter":
+                continue
+            for patch in obj["spec"]["configPatches"]:
+                service = patch.get("match", {}).get("cluster", {}).get("service", "")
+                if patch["applyTo"] == "CLUSTER" and service.split(".")[0] == host:
+                    merged.update(patch["patch"]["value"].get("outlier_detection", {}))
+    return tuple(sorted(merged.items()))
+
+
+def mesh_policy(server: str = "gateway", k8s_dir: pathlib.Path = K8S) -> MeshPolicy:
+    """The mesh settings of `server`'s Service (gateway or embedder) as deploy/k8s/istio-<server>.yaml,
+    its EnvoyFilters and its workload's readiness probe state them."""
+    name = f"searchgw-{server}"
+    by_kind = {obj["kind"]: obj for obj in _objects(k8s_dir / f"istio-{server}.yaml")}
     traffic = by_kind["DestinationRule"]["spec"]["trafficPolicy"]
     outlier = traffic["outlierDetection"]
     pool = traffic.get("connectionPool", {}).get("http", {})
@@ -128,10 +151,12 @@ def mesh_policy(k8s_dir: pathlib.Path = K8S) -> MeshPolicy:
             timeout_s=_seconds(http.get("timeout", "15s")), num_retries=int(retries.get("attempts", 2)),
             per_try_timeout_s=_seconds(retries["perTryTimeout"]) if "perTryTimeout" in retries else None,
             retry_on=retries.get("retryOn", "connect-failure,refused-stream,unavailable,cancelled")))
-    (container,) = [c for c in _gateway_workload()["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
+    (container,) = [c for c in _workload(k8s_dir, name)["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == server]
     probe = container["readinessProbe"]
     return MeshPolicy(
         hash_header=traffic.get("loadBalancer", {}).get("consistentHash", {}).get("httpHeaderName"),
+        lb_simple=traffic.get("loadBalancer", {}).get("simple", "LEAST_REQUEST"),  # Istio's default
         http2_max_requests=int(pool.get("http2MaxRequests", 1024)),
         idle_timeout_s=_seconds(pool.get("idleTimeout", "3600s")),
         consecutive_5xx=int(outlier["consecutive5xxErrors"]),
@@ -144,6 +169,7 @@ def mesh_policy(k8s_dir: pathlib.Path = K8S) -> MeshPolicy:
         health_interval_s=float(probe["periodSeconds"]),
         health_timeout_s=float(probe.get("timeoutSeconds", 1)),
         unhealthy_threshold=int(probe["failureThreshold"]),
+        outlier_extra=_envoy_filter_outlier(k8s_dir, name),
     )
 
 
@@ -158,14 +184,15 @@ def _socket(address: str) -> dict[str, Any]:
 
 
 def upstream_cluster(name: str, addresses: Sequence[str], policy: MeshPolicy, *,
-                     health_check: bool = True, hashed: bool = True) -> dict[str, Any]:
+                     health_check: bool = True, lb_policy: str | None = None) -> dict[str, Any]:
     """An HTTP/2 cluster of `addresses` with the DestinationRule's pool, balancing and outlier settings
-    and the readiness probe as an active gRPC health check."""
+    and the readiness probe as an active gRPC health check.
+    `lb_policy` overrides the balancing (ROUND_ROBIN: a test that wants each key's calls on every replica)."""
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "lb_policy": "RING_HASH" if hashed and policy.hash_header else "ROUND_ROBIN",
+        "lb_policy": lb_policy or ("RING_HASH" if policy.hash_header else policy.lb_simple),
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": _socket(address)}} for address in addresses]}]},
         "typed_extension_protocol_options": {
@@ -187,6 +214,7 @@ def upstream_cluster(name: str, addresses: Sequence[str], policy: MeshPolicy, *,
             # What Istio sets besides: only the consecutive-5xx detector ejects.
             "enforcing_success_rate": 0,
             "enforcing_consecutive_gateway_failure": 0,
+            **dict(policy.outlier_extra),
         },
     }
     if health_check:

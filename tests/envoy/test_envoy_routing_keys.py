@@ -51,7 +51,7 @@ async def test_every_key_keeps_its_arm_on_whichever_replica_envoy_picks(tmp_path
     try:
         replicas = await GatewayReplicas.start(tmp_path, REPLICAS, "--state", redis.url, "--state-lease-s", "2")
         policy = mesh_policy().scaled(0.1)
-        bootstrap = envoy_bootstrap([upstream_cluster(GATEWAY_CLUSTER, replicas.addresses, policy, hashed=False)],
+        bootstrap = envoy_bootstrap([upstream_cluster(GATEWAY_CLUSTER, replicas.addresses, policy, lb_policy="ROUND_ROBIN")],
                                     mesh_routes(policy, {"cluster": GATEWAY_CLUSTER}))
         proxy = await EnvoyProxy.start(bootstrap, tmp_path)
         async with GatewayClient(proxy.address) as client:
