@@ -144,6 +144,11 @@ def test_single_replica_overlay_is_one_statefulset_pod_with_edge_and_sqlite_on_a
     headless = index[("Service", sts["spec"]["serviceName"])]
     assert headless["spec"]["clusterIP"] == "None" and selects(headless["spec"]["selector"], pod_labels(sts))
     assert headless["spec"]["ports"] == index[("Service", "searchgw-gateway")]["spec"]["ports"]
+    for name, patched in (("ConfigMap", "gateway-config.yaml"), ("Secret", "gateway-secrets.yaml")):
+        (patch,) = yaml_docs(K8S / "single-replica" / patched)
+        for variable in {**patch.get("data", {}), **patch.get("stringData", {})}:
+            field = GATEWAY.env_fields()[variable]  # a real setting, in the object its secrecy asks for
+            assert field.metadata["secret"] == (name == "Secret"), variable
     settings = settings_of(objects, GATEWAY, ("StatefulSet", "searchgw-gateway"))
     assert settings.backend == "edge" and settings.state == "sqlite" and not settings.shared_state
     (claim,) = sts["spec"]["volumeClaimTemplates"]
