@@ -40,6 +40,7 @@ from typing import Any
 import envoy
 import yaml
 
+from searchgw.errors import SearchgwError
 from tests.faults.processes import ServerProcess, start_gateway
 from tests.qdrant_server import QdrantServerProcess
 
@@ -313,8 +314,7 @@ class EnvoyProxy:
                 process.kill()
             await process.wait()
             raise
-        proxy = cls(process, address, admin, log_path)
-        return proxy
+        return cls(process, address, admin, log_path)
 
     def admin_get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=10) as response:
@@ -408,8 +408,12 @@ class GatewayReplicas:
     replicas: list[ServerProcess] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, workdir: pathlib.Path, count: int, *extra_args: str) -> GatewayReplicas:
-        qdrant = await QdrantServerProcess.start(workdir / "qdrant", workdir / "qdrant.log")
+    async def start(cls, workdir: pathlib.Path, count: int, *extra_args: str,
+                    fail_queries_on: tuple[str, ...] = ()) -> GatewayReplicas:
+        """`count` replicas with `extra_args` (`--state redis://…` for a shared rollout); the data
+        store's searches of the collections in `fail_queries_on` answer UNAVAILABLE (a broken canary)."""
+        qdrant = await QdrantServerProcess.start(workdir / "qdrant", workdir / "qdrant.log",
+                                                 fail_queries_on=fail_queries_on)
         group = cls(workdir, qdrant, tuple(extra_args))
         try:
             group.replicas = list(await asyncio.gather(*(group._start_one(i) for i in range(count))))
@@ -456,8 +460,6 @@ class LoadResult:
 async def keep_calling(call, callers: int, stop: asyncio.Event, result: LoadResult) -> None:
     """`callers` closed-loop callers each awaiting `call(i)` until `stop` is set; every outcome counted
     (a failure by its status code name)."""
-    from searchgw.errors import SearchgwError
-
     async def one(caller: int) -> None:
         while not stop.is_set():
             try:

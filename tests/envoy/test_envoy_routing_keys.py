@@ -11,7 +11,6 @@ key gets the same arm from every replica, before and after. The arm is the gatew
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
