@@ -85,9 +85,9 @@ async def _replica(url: str, *, lead: bool, listen: bool) -> tuple[RolloutContro
         await leadership.step()
     await controller.start(run_loop=False)
     feed = RedisStateFeed(store, controller.adopt, poll_s=0.5)
-    tasks = [asyncio.create_task(feed._poll())]
+    tasks = [asyncio.create_task(feed.poll())]
     if listen:
-        tasks.append(asyncio.create_task(feed._listen()))
+        tasks.append(asyncio.create_task(feed.listen()))
     return controller, seen, tasks
 
 

@@ -66,7 +66,7 @@ from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from searchgw.gateway.paging import PageTokens
 from searchgw.gateway.remote_embedder import RemoteEmbedder
-from searchgw.gateway.rollout import RolloutController, SqliteRolloutStore
+from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
 from searchgw.gateway.rollout import redis_store
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
 from searchgw.gateway.routing.writes import WriteOrder
@@ -257,7 +257,7 @@ async def create_server(
         await shared.leadership.step()  # the first replica leads at once
     await controller.start(run_loop=run_controller)
     if shared is not None:
-        shared.start(controller, run_loops=run_controller)
+        shared.start(controller, served_backend, run_loops=run_controller)
     await monitor.probe_once()  # the known collection names, and each dependency's first state
     await server.start()
     endpoint = None
@@ -316,15 +316,22 @@ class SharedState:
         counts = redis_store.RedisCounts(client, store, clock=clock, wall_clock=wall_clock)
         return cls(target, store, leadership, counts, metrics, settings.state_poll_s)
 
-    def start(self, controller: RolloutController, *, run_loops: bool = True) -> None:
+    def start(self, controller: RolloutController, backend: VectorBackend, *, run_loops: bool = True) -> None:
         """Follow the shared state into `controller`; with `run_loops`, keep the lease and the feed running."""
 
         def state_changed(up: bool) -> None:
             self.metrics.state_store_up.set(1 if up else 0)
 
+        async def apply(rollout: Rollout, still_newer: Callable[[], bool]) -> bool:
+            if rollout.state is RolloutState.PROMOTED:
+                # another replica switched the alias: read the aliases now, not when this backend's
+                # snapshot of them expires, so the logical name serves the canary as the routes go
+                with contextlib.suppress(Exception):
+                    await backend.list_aliases()
+            return await controller.adopt(rollout, still_newer)
+
         self.metrics.state_store_up.set(1 if self.store.up else 0)
-        self.feed = redis_store.RedisStateFeed(self.store, controller.adopt, poll_s=self.poll_s,
-                                               on_state=state_changed)
+        self.feed = redis_store.RedisStateFeed(self.store, apply, poll_s=self.poll_s, on_state=state_changed)
         if run_loops:
             self.tasks = (asyncio.create_task(self.leadership.run(), name="rollout-leadership"),
                           asyncio.create_task(self.feed.run(), name="rollout-state-feed"))

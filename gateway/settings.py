@@ -61,8 +61,8 @@ class GatewaySettings(ServerSettings):
     state: str = setting("sqlite", "where rollout state lives: sqlite (data_dir/rollouts.sqlite3, one replica) or "
                                    "redis://[:password@]host:port/db (or rediss://), shared by every replica",
                          secret=True)
-    state_lease_s: float = setting(5.0, "with --state redis: the leader's lease; another replica leads within "
-                                        "this long after the leader dies")
+    state_lease_s: float = setting(5.0, "with --state redis: the leader's lease; another replica leads at most "
+                                        "4/3 of it after the leader dies (it tries every third of it)")
     state_poll_s: float = setting(0.5, "with --state redis: how often a replica reads the shared state's version "
                                        "(besides pub/sub, which can drop messages)")
     default_limit: int = setting(10, "hits returned when a search sets no limit")

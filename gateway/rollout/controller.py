@@ -394,7 +394,8 @@ class RolloutController:
                 active.evidence.carry_keys(seen)
             active.elapsed_base = stored.stage_elapsed_s
             active.running_since = now if stored.state is _RUNNING else None
-            active.canary_requests = stored.stage_canary_requests
+            if not (same_stage and self._leadership.is_leader):  # the leader's own count includes everyone's
+                active.canary_requests = stored.stage_canary_requests
             self._rollouts[name] = stored
             if not stored.state.is_active:
                 del self._active[name]

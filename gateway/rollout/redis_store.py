@@ -63,7 +63,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from searchgw.errors import FailedPrecondition, Unavailable
+from searchgw.errors import AlreadyExists, FailedPrecondition, Unavailable
 from searchgw.gateway.rollout.analysis import ArmSlice
 from searchgw.gateway.rollout.cluster import Seconds
 from searchgw.gateway.rollout.model import CONTROLLER_ACTOR, Rollout
@@ -199,6 +199,9 @@ class RedisRolloutStore:
             self.up = False
             raise _unavailable(f"saving rollout {name!r}", exc) from exc
         self.up = True
+        if version == -1 and expected == 0:
+            raise AlreadyExists(f"a rollout named {name!r} already exists (created at another replica); pick "
+                                f"another name", reason="ROLLOUT_EXISTS", metadata={"rollout": name})
         if version == -1:
             raise RolloutChanged(f"rollout {name!r} was changed at another replica (version {detail}, this replica "
                                  f"had {expected}); read it again and retry", reason="ROLLOUT_CHANGED",
@@ -550,15 +553,17 @@ class RedisStateFeed:
             return applied
 
     async def poll_once(self) -> None:
+        """Read the change counter; if it moved since the last refresh, fetch what changed."""
         counter = await self._store.change_counter()
         if counter != self._seen_counter:
             await self.refresh()
 
     async def run(self) -> None:
         """Listen and poll until cancelled; Redis outages are reported through `on_state` and waited out."""
-        await asyncio.gather(self._listen(), self._poll())
+        await asyncio.gather(self.listen(), self.poll())
 
-    async def _poll(self) -> None:
+    async def poll(self) -> None:
+        """`poll_once` every `poll_s` until cancelled, reporting whether Redis answered."""
         while True:
             try:
                 await self.poll_once()
@@ -569,7 +574,10 @@ class RedisStateFeed:
                 log.exception("applying the shared rollout state failed")
             await self._sleep(self._poll_s)
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """Apply each rollout named on the change channel as its message comes, until cancelled. A read
+        blocks until a message (no socket timeout); a lost connection is re-subscribed after `poll_s`,
+        and what was published meanwhile is the poll's to find."""
         while True:
             pubsub = self._store.client.pubsub()
             try:

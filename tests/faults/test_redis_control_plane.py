@@ -160,6 +160,15 @@ async def keyed_load(clients: list[GatewayClient], stop: asyncio.Event, counts: 
             print(f"search failed: {exc}")
 
 
+async def routes(client: GatewayClient) -> dict[str, tuple[int, str]]:
+    """Where the replica behind `client` routes each of 20 keys: (arm, collection)."""
+    found = {}
+    for n in range(20):
+        hits = await client.search("kv", vector=[1.0, 2.0, 0.0, 0.0], limit=1, routing_key=f"route-{n}", timeout=5)
+        found[f"route-{n}"] = (routed_arm(hits.route), hits.route.rollout)
+    return found
+
+
 async def until_stage(client: GatewayClient, stage_index: int, timeout_s: float) -> roll_pb.Rollout:
     deadline = time.monotonic() + timeout_s
     while (rollout := await client.get_rollout("r1")).current_stage < stage_index \
@@ -200,19 +209,24 @@ async def test_leader_sigkill_and_redis_sigkill_lose_no_decision_and_fail_no_sea
         # Redis SIGKILLed: every survivor keeps serving with its last routes; health says the state is down
         counts_before = dict(counts)
         await redis.kill()
+        down_from = time.time()
         deadline = time.monotonic() + 15
         for process in (p for i, p in enumerate(processes) if i != leader):
             while await health(process.address, "searchgw.dependency.state") != health_pb2.HealthCheckResponse.NOT_SERVING:
                 assert time.monotonic() < deadline, "health does not say the state store is down"
                 await asyncio.sleep(0.2)
         frozen = await survivors[0].get_rollout("r1")
+        routes_down = [await routes(client) for client in survivors]
+        assert routes_down[0] == routes_down[1]  # both survivors route every key the same way
         served_down = counts["ok"]
         while counts["ok"] < served_down + 500:  # keyed traffic goes on while Redis is down
             assert time.monotonic() < deadline + 30 and counts["failed"] == 0, counts
             await asyncio.sleep(0.05)
         assert counts["failed"] == 0 and counts["ok"] > counts_before["ok"]
         assert list((await survivors[1].get_rollout("r1")).decisions) == list(frozen.decisions)  # none taken
+        assert [await routes(client) for client in survivors] == routes_down  # the last routes, kept
 
+        down_until = time.time()
         await redis.start()  # same port and directory: the AOF replays every acknowledged write
         resumed = await until_stage(survivors[0], after.current_stage + 1, 60)
         stop.set()
@@ -224,10 +238,21 @@ async def test_leader_sigkill_and_redis_sigkill_lose_no_decision_and_fail_no_sea
             assert names.count("KIND_STARTED") == 1
             advanced_to = [d.stage for d in final.decisions if d.kind == roll_pb.Decision.KIND_ADVANCED]
             assert advanced_to == list(range(1, final.current_stage + 1))  # each stage once: none lost or repeated
-            times = [d.time.ToNanoseconds() for d in final.decisions]
+            times = [d.time.ToNanoseconds() / 1e9 for d in final.decisions]
             assert times == sorted(times)
+            assert not [at for at in times if down_from + 1.0 < at < down_until]  # no decision while Redis was down
         print(f"{counts['ok']} searches, 0 failed, through a leader SIGKILL and a Redis SIGKILL; "
               f"the rollout is at stage {resumed.current_stage + 1}")
+
+        # promoted at one replica: every replica serves the logical name from the canary within 1 s
+        await survivors[1].promote_rollout("r1", "looks good")
+        promoted_at = time.monotonic()
+        for client in survivors:
+            for key in routes_down[0]:
+                while (hits := await client.search("kv", vector=[1.0, 2.0, 0.0, 0.0], limit=1,
+                                                   routing_key=key)).route.collection != "kv-b":
+                    assert time.monotonic() - promoted_at < 1.0, f"{key} still served by {hits.route.collection}"
+        print(f"every replica served the promoted canary {time.monotonic() - promoted_at:.2f} s after PromoteRollout")
     finally:
         stop.set()
         if load is not None:

@@ -32,7 +32,13 @@ from searchgw.gateway.routing import Arm, Router
 from searchgw.testing import ManualClock
 from tests.gateway.test_rollout import INTERVAL, AliasTable, Recorder, kinds, spec
 from tests.gateway.test_rollout_store import ROLLOUT
+from tests.gateway.test_rollout_store import (  # the store contract, collected here on Redis
+    test_a_rollout_round_trips_exactly,
+    test_save_keeps_exactly_the_rollouts_decisions,
+)
 from tests.redis_rig import RedisServer
+
+CONTRACT = (test_a_rollout_round_trips_exactly, test_save_keeps_exactly_the_rollouts_decisions)
 
 
 @pytest.fixture
@@ -40,6 +46,14 @@ async def redis_server(tmp_path) -> AsyncIterator[RedisServer]:
     server = await RedisServer(tmp_path / "redis").start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def store(redis_server) -> AsyncIterator[RedisRolloutStore]:
+    """The store the contract tests take: a leader's (its decisions are fenced with epoch 1)."""
+    opened = RedisRolloutStore(connect(redis_server.url), fencing_epoch=lambda: 1)
+    yield opened
+    await opened.close()
 
 
 @dataclass
@@ -59,9 +73,9 @@ class Replica:
 
 
 async def replica(name: str, url: str, clock: ManualClock, aliases: AliasTable, *, lease_s: float = 30.0,
-                  lead: bool = False) -> Replica:
+                  lead: bool = False, lease_clock: ManualClock | None = None) -> Replica:
     client = connect(url)
-    leadership = RedisLeadership(client, holder=name, lease_s=lease_s, clock=clock)
+    leadership = RedisLeadership(client, holder=name, lease_s=lease_s, clock=lease_clock or clock)
     store = RedisRolloutStore(client, fencing_epoch=lambda: leadership.epoch)
     counts = RedisCounts(client, store, clock=clock, wall_clock=clock.wall)
     router, observer = Router(), Recorder()
@@ -266,7 +280,7 @@ async def test_a_pause_at_a_follower_holds_at_the_leader_and_every_replica(clust
 async def test_a_follower_learns_of_a_change_from_pubsub_without_polling(cluster):
     clock, replicas = cluster
     leader, follower, _ = replicas
-    listening = asyncio.create_task(follower.feed._listen())
+    listening = asyncio.create_task(follower.feed.listen())
     try:
         await asyncio.sleep(0.1)  # let it subscribe (a message sent before is what the poll is for)
         await leader.controller.create(spec(), actor="alice")
@@ -427,3 +441,49 @@ async def test_a_gateway_on_redis_state_says_when_redis_is_down_and_keeps_servin
             await until(lambda: value("searchgw_state_store_up") == 1, timeout_s=5, what="the gauge recovers")
     finally:
         await server.stop(0)
+
+
+async def test_a_name_taken_at_another_replica_is_already_exists(cluster):
+    from searchgw.errors import AlreadyExists
+
+    _, replicas = cluster
+    leader, follower, _ = replicas
+    await leader.controller.create(spec(), actor="alice")
+    with pytest.raises(AlreadyExists):  # before the follower has even heard of it
+        await follower.controller.create(spec(collection="docs"), actor="bob")
+    assert follower.router.table("docs") is None
+
+
+async def test_a_paused_old_leaders_rollback_is_refused_and_it_rejoins_the_shared_state(redis_server):
+    clock, aliases = ManualClock(), AliasTable({"docs": "docs-v1"})
+    paused = ManualClock()  # the old leader's view of its lease: frozen, as in a process that is paused
+    old = await replica("old", redis_server.url, clock, aliases, lease_s=1.0, lead=True, lease_clock=paused)
+    new = await replica("new", redis_server.url, clock, aliases, lease_s=1.0)
+    try:
+        await old.controller.create(spec(), actor="alice")
+        await new.feed.poll_once()
+        # the old leader freezes (GC pause, partition): it neither renews nor checks; its lease lapses
+        frozen_at = clock()
+        await until(new.leadership.step, timeout_s=5, what="the new replica takes the lease")
+        clock.advance(INTERVAL)
+        assert await new.leadership.step()
+        await new.controller.tick()  # the new leader decides (too little traffic: inconclusive) ...
+        await old.feed.poll_once()  # ... and the old one adopts it: it holds the current version
+        assert old.store.known_version("r1") == new.store.known_version("r1") == 2
+        # the old leader wakes up still believing in its lease (its clock has not moved past it) ...
+        traffic(old.controller, primary=40, canary=40, canary_errors=40)
+        clock.advance(INTERVAL)
+        assert old.leadership.is_leader and clock() > frozen_at
+        await old.controller.tick()  # ... and rolls back on its own, partial view: refused by the epoch
+        assert old.router.table("docs") is None  # (an end takes effect locally first, as always)
+        stored = await new.store.get("r1")
+        assert stored.state is RolloutState.RUNNING and "ROLLED_BACK" not in kinds(stored)
+        # it learns at its next renewal that it lost the lease, and with the next save rejoins
+        assert not await old.leadership.step()
+        await interval(clock, [new, old], primary=40, canary=10)
+        assert (await old.controller.get("r1")).state is RolloutState.RUNNING
+        assert old.router.table("docs") is not None
+        assert (await new.controller.get("r1")).decisions == (await old.controller.get("r1")).decisions
+    finally:
+        await old.close()
+        await new.close()
