@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import kubernetes_validate
+import yaml
 import pytest
 
 from tests.deploy.manifests import DOCKERFILE, K8S, SINGLE_REPLICA, kustomization, yaml_docs
@@ -81,3 +82,27 @@ def test_hadolint_does_find_what_it_is_for(tmp_path):
     bad.write_text("FROM python:latest\nRUN pip install requests\n")
     result = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "DL3007" in result.stdout and "DL3013" in result.stdout, result.stdout
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with a key twice (PyYAML keeps the last one silently, and
+    so does `kubectl apply`: a merge that adds a key a second time changes a setting unseen)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise yaml.constructor.ConstructorError(None, None, f"repeated keys {repeated}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def test_no_deploy_yaml_file_repeats_a_key():
+    files = sorted(DOCKERFILE.parent.rglob("*.yaml")) + sorted(DOCKERFILE.parent.rglob("*.yml"))
+    assert len(files) > 10
+    for path in files:
+        with path.open() as handle:
+            list(yaml.load_all(handle, Loader=_UniqueKeyLoader))  # noqa: S506 - a SafeLoader subclass
