@@ -15,7 +15,9 @@ Setups, all answering the same query (Search by vector, limit 10, 1 000 random 3
 
 Each setup is loaded by `searchgw loadgen` in a process of its own (bench._common.LoadRunner) with 1
 and 16 closed-loop callers, keys sent as `x-routing-key` metadata; rounds are interleaved and each
-keeps its best. Printed: calls/s and mean µs per call, and ratios between setups of the same run.
+keeps its best. Printed: calls/s, mean µs per call (wall clock), server CPU µs per call (this process,
+which runs the bare servers and the gateway, plus Envoy's process: the cost that a loaded machine
+distorts least), and ratios between setups of the same run.
 
 Then what each split can and cannot do, checked by calls through Envoy: for 2 000 keys, which version
 answered at 25, 50 and 75 % with use_hash_policy (is the split monotone: a key on version 2 at 25 %
@@ -28,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,12 +116,27 @@ def envoy_config(v1: str, v2: str, other_v1: str, other_v2: str) -> dict[str, An
 
 
 # -- load ---------------------------------------------------------------------------------------------
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Run:
     setup: str
     concurrency: int
     report: Report
     rounds: list[float]
+    #: CPU of the servers during the best round: this process (bare servers, gateway) plus Envoy's.
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        """Server-side CPU per call (warm-up calls included, as they were served in the same CPU time):
+        unlike wall-clock latency, barely moved by other work on a loaded machine."""
+        calls = self.report.calls + self.report.tally.warmup_calls
+        return 1e6 * self.cpu_s / calls if calls else float("nan")
 
     @property
     def calls_per_s(self) -> float:
@@ -136,23 +155,25 @@ def _config(address: str, collection: str, concurrency: int, metadata: tuple[str
                       warmup_s=0.5 if quick else 1.0, deadline_s=10.0, seed=seed)
 
 
-async def measure(runner: LoadRunner, targets: dict[str, tuple[str, str, tuple[str, ...]]], quick: bool,
-                  log=print) -> dict[tuple[str, int], Run]:
+async def measure(runner: LoadRunner, targets: dict[str, tuple[str, str, tuple[str, ...]]], envoy_pid: int,
+                  quick: bool, log=print) -> dict[tuple[str, int], Run]:
     best: dict[tuple[str, int], Run] = {}
     for round_ in range(1 if quick else 3):
         for concurrency in CONCURRENCIES:
             for index, (setup, (address, collection, metadata)) in enumerate(targets.items()):
+                cpu_before = time.process_time() + process_cpu_s(envoy_pid)
                 report = await runner.run(_config(address, collection, concurrency, metadata, quick,
                                                   seed=round_ * 100 + index))
+                cpu_s = time.process_time() + process_cpu_s(envoy_pid) - cpu_before
                 if report.errors:
                     raise RuntimeError(f"{setup}: {report.errors} failed calls")
                 run = best.get((setup, concurrency))
                 if run is None:
-                    best[(setup, concurrency)] = Run(setup, concurrency, report, [report.ok_per_s])
+                    best[(setup, concurrency)] = Run(setup, concurrency, report, [report.ok_per_s], cpu_s)
                 else:
                     run.rounds.append(report.ok_per_s)
                     if report.ok_per_s > run.calls_per_s:
-                        run.report = report
+                        run.report, run.cpu_s = report, cpu_s
         log(f"  round {round_ + 1} done ({loadavg_text()})")
     return best
 
@@ -235,7 +256,7 @@ async def run(quick: bool = False, log=print) -> EnvoyResults:
                        "envoy": (proxy.address, dataset.plain, ()),
                        "envoy-hash": (proxy.address, dataset.plain, ("x-sticky=yes",)),
                        "gateway": (gateway.address, dataset.rollout, ())}
-            runs = await measure(runner, targets, quick, log=log)
+            runs = await measure(runner, targets, proxy.process.pid, quick, log=log)
             split = await check_splits(proxy.address, (dataset.primary, dataset.canary, other.primary, other.canary))
             return EnvoyResults(machine, runs, split)
         finally:
@@ -252,11 +273,12 @@ async def run(quick: bool = False, log=print) -> EnvoyResults:
 def print_results(results: EnvoyResults) -> None:
     runs = results.runs
     print(f"\n{results.machine.line()}; {SIZE} points x {DIM}, Search limit 10, keys as x-routing-key")
-    print(f"{'setup':50} {'callers':>7} {'calls/s':>9} {'µs/call':>8}")
+    print(f"{'setup':50} {'callers':>7} {'calls/s':>9} {'µs/call':>8} {'CPU µs/call':>12}")
     for concurrency in CONCURRENCIES:
         for setup, label in LABELS.items():
             run = runs[(setup, concurrency)]
-            print(f"{label:50} {concurrency:>7} {run.calls_per_s:>9.0f} {run.mean_us:>8.0f}")
+            print(f"{label:50} {concurrency:>7} {run.calls_per_s:>9.0f} {run.mean_us:>8.0f} "
+                  f"{run.cpu_us_per_call:>12.0f}")
     print("\nratios of calls/s (same run):")
     for concurrency in CONCURRENCIES:
         def rate(setup: str) -> float:
@@ -269,6 +291,11 @@ def print_results(results: EnvoyResults) -> None:
               f"Envoy weighted / bare {rate('envoy') / rate('bare'):.2f}x, gateway / bare {rate('gateway') / rate('bare'):.2f}x; "
               f"per call: Envoy adds {us('envoy') - us('bare'):.0f} µs, the hash split {us('envoy-hash') - us('envoy'):+.0f} µs "
               f"more, the gateway adds {us('gateway') - us('bare'):.0f} µs over bare")
+        def cpu(setup: str) -> float:
+            return runs[(setup, concurrency)].cpu_us_per_call
+        print(f"      server CPU per call: Envoy's split costs {cpu('envoy') - cpu('bare'):.0f} µs "
+              f"(hash split {cpu('envoy-hash') - cpu('bare'):.0f} µs), the gateway's rollout "
+              f"{cpu('gateway') - cpu('bare'):.0f} µs, over the bare server's {cpu('bare'):.0f} µs")
     split = results.split
     shares = ", ".join(f"{p} %: {len(keys) / split.keys:.1%}" for p, keys in sorted(split.on_v2.items()))
     print(f"\nEnvoy use_hash_policy, {split.keys} keys on version 2 at {shares}; monotone (25 ⊆ 50 ⊆ 75): "
