@@ -211,6 +211,9 @@ async def create_server(
     monitor = DependencyMonitor(dependencies, on_change=dependency_changed)
 
     page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
+    if settings.shared_state and not settings.page_token_secret:
+        log.warning("several replicas share rollout state but page_token_secret is unset: a page token "
+                    "from one replica is refused by the others (set SEARCHGW_GATEWAY_PAGE_TOKEN_SECRET)")
     router = Router()
     write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
     shared = None
