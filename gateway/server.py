@@ -74,7 +74,7 @@ from searchgw.gateway.services import CollectionServicer, RolloutServicer, Searc
 from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
-from searchgw.rpc.server import NOT_SERVING, SERVING, server_options
+from searchgw.rpc.server import NOT_SERVING, SERVING, drain, server_options
 from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import (
     collection_service_pb2,
@@ -137,8 +137,10 @@ class GatewayServer:
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.grace_period_s if grace is None else grace
         self.metrics.ready.set(0)
-        await self.state.shutdown()
-        await self.server.stop(grace)
+        delay = self.settings.drain_delay_s
+        log.info("draining: NOT_SERVING, answering for %.1f s more, then GOAWAY and %.1f s for in-flight calls",
+                 delay, grace)
+        await drain(self.server, self.state, delay_s=delay, grace_s=grace)
         for task in (self.probe_task, self.snapshot_task, *(self.shared.tasks if self.shared else ())):
             if task is not None:
                 task.cancel()
@@ -209,6 +211,9 @@ async def create_server(
     monitor = DependencyMonitor(dependencies, on_change=dependency_changed)
 
     page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
+    if settings.shared_state and not settings.page_token_secret:
+        log.warning("several replicas share rollout state but page_token_secret is unset: a page token "
+                    "from one replica is refused by the others (set SEARCHGW_GATEWAY_PAGE_TOKEN_SECRET)")
     router = Router()
     write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
     shared = None
