@@ -278,6 +278,10 @@ class GatewayClient:
         return (await self._call(self.rollout_stub.AbortRollout,
                                  roll_pb.AbortRolloutRequest(name=name, reason=reason), timeout)).rollout
 
+    async def undo_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.UndoRollout,
+                                 roll_pb.UndoRolloutRequest(name=name, reason=reason), timeout)).rollout
+
     async def watch_rollout(self, name: str) -> AsyncIterator[roll_pb.WatchRolloutResponse]:
         call = self.rollout_stub.WatchRollout(roll_pb.WatchRolloutRequest(name=name), metadata=self._metadata)
         try:

@@ -200,13 +200,19 @@ async def create_server(
     router = Router()
     write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
     store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
+    specs = CollectionSpecs(served_backend)
+
+    async def delete_old_collection(name: str) -> None:  # a promotion's grace period ended (policy DELETE)
+        await served_backend.delete_collection(name)
+        specs.forget(name)
+
     controller = RolloutController(
         store, router,
         switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
+        delete_collection=delete_old_collection, list_aliases=served_backend.list_aliases,
     )
-    specs = CollectionSpecs(served_backend)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,

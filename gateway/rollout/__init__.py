@@ -4,7 +4,7 @@
                 validate_new_rollout (InvalidArgument naming the proto field path)
     sequential  the anytime-valid tests: RateRatioTest, RateLimitTest, SampleRatioTest (pure math)
     analysis    ArmSlice (per-second counts), StageEvidence, judge(evidence) -> Verdict
-    controller  RolloutController: create/get/list/pause/resume/promote/abort/watch, record (hot
+    controller  RolloutController: create/get/list/pause/resume/promote/abort/undo/watch, record (hot
                 path), tick/run/start/stop
     store       RolloutStore (protocol), SqliteRolloutStore, MemoryRolloutStore
 
@@ -20,6 +20,8 @@ from searchgw.gateway.rollout.model import (
     DEFAULT_STAGES,
     GRPC_CODE_NAMES,
     AnalysisPolicy,
+    OldCollectionAction,
+    PromotionPolicy,
     ArmStats,
     Decision,
     DecisionKind,
@@ -47,6 +49,8 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "MemoryRolloutStore",
+    "OldCollectionAction",
+    "PromotionPolicy",
     "Rollout",
     "RolloutController",
     "RolloutObserver",
