@@ -84,6 +84,10 @@ class GatewayMetrics:
                                ["fallback"], registry=r)
         self.fallbacks = Counter("searchgw_canary_fallbacks", "Canary failures answered from primary",
                                  ["collection"], registry=r)
+        self.model_canary_vector_queries = Counter(
+            "searchgw_model_canary_vector_queries",
+            "Raw-vector searches during a model canary (arms in different vector spaces): served by primary, "
+            "whose space they belong to, and kept out of the rollout analysis", ["collection"], registry=r)
         self.rollout_weight = Gauge("searchgw_rollout_weight_ratio", "Canary share of keyed traffic (0..1)",
                                     ["rollout", "collection"], registry=r)
         self.rollout_state = Gauge("searchgw_rollout_state", "1 for the rollout's current state",

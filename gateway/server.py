@@ -206,12 +206,17 @@ async def create_server(
         await served_backend.delete_collection(name)
         specs.forget(name)
 
+    async def vector_space(name: str) -> tuple[int, str]:
+        spec = await specs.get(name)
+        return spec.dimension, spec.embedding_model
+
     controller = RolloutController(
         store, router,
         switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
         delete_collection=delete_old_collection, list_aliases=served_backend.list_aliases,
+        vector_space=vector_space,
     )
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order)

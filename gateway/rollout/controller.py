@@ -104,6 +104,8 @@ from searchgw.gateway.rollout.model import (
     OldCollectionAction,
     ROUTINE_DECISIONS,
     Decision,
+    VectorSpace,
+    check_arm_spaces,
     DecisionKind,
     Rollout,
     RolloutState,
@@ -129,6 +131,7 @@ SwitchAlias = Callable[[str, str], Awaitable[object]]  # its result (the previou
 ResolveAlias = Callable[[str], Awaitable[str]]
 DeleteCollection = Callable[[str], Awaitable[object]]
 ListAliases = Callable[[], Awaitable[Mapping[str, str]]]
+DescribeSpace = Callable[[str], Awaitable[VectorSpace]]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: The actor of a manual action whose caller named nobody.
@@ -236,7 +239,8 @@ class RolloutController:
 
     `switch_alias(logical, physical)` and `resolve_alias(logical) -> physical` are the backend's
     alias operations; `delete_collection(physical)` and `list_aliases() -> {alias: target}` are what
-    the grace period's DELETE needs. `clock` is monotonic seconds (stage time, windows, check schedule);
+    the grace period's DELETE needs; `vector_space(physical) -> (dimension, model)` lets CreateRollout
+    refuse arms in different vector spaces unless both name their model (`model.check_arm_spaces`). `clock` is monotonic seconds (stage time, windows, check schedule);
     `wall_clock` is epoch seconds (decision and rollout times). `sleep` is what `run()` waits with.
     """
 
@@ -257,6 +261,7 @@ class RolloutController:
         write_order: WriteOrder | None = None,
         delete_collection: DeleteCollection | None = None,
         list_aliases: ListAliases | None = None,
+        vector_space: DescribeSpace | None = None,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -278,6 +283,8 @@ class RolloutController:
         #: What the grace period's DELETE uses (without them the old collection is kept, and the decision says why).
         self._delete_collection = delete_collection
         self._list_aliases = list_aliases
+        #: A physical collection's (dimension, model): CreateRollout checks the arms are compatible.
+        self._vector_space = vector_space
         #: Every rollout by name, ended ones too.
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
@@ -424,8 +431,9 @@ class RolloutController:
 
         InvalidArgument for a bad spec; AlreadyExists for a taken name or a collection with an
         active rollout; NotFound (from `resolve_alias`) for an unknown collection; FailedPrecondition
-        when `collection` is not an alias (promotion switches one) or `primary_collection` is set but is
-        not what the collection points at.
+        when `collection` is not an alias (promotion switches one), `primary_collection` is set but is
+        not what the collection points at, or the arms hold different vector spaces (model or dimension)
+        without both naming their embedding model (reason INCOMPATIBLE_ARMS, both spaces in the message).
         """
         return await self._to_completion(self._create(rollout, actor))
 
@@ -465,6 +473,9 @@ class RolloutController:
         if await self._resolve_alias(spec.canary_collection) != spec.canary_collection:
             raise InvalidArgument("rollout.canary_collection",
                                   f"{spec.canary_collection!r} is an alias; name the physical collection")
+        if self._vector_space is not None:
+            check_arm_spaces(target, await self._vector_space(target), spec.canary_collection,
+                             await self._vector_space(spec.canary_collection))
         now, wall = self._clock(), self._wall_clock()
         first = spec.stages[0]
         started = dataclasses.replace(

@@ -23,7 +23,7 @@ from typing import Any
 
 from searchgw.gateway.routing import weight_to_bps
 from searchgw.gateway.rules import check_name, check_rollout_name
-from searchgw.errors import InvalidArgument
+from searchgw.errors import FailedPrecondition, InvalidArgument
 
 #: Who made a decision that no operator made.
 CONTROLLER_ACTOR = "controller"
@@ -480,6 +480,37 @@ def validate_new_rollout(rollout: Rollout) -> Rollout:
     rollout.promotion.validate("rollout.promotion")
     return dataclasses.replace(rollout, stages=tuple(stages), analysis=analysis,
                                promotion=rollout.promotion.with_defaults())
+
+
+#: A collection's vector space: (dimension, embedding model; "" when it names none).
+VectorSpace = tuple[int, str]
+
+
+def describe_space(space: VectorSpace) -> str:
+    dimension, model = space
+    return f"{dimension}-d vectors of model {model!r}" if model else f"{dimension}-d vectors with no embedding model"
+
+
+def check_arm_spaces(primary: str, primary_space: VectorSpace, canary: str, canary_space: VectorSpace) -> bool:
+    """Whether the arms hold different vector spaces (a model canary); FailedPrecondition when they may not.
+
+    Arms in one space (same dimension and model) are always compatible. Arms in different spaces (another
+    model, or another dimension) make a model canary, which needs both collections to name their model:
+    then a text is embedded for each arm with its own, so every write reaches both and every text query
+    is answered in the arm's own space (raw vectors belong to one space: see SearchCore).
+    """
+    if primary_space == canary_space:
+        return False
+    if not (primary_space[1] and canary_space[1]):
+        raise FailedPrecondition(
+            f"rollout.canary_collection: {canary!r} holds {describe_space(canary_space)} and {primary!r} holds "
+            f"{describe_space(primary_space)}; arms in different vector spaces are a model canary, which needs "
+            f"both collections to name their embedding model (texts are embedded for each arm with its own) — "
+            f"create the canary with the primary's dimension and model, or with --embedding-model",
+            reason="INCOMPATIBLE_ARMS",
+            metadata={"field": "rollout.canary_collection", "primary": describe_space(primary_space),
+                      "canary": describe_space(canary_space)})
+    return True
 
 
 def check_reason(reason: str) -> None:
