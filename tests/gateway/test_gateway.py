@@ -123,7 +123,7 @@ async def test_a_rollout_advances_stage_by_stage_and_promotes_with_the_alias_swi
         states.append((rollout.state, rollout.current_stage, rollout.weight_percent))
         if rollout.state == State.STATE_PROMOTED:
             break
-    assert rollout.state == State.STATE_PROMOTED, states
+    assert rollout.state == State.STATE_PROMOTED, (states, [d.reason for d in rollout.decisions[-3:]])
     assert [w for _, _, w in states if w][:3] == sorted(w for _, _, w in states if w)[:3]  # weights only rise
     assert await server.backend.resolve("docs") == "docs-v2"
     kinds = [d.kind for d in rollout.decisions]
