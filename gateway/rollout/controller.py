@@ -144,8 +144,9 @@ _RUNNING = RolloutState.RUNNING
 _PAUSED = RolloutState.PAUSED
 _AWAITING = RolloutState.AWAITING_PROMOTION
 _BAKING = RolloutState.BAKING
-#: Where promote (into the bake) and abort start from; a BAKING rollout is undone or completes its bake.
-_BEFORE_PROMOTION = frozenset({_RUNNING, _PAUSED, _AWAITING})
+#: Where abort starts from: every active state but BAKING (its alias already points at the canary:
+#: undo it, or promote it to end the bake).
+_BEFORE_PROMOTION = ACTIVE_STATES - {_BAKING}
 #: States whose stage clock runs (in BAKING it is the bake's clock).
 _CLOCKED = frozenset({_RUNNING, _BAKING})
 _CANARY = Arm.CANARY  # module constants: looking a member up on an Enum class costs ~100 ns
