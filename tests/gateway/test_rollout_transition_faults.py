@@ -3,9 +3,11 @@
 Transitions: promote (into BAKING, and straight to PROMOTED with no bake), abort, rollback (a failed
 check), undo (by an operator, and by a failed check during the bake), and the bake's end. Faults:
 
-- store down: `FailingStore` (test_rollout_transitions.py), the real SQLite store behind a switch that
-  makes `save` raise Unavailable as the SQLite store does on a full disk — a full disk cannot be made
-  portably in a test, and a read-only directory does not stop root, which the test containers run as;
+- store down, two ways: for real, the SQLite store's directory taken away (the store is closed, its
+  directory moved aside and a file put in its place, so reopening it fails and the store raises
+  Unavailable); and injected, `FailingStore` (test_rollout_transitions.py), the real SQLite store
+  behind a switch that makes `save` raise Unavailable as it does on a full disk — a full disk cannot be
+  made portably in a test, and a read-only directory does not stop root, which the tests may run as;
 - backend down: the real embedded engine (EdgeBackend) behind `FaultInjectingBackend`, its alias
   switch (`update_alias`) failing with UNAVAILABLE;
 - caller cancels: the caller's task is cancelled (what a gRPC deadline does to the servicer) while the
@@ -50,7 +52,9 @@ class GatedSleep:
 
 class Rig:
     def __init__(self, tmp_path) -> None:
-        self.path = str(tmp_path / "rollouts.sqlite3")
+        self.directory = tmp_path / "store"
+        self.path = str(self.directory / "rollouts.sqlite3")
+        self.repair = lambda: None
         self.clock = ManualClock()
         self.sleep = GatedSleep()
         self.backend = FaultInjectingBackend(EdgeBackend(tmp_path / "edge"), sleep=self.sleep)
@@ -147,8 +151,24 @@ async def run(move, rig) -> None:
     await move(rig)
 
 
+async def take_the_store_directory_away(rig) -> None:
+    """A real store fault: the directory is gone (a file stands in its place), so the store cannot reopen."""
+    await rig.store.close()
+    away = rig.directory.with_name("store.away")
+    rig.directory.rename(away)
+    rig.directory.write_text("not a directory")
+
+    def repair() -> None:
+        rig.directory.unlink()
+        away.rename(rig.directory)
+
+    rig.repair = repair
+
+
 async def after_recovery_and_restart(rig, expected: RolloutState) -> None:
     rig.store.down, rig.store.gate = False, None
+    rig.repair()
+    rig.repair = lambda: None
     rig.backend.clear("docs-v1")
     rig.backend.clear("docs-v2")
     await rig.controller.tick()  # saves what the store refused
@@ -160,6 +180,20 @@ async def after_recovery_and_restart(rig, expected: RolloutState) -> None:
     finally:
         await controller.stop()
         await store.close()
+
+
+async def test_store_directory_gone(case):
+    rig, move, _, end_state, _ = case
+    await take_the_store_directory_away(rig)
+    with pytest.raises(Unavailable):
+        await rig.store.get("r1")  # the fault is real: the store cannot open its database
+
+    await run(move, rig)  # the move takes effect in routing (and the alias) whatever the store does
+
+    assert (await rig.consistent(rig.controller, rig.router)).state is end_state
+    await rig.controller.tick()  # still gone: still in effect, the save waits
+    assert (await rig.consistent(rig.controller, rig.router)).state is end_state
+    await after_recovery_and_restart(rig, end_state)
 
 
 async def test_store_down(case):
