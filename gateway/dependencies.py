@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 HEALTH_PREFIX = "searchgw.dependency."
 EMBEDDER = "embedder"
 BACKEND = "backend"
+#: The shared rollout state (Redis, with --state redis).
+STATE = "state"
 #: How often dependencies are probed, and how long one probe may take.
 PROBE_INTERVAL_S = 5.0
 PROBE_TIMEOUT_S = 2.0

@@ -118,6 +118,11 @@ class GatewayMetrics:
         self.dependency_up = Gauge("searchgw_dependency_up", "1 when the dependency answered its last probe",
                                    ["dependency"], registry=r)
         self.ready = Gauge("searchgw_ready", "1 when the gateway is SERVING", registry=r)
+        self.state_store_up = Gauge("searchgw_state_store_up", "1 while the rollout state store (Redis with "
+                                    "--state redis) answers; 0: routing keeps the last state, no decision is taken",
+                                    registry=r)
+        self.rollout_leader = Gauge("searchgw_controller_leader", "1 while this replica leads the rollout analysis "
+                                    "(always 1 with --state sqlite)", registry=r)
         #: Rollouts with exported series, and the collection each is labelled with.
         self._exported_rollouts: dict[str, str] = {}
         #: Ended rollouts still exported, and when they ended (clock seconds).

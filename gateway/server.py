@@ -15,6 +15,12 @@ Dependencies: besides one health entry per service, the health service has one p
 `searchgw.dependency.embedder` and `searchgw.dependency.backend`, SERVING while its last probe (every
 `PROBE_INTERVAL_S`) succeeded; the gateway's own entries stay SERVING (vector searches need no
 embedder). See `gateway.dependencies`.
+
+Rollout state: `--state sqlite` (one replica) or `--state redis://…`, shared by every replica
+(`SharedState`: the Redis store, the leadership lease, the counts exchange and the state feed, run as
+the tasks `rollout-leadership` and `rollout-state-feed`). Redis is then the dependency `state`, and
+`searchgw_state_store_up` / `searchgw_controller_leader` say whether it answers and whether this replica
+leads; while it is down the replica keeps routing by the last state it saw and no decision is taken.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from searchgw.gateway.snapshotting import SnapshotScheduler
 from searchgw.gateway.core import CollectionSpecs, SearchCore
 from searchgw.gateway.dependencies import (
     BACKEND,
+    STATE,
     EMBEDDER,
     PROBE_INTERVAL_S,
     PROBE_TIMEOUT_S,
@@ -59,7 +66,8 @@ from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from searchgw.gateway.paging import PageTokens
 from searchgw.gateway.remote_embedder import RemoteEmbedder
-from searchgw.gateway.rollout import RolloutController, SqliteRolloutStore
+from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
+from searchgw.gateway.rollout import redis_store
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
@@ -109,7 +117,7 @@ class GatewayServer:
     demo: DemoSeeder
     router: Router
     controller: RolloutController
-    store: SqliteRolloutStore
+    store: SqliteRolloutStore | redis_store.RedisRolloutStore
     #: The backend as opened (or passed in); the services use it wrapped (see the module docstring).
     backend: VectorBackend
     embedder_client: EmbedderClient | None
@@ -118,6 +126,8 @@ class GatewayServer:
     probe_task: asyncio.Task[None] | None = None
     #: The snapshot scheduler's loop (`--snapshot-schedule`), or None.
     snapshot_task: asyncio.Task[None] | None = None
+    #: With `--state redis`: the leadership, counts and feed shared with the other replicas.
+    shared: SharedState | None = None
 
     @property
     def address(self) -> str:
@@ -129,12 +139,14 @@ class GatewayServer:
         self.metrics.ready.set(0)
         await self.state.shutdown()
         await self.server.stop(grace)
-        for task in (self.probe_task, self.snapshot_task):
+        for task in (self.probe_task, self.snapshot_task, *(self.shared.tasks if self.shared else ())):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.controller.stop()
+        if self.shared is not None:
+            await self.shared.leadership.resign()
         await self.store.close()
         if self.embedder_client is not None:
             await self.embedder_client.close()
@@ -199,7 +211,16 @@ async def create_server(
     page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
     router = Router()
     write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
-    store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
+    shared = None
+    store: SqliteRolloutStore | redis_store.RedisRolloutStore
+    if settings.shared_state:
+        shared = SharedState.open(settings, metrics, clock=rollout_clock or clock, wall_clock=wall_clock)
+        store = shared.store
+        monitor.dependencies[STATE] = Dependency(STATE, shared.target, shared.store.client.ping)
+    else:
+        store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
+        metrics.state_store_up.set(1)
+        metrics.rollout_leader.set(1)
     specs = CollectionSpecs(served_backend)
 
     async def delete_old_collection(name: str) -> None:  # a promotion's grace period ended (policy DELETE)
@@ -215,6 +236,7 @@ async def create_server(
         switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
+        leadership=shared.leadership if shared else None, counts=shared.counts if shared else None,
         delete_collection=delete_old_collection, list_aliases=served_backend.list_aliases,
         vector_space=vector_space,
     )
@@ -240,7 +262,11 @@ async def create_server(
     port = security.bind(server, f"{settings.host}:{settings.port}", cert=settings.tls_cert, key=settings.tls_key,
                          client_ca=settings.tls_client_ca)
 
+    if shared is not None:
+        await shared.leadership.step()  # the first replica leads at once
     await controller.start(run_loop=run_controller)
+    if shared is not None:
+        shared.start(controller, served_backend, run_loops=run_controller)
     await monitor.probe_once()  # the known collection names, and each dependency's first state
     await server.start()
     endpoint = None
@@ -266,7 +292,58 @@ async def create_server(
     return GatewayServer(settings=settings, server=server, port=port, state=state, metrics=metrics, core=core,
                          admin=admin, demo=demo, router=router, controller=controller, store=store, backend=backend, embedder_client=embedder_client,
                          metrics_endpoint=endpoint, dependencies=monitor, probe_task=probe_task,
-                         snapshot_task=snapshot_task)
+                         snapshot_task=snapshot_task, shared=shared)
+
+
+@dataclass
+class SharedState:
+    """`--state redis://…`: the pieces every replica shares through Redis (see `rollout.redis_store`)."""
+
+    target: str
+    store: redis_store.RedisRolloutStore
+    leadership: redis_store.RedisLeadership
+    counts: redis_store.RedisCounts
+    metrics: GatewayMetrics
+    poll_s: float
+    feed: redis_store.RedisStateFeed | None = None
+    tasks: tuple[asyncio.Task[None], ...] = ()
+
+    @classmethod
+    def open(cls, settings: GatewaySettings, metrics: GatewayMetrics, *, clock: Callable[[], float],
+             wall_clock: Callable[[], float]) -> SharedState:
+        client = redis_store.connect(settings.state)
+        kwargs = client.connection_pool.connection_kwargs
+        target = f"redis {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"  # no password
+
+        def leadership_changed(leading: bool, epoch: int) -> None:
+            metrics.rollout_leader.set(1 if leading else 0)
+
+        leadership = redis_store.RedisLeadership(client, lease_s=settings.state_lease_s, clock=clock,
+                                                 on_change=leadership_changed)
+        metrics.rollout_leader.set(0)
+        store = redis_store.RedisRolloutStore(client, fencing_epoch=lambda: leadership.epoch)
+        counts = redis_store.RedisCounts(client, store, clock=clock, wall_clock=wall_clock)
+        return cls(target, store, leadership, counts, metrics, settings.state_poll_s)
+
+    def start(self, controller: RolloutController, backend: VectorBackend, *, run_loops: bool = True) -> None:
+        """Follow the shared state into `controller`; with `run_loops`, keep the lease and the feed running."""
+
+        def state_changed(up: bool) -> None:
+            self.metrics.state_store_up.set(1 if up else 0)
+
+        async def apply(rollout: Rollout, still_newer: Callable[[], bool]) -> bool:
+            if rollout.state is RolloutState.PROMOTED:
+                # another replica switched the alias: read the aliases now, not when this backend's
+                # snapshot of them expires, so the logical name serves the canary as the routes go
+                with contextlib.suppress(Exception):
+                    await backend.list_aliases()
+            return await controller.adopt(rollout, still_newer)
+
+        self.metrics.state_store_up.set(1 if self.store.up else 0)
+        self.feed = redis_store.RedisStateFeed(self.store, apply, poll_s=self.poll_s, on_state=state_changed)
+        if run_loops:
+            self.tasks = (asyncio.create_task(self.leadership.run(), name="rollout-leadership"),
+                          asyncio.create_task(self.feed.run(), name="rollout-state-feed"))
 
 
 class _NameTrackingBackend:

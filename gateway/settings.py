@@ -58,6 +58,13 @@ class GatewaySettings(ServerSettings):
                                               "it holds under twice its share of primary's); more are answered by "
                                               "primary (recorded as the canary's RESOURCE_EXHAUSTED); 0: no limit")
     controller_tick_s: float = setting(1.0, "how often the rollout controller looks for due checks")
+    state: str = setting("sqlite", "where rollout state lives: sqlite (data_dir/rollouts.sqlite3, one replica) or "
+                                   "redis://[:password@]host:port/db (or rediss://), shared by every replica",
+                         secret=True)
+    state_lease_s: float = setting(5.0, "with --state redis: the leader's lease; another replica leads at most "
+                                        "4/3 of it after the leader dies (it tries every third of it)")
+    state_poll_s: float = setting(0.5, "with --state redis: how often a replica reads the shared state's version "
+                                       "(besides pub/sub, which can drop messages)")
     default_limit: int = setting(10, "hits returned when a search sets no limit")
     max_limit: int = setting(1000, "most hits one search may ask for (limit + page offset)")
     max_upsert_points: int = setting(1000, "most points in one Upsert")
@@ -98,7 +105,9 @@ class GatewaySettings(ServerSettings):
             raise SettingsError("--canary-max-concurrency: must not be negative (0 turns the limit off)")
         if self.default_limit > self.max_limit:
             raise SettingsError("--default-limit: must not exceed --max-limit")
-        for name in ("embed_timeout_s", "qdrant_timeout_s", "controller_tick_s"):
+        if self.state != "sqlite" and not self.state.startswith(("redis://", "rediss://")):
+            raise SettingsError("--state: must be sqlite or a redis:// or rediss:// URL")
+        for name in ("embed_timeout_s", "qdrant_timeout_s", "controller_tick_s", "state_lease_s", "state_poll_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"--{name.replace('_', '-')}: {value} seconds; must be a finite number "
@@ -113,6 +122,11 @@ class GatewaySettings(ServerSettings):
             raise SettingsError(f"--embedder-addr: {self.embedder_addr!r} is not host:port")
         if (self.embedder_tls_cert is None) != (self.embedder_tls_key is None):
             raise SettingsError("--embedder-tls-cert and --embedder-tls-key: set both or neither")
+
+    @property
+    def shared_state(self) -> bool:
+        """Rollout state in Redis, shared by several replicas."""
+        return self.state != "sqlite"
 
     def snapshot_intervals(self) -> dict[str, float]:
         """`snapshot_schedule` parsed: {collection: seconds between its snapshots}."""

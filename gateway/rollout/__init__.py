@@ -7,6 +7,9 @@
     controller  RolloutController: create/get/list/pause/resume/promote/abort/undo/watch, record (hot
                 path), tick/run/start/stop
     store       RolloutStore (protocol), SqliteRolloutStore, MemoryRolloutStore
+    cluster     Leadership, CountsExchange: what the controller needs to be one of several replicas
+    redis_store the shared control plane on Redis (imported by name: RedisRolloutStore, RedisLeadership,
+                RedisCounts, RedisStateFeed)
 
 No grpc here; time comes from injected clocks.
 """

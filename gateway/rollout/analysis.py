@@ -275,6 +275,10 @@ class StageEvidence:
         seen.add(key)
         return True
 
+    def carry_keys(self, other: StageEvidence) -> None:
+        """Remember the keys `other` (the same stage, as this replica saw it before) has seen."""
+        self._seen_keys = other._seen_keys
+
     def restart_split(self) -> None:
         """Start the split test over (after a person has looked into a mismatch)."""
         self.split = SampleRatioTest(self.policy.sample_ratio_alpha, self.weight)

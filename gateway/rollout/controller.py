@@ -76,6 +76,16 @@ Restart
     test starts over. An active rollout whose alias already points at its canary (a promotion whose
     save did not happen) is finished (into BAKING when the policy bakes); a BAKING one whose alias
     points back at its old collection (an undo whose save did not happen) is recorded as UNDONE.
+
+Several replicas (a shared store, see `cluster` and `redis_store`)
+    With a `Leadership` and a `CountsExchange`, only the leader checks: a follower's tick hands its
+    complete seconds to the exchange, and the leader's check gathers everyone's before folding them.
+    Every replica applies what another one saved with `adopt` (routes, watchers, gauges). A manual
+    action at any replica is the same transition as on one replica, saved with compare-and-set
+    against the version it was made on; the leader and the others adopt it. An end (abort, rollback)
+    the store cannot take yet stays in routing here; if another replica saved the rollout meanwhile,
+    a person's end is re-applied on top of the newer state (`adopt`), a controller's end is dropped
+    for the new leader to judge.
 """
 
 from __future__ import annotations
@@ -98,6 +108,7 @@ from searchgw.gateway.rollout.analysis import (
     judge,
     latency_threshold,
 )
+from searchgw.gateway.rollout.cluster import CountsExchange, Leadership, LocalCounts, SoleLeadership
 from searchgw.gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
@@ -260,6 +271,8 @@ class RolloutController:
         max_routine_decisions: int = DEFAULT_MAX_ROUTINE_DECISIONS,
         page_tokens: PageTokens | None = None,
         write_order: WriteOrder | None = None,
+        leadership: Leadership | None = None,
+        counts: CountsExchange | None = None,
         delete_collection: DeleteCollection | None = None,
         list_aliases: ListAliases | None = None,
         vector_space: DescribeSpace | None = None,
@@ -296,6 +309,9 @@ class RolloutController:
         self._unsaved: dict[str, Rollout] = {}
         #: Transitions still running after their caller stopped waiting (see `_to_completion`).
         self._detached: set[asyncio.Task[Any]] = set()
+        #: Whether this replica decides now, and where the other replicas' counts come from.
+        self._leadership: Leadership = leadership or SoleLeadership()
+        self._counts: CountsExchange = counts or LocalCounts()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -326,6 +342,13 @@ class RolloutController:
         if self._detached:  # transitions whose caller went away: let them finish (they never hang)
             await asyncio.gather(*self._detached, return_exceptions=True)
         await self._save_unsaved()
+        if not self._leadership.is_leader:  # a follower's progress is the leader's to save
+            with contextlib.suppress(SearchgwError):
+                await self._share_counts(self._clock() + 1.0)
+            for active in list(self._active.values()):
+                for queue in active.watchers:
+                    queue.put_nowait(None)
+            return
         for active in list(self._active.values()):
             async with active.lock:
                 now = self._clock()
@@ -350,6 +373,9 @@ class RolloutController:
         """
         await self._save_unsaved()
         now = self._clock()
+        if not self._leadership.is_leader:
+            await self._share_counts(now)
+            return
         for active in list(self._active.values()):
             if active.next_check_at > now:
                 continue
@@ -358,6 +384,105 @@ class RolloutController:
             except Exception:
                 log.exception("rollout check failed", extra={"rollout": active.rollout.name})
         await self._end_grace_periods()
+
+    async def _share_counts(self, now: float) -> None:
+        """A follower's tick: hand every active rollout's complete seconds to the counts exchange."""
+        try:
+            for active in list(self._active.values()):
+                await self._counts.share(active.rollout.name, active.seconds, now)
+        except SearchgwError as exc:
+            log.debug("counts not shared yet (kept for the next tick): %s", exc.message)
+
+    # -- several replicas --------------------------------------------------------------------------
+
+    async def adopt(self, stored: Rollout, still_newer: Callable[[], bool] = lambda: True) -> bool:
+        """Make `stored` — saved by another replica — current here: routes, watchers, gauges.
+
+        `still_newer()` is asked under the rollout's lock whether memory is still older than
+        `stored` (a save of this replica may have overtaken it); False leaves everything as it is.
+        Returns whether `stored` was adopted. Decisions reach this replica's watchers, but are
+        logged and counted (the observer's `on_decision`) only by the replica that took them.
+        """
+        name = stored.name
+        active = self._active.get(name)
+        if active is None:
+            async with self._create_lock:
+                if not still_newer():
+                    return False
+                known = self._rollouts.get(name)
+                pending = self._unsaved.get(name)
+                if pending is not None:
+                    return self._rebase_unsaved(pending, stored)
+                self._rollouts[name] = stored
+                if stored.state.is_active and (known is None or known.state.is_active):
+                    self._active[name] = _Active(stored, self._clock())
+                    self._publish_routes()
+                self._notify_change(stored)
+                if known is None:
+                    log.info("rollout %s adopted from the shared state", name,
+                             extra={"rollout": name, "state": stored.state.name})
+                return True
+        async with active.lock:
+            if not still_newer() or self._active.get(name) is not active:
+                return False
+            now = self._clock()
+            previous = active.rollout
+            last = previous.decisions[-1] if previous.decisions else None
+            fresh = [d for d in stored.decisions
+                     if last is None or d.seq > last.seq or (d.seq == last.seq and d.repeats != last.repeats)]
+            same_stage = (stored.current_stage, stored.weight_percent) == (previous.current_stage,
+                                                                          previous.weight_percent)
+            seen = active.evidence
+            active.rollout = stored
+            active.baseline = ArmSlice.from_json(stored.baseline) if stored.baseline else ArmSlice()
+            active.evidence = _stage_evidence(stored, active.baseline)
+            if same_stage:
+                active.evidence.carry_keys(seen)
+            active.elapsed_base = stored.stage_elapsed_s
+            active.running_since = now if stored.state in _CLOCKED else None
+            if not (same_stage and self._leadership.is_leader):  # the leader's own count includes everyone's
+                active.canary_requests = stored.stage_canary_requests
+            self._rollouts[name] = stored
+            if not stored.state.is_active:
+                del self._active[name]
+            if (previous.state, previous.weight_percent) != (stored.state, stored.weight_percent):
+                self._publish_routes()
+            for decision in fresh:  # logged and counted by the replica that took it
+                for queue in active.watchers:
+                    queue.put_nowait((stored, decision))
+            self._notify_change(stored)
+            if not stored.state.is_active:
+                for queue in active.watchers:
+                    queue.put_nowait(None)
+            return True
+
+    def _rebase_unsaved(self, pending: Rollout, stored: Rollout) -> bool:
+        """Another replica saved `stored` while this one's end `pending` waited for the store.
+
+        A person's abort is re-applied on top of `stored` (its decisions after stored's), so the next
+        save builds on the newer version; a controller's end is dropped when this replica no longer
+        leads (the leader judges on its own evidence), and so is any end once `stored` has ended.
+        """
+        name = pending.name
+        if stored.state.is_active and (pending.decisions[-1].actor != CONTROLLER_ACTOR or self._leadership.is_leader):
+            stored_keys = {(d.seq, d.kind, d.time) for d in stored.decisions}
+            mine = [d for d in pending.decisions if (d.seq, d.kind, d.time) not in stored_keys]
+            seq = stored.decisions[-1].seq if stored.decisions else 0
+            renumbered = tuple(dataclasses.replace(d, seq=seq + i) for i, d in enumerate(mine, start=1))
+            self._unsaved[name] = dataclasses.replace(
+                stored, state=pending.state, weight_percent=pending.weight_percent, update_time=pending.update_time,
+                decisions=(*stored.decisions, *renumbered))
+            self._rollouts[name] = self._unsaved[name]
+            return True
+        del self._unsaved[name]
+        log.warning("rollout %s: the %s not yet saved here is dropped for the newer shared state (%s)",
+                    name, pending.state.name, stored.state.name, extra={"rollout": name})
+        self._rollouts[name] = stored
+        if stored.state.is_active:
+            self._active[name] = _Active(stored, self._clock())
+            self._publish_routes()
+        self._notify_change(stored)
+        return True
 
     # -- the hot path ----------------------------------------------------------------------------
 
@@ -586,7 +711,10 @@ class RolloutController:
             if not active.rollout.state.is_active or active.next_check_at > now:
                 return  # ended or checked while this tick waited for the lock
             active.next_check_at = now + active.rollout.analysis.interval_s
-            active.fold(now)
+            horizon, others = await self._counts.gather(active.rollout.name, active.seconds, now,
+                                                        canary_running=active.running_since is not None)
+            active.canary_requests += others
+            active.fold(horizon)
             current = active.live(now)
             verdict = judge(active.evidence)
             wall = self._wall_clock()

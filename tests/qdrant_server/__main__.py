@@ -38,6 +38,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--hold", action="append", default=[], metavar="RPC",
                         help="hold every call of this RPC (e.g. Points/Query) until the process dies; repeatable")
+    parser.add_argument("--fail-queries-on", action="append", default=[], metavar="COLLECTION",
+                        help="searches (Points/Query) of this collection answer UNAVAILABLE; repeatable")
     return parser.parse_args(argv)
 
 
@@ -48,6 +50,7 @@ async def _serve(arguments: argparse.Namespace) -> None:
     if arguments.hold:
         server.faults.hold(*arguments.hold)
         server.faults.on_hold = lambda rpc: print(f"held {rpc}", flush=True)
+    server.faults.failing_queries = frozenset(arguments.fail_queries_on)
     port = await server.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -28,12 +28,14 @@ class QdrantServerProcess:
         return f"http://127.0.0.1:{self.port}?grpc_port={self.port}"
 
     @classmethod
-    async def start(cls, data_dir: Path, log_path: Path, *, port: int = 0, hold: tuple[str, ...] = ()
-                    ) -> QdrantServerProcess:
+    async def start(cls, data_dir: Path, log_path: Path, *, port: int = 0, hold: tuple[str, ...] = (),
+                    fail_queries_on: tuple[str, ...] = ()) -> QdrantServerProcess:
         """Start it and wait (bounded) for the line that says it serves."""
         arguments = ["--port", str(port), "--data-dir", str(data_dir)]
         for name in hold:
             arguments += ["--hold", name]
+        for name in fail_queries_on:
+            arguments += ["--fail-queries-on", name]
         process, line = await spawn_until_ready("tests.qdrant_server", arguments, _READY_PREFIX, log_path,
                                                 START_TIMEOUT_S)
         return cls(process, int(line.rsplit(":", 1)[1]), data_dir)

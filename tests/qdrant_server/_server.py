@@ -70,6 +70,8 @@ class Faults:
         self.arrived = 0
         #: Called with the RPC name whenever a call starts waiting at the gate.
         self.on_hold: Callable[[str], None] | None = None
+        #: Collections whose searches (Points/Query) answer UNAVAILABLE: a broken canary in another process.
+        self.failing_queries: frozenset[str] = frozenset()
 
     def hold(self, *rpcs: str) -> None:
         """Calls of these RPCs ("Points/Query", "Collections/List", …) wait until `release`."""
@@ -112,6 +114,8 @@ def rpc(handler: Callable[..., Awaitable[MessageT]]) -> Callable[..., Awaitable[
     async def wrapper(self: _Servicer, request: Any, context: grpc.aio.ServicerContext) -> MessageT:
         self.engine.calls.append(name)
         await self.engine.faults.before(name)
+        if name == "Points/Query" and getattr(request, "collection_name", None) in self.engine.faults.failing_queries:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"injected fault: searches of {request.collection_name} fail")
         started = time.perf_counter()
         try:
             response = await handler(self, request, context)
