@@ -217,6 +217,10 @@ class CollectionSpecs:
             spec = self._specs[physical] = (await self._backend.get_collection(physical)).spec
         return spec
 
+    def cached(self, physical: str) -> CollectionSpec | None:
+        """The spec if it has been read already (no await)."""
+        return self._specs.get(physical)
+
     def forget(self, physical: str) -> None:
         self._specs.pop(physical, None)
 
@@ -352,10 +356,12 @@ class SearchCore:
     async def _split_spaces(self, primary_name: str, canary_name: str) -> tuple[CollectionSpec, CollectionSpec] | None:
         """The two arms' specs when they hold different vector spaces (model or dimension); None otherwise,
         or when a spec cannot be read (the arm's own call then fails as it would)."""
-        try:
-            primary, canary = await self._specs.get(primary_name), await self._specs.get(canary_name)
-        except SearchgwError:
-            return None
+        primary, canary = self._specs.cached(primary_name), self._specs.cached(canary_name)
+        if primary is None or canary is None:  # read once per collection; later calls do not leave the thread
+            try:
+                primary, canary = await self._specs.get(primary_name), await self._specs.get(canary_name)
+            except SearchgwError:
+                return None
         if (primary.dimension, primary.embedding_model) == (canary.dimension, canary.embedding_model):
             return None
         return primary, canary
