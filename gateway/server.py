@@ -226,14 +226,25 @@ async def create_server(
         store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
         metrics.state_store_up.set(1)
         metrics.rollout_leader.set(1)
+    specs = CollectionSpecs(served_backend)
+
+    async def delete_old_collection(name: str) -> None:  # a promotion's grace period ended (policy DELETE)
+        await served_backend.delete_collection(name)
+        specs.forget(name)
+
+    async def vector_space(name: str) -> tuple[int, str]:
+        spec = await specs.get(name)
+        return spec.dimension, spec.embedding_model
+
     controller = RolloutController(
         store, router,
         switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
         leadership=shared.leadership if shared else None, counts=shared.counts if shared else None,
+        delete_collection=delete_old_collection, list_aliases=served_backend.list_aliases,
+        vector_space=vector_space,
     )
-    specs = CollectionSpecs(served_backend)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
