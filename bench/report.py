@@ -48,7 +48,8 @@ COMMAND = ".venv/bin/python -m bench.report"
 COLORS = {"echo": "#7f7f7f", "backend": "#1f77b4", "gateway": "#2ca02c", "gateway+rollout": "#d62728",
           "primary": "#1f77b4", "canary": "#ff7f0e", "short": "#1f77b4", "long": "#d62728"}
 DECISION_STYLE = {"STARTED": ("#2ca02c", ":"), "ADVANCED": ("#2ca02c", "--"), "CHECK_FAILED": ("#ff7f0e", "--"),
-                  "ROLLED_BACK": ("#d62728", "-"), "PROMOTED": ("#9467bd", "-"), "ABORTED": ("#8c564b", "-")}
+                  "ROLLED_BACK": ("#d62728", "-"), "PROMOTED": ("#9467bd", "-"), "ABORTED": ("#8c564b", "-"),
+                  "BAKE_STARTED": ("#9467bd", "-"), "UNDONE": ("#d62728", "-")}
 
 
 # -- helpers ---------------------------------------------------------------------------------------

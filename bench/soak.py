@@ -173,7 +173,8 @@ async def orchestrate(server, client: GatewayClient, total_s: float, timeline: T
     await client.create_rollout("r2", "docs", "docs-v2", analysis=policy(interval), auto_promote=True,
                                 stages=[stage(10, step), stage(50, step), stage(100, step)])
     timeline.note(f"r2 started: 10 % -> 50 % -> 100 %, {step:.0f} s each, then promotion")
-    rollout = await wait_state(client, "r2", {State.STATE_PROMOTED, State.STATE_ROLLED_BACK, State.STATE_ABORTED},
+    rollout = await wait_state(client, "r2", {State.STATE_BAKING, State.STATE_PROMOTED, State.STATE_ROLLED_BACK,
+                                              State.STATE_ABORTED},  # BAKING: promoted, the bake begins
                                timeline.began + total_s)
     timeline.note(f"r2 is {State.State.Name(rollout.state)} at stage {rollout.current_stage + 1}")
 

@@ -20,7 +20,7 @@ from searchgw.embedder.service import EmbedServicer
 from searchgw.embedder.settings import EmbedderSettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
-from searchgw.rpc.server import server_options
+from searchgw.rpc.server import drain, server_options
 from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import embed_service_pb2, embed_service_pb2_grpc
 
@@ -82,8 +82,10 @@ class EmbedderServer:
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.grace_period_s if grace is None else grace
         self.metrics.ready.set(0)
-        await self.state.shutdown()
-        await self.server.stop(grace)
+        delay = self.settings.drain_delay_s
+        log.info("draining: NOT_SERVING, answering for %.1f s more, then GOAWAY and %.1f s for in-flight calls",
+                 delay, grace)
+        await drain(self.server, self.state, delay_s=delay, grace_s=grace)
         if self.core is not None:
             await self.core.stop()
         if self.metrics_endpoint is not None:

@@ -4,7 +4,7 @@
     searchgw search "text" [--collection docs] [--limit 5] [--routing-key K]
     searchgw ingest FILE --collection C            (JSONL, CSV or Parquet; see gateway.ingest)
     searchgw collections list|get|create|delete|optimize|alias|snapshot|snapshots|restore|delete-snapshot|prune-snapshots ...
-    searchgw rollout start|prepare|validate|status|list|history|watch|pause|resume|promote|abort ...
+    searchgw rollout start|prepare|validate|status|list|history|watch|pause|resume|promote|abort|undo ...
 
 The client options (--addr, --token, --tls-*, --timeout, --output) go before or after the operation.
 A mistake in the command line or in what it sends is one line on stderr and exit status 2; a gateway
@@ -304,6 +304,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             f"(the gateway's): {_default_stages_text().replace('%', '%%')}")
     start.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, default=None,
                        help="promote by itself after the last stage [off: wait for 'promote']")
+    start.add_argument("--bake", type=_non_negative_seconds, default=None,
+                       help="after promotion, how long writes still reach the old collection and 'undo' is possible "
+                            "(e.g. 10m; 0: no bake) [10m]")
+    start.add_argument("--grace", type=_non_negative_seconds, default=None,
+                       help="after the bake, how long the old collection waits for --old-collection (e.g. 24h) [24h]")
+    start.add_argument("--old-collection", choices=("keep", "delete"), default=None,
+                       help="what happens to the old collection after the grace period [keep]")
     _add_policy_flags(start)
     start.add_argument("--reason", default="", help="why (StartRollout of a PREPARED rollout only)")
     prepare = _operation(rops, "prepare", "create the canary from primary's spec and backfill it from primary "
@@ -349,10 +356,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             ("pause", "freeze the weight and the stage clock", 'searchgw rollout pause r1 --reason "investigating"'),
             ("resume", "continue a paused rollout in the same stage", "searchgw rollout resume r1"),
             ("promote", "point the collection at the canary now", "searchgw rollout promote r1"),
-            ("abort", "send all traffic back to primary and end the rollout", "searchgw rollout abort r1")):
+            ("abort", "send all traffic back to primary and end the rollout", "searchgw rollout abort r1"),
+            ("undo", "while BAKING: point the collection back at the old one (no write lost)",
+             "searchgw rollout undo r1 --reason \"recall dropped\"")):
         parser = _operation(rops, op, text, example)
         parser.add_argument("name", help="the rollout's name")
-        if op in ("pause", "resume", "promote", "abort"):
+        if op in ("pause", "resume", "promote", "abort", "undo"):
             parser.add_argument("--reason", default="", help="why, stored with the decision")
     listing = _operation(rops, "list", "rollouts, newest first", "searchgw rollout list --collection docs")
     listing.add_argument("--collection", default="", help="only this logical collection's")
@@ -446,6 +455,18 @@ def rollout_from(args: argparse.Namespace):
     if args.auto_promote is not None:
         _drop_key(document, "auto_promote")
         document["auto_promote"] = args.auto_promote
+    promotion = {key: value for key, value in (
+        ("bake_duration", None if args.bake is None else f"{args.bake:g}s"),
+        ("grace_period", None if args.grace is None else f"{args.grace:g}s"),
+        ("old_collection_action", None if args.old_collection is None
+         else f"OLD_COLLECTION_ACTION_{args.old_collection.upper()}")) if value is not None}
+    if promotion:
+        section = document.setdefault("promotion", {})
+        if not isinstance(section, dict):
+            raise UsageError(f"--spec {args.spec}: 'promotion' must be a mapping")
+        for name, value in promotion.items():
+            _drop_key(section, name)
+            section[name] = value
     policy = {}
     for field, flag, kind in _policy_fields():
         value = getattr(args, f"policy__{field.name}", None)
@@ -841,6 +862,11 @@ def rollout_lines(rollout) -> list[str]:
         lines.append(f"backfill   {backfill_line(rollout).split(': ', 1)[1]}")
     if rollout.HasField("preflight"):
         lines.append(f"preflight  {' '.join(rollout.preflight.summary.split())}")
+    if rollout.HasField("bake_start_time"):
+        bake = rollout.promotion.bake_duration.ToTimedelta().total_seconds()
+        ended = (f", ended {_time(rollout.bake_end_time)}" if rollout.HasField("bake_end_time")
+                 else f", {elapsed:.0f}s of {bake:.0f}s (undo possible)")
+        lines.append(f"bake       started {_time(rollout.bake_start_time)}{ended}")
     if rollout.decisions:
         last = rollout.decisions[-1]
         lines.append(f"last       {_enum_name(last, 'kind')} {_time(last.time)} by {last.actor or '-'}: "

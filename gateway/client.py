@@ -238,10 +238,11 @@ class GatewayClient:
     async def create_rollout(self, name: str, collection: str, canary_collection: str, *,
                              stages: Sequence[roll_pb.Stage] = (), analysis: roll_pb.AnalysisPolicy | None = None,
                              auto_promote: bool = False, primary_collection: str = "",
+                             promotion: roll_pb.PromotionPolicy | None = None,
                              timeout: float | None = None) -> roll_pb.Rollout:
         rollout = roll_pb.Rollout(name=name, collection=collection, canary_collection=canary_collection,
                                   primary_collection=primary_collection, stages=stages, analysis=analysis,
-                                  auto_promote=auto_promote)
+                                  auto_promote=auto_promote, promotion=promotion)
         response = await self._call(self.rollout_stub.CreateRollout, roll_pb.CreateRolloutRequest(rollout=rollout),
                                     timeout)
         return response.rollout
@@ -302,6 +303,10 @@ class GatewayClient:
         """Send a PREPARED rollout's first stage of traffic to the canary (needs a passed pre-flight)."""
         return (await self._call(self.rollout_stub.StartRollout,
                                  roll_pb.StartRolloutRequest(name=name, reason=reason), timeout)).rollout
+
+    async def undo_rollout(self, name: str, reason: str = "", *, timeout: float | None = None) -> roll_pb.Rollout:
+        return (await self._call(self.rollout_stub.UndoRollout,
+                                 roll_pb.UndoRolloutRequest(name=name, reason=reason), timeout)).rollout
 
     async def watch_rollout(self, name: str) -> AsyncIterator[roll_pb.WatchRolloutResponse]:
         call = self.rollout_stub.WatchRollout(roll_pb.WatchRolloutRequest(name=name), metadata=self._metadata)

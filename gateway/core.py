@@ -26,6 +26,19 @@ a dual write holds its point ids' stripes across both arms' writes, so writes of
 order on both; rollout creation waits for the writes in flight and holds new ones until its routes are
 published (`routing.writes.WriteOrder`, shared with the controller).
 
+Model canaries (arms in different vector spaces: another embedding model or dimension; CreateRollout
+admits them only when both collections name their model). A text is embedded per arm with that arm's
+model, for searches and writes alike. A raw vector belongs to one space, so:
+- a raw-vector search that the rollout routes is served by primary (the space clients computed their
+  vectors in), whatever its routing key: not a routing decision, so kept out of the analysis (counted in
+  `searchgw_model_canary_vector_queries_total`), and never sent to the canary, where it would fail or,
+  at the same dimension, answer from the wrong space. `x-canary-arm: canary` (or a page token of the
+  canary's) says otherwise: the canary serves it as asked, INVALID_ARGUMENT if its dimension differs;
+- a raw-vector upsert is INVALID_ARGUMENT naming `points[i].vector` (both spaces in the message): the
+  canary could not hold it, and writing it to primary only would leave the arms apart. Send text.
+During the bake (BAKING) primary is the old collection; after it, raw vectors reach the new collection
+through the alias, in the new space — clients must have moved to the new model by then.
+
 Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
 traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
 it shares with CollectionAdmin, the router and controller, the embedder, settings and metrics.
@@ -133,6 +146,11 @@ class PointInput:
     payload: Payload = field(default_factory=dict)
 
 
+def _space(spec: CollectionSpec) -> str:
+    model = f"model {spec.embedding_model!r}" if spec.embedding_model else "no embedding model"
+    return f"{spec.dimension}-d, {model}"
+
+
 def _code_name(exc: BaseException) -> str:
     return exc.code_name if isinstance(exc, SearchgwError) else "UNAVAILABLE"
 
@@ -199,6 +217,10 @@ class CollectionSpecs:
         if spec is None:
             spec = self._specs[physical] = (await self._backend.get_collection(physical)).spec
         return spec
+
+    def cached(self, physical: str) -> CollectionSpec | None:
+        """The spec if it has been read already (no await)."""
+        return self._specs.get(physical)
 
     def forget(self, physical: str) -> None:
         self._specs.pop(physical, None)
@@ -302,6 +324,10 @@ class SearchCore:
             decision = await self._pinned_decision(params.collection, page)
         else:
             decision = self._router.route(params.collection, key, params.forced_arm)
+            if decision.in_analysis and params.vector is not None and await self._model_canary(params.collection):
+                # a raw vector belongs to primary's space: primary serves it, outside the analysis
+                decision = self._router.route(params.collection, key, Arm.PRIMARY)
+                self._metrics.model_canary_vector_queries.labels(params.collection).inc()
         if on_route is not None:
             on_route(decision.arm)
 
@@ -322,6 +348,24 @@ class SearchCore:
             next_token = self._pages.issue_search(
                 SearchPage(offset + limit, route.collection, route.arm.value, route.rollout), query_print)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
+
+    async def _model_canary(self, collection: str) -> tuple[CollectionSpec, CollectionSpec] | None:
+        """Primary's and the canary's specs when a rollout on `collection` has arms in different vector spaces."""
+        table = self._router.table(collection)
+        return None if table is None else await self._split_spaces(table.primary, table.canary)
+
+    async def _split_spaces(self, primary_name: str, canary_name: str) -> tuple[CollectionSpec, CollectionSpec] | None:
+        """The two arms' specs when they hold different vector spaces (model or dimension); None otherwise,
+        or when a spec cannot be read (the arm's own call then fails as it would)."""
+        primary, canary = self._specs.cached(primary_name), self._specs.cached(canary_name)
+        if primary is None or canary is None:  # read once per collection; later calls do not leave the thread
+            try:
+                primary, canary = await self._specs.get(primary_name), await self._specs.get(canary_name)
+            except SearchgwError:
+                return None
+        if (primary.dimension, primary.embedding_model) == (canary.dimension, canary.embedding_model):
+            return None
+        return primary, canary
 
     async def _pinned_decision(self, collection: str, page: SearchPage) -> RouteDecision:
         """The decision for a later page: the collection that served the earlier ones, by the arm that has
@@ -480,6 +524,16 @@ class SearchCore:
     async def _upsert(self, collection: str, points: Sequence[PointInput],
                       deadline: float | None) -> tuple[int, list[str]]:
         targets = await self.write_targets(collection)  # the route table, read once for this write
+        if len(targets) > 1:
+            vector_rows = [i for i, p in enumerate(points) if p.text is None]
+            split = await self._split_spaces(targets[0], targets[1]) if vector_rows else None
+            if split is not None:
+                primary, canary = split
+                raise InvalidArgument(
+                    f"points[{vector_rows[0]}].vector",
+                    f"collection {collection!r} is in a model canary ({primary.name!r}: {_space(primary)}; "
+                    f"{canary.name!r}: {_space(canary)}): a raw vector belongs to one model's space and would "
+                    f"leave the arms apart; send text, which each arm embeds with its own model")
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
         # unless every arm's batch is valid.
         prepared: list[tuple[str, list[Point]]] = []

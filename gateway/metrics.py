@@ -38,9 +38,9 @@ from searchgw.gateway.rollout import DecisionKind, TestKind
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-ROLLOUT_STATES = ("running", "paused", "awaiting_promotion", "promoted", "rolled_back", "aborted",
-                  "preparing", "prepared")
-_ACTIVE_STATES = frozenset({"running", "paused", "awaiting_promotion", "preparing", "prepared"})
+ROLLOUT_STATES = ("running", "paused", "awaiting_promotion", "promoted", "rolled_back", "aborted", "baking",
+                  "undone", "preparing", "prepared")
+_ACTIVE_STATES = frozenset({"running", "paused", "awaiting_promotion", "baking", "preparing", "prepared"})
 #: How a backfilled point ended (`searchgw_backfill_points_total{result}`).
 BACKFILL_RESULTS = ("copied", "reembedded", "failed", "superseded")
 _ARMS = ("primary", "canary")
@@ -86,6 +86,10 @@ class GatewayMetrics:
                                ["fallback"], registry=r)
         self.fallbacks = Counter("searchgw_canary_fallbacks", "Canary failures answered from primary",
                                  ["collection"], registry=r)
+        self.model_canary_vector_queries = Counter(
+            "searchgw_model_canary_vector_queries",
+            "Raw-vector searches during a model canary (arms in different vector spaces): served by primary, "
+            "whose space they belong to, and kept out of the rollout analysis", ["collection"], registry=r)
         self.rollout_weight = Gauge("searchgw_rollout_weight_ratio", "Canary share of keyed traffic (0..1)",
                                     ["rollout", "collection"], registry=r)
         self.rollout_state = Gauge("searchgw_rollout_state", "1 for the rollout's current state",

@@ -77,7 +77,7 @@ from searchgw.gateway.services import CollectionServicer, RolloutServicer, Searc
 from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
-from searchgw.rpc.server import NOT_SERVING, SERVING, server_options
+from searchgw.rpc.server import NOT_SERVING, SERVING, drain, server_options
 from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import (
     collection_service_pb2,
@@ -140,8 +140,10 @@ class GatewayServer:
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.grace_period_s if grace is None else grace
         self.metrics.ready.set(0)
-        await self.state.shutdown()
-        await self.server.stop(grace)
+        delay = self.settings.drain_delay_s
+        log.info("draining: NOT_SERVING, answering for %.1f s more, then GOAWAY and %.1f s for in-flight calls",
+                 delay, grace)
+        await drain(self.server, self.state, delay_s=delay, grace_s=grace)
         for task in (self.probe_task, self.snapshot_task, *(self.shared.tasks if self.shared else ())):
             if task is not None:
                 task.cancel()
@@ -212,6 +214,9 @@ async def create_server(
     monitor = DependencyMonitor(dependencies, on_change=dependency_changed)
 
     page_tokens = PageTokens(settings.page_token_secret)  # one key for every listing and search
+    if settings.shared_state and not settings.page_token_secret:
+        log.warning("several replicas share rollout state but page_token_secret is unset: a page token "
+                    "from one replica is refused by the others (set SEARCHGW_GATEWAY_PAGE_TOKEN_SECRET)")
     router = Router()
     write_order = WriteOrder()  # SearchCore's writes, held by the controller while it creates a rollout
     shared = None
@@ -224,6 +229,16 @@ async def create_server(
         store = SqliteRolloutStore(settings.data_dir / "rollouts.sqlite3")
         metrics.state_store_up.set(1)
         metrics.rollout_leader.set(1)
+    specs = CollectionSpecs(served_backend)
+
+    async def delete_old_collection(name: str) -> None:  # a promotion's grace period ended (policy DELETE)
+        await served_backend.delete_collection(name)
+        specs.forget(name)
+
+    async def vector_space(name: str) -> tuple[int, str]:
+        spec = await specs.get(name)
+        return spec.dimension, spec.embedding_model
+
     # PrepareRollout's canary creation and backfill, and ValidateRollout's pre-flight, go through the
     # served backend like every RPC; the backfill takes the write stripes SearchCore's dual writes hold.
     backfill = Backfill(served_backend, embedder, write_order, wall_clock=wall_clock, observer=metrics)
@@ -233,9 +248,10 @@ async def create_server(
         clock=rollout_clock or clock, wall_clock=wall_clock, observer=metrics,
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
         leadership=shared.leadership if shared else None, counts=shared.counts if shared else None,
+        delete_collection=delete_old_collection, list_aliases=served_backend.list_aliases,
+        vector_space=vector_space,
         backfill=backfill, preflight=PreflightRunner(served_backend, embedder),
     )
-    specs = CollectionSpecs(served_backend)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,

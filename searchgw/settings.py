@@ -163,7 +163,7 @@ def load_config_file(path: pathlib.Path | None) -> dict[str, Any]:
 
 
 #: Durations every server has; each must be a finite number of seconds, 0 or more.
-_DURATION_FIELDS = ("grace_period_s", "keepalive_time_s", "keepalive_timeout_s")
+_DURATION_FIELDS = ("grace_period_s", "drain_delay_s", "keepalive_time_s", "keepalive_timeout_s")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -179,6 +179,9 @@ class ServerSettings:
     metrics_host: str = setting("127.0.0.1", "address of the Prometheus endpoint")
     metrics_port: int = setting(0, "Prometheus port; 0 picks a free one, -1 turns it off")
     grace_period_s: float = setting(10.0, "how long in-flight calls may finish after SIGTERM")
+    drain_delay_s: float = setting(0.0, "after SIGTERM, how long to keep answering new calls while health says "
+                                        "NOT_SERVING (so a proxy's health check takes the server out) before "
+                                        "refusing them with HTTP/2 GOAWAY")
     max_message_bytes: int = setting(32 * 1024 * 1024, "largest gRPC message accepted or sent")
     keepalive_time_s: float = setting(30.0, "HTTP/2 keepalive ping interval")
     keepalive_timeout_s: float = setting(10.0, "how long a keepalive ping may go unanswered")

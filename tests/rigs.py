@@ -32,9 +32,11 @@ class GatewayRig:
         self.servers: list[GatewayServer] = []
         self.clients: list[GatewayClient] = []
 
-    async def start(self, backend_kind: str = "edge", *, qdrant_url: str = ":memory:",
+    async def start(self, backend_kind: str = "edge", *, qdrant_url: str = ":memory:", manual_wall_clock: bool = False,
                     **overrides) -> tuple[GatewayServer, GatewayClient]:
-        """A gateway on the edge backend, or on the qdrant backend at `qdrant_url` (local mode by default)."""
+        """A gateway on the edge backend, or on the qdrant backend at `qdrant_url` (local mode by default).
+
+        `manual_wall_clock`: the rollout controller's wall clock is `self.clock.wall` (grace periods)."""
         if backend_kind == "edge":
             inner = EdgeBackend(self.tmp_path / "edge")
         else:
@@ -45,6 +47,7 @@ class GatewayRig:
             gateway_settings(self.tmp_path, backend=backend_kind, qdrant_url=qdrant_url, **overrides),
             backend=backend, embedder=RemoteEmbedder(embedder_client, timeout_s=10.0),
             rollout_clock=self.clock, run_controller=False,
+            **({"wall_clock": self.clock.wall} if manual_wall_clock else {}),
         )
         server.embedder_client = embedder_client  # closed with the server
         client = GatewayClient(server.address)

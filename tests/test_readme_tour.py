@@ -63,7 +63,8 @@ def test_the_readme_tour_runs_verbatim_in_a_fresh_shell(gateway, tmp_path):
     assert "upserted 12 points into docs-v2" in result.stdout                  # ingest
     assert re.search(r"^state\s+RUNNING\s+stage 1/4\s+weight 5%", result.stdout, re.M)  # start, status
     assert re.search(r"PAUSED .*investigating", result.stdout)                 # watch, one line per decision
-    assert re.search(r"^\S+ \S+\s+PROMOTED ", result.stdout, re.M)             # ... until it ends
+    assert re.search(r"^\S+ \S+\s+BAKE_STARTED ", result.stdout, re.M)         # promote: the bake
+    assert re.search(r"^\S+ \S+\s+UNDONE ", result.stdout, re.M)               # ... until it ends (undo)
     assert (work / "run.json").is_file()                                       # loadgen's report
     # Without the tour's first line, the bare command is not found: why the tour activates .venv.
     bare = subprocess.run(["bash", "-c", "searchgw --help"], cwd=work, env=env, capture_output=True, text=True)

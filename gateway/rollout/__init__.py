@@ -4,7 +4,7 @@
                 validate_new_rollout (InvalidArgument naming the proto field path)
     sequential  the anytime-valid tests: RateRatioTest, RateLimitTest, SampleRatioTest (pure math)
     analysis    ArmSlice (per-second counts), StageEvidence, judge(evidence) -> Verdict
-    controller  RolloutController: create/get/list/pause/resume/promote/abort/watch, record (hot
+    controller  RolloutController: create/get/list/pause/resume/promote/abort/undo/watch, record (hot
                 path), tick/run/start/stop
     store       RolloutStore (protocol), SqliteRolloutStore, MemoryRolloutStore
     cluster     Leadership, CountsExchange: what the controller needs to be one of several replicas
@@ -23,6 +23,8 @@ from searchgw.gateway.rollout.model import (
     DEFAULT_STAGES,
     GRPC_CODE_NAMES,
     AnalysisPolicy,
+    OldCollectionAction,
+    PromotionPolicy,
     ArmStats,
     Decision,
     DecisionKind,
@@ -50,6 +52,8 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "MemoryRolloutStore",
+    "OldCollectionAction",
+    "PromotionPolicy",
     "Rollout",
     "RolloutController",
     "RolloutObserver",

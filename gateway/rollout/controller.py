@@ -2,12 +2,31 @@
 
 Life of a rollout
     RUNNING ──pause──► PAUSED ──resume──► RUNNING                 same stage, same stage clock
-    RUNNING ──last stage passes──► PROMOTED                       with auto_promote
+    RUNNING ──last stage passes──► BAKING (or PROMOTED)           with auto_promote
     RUNNING ──last stage passes──► AWAITING_PROMOTION             without it
-    RUNNING | PAUSED | AWAITING_PROMOTION ──promote──► PROMOTED   one alias switch; early promotion allowed
+    RUNNING | PAUSED | AWAITING_PROMOTION ──promote──► BAKING     one alias switch; early promotion allowed
+                                         (PROMOTED at once when the policy's bake_duration is 0)
     RUNNING | PAUSED | AWAITING_PROMOTION ──abort──► ABORTED      weight 0, alias untouched
     RUNNING | PAUSED | AWAITING_PROMOTION ──checks fail──► ROLLED_BACK   weight 0, alias untouched
-Any other move is FailedPrecondition, with the state in the message.
+    BAKING ──bake_duration passes (or promote)──► PROMOTED        BAKE_COMPLETED; writes stop reaching the old
+    BAKING ──undo, or a check fails──► UNDONE                     alias switched back; no write lost
+    PROMOTED ──grace_period passes──► (PROMOTED)                  OLD_COLLECTION_DELETED or _KEPT, per policy
+Any other move is FailedPrecondition, with the state in the message (undo after the bake says why).
+
+After promotion (`PromotionPolicy`)
+    BAKING: the alias points at the canary, and the route table stays published at 100 % with the
+    old collection as the other arm, so every write still reaches both collections and every search
+    is served (and analysed) by the new one. The stage's tests restart at 100 %: the new collection
+    is judged against the old one's baseline (ERROR_BASELINE, LATENCY_BASELINE and the guard). A
+    rejected test undoes the promotion at that check (CHECK_FAILED, UNDONE with the numbers). The
+    bake clock runs like a stage clock (`stage_elapsed`, monotonic, downtime excluded, saved with
+    every decision); `bake_start_time` is when the alias switched. UndoRollout switches the alias
+    back first, then ends the rollout: the old collection received every acknowledged write of the
+    bake. After the bake (PROMOTED) writes reach the new collection only, so an undo would lose them
+    and is refused. The grace period counts in wall-clock time from `bake_end_time` (downtime
+    included: the old collection just waits); its action is taken on a tick, recorded as a decision,
+    and never deletes a collection an alias points at or an active rollout uses (then it is kept,
+    and the decision says why).
 
 Before traffic (docs/canary.md; the methods are in the "preparation" section)
     prepare ──► PREPARING ──backfill done──► PREPARED ──start_traffic (passed pre-flight)──► RUNNING
@@ -49,7 +68,9 @@ Transitions
     first, whatever the store does, and is saved after — on every tick until the store takes it.
     Promotion is one alias switch; if the switch fails the rollout is unchanged and the error
     propagates (Unavailable unless the backend raised a domain error). A rollout needs an alias:
-    starting one on a physical collection name is FailedPrecondition.
+    starting one on a physical collection name is FailedPrecondition. A promotion into BAKING and an
+    undo take effect like ending moves (the alias has switched: the move has happened), saved with
+    retry; so do the grace period's decisions.
 
 History
     Every decision is kept except routine ones (CHECK_PASSED, INCONCLUSIVE): a run of the same
@@ -62,7 +83,8 @@ Restart
     stage time, canary count and the stage's test evidence saved with their last decision (saved
     again on `stop()`). Calls of the seconds since that save are lost to the analysis, and the split
     test starts over. An active rollout whose alias already points at its canary (a promotion whose
-    save did not happen) is finished.
+    save did not happen) is finished (into BAKING when the policy bakes); a BAKING one whose alias
+    points back at its old collection (an undo whose save did not happen) is recorded as UNDONE.
 
 Several replicas (a shared store, see `cluster` and `redis_store`)
     With a `Leadership` and a `CountsExchange`, only the leader checks: a follower's tick hands its
@@ -82,7 +104,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from searchgw.gateway.backends import CollectionSpec
@@ -102,8 +124,11 @@ from searchgw.gateway.rollout.model import (
     ACTIVE_STATES,
     CONTROLLER_ACTOR,
     PREPARATION_STATES,
+    OldCollectionAction,
     ROUTINE_DECISIONS,
     Decision,
+    VectorSpace,
+    check_arm_spaces,
     DecisionKind,
     Rollout,
     RolloutState,
@@ -122,6 +147,7 @@ from searchgw.gateway.rollout.preparation import (
 from searchgw.gateway.rollout.store import RolloutStore
 from searchgw.gateway.routing import Arm, Router, RouteTable
 from searchgw.gateway.routing.writes import WriteOrder
+from searchgw.gateway.rules import aliases_of
 from searchgw.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -135,6 +161,9 @@ log = logging.getLogger("searchgw.gateway.rollout")
 
 SwitchAlias = Callable[[str, str], Awaitable[object]]  # its result (the previous target) is ignored
 ResolveAlias = Callable[[str], Awaitable[str]]
+DeleteCollection = Callable[[str], Awaitable[object]]
+ListAliases = Callable[[], Awaitable[Mapping[str, str]]]
+DescribeSpace = Callable[[str], Awaitable[VectorSpace]]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: The actor of a manual action whose caller named nobody.
@@ -150,6 +179,12 @@ _PAUSED = RolloutState.PAUSED
 _AWAITING = RolloutState.AWAITING_PROMOTION
 _PREPARING = RolloutState.PREPARING
 _PREPARED = RolloutState.PREPARED
+_BAKING = RolloutState.BAKING
+#: Where abort starts from: every active state but BAKING (its alias already points at the canary:
+#: undo it, or promote it to end the bake).
+_BEFORE_PROMOTION = ACTIVE_STATES - {_BAKING}
+#: States whose stage clock runs (in BAKING it is the bake's clock).
+_CLOCKED = frozenset({_RUNNING, _BAKING})
 _CANARY = Arm.CANARY  # module constants: looking a member up on an Enum class costs ~100 ns
 
 
@@ -187,7 +222,7 @@ class _Active:
         self.canary_requests = rollout.stage_canary_requests
         #: Stage time at `running_since`; the stage clock runs only while `running_since` is set.
         self.elapsed_base = rollout.stage_elapsed_s
-        self.running_since: float | None = now if rollout.state is _RUNNING else None
+        self.running_since: float | None = now if rollout.state in _CLOCKED else None
         self.next_check_at = now + rollout.analysis.interval_s
         self.watchers: set[asyncio.Queue[WatchEvent | None]] = set()
 
@@ -240,7 +275,9 @@ class RolloutController:
     """Owns every rollout: the API behind RolloutService, the analysis loop, the router's tables.
 
     `switch_alias(logical, physical)` and `resolve_alias(logical) -> physical` are the backend's
-    alias operations. `clock` is monotonic seconds (stage time, windows, check schedule);
+    alias operations; `delete_collection(physical)` and `list_aliases() -> {alias: target}` are what
+    the grace period's DELETE needs; `vector_space(physical) -> (dimension, model)` lets CreateRollout
+    refuse arms in different vector spaces unless both name their model (`model.check_arm_spaces`). `clock` is monotonic seconds (stage time, windows, check schedule);
     `wall_clock` is epoch seconds (decision and rollout times). `sleep` is what `run()` waits with.
     """
 
@@ -264,6 +301,9 @@ class RolloutController:
         backfill_retry_s: float = BACKFILL_RETRY_S,
         leadership: Leadership | None = None,
         counts: CountsExchange | None = None,
+        delete_collection: DeleteCollection | None = None,
+        list_aliases: ListAliases | None = None,
+        vector_space: DescribeSpace | None = None,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -282,6 +322,11 @@ class RolloutController:
         self._page_tokens = page_tokens or PageTokens()
         #: SearchCore's write order: creation holds the collection's writes until its routes are published.
         self._write_order = write_order or WriteOrder()
+        #: What the grace period's DELETE uses (without them the old collection is kept, and the decision says why).
+        self._delete_collection = delete_collection
+        self._list_aliases = list_aliases
+        #: A physical collection's (dimension, model): CreateRollout checks the arms are compatible.
+        self._vector_space = vector_space
         #: Every rollout by name, ended ones too.
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
@@ -381,6 +426,7 @@ class RolloutController:
                 await self._to_completion(self._check(active))
             except Exception:
                 log.exception("rollout check failed", extra={"rollout": active.rollout.name})
+        await self._end_grace_periods()
 
     async def _share_counts(self, now: float) -> None:
         """A follower's tick: hand every active rollout's complete seconds to the counts exchange."""
@@ -436,7 +482,7 @@ class RolloutController:
             if same_stage:
                 active.evidence.carry_keys(seen)
             active.elapsed_base = stored.stage_elapsed_s
-            active.running_since = now if stored.state is _RUNNING else None
+            active.running_since = now if stored.state in _CLOCKED else None
             if not (same_stage and self._leadership.is_leader):  # the leader's own count includes everyone's
                 active.canary_requests = stored.stage_canary_requests
             self._rollouts[name] = stored
@@ -554,8 +600,9 @@ class RolloutController:
 
         InvalidArgument for a bad spec; AlreadyExists for a taken name or a collection with an
         active rollout; NotFound (from `resolve_alias`) for an unknown collection; FailedPrecondition
-        when `collection` is not an alias (promotion switches one) or `primary_collection` is set but is
-        not what the collection points at.
+        when `collection` is not an alias (promotion switches one), `primary_collection` is set but is
+        not what the collection points at, or the arms hold different vector spaces (model or dimension)
+        without both naming their embedding model (reason INCOMPATIBLE_ARMS, both spaces in the message).
         """
         return await self._to_completion(self._create(rollout, actor))
 
@@ -600,6 +647,9 @@ class RolloutController:
         if await self._resolve_alias(spec.canary_collection) != spec.canary_collection:
             raise InvalidArgument("rollout.canary_collection",
                                   f"{spec.canary_collection!r} is an alias; name the physical collection")
+        if self._vector_space is not None:
+            check_arm_spaces(target, await self._vector_space(target), spec.canary_collection,
+                             await self._vector_space(spec.canary_collection))
         now, wall = self._clock(), self._wall_clock()
         first = spec.stages[0]
         # A spec that asks for a pre-flight waits PREPARED, with no traffic, for ValidateRollout and StartRollout.
@@ -674,15 +724,20 @@ class RolloutController:
         check_reason(reason)
         async with self._transition(name, "promote", ACTIVE_STATES - PREPARATION_STATES) as active:
             current = active.rollout
+            if current.state is _BAKING:
+                now = self._clock()
+                live = active.live(now)
+                return await self._complete_bake(
+                    active, live, now, self._wall_clock(), actor,
+                    _with_reason(f"bake ended early by promotion after {live.stage_elapsed_s:.0f}/"
+                                 f"{live.promotion.bake_s:.0f} s: {_bake_end_effect(live)}", reason))
             await self._point_alias_at_canary(current)
             now = self._clock()
-            draft, decision = self._decide(
-                dataclasses.replace(active.live(now), state=RolloutState.PROMOTED, weight_percent=100.0),
-                DecisionKind.PROMOTED, actor, self._wall_clock(),
-                _with_reason(f"promoted from {current.state.name} at {current.stage_label}: "
-                             f"{_promotion_effect(current)}", reason),
-            )
-            return await self._commit(active, draft, [decision], now)
+            draft, decision = self._after_switch(
+                active, active.live(now), actor, self._wall_clock(),
+                f"promoted from {current.state.name} at {current.stage_label}: {_promotion_effect(current)}",
+                reason=reason)
+            return await self._commit(active, draft, [decision], now, reset_progress=True, switched=True)
 
     async def abort(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         """End an active rollout: weight 0 at once, state ABORTED, alias untouched."""
@@ -690,7 +745,7 @@ class RolloutController:
 
     async def _abort(self, name: str, reason: str = "", actor: str = "") -> Rollout:
         check_reason(reason)
-        async with self._transition(name, "abort", ACTIVE_STATES) as active:
+        async with self._transition(name, "abort", _BEFORE_PROMOTION) as active:
             now = self._clock()
             current = active.live(now)
             draft, decision = self._decide(
@@ -943,7 +998,9 @@ class RolloutController:
             current = active.live(now)
             verdict = judge(active.evidence)
             wall = self._wall_clock()
-            if verdict.outcome is CheckOutcome.FAILED:
+            if current.state is _BAKING:
+                await self._check_bake(active, current, verdict, now, wall)
+            elif verdict.outcome is CheckOutcome.FAILED:
                 await self._commit(active, *self._on_failed_check(current, verdict, wall), now)
             elif verdict.outcome is CheckOutcome.SPLIT_MISMATCH and current.state is _RUNNING:
                 draft, decision = self._decide(
@@ -1019,11 +1076,9 @@ class RolloutController:
                     f"failed ({exc.message}); it is retried at the next passed check", verdict)
                 await self._commit(active, draft, [checked], now)
                 return
-            draft, promoted = self._decide(
-                dataclasses.replace(draft, state=RolloutState.PROMOTED, weight_percent=100.0),
-                DecisionKind.PROMOTED, CONTROLLER_ACTOR, wall,
-                f"{passed}, the last one; {_promotion_effect(current)}", verdict)
-            await self._commit(active, draft, [checked, promoted], now)
+            draft, promoted = self._after_switch(active, draft, CONTROLLER_ACTOR, wall,
+                                                 f"{passed}, the last one; {_promotion_effect(current)}", verdict)
+            await self._commit(active, draft, [checked, promoted], now, reset_progress=True, switched=True)
 
     # -- transitions ---------------------------------------------------------------------------------
 
@@ -1067,7 +1122,7 @@ class RolloutController:
         return dataclasses.replace(rollout, decisions=decisions, update_time=wall), decision
 
     async def _commit(self, active: _Active, draft: Rollout, decisions: Sequence[Decision], now: float, *,
-                      reset_progress: bool = False) -> Rollout:
+                      reset_progress: bool = False, switched: bool = False) -> Rollout:
         """Make `draft` current, route by it, announce `decisions`, and save it. Call with the lock held.
 
         A draft that keeps the rollout active is saved first: if the store fails nothing changes and the
@@ -1075,14 +1130,16 @@ class RolloutController:
         the rollout takes effect first, whatever the store does: an abort or a rollback must stop the
         canary's traffic even while the disk is full, and a promotion whose alias has switched has
         happened. Its save is tried at once and, if the store fails, on every tick until it succeeds.
+        `switched`: the alias has switched for this draft (into BAKING), so it is saved like an ending one.
         """
-        ending = not draft.state.is_active
+        ending = not draft.state.is_active or switched
         if not ending:
             await self._store.save(draft)
+            self._unsaved.pop(draft.name, None)  # the store holds a newer state than the one waiting
         previous = active.rollout
         active.rollout = draft
         active.elapsed_base = draft.stage_elapsed_s
-        active.running_since = now if draft.state is _RUNNING else None
+        active.running_since = now if draft.state in _CLOCKED else None
         if reset_progress:
             active.canary_requests = 0
         self._rollouts[draft.name] = draft
@@ -1141,17 +1198,192 @@ class RolloutController:
             log.warning("could not read the alias of an active rollout at start-up", exc_info=True,
                         extra={"rollout": rollout.name, "collection": rollout.collection})
             return
+        if rollout.state is _BAKING:
+            if target == rollout.primary_collection:
+                await self._finish_interrupted_undo(active)
+            return
         if target != rollout.canary_collection:
             return
         async with active.lock:
             now = self._clock()
-            draft, decision = self._decide(
-                dataclasses.replace(active.live(now), state=RolloutState.PROMOTED, weight_percent=100.0),
-                DecisionKind.PROMOTED, CONTROLLER_ACTOR, self._wall_clock(),
+            draft, decision = self._after_switch(
+                active, active.live(now), CONTROLLER_ACTOR, self._wall_clock(),
                 f"{rollout.collection!r} already pointed at the canary {rollout.canary_collection!r} at start-up "
-                f"(a promotion was not saved before the gateway stopped); recorded as promoted",
-            )
+                f"(a promotion was not saved before the gateway stopped); recorded as promoted")
+            await self._commit(active, draft, [decision], now, reset_progress=True, switched=True)
+
+    # -- after promotion: bake, undo, grace period ------------------------------------------------------
+
+    async def undo(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        """Switch a BAKING rollout's alias back to the old collection and end it (UNDONE).
+
+        No acknowledged write is lost: every write of the bake reached both collections. After the bake
+        (PROMOTED) it is FailedPrecondition: writes since then reached the new collection only. If the
+        alias switch fails the rollout is unchanged (still BAKING) and the error propagates.
+        """
+        return await self._to_completion(self._undo(name, reason, actor))
+
+    async def _undo(self, name: str, reason: str = "", actor: str = "") -> Rollout:
+        check_reason(reason)
+        async with self._transition(name, "undo", {_BAKING}) as active:
+            await self._switch_alias_back(active.rollout)
+            now = self._clock()
+            live = active.live(now)
+            draft, decision = self._undone(
+                live, actor, self._wall_clock(),
+                _with_reason(f"undone after {live.stage_elapsed_s:.0f}/{live.promotion.bake_s:.0f} s of the bake: "
+                             f"{_undo_effect(live)}", reason))
+            return await self._commit(active, draft, [decision], now)
+
+    def _after_switch(self, active: _Active, current: Rollout, actor: str, wall: float, text: str,
+                      verdict: Verdict | None = None, *, reason: str = "") -> tuple[Rollout, Decision]:
+        """`current` once its alias points at the canary: BAKING with the bake's evidence (the stage's
+        tests afresh at 100 %, primary's calls so far the baseline), or PROMOTED when the policy bakes 0 s."""
+        bake_s = current.promotion.bake_s
+        if bake_s <= 0:
+            return self._decide(
+                dataclasses.replace(current, state=RolloutState.PROMOTED, weight_percent=100.0, bake_end_time=wall),
+                DecisionKind.PROMOTED, actor, wall, _with_reason(f"{text}; no bake (bake_duration 0)", reason), verdict)
+        now = self._clock()
+        active.fold(now)
+        draft = dataclasses.replace(current, state=_BAKING, weight_percent=100.0, stage_elapsed_s=0.0,
+                                    stage_clean_since_s=0.0, stage_canary_requests=0, evidence=None,
+                                    bake_start_time=wall, bake_end_time=0.0)
+        active.new_stage(draft)
+        draft = dataclasses.replace(draft, evidence=active.evidence.to_json(), baseline=active.baseline.to_json())
+        return self._decide(
+            draft, DecisionKind.BAKE_STARTED, actor, wall,
+            _with_reason(f"{text}; baking for {bake_s:.0f} s: writes still reach both {current.canary_collection!r} "
+                         f"and {current.primary_collection!r}, the new collection is judged against the old one's "
+                         f"baseline ({active.baseline.calls} analysed calls), UndoRollout switches back", reason),
+            verdict)
+
+    def _undone(self, current: Rollout, actor: str, wall: float, text: str,
+                verdict: Verdict | None = None) -> tuple[Rollout, Decision]:
+        return self._decide(dataclasses.replace(current, state=RolloutState.UNDONE, weight_percent=0.0,
+                                                bake_end_time=wall),
+                            DecisionKind.UNDONE, actor, wall, text, verdict)
+
+    async def _complete_bake(self, active: _Active, current: Rollout, now: float, wall: float, actor: str,
+                             text: str, verdict: Verdict | None = None) -> Rollout:
+        draft, completed = self._decide(
+            dataclasses.replace(current, state=RolloutState.PROMOTED, weight_percent=100.0, bake_end_time=wall),
+            DecisionKind.BAKE_COMPLETED, actor, wall, text, verdict)
+        return await self._commit(active, draft, [completed], now)
+
+    async def _check_bake(self, active: _Active, current: Rollout, verdict: Verdict, now: float,
+                          wall: float) -> None:
+        """A check during the bake: a rejected test undoes the promotion; the bake's end completes it."""
+        bake_s = current.promotion.bake_s
+        progress = f"baking: {current.stage_elapsed_s:.0f}/{bake_s:.0f} s"
+        if verdict.outcome is CheckOutcome.FAILED:
+            draft = dataclasses.replace(current, consecutive_failures=current.consecutive_failures + 1,
+                                        total_failures=current.total_failures + 1)
+            try:
+                await self._switch_alias_back(current)
+            except SearchgwError as exc:
+                draft, failed = self._decide(
+                    draft, DecisionKind.CHECK_FAILED, CONTROLLER_ACTOR, wall,
+                    f"check failed during the bake: {verdict.summary}; switching {current.collection!r} back "
+                    f"failed ({exc.message}); the undo is tried again at the next check", verdict)
+                await self._commit(active, draft, [failed], now)
+                return
+            draft, failed = self._decide(draft, DecisionKind.CHECK_FAILED, CONTROLLER_ACTOR, wall,
+                                         f"check failed during the bake: {verdict.summary}", verdict)
+            draft, undone = self._undone(
+                draft, CONTROLLER_ACTOR, wall,
+                f"undone after {current.stage_elapsed_s:.0f}/{bake_s:.0f} s of the bake: {verdict.summary}; "
+                f"{_undo_effect(current)}", verdict)
+            await self._commit(active, draft, [failed, undone], now)
+        elif current.stage_elapsed_s >= bake_s:
+            await self._complete_bake(
+                active, dataclasses.replace(current, consecutive_failures=0), now, wall, CONTROLLER_ACTOR,
+                f"bake completed after {current.stage_elapsed_s:.0f} s with no test rejected ({verdict.summary}); "
+                f"{_bake_end_effect(current)}", verdict)
+        else:
+            kind = DecisionKind.CHECK_PASSED if verdict.outcome is CheckOutcome.PASSED else DecisionKind.INCONCLUSIVE
+            draft, decision = self._decide(current, kind, CONTROLLER_ACTOR, wall, f"{verdict.summary}; {progress}",
+                                           verdict)
             await self._commit(active, draft, [decision], now)
+
+    async def _switch_alias_back(self, rollout: Rollout) -> None:
+        try:
+            await self._switch_alias(rollout.collection, rollout.primary_collection)
+        except SearchgwError:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"could not point {rollout.collection!r} back at {rollout.primary_collection!r} "
+                              f"({exc}); the rollout is still BAKING") from exc
+
+    async def _finish_interrupted_undo(self, active: _Active) -> None:
+        async with active.lock:
+            now = self._clock()
+            live = active.live(now)
+            draft, decision = self._undone(
+                live, CONTROLLER_ACTOR, self._wall_clock(),
+                f"{live.collection!r} already pointed back at {live.primary_collection!r} at start-up (an undo "
+                f"was not saved before the gateway stopped); recorded as undone: {_undo_effect(live)}")
+            await self._commit(active, draft, [decision], now)
+
+    async def _end_grace_periods(self) -> None:
+        """Apply the policy's action to the old collection of every promotion whose grace period is over."""
+        wall = self._wall_clock()
+        for rollout in list(self._rollouts.values()):
+            if (rollout.state is not RolloutState.PROMOTED or not rollout.bake_end_time
+                    or rollout.old_collection_time or wall < rollout.bake_end_time + rollout.promotion.grace_s):
+                continue
+            try:
+                async with self._create_lock:  # no rollout starts on the old collection while it is deleted
+                    await self._to_completion(self._end_grace_period(rollout.name, wall))
+            except Exception:
+                log.exception("could not end the grace period of a promotion", extra={"rollout": rollout.name})
+
+    async def _end_grace_period(self, name: str, wall: float) -> None:
+        rollout = self._rollouts[name]
+        if rollout.old_collection_time:
+            return
+        old = rollout.primary_collection
+        ended = (f"the grace period of {rollout.promotion.grace_s:.0f} s after the bake ended; old collection "
+                 f"{old!r}")
+        kind = DecisionKind.OLD_COLLECTION_KEPT
+        if rollout.promotion.old_collection_action is not OldCollectionAction.DELETE:
+            text = f"{ended} kept as the policy says (old_collection_action KEEP); delete it by hand when done"
+        elif (blockers := await self._old_collection_users(old)):
+            text = f"{ended} kept, not deleted as the policy says: {blockers}"
+        else:
+            assert self._delete_collection is not None  # _old_collection_users says so otherwise
+            try:
+                await self._delete_collection(old)
+                kind, text = DecisionKind.OLD_COLLECTION_DELETED, f"{ended} deleted as the policy says"
+            except NotFound:
+                kind, text = DecisionKind.OLD_COLLECTION_DELETED, f"{ended} was already gone"
+            except FailedPrecondition as exc:
+                text = f"{ended} kept, not deleted as the policy says: {exc.message}"
+            # Unavailable and the like propagate: the deletion is tried again on the next tick.
+        draft, decision = self._decide(dataclasses.replace(rollout, old_collection_time=wall), kind,
+                                       CONTROLLER_ACTOR, wall, text)
+        self._rollouts[name] = draft
+        self._unsaved[name] = draft
+        await self._save_unsaved()
+        _log_decision(draft, decision)
+        if self._observer is not None:
+            try:
+                self._observer.on_decision(draft, decision)
+            except Exception:
+                log.exception("rollout observer failed", extra={"rollout": name})
+
+    async def _old_collection_users(self, old: str) -> str:
+        """Why `old` must not be deleted ("" when it may): an alias points at it, an active rollout uses it."""
+        if self._delete_collection is None or self._list_aliases is None:
+            return "this controller was given no way to delete collections"
+        using = sorted(a.rollout.name for a in self._active.values()
+                       if old in (a.rollout.primary_collection, a.rollout.canary_collection))
+        if using:
+            return f"active rollout(s) {', '.join(using)} use it"
+        pointing = aliases_of(old, await self._list_aliases())
+        if pointing:
+            return f"alias(es) {', '.join(pointing)} point at it"
+        return ""
 
     # -- publishing ----------------------------------------------------------------------------------
 
@@ -1209,6 +1441,17 @@ def _log_unobserved_failure(task: asyncio.Task[Any]) -> None:
 
 
 def _illegal(rollout: Rollout, action: str, allowed: Collection[RolloutState]) -> FailedPrecondition:
+    if action == "undo" and rollout.state is RolloutState.PROMOTED and rollout.bake_end_time:
+        return FailedPrecondition(
+            f"cannot undo rollout {rollout.name!r}: its bake is over, and writes since then reached only "
+            f"{rollout.canary_collection!r}, not {rollout.primary_collection!r}; switching {rollout.collection!r} "
+            f"back would lose them (undo is possible only while BAKING; repoint the alias by hand if you accept "
+            f"that loss)", reason="BAKE_OVER", metadata={"state": rollout.state.name})
+    if action == "abort" and rollout.state is RolloutState.BAKING:
+        return FailedPrecondition(
+            f"cannot abort rollout {rollout.name!r}: it is BAKING (the alias already points at the canary); "
+            f"undo it to switch back, or promote it to end the bake now",
+            reason="ILLEGAL_TRANSITION", metadata={"state": rollout.state.name})
     needed = " or ".join(sorted(state.name for state in allowed))
     return FailedPrecondition(f"cannot {action} rollout {rollout.name!r}: it is {rollout.state.name}; "
                               f"{action} needs {needed}",
@@ -1229,6 +1472,17 @@ def _holding(rollout: Rollout) -> str:
 def _promotion_effect(rollout: Rollout) -> str:
     return (f"{rollout.collection!r} now points at the canary {rollout.canary_collection!r} "
             f"(the old collection {rollout.primary_collection!r} is kept)")
+
+
+def _undo_effect(rollout: Rollout) -> str:
+    return (f"{rollout.collection!r} points back at {rollout.primary_collection!r}, which received every write of "
+            f"the bake; the canary {rollout.canary_collection!r} is kept")
+
+
+def _bake_end_effect(rollout: Rollout) -> str:
+    return (f"writes now reach only {rollout.canary_collection!r}; the old collection {rollout.primary_collection!r} "
+            f"waits {rollout.promotion.grace_s:.0f} s, then is "
+            f"{'deleted' if rollout.promotion.old_collection_action is OldCollectionAction.DELETE else 'kept'}")
 
 
 def _with_reason(text: str, reason: str) -> str:
@@ -1257,7 +1511,8 @@ def _log_decision(rollout: Rollout, decision: Decision) -> None:
         extra[f"{name}_interval"] = [test.lower, test.upper]
     if decision.repeats > 1:
         extra["repeats"] = decision.repeats
-    level = logging.WARNING if decision.kind in (DecisionKind.CHECK_FAILED, DecisionKind.ROLLED_BACK) else logging.INFO
+    level = (logging.WARNING if decision.kind in (DecisionKind.CHECK_FAILED, DecisionKind.ROLLED_BACK,
+                                                  DecisionKind.UNDONE) else logging.INFO)
     log.log(level, "rollout %s %s: %s", rollout.name, decision.kind.name.lower(), decision.reason, extra=extra)
 
 

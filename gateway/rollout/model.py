@@ -24,7 +24,7 @@ from typing import Any
 from searchgw.gateway.rollout.preparation import BackfillProgress, PreflightPolicy, PreflightResult
 from searchgw.gateway.routing import weight_to_bps
 from searchgw.gateway.rules import check_name, check_rollout_name
-from searchgw.errors import InvalidArgument
+from searchgw.errors import FailedPrecondition, InvalidArgument
 
 #: Who made a decision that no operator made.
 CONTROLLER_ACTOR = "controller"
@@ -61,6 +61,11 @@ class RolloutState(enum.Enum):
     PREPARING = 7
     #: The canary is complete (or CreateRollout asked for a pre-flight); StartRollout needs a passed pre-flight.
     PREPARED = 8
+    #: Promoted (the alias points at the canary) and watched for the bake period: writes still reach
+    #: both collections, so an undo loses nothing.
+    BAKING = 9
+    #: Undone during the bake: the alias points back at the old collection, which had every write.
+    UNDONE = 10
 
     @property
     def is_active(self) -> bool:
@@ -70,7 +75,7 @@ class RolloutState(enum.Enum):
 
 #: States in which a rollout routes traffic; at most one such rollout per logical collection.
 ACTIVE_STATES = frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.AWAITING_PROMOTION,
-                           RolloutState.PREPARING, RolloutState.PREPARED})
+                           RolloutState.PREPARING, RolloutState.PREPARED, RolloutState.BAKING})
 
 #: Active states before traffic: the rollout holds its collections and takes dual writes, but routes
 #: no search to the canary (weight 0), runs no checks, and cannot be promoted.
@@ -97,6 +102,11 @@ class DecisionKind(enum.Enum):
     PREFLIGHT_PASSED = 14
     PREFLIGHT_FAILED = 15
     BACKFILL_FAILED = 16
+    BAKE_STARTED = 17
+    BAKE_COMPLETED = 18
+    UNDONE = 19
+    OLD_COLLECTION_DELETED = 20
+    OLD_COLLECTION_KEPT = 21
 
 
 #: Decisions that change nothing; a run of the same one is folded into one entry (count and time
@@ -292,6 +302,70 @@ class AnalysisPolicy:
         return stage.max_error_rate or self.max_error_rate
 
 
+class OldCollectionAction(enum.Enum):
+    """What happens to the old collection when the grace period after promotion ends
+    (`PromotionPolicy.OldCollectionAction`)."""
+
+    UNSPECIFIED = 0
+    #: Keep it (the default): deleting data is the one step that cannot be undone, so it needs an
+    #: explicit policy; the kept collection is recorded as a decision, to delete by hand.
+    KEEP = 1
+    #: Delete it, unless an alias points at it or another active rollout uses it (then it is kept,
+    #: and the decision says why).
+    DELETE = 2
+
+
+#: How long a promotion is watched with the old collection kept in step, unless the policy says.
+DEFAULT_BAKE_DURATION_S = 600.0
+#: How long the old collection is kept after the bake before the policy's action, unless it says.
+DEFAULT_GRACE_PERIOD_S = 24 * 3600.0
+MAX_BAKE_DURATION_S = 7 * 24 * 3600.0
+MAX_GRACE_PERIOD_S = 365 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionPolicy:
+    """What happens after the alias switches to the canary (seed steps 7–9).
+
+    `bake_duration_s`: BAKING lasts this long — writes still reach both collections, the analysis
+    keeps watching the new primary against the old primary's baseline, UndoRollout switches back
+    with no write lost; 0 promotes at once (no bake, no undo). `grace_period_s`: counted from the
+    end of the bake; then `old_collection_action` is applied to the old collection. None means the
+    default (the proto's unset Duration), so 0 can mean "none".
+    """
+
+    bake_duration_s: float | None = None
+    grace_period_s: float | None = None
+    old_collection_action: OldCollectionAction = OldCollectionAction.UNSPECIFIED
+
+    def with_defaults(self) -> PromotionPolicy:
+        return PromotionPolicy(
+            bake_duration_s=DEFAULT_BAKE_DURATION_S if self.bake_duration_s is None else self.bake_duration_s,
+            grace_period_s=DEFAULT_GRACE_PERIOD_S if self.grace_period_s is None else self.grace_period_s,
+            old_collection_action=(OldCollectionAction.KEEP if self.old_collection_action is
+                                   OldCollectionAction.UNSPECIFIED else self.old_collection_action))
+
+    def validate(self, path: str) -> None:
+        """Raise InvalidArgument naming `path.<field>` for the first unusable value."""
+        for name, limit in (("bake_duration", MAX_BAKE_DURATION_S), ("grace_period", MAX_GRACE_PERIOD_S)):
+            value = getattr(self, f"{name}_s")
+            if value is not None and (not _finite(value) or not 0 <= value <= limit):
+                raise InvalidArgument(f"{path}.{name}", f"{value}s; must lie in [0, {limit:.0f}s]")
+
+    @property
+    def bake_s(self) -> float:
+        return DEFAULT_BAKE_DURATION_S if self.bake_duration_s is None else self.bake_duration_s
+
+    @property
+    def grace_s(self) -> float:
+        return DEFAULT_GRACE_PERIOD_S if self.grace_period_s is None else self.grace_period_s
+
+
+#: The policy of rollouts stored before promotion policies existed: promoted at once, old collection kept.
+LEGACY_PROMOTION_POLICY = PromotionPolicy(bake_duration_s=0.0, grace_period_s=0.0,
+                                          old_collection_action=OldCollectionAction.KEEP)
+
+
 @dataclass(frozen=True, slots=True)
 class ArmStats:
     """One arm's numbers in the current stage (all analysed calls since the stage began)."""
@@ -350,6 +424,7 @@ class Rollout:
     stages: tuple[Stage, ...] = ()
     analysis: AnalysisPolicy = AnalysisPolicy()
     auto_promote: bool = False
+    promotion: PromotionPolicy = PromotionPolicy()
 
     state: RolloutState = RolloutState.UNSPECIFIED
     current_stage: int = 0
@@ -361,6 +436,12 @@ class Rollout:
     stage_elapsed_s: float = 0.0
     consecutive_failures: int = 0
     total_failures: int = 0
+    #: Wall-clock epoch seconds: when the bake began (the alias switched to the canary), when it ended
+    #: (BAKE_COMPLETED, UNDONE; for a promotion without a bake, the promotion), and when the grace
+    #: period's action on the old collection was taken (0: not yet). Persisted: they survive restarts.
+    bake_start_time: float = 0.0
+    bake_end_time: float = 0.0
+    old_collection_time: float = 0.0
 
     # Internal (persisted, not on the wire).
     #: The routing salt; fresh per rollout, so each rollout's canary carries different users.
@@ -422,7 +503,40 @@ def validate_new_rollout(rollout: Rollout) -> Rollout:
     if preflight_policy is not None:
         preflight_policy = preflight_policy.with_defaults()
         preflight_policy.validate("rollout.preflight_policy")
-    return dataclasses.replace(rollout, stages=tuple(stages), analysis=analysis, preflight_policy=preflight_policy)
+    rollout.promotion.validate("rollout.promotion")
+    return dataclasses.replace(rollout, stages=tuple(stages), analysis=analysis,
+                               promotion=rollout.promotion.with_defaults(), preflight_policy=preflight_policy)
+
+
+#: A collection's vector space: (dimension, embedding model; "" when it names none).
+VectorSpace = tuple[int, str]
+
+
+def describe_space(space: VectorSpace) -> str:
+    dimension, model = space
+    return f"{dimension}-d vectors of model {model!r}" if model else f"{dimension}-d vectors with no embedding model"
+
+
+def check_arm_spaces(primary: str, primary_space: VectorSpace, canary: str, canary_space: VectorSpace) -> bool:
+    """Whether the arms hold different vector spaces (a model canary); FailedPrecondition when they may not.
+
+    Arms in one space (same dimension and model) are always compatible. Arms in different spaces (another
+    model, or another dimension) make a model canary, which needs both collections to name their model:
+    then a text is embedded for each arm with its own, so every write reaches both and every text query
+    is answered in the arm's own space (raw vectors belong to one space: see SearchCore).
+    """
+    if primary_space == canary_space:
+        return False
+    if not (primary_space[1] and canary_space[1]):
+        raise FailedPrecondition(
+            f"rollout.canary_collection: {canary!r} holds {describe_space(canary_space)} and {primary!r} holds "
+            f"{describe_space(primary_space)}; arms in different vector spaces are a model canary, which needs "
+            f"both collections to name their embedding model (texts are embedded for each arm with its own) — "
+            f"create the canary with the primary's dimension and model, or with --embedding-model",
+            reason="INCOMPATIBLE_ARMS",
+            metadata={"field": "rollout.canary_collection", "primary": describe_space(primary_space),
+                      "canary": describe_space(canary_space)})
+    return True
 
 
 def check_reason(reason: str) -> None:

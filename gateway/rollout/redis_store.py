@@ -7,6 +7,8 @@ command or Lua script.
 Keys (prefix `searchgw:`)
     rollout:{name}          hash: body (the rollout and its kept decisions, JSON), version, folded
     rollouts                set of rollout names
+    active:{collection}     the name of the collection's active rollout (set and cleared by the save that
+                            starts or ends it), so two replicas cannot both start one on a collection
     version                 counter, raised by every save (what followers poll)
     epoch                   the fencing epoch, raised (INCR) by every new leader
     leader                  the lease: "{epoch} {holder}", SET NX PX, renewed by its holder only
@@ -94,7 +96,16 @@ if epoch >= 0 then
   local newest = tonumber(redis.call('GET', KEYS[4]) or '0')
   if epoch < newest then return {-2, newest} end
 end
+if ARGV[7] == '1' then
+  local holder = redis.call('GET', KEYS[5])
+  if holder and holder ~= ARGV[1] then return {-3, holder} end
+end
 local version = current + 1
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[5], ARGV[1])
+elseif redis.call('GET', KEYS[5]) == ARGV[1] then
+  redis.call('DEL', KEYS[5])
+end
 redis.call('HSET', KEYS[1], 'body', ARGV[2], 'version', version)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'folded', ARGV[5]) end
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -193,12 +204,19 @@ class RedisRolloutStore:
                            "decisions": [_decision_to_json(d) for d in rollout.decisions]})
         try:
             version, detail = await self._save_script(
-                keys=[self.rollout_key(name), f"{self.prefix}rollouts", self.version_key, f"{self.prefix}epoch"],
-                args=[name, body, expected, epoch, "" if folded is None else folded, self.channel])
+                keys=[self.rollout_key(name), f"{self.prefix}rollouts", self.version_key, f"{self.prefix}epoch",
+                      f"{self.prefix}active:{rollout.collection}"],
+                args=[name, body, expected, epoch, "" if folded is None else folded, self.channel,
+                      "1" if rollout.state.is_active else "0"])
         except (RedisError, OSError) as exc:
             self.up = False
             raise _unavailable(f"saving rollout {name!r}", exc) from exc
         self.up = True
+        if version == -3:
+            raise AlreadyExists(
+                f"collection {rollout.collection!r} already has an active rollout {detail!r} (started at another "
+                f"replica); promote or abort it first", reason="ACTIVE_ROLLOUT_EXISTS",
+                metadata={"collection": rollout.collection, "rollout": str(detail)})
         if version == -1 and expected == 0:
             raise AlreadyExists(f"a rollout named {name!r} already exists (created at another replica); pick "
                                 f"another name", reason="ROLLOUT_EXISTS", metadata={"rollout": name})

@@ -25,8 +25,11 @@ from typing import Any, Protocol, TypeVar
 from searchgw.gateway.rollout.model import (
     AnalysisPolicy,
     ArmStats,
+    LEGACY_PROMOTION_POLICY,
     Decision,
     DecisionKind,
+    OldCollectionAction,
+    PromotionPolicy,
     Rollout,
     RolloutState,
     Stage,
@@ -250,6 +253,20 @@ def _policy_from_json(data: dict[str, Any]) -> AnalysisPolicy:
     return AnalysisPolicy(**{**data, "error_codes": tuple(data["error_codes"])})
 
 
+def _promotion_to_json(policy: PromotionPolicy) -> dict[str, Any]:
+    return {"bake_duration_s": policy.bake_duration_s, "grace_period_s": policy.grace_period_s,
+            "old_collection_action": policy.old_collection_action.name}
+
+
+def _promotion_from_json(data: dict[str, Any] | None) -> PromotionPolicy:
+    """A row written before promotion policies existed gets the behaviour it was created with:
+    promoted at once, old collection kept."""
+    if data is None:
+        return LEGACY_PROMOTION_POLICY
+    return PromotionPolicy(bake_duration_s=data["bake_duration_s"], grace_period_s=data["grace_period_s"],
+                           old_collection_action=OldCollectionAction[data["old_collection_action"]])
+
+
 def _rollout_to_json(rollout: Rollout) -> dict[str, Any]:
     return {
         "name": rollout.name, "collection": rollout.collection,
@@ -267,6 +284,8 @@ def _rollout_to_json(rollout: Rollout) -> dict[str, Any]:
         "backfill": None if rollout.backfill is None else rollout.backfill.to_json(),
         "preflight_policy": None if rollout.preflight_policy is None else rollout.preflight_policy.to_json(),
         "preflight": None if rollout.preflight is None else rollout.preflight.to_json(),
+        "promotion": _promotion_to_json(rollout.promotion), "bake_start_time": rollout.bake_start_time,
+        "bake_end_time": rollout.bake_end_time, "old_collection_time": rollout.old_collection_time,
     }
 
 
@@ -274,6 +293,7 @@ def _rollout_from_json(data: dict[str, Any], decisions: tuple[Decision, ...]) ->
     return Rollout(
         **{**data, "stages": tuple(Stage(**stage) for stage in data["stages"]),
            "analysis": _policy_from_json(data["analysis"]), "state": RolloutState[data["state"]],
+           "promotion": _promotion_from_json(data.get("promotion")),
            "decisions": decisions, **_preparation_from_json(data)},
     )
 

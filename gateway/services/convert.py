@@ -33,6 +33,8 @@ from searchgw.gateway.rollout import (
     ArmStats,
     Decision,
     DecisionKind,
+    OldCollectionAction,
+    PromotionPolicy,
     Rollout,
     RolloutState,
     Stage,
@@ -302,6 +304,36 @@ def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
     )
 
 
+_OLD_ACTION_OUT = {action: getattr(roll_pb.PromotionPolicy, f"OLD_COLLECTION_ACTION_{action.name}")
+                   for action in OldCollectionAction}
+_OLD_ACTION_IN = {number: action for action, number in _OLD_ACTION_OUT.items()}
+
+
+def promotion_from_proto(message: roll_pb.PromotionPolicy) -> PromotionPolicy:
+    """An unset duration means 'default'; a zero one means 'none' (no bake, no grace)."""
+    action = _OLD_ACTION_IN.get(message.old_collection_action)
+    if action is None:
+        raise InvalidArgument("rollout.promotion.old_collection_action",
+                              f"{message.old_collection_action} is not a known action (KEEP or DELETE)")
+    return PromotionPolicy(
+        bake_duration_s=duration_from_proto(message.bake_duration) if message.HasField("bake_duration") else None,
+        grace_period_s=duration_from_proto(message.grace_period) if message.HasField("grace_period") else None,
+        old_collection_action=action)
+
+
+def promotion_to_proto(policy: PromotionPolicy) -> roll_pb.PromotionPolicy:
+    message = roll_pb.PromotionPolicy(old_collection_action=_OLD_ACTION_OUT[policy.old_collection_action])
+    if policy.bake_duration_s is not None:
+        message.bake_duration.CopyFrom(duration_to_proto(policy.bake_duration_s))
+    if policy.grace_period_s is not None:
+        message.grace_period.CopyFrom(duration_to_proto(policy.grace_period_s))
+    return message
+
+
+def _time_or_none(seconds: float) -> Any:
+    return timestamp_to_proto(seconds) if seconds else None
+
+
 def rollout_from_proto(message: roll_pb.Rollout) -> Rollout:
     """The fields a client may set; output-only fields are ignored."""
     return Rollout(
@@ -312,6 +344,7 @@ def rollout_from_proto(message: roll_pb.Rollout) -> Rollout:
         analysis=analysis_from_proto(message.analysis), auto_promote=message.auto_promote,
         preflight_policy=preflight_policy_from_proto(message.preflight_policy)
         if message.HasField("preflight_policy") else None,
+        promotion=promotion_from_proto(message.promotion),
     )
 
 
@@ -408,4 +441,7 @@ def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_p
         preflight=None if rollout.preflight is None else preflight_result_to_proto(rollout.preflight),
         preflight_policy=None if rollout.preflight_policy is None
         else preflight_policy_to_proto(rollout.preflight_policy),
+        promotion=promotion_to_proto(rollout.promotion), bake_start_time=_time_or_none(rollout.bake_start_time),
+        bake_end_time=_time_or_none(rollout.bake_end_time),
+        old_collection_time=_time_or_none(rollout.old_collection_time),
     )

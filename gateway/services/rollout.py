@@ -55,6 +55,10 @@ class RolloutServicer(pb_grpc.RolloutServiceServicer):
         rollout = await self._controller.abort(request.name, request.reason, actor=_actor())
         return pb.AbortRolloutResponse(rollout=rollout_to_proto(rollout))
 
+    async def UndoRollout(self, request, context) -> pb.UndoRolloutResponse:
+        rollout = await self._controller.undo(request.name, request.reason, actor=_actor())
+        return pb.UndoRolloutResponse(rollout=rollout_to_proto(rollout))
+
     async def WatchRollout(self, request, context):
         async for rollout, decision in self._controller.watch(request.name):
             yield pb.WatchRolloutResponse(rollout=rollout_to_proto(rollout, with_decisions=False),

@@ -41,6 +41,21 @@ class ServingState:
         await self.servicer.enter_graceful_shutdown()
 
 
+async def drain(server: grpc.aio.Server, state: ServingState, *, delay_s: float, grace_s: float,
+                sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+    """Stop `server` the way a proxy in front of it needs: health NOT_SERVING at once (watchers and
+    health checks see it), new calls still answered for `delay_s` while the proxy takes the server out,
+    then `server.stop(grace_s)`: HTTP/2 GOAWAY on every connection (the proxy opens no new stream on
+    them), the listener closed, in-flight calls given `grace_s` to finish. `sleep` waits the delay
+    (asyncio.sleep; a test passes its own)."""
+    import asyncio
+
+    await state.shutdown()
+    if delay_s > 0:
+        await (sleep or asyncio.sleep)(delay_s)
+    await server.stop(grace_s)
+
+
 async def add_health_and_reflection(server: grpc.aio.Server, state: ServingState) -> None:
     """Register health (NOT_SERVING until `state.set_serving(True)`) and server reflection."""
     health_pb2_grpc.add_HealthServicer_to_server(state.servicer, server)

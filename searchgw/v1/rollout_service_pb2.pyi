@@ -61,7 +61,7 @@ class AnalysisPolicy(_message.Message):
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ..., error_alpha: _Optional[float] = ..., latency_alpha: _Optional[float] = ..., guard_alpha: _Optional[float] = ..., sample_ratio_alpha: _Optional[float] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures", "backfill", "preflight", "preflight_policy")
+    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures", "backfill", "preflight", "preflight_policy", "promotion", "bake_start_time", "bake_end_time", "old_collection_time")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Rollout.State]
@@ -73,6 +73,8 @@ class Rollout(_message.Message):
         STATE_ABORTED: _ClassVar[Rollout.State]
         STATE_PREPARING: _ClassVar[Rollout.State]
         STATE_PREPARED: _ClassVar[Rollout.State]
+        STATE_BAKING: _ClassVar[Rollout.State]
+        STATE_UNDONE: _ClassVar[Rollout.State]
     STATE_UNSPECIFIED: Rollout.State
     STATE_RUNNING: Rollout.State
     STATE_PAUSED: Rollout.State
@@ -82,6 +84,8 @@ class Rollout(_message.Message):
     STATE_ABORTED: Rollout.State
     STATE_PREPARING: Rollout.State
     STATE_PREPARED: Rollout.State
+    STATE_BAKING: Rollout.State
+    STATE_UNDONE: Rollout.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +105,10 @@ class Rollout(_message.Message):
     BACKFILL_FIELD_NUMBER: _ClassVar[int]
     PREFLIGHT_FIELD_NUMBER: _ClassVar[int]
     PREFLIGHT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    PROMOTION_FIELD_NUMBER: _ClassVar[int]
+    BAKE_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    BAKE_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    OLD_COLLECTION_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     collection: str
     primary_collection: str
@@ -120,7 +128,29 @@ class Rollout(_message.Message):
     backfill: BackfillProgress
     preflight: PreflightResult
     preflight_policy: PreflightPolicy
-    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., preflight: _Optional[_Union[PreflightResult, _Mapping]] = ..., preflight_policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ...) -> None: ...
+    promotion: PromotionPolicy
+    bake_start_time: _timestamp_pb2.Timestamp
+    bake_end_time: _timestamp_pb2.Timestamp
+    old_collection_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., preflight: _Optional[_Union[PreflightResult, _Mapping]] = ..., preflight_policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ..., promotion: _Optional[_Union[PromotionPolicy, _Mapping]] = ..., bake_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bake_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., old_collection_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PromotionPolicy(_message.Message):
+    __slots__ = ("bake_duration", "grace_period", "old_collection_action")
+    class OldCollectionAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OLD_COLLECTION_ACTION_UNSPECIFIED: _ClassVar[PromotionPolicy.OldCollectionAction]
+        OLD_COLLECTION_ACTION_KEEP: _ClassVar[PromotionPolicy.OldCollectionAction]
+        OLD_COLLECTION_ACTION_DELETE: _ClassVar[PromotionPolicy.OldCollectionAction]
+    OLD_COLLECTION_ACTION_UNSPECIFIED: PromotionPolicy.OldCollectionAction
+    OLD_COLLECTION_ACTION_KEEP: PromotionPolicy.OldCollectionAction
+    OLD_COLLECTION_ACTION_DELETE: PromotionPolicy.OldCollectionAction
+    BAKE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    OLD_COLLECTION_ACTION_FIELD_NUMBER: _ClassVar[int]
+    bake_duration: _duration_pb2.Duration
+    grace_period: _duration_pb2.Duration
+    old_collection_action: PromotionPolicy.OldCollectionAction
+    def __init__(self, bake_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., old_collection_action: _Optional[_Union[PromotionPolicy.OldCollectionAction, str]] = ...) -> None: ...
 
 class BackfillProgress(_message.Message):
     __slots__ = ("total", "copied", "reembedded", "failed", "superseded", "done", "start_time", "update_time", "last_error", "batch_size")
@@ -283,6 +313,11 @@ class Decision(_message.Message):
         KIND_PREFLIGHT_PASSED: _ClassVar[Decision.Kind]
         KIND_PREFLIGHT_FAILED: _ClassVar[Decision.Kind]
         KIND_BACKFILL_FAILED: _ClassVar[Decision.Kind]
+        KIND_BAKE_STARTED: _ClassVar[Decision.Kind]
+        KIND_BAKE_COMPLETED: _ClassVar[Decision.Kind]
+        KIND_UNDONE: _ClassVar[Decision.Kind]
+        KIND_OLD_COLLECTION_DELETED: _ClassVar[Decision.Kind]
+        KIND_OLD_COLLECTION_KEPT: _ClassVar[Decision.Kind]
     KIND_UNSPECIFIED: Decision.Kind
     KIND_STARTED: Decision.Kind
     KIND_CHECK_PASSED: Decision.Kind
@@ -300,6 +335,11 @@ class Decision(_message.Message):
     KIND_PREFLIGHT_PASSED: Decision.Kind
     KIND_PREFLIGHT_FAILED: Decision.Kind
     KIND_BACKFILL_FAILED: Decision.Kind
+    KIND_BAKE_STARTED: Decision.Kind
+    KIND_BAKE_COMPLETED: Decision.Kind
+    KIND_UNDONE: Decision.Kind
+    KIND_OLD_COLLECTION_DELETED: Decision.Kind
+    KIND_OLD_COLLECTION_KEPT: Decision.Kind
     TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +457,20 @@ class AbortRolloutRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AbortRolloutResponse(_message.Message):
+    __slots__ = ("rollout",)
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    rollout: Rollout
+    def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class UndoRolloutRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UndoRolloutResponse(_message.Message):
     __slots__ = ("rollout",)
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     rollout: Rollout

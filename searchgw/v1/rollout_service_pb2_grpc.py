@@ -72,6 +72,11 @@ class RolloutServiceStub:
                 request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.AbortRolloutRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.AbortRolloutResponse.FromString,
                 _registered_method=True)
+        self.UndoRollout = channel.unary_unary(
+                '/searchgw.v1.RolloutService/UndoRollout',
+                request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.UndoRolloutRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.UndoRolloutResponse.FromString,
+                _registered_method=True)
         self.WatchRollout = channel.unary_stream(
                 '/searchgw.v1.RolloutService/WatchRollout',
                 request_serializer=searchgw_dot_v1_dot_rollout__service__pb2.WatchRolloutRequest.SerializeToString,
@@ -149,6 +154,13 @@ class RolloutServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UndoRollout(self, request, context):
+        """UndoRollout switches the alias back to the old collection while the rollout is BAKING.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchRollout(self, request, context):
         """WatchRollout streams the rollout's state, then every decision as it is made.
         """
@@ -215,6 +227,11 @@ def add_RolloutServiceServicer_to_server(servicer, server):
                     servicer.AbortRollout,
                     request_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.AbortRolloutRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_rollout__service__pb2.AbortRolloutResponse.SerializeToString,
+            ),
+            'UndoRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndoRollout,
+                    request_deserializer=searchgw_dot_v1_dot_rollout__service__pb2.UndoRolloutRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_rollout__service__pb2.UndoRolloutResponse.SerializeToString,
             ),
             'WatchRollout': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRollout,
@@ -429,6 +446,33 @@ class RolloutService:
             '/searchgw.v1.RolloutService/AbortRollout',
             searchgw_dot_v1_dot_rollout__service__pb2.AbortRolloutRequest.SerializeToString,
             searchgw_dot_v1_dot_rollout__service__pb2.AbortRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndoRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.RolloutService/UndoRollout',
+            searchgw_dot_v1_dot_rollout__service__pb2.UndoRolloutRequest.SerializeToString,
+            searchgw_dot_v1_dot_rollout__service__pb2.UndoRolloutResponse.FromString,
             options,
             channel_credentials,
             insecure,

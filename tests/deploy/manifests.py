@@ -72,6 +72,58 @@ def k8s_index() -> dict[tuple[str, str], dict]:
     return {(obj["kind"], obj["metadata"]["name"]): obj for obj in k8s_objects()}
 
 
+SINGLE_REPLICA = K8S / "single-replica"
+
+
+def kustomization(directory: pathlib.Path) -> dict:
+    (doc,) = yaml_docs(directory / "kustomization.yaml")
+    return doc
+
+
+def single_replica_objects() -> list[dict]:
+    """The single-replica overlay rendered the way kustomize does for what it uses: the base's objects,
+    minus those its `$patch: delete` patches name, with its other patches' `data`/`stringData`
+    merged into the object they name, plus its own resources."""
+    overlay = kustomization(SINGLE_REPLICA)
+    deleted: set[tuple[str, str]] = set()
+    merges: dict[tuple[str, str], dict] = {}
+    for patch in overlay["patches"]:
+        (doc,) = yaml_docs(SINGLE_REPLICA / patch["path"])
+        key = (doc["kind"], doc["metadata"]["name"])
+        if doc.get("$patch") == "delete":
+            deleted.add(key)
+        else:
+            merges[key] = doc
+    objects = []
+    for resource in overlay["resources"]:
+        if resource == "..":
+            objects += [obj for obj in k8s_objects() if (obj["kind"], obj["metadata"]["name"]) not in deleted]
+        else:
+            objects += yaml_docs(SINGLE_REPLICA / resource)
+    found = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
+    assert deleted.isdisjoint(found) and set(merges) <= found, "a patch names no object of the base"
+    rendered = []
+    for obj in objects:
+        patch = merges.get((obj["kind"], obj["metadata"]["name"]))
+        if patch:
+            assert set(patch) <= {"apiVersion", "kind", "metadata", "data", "stringData"}, patch
+            obj = {**obj, **{k: {**obj.get(k, {}), **patch[k]} for k in ("data", "stringData") if k in patch}}
+        rendered.append(obj)
+    return rendered
+
+
+def settings_of(objects: list[dict], server: Server, workload_key: tuple[str, str]):
+    """The settings `server`'s container gets from its ConfigMap and Secret among `objects`."""
+    index = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    (only,) = [c for c in index[workload_key]["spec"]["template"]["spec"]["containers"] if c["name"] == server.name]
+    env: dict[str, str] = {}
+    for source in only.get("envFrom", ()):
+        ref = source.get("configMapRef") or source.get("secretRef")
+        obj = index[("ConfigMap" if "configMapRef" in source else "Secret", ref["name"])]
+        env.update({**obj.get("data", {}), **obj.get("stringData", {})})
+    return settings_mod.build(server.settings_cls, {}, env_prefix=server.env_prefix, environ=env)
+
+
 def dashboard() -> dict:
     return json.loads(DASHBOARD_FILE.read_text())
 
@@ -330,7 +382,7 @@ def flag_values(server: Server, argv: Iterable[str]) -> dict[str, Any]:
 
 
 # -- what the deploy tests share: names and lookups in the manifests, compose, promtool, query checks ----
-WORKLOADS = {GATEWAY.name: ("StatefulSet", "searchgw-gateway"), EMBEDDER.name: ("Deployment", "searchgw-embedder")}
+WORKLOADS = {GATEWAY.name: ("Deployment", "searchgw-gateway"), EMBEDDER.name: ("Deployment", "searchgw-embedder")}
 CONFIGMAPS = {GATEWAY.name: "searchgw-gateway-config", EMBEDDER.name: "searchgw-embedder-config"}
 SECRET = "searchgw-gateway-secrets"
 DEFAULT_PORTS = {GATEWAY.name: (GATEWAY_PORT, GATEWAY_METRICS_PORT), EMBEDDER.name: (EMBEDDER_PORT, EMBEDDER_METRICS_PORT)}

@@ -28,9 +28,9 @@ from tests.deploy.manifests import (
 )
 
 
-def test_compose_runs_qdrant_embedder_gateway_prometheus_and_grafana():
+def test_compose_runs_qdrant_redis_embedder_gateway_prometheus_and_grafana():
     services = compose()["services"]
-    assert set(services) == {"qdrant", "embedder", "gateway", "prometheus", "grafana"}
+    assert set(services) == {"qdrant", "redis", "embedder", "gateway", "prometheus", "grafana"}
     assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
     build = services["embedder"]["build"]
     assert (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
@@ -60,6 +60,19 @@ def test_compose_gateway_uses_the_qdrant_server_and_the_embedder_at_their_real_p
     assert host == "embedder" and port == compose_settings(EMBEDDER).port
     depends = compose()["services"]["gateway"]["depends_on"]
     assert depends["embedder"]["condition"] == "service_healthy"
+
+
+def test_compose_gateway_keeps_rollout_state_in_the_redis_service_with_an_fsync_per_write():
+    settings = compose_settings(GATEWAY)
+    url = urlparse(settings.state)
+    assert settings.shared_state and url.scheme == "redis" and url.hostname == "redis" and url.port == 6379
+    redis = compose()["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "always"
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])  # the AOF outlives the container
+    assert compose()["services"]["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 @pytest.mark.parametrize("server", SERVERS, ids=lambda s: s.name)

@@ -27,6 +27,9 @@ from tests.deploy.manifests import (
     selects,
     workload,
     workloads,
+    secret_env,
+    settings_of,
+    single_replica_objects,
     yaml_docs,
 )
 
@@ -73,8 +76,7 @@ def test_services_select_the_workload_whose_ports_they_expose():
     index = k8s_index()
     for server in SERVERS:
         grpc_port, metrics_port = DEFAULT_PORTS[server.name]
-        names = [f"searchgw-{server.name}"] + (["searchgw-gateway-headless"] if server is GATEWAY else [])
-        for name in names:
+        for name in [f"searchgw-{server.name}"]:  # the overlay's headless Service: the overlay's test
             service = index[("Service", name)]
             matching = [w for w in workloads() if selects(service["spec"]["selector"], pod_labels(w))]
             assert matching == [workload(server)], name
@@ -91,7 +93,7 @@ def test_pdbs_and_the_hpa_point_at_real_workloads():
     for server in SERVERS:
         pdb = index[("PodDisruptionBudget", f"searchgw-{server.name}")]
         assert selects(pdb["spec"]["selector"]["matchLabels"], pod_labels(workload(server)))
-        # never minAvailable on a single replica: drains would hang
+        # never minAvailable: on the single-replica overlay's one pod drains would hang
         assert pdb["spec"].get("maxUnavailable") == 1 and "minAvailable" not in pdb["spec"]
     hpa = index[("HorizontalPodAutoscaler", "searchgw-embedder")]
     target = hpa["spec"]["scaleTargetRef"]
@@ -105,17 +107,62 @@ def test_pdbs_and_the_hpa_point_at_real_workloads():
     assert "replicas" not in workload(EMBEDDER)["spec"]
 
 
-def test_gateway_is_one_statefulset_pod_with_its_data_dir_on_a_persistent_volume():
+def test_gateway_is_a_deployment_of_three_replicas_on_qdrant_and_redis_state():
     index = k8s_index()
-    sts = workload(GATEWAY)
-    assert sts["kind"] == "StatefulSet" and sts["spec"]["replicas"] == 1
+    deployment = workload(GATEWAY)
+    assert deployment["kind"] == "Deployment" and "replicas" not in deployment["spec"]  # the HPA owns it
+    hpa = index[("HorizontalPodAutoscaler", "searchgw-gateway")]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "searchgw-gateway"}
+    assert hpa["spec"]["minReplicas"] == 3 <= hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["containerResource"]["container"] == container(GATEWAY)["name"]
+    # a rolling update never has fewer replicas serving than asked for
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # several replicas are only correct with shared collections and shared rollout state
+    settings = k8s_settings(GATEWAY)
+    assert settings.backend == "qdrant" and settings.qdrant_url.startswith("http")
+    assert settings.shared_state and settings.state.startswith("redis://")
+    assert "SEARCHGW_GATEWAY_STATE" in secret_env()  # the URL may carry Redis's password
+    # nothing lasting on the pod
+    assert "volumeClaimTemplates" not in deployment["spec"]
+    assert all("persistentVolumeClaim" not in v for v in pod_spec(GATEWAY)["volumes"])
+    # drains and upgrades take one replica at a time: at least two of the three keep serving
+    budget = index[("PodDisruptionBudget", "searchgw-gateway")]["spec"]
+    assert selects(budget["selector"]["matchLabels"], pod_labels(deployment))
+    assert budget == {**budget, "maxUnavailable": 1} and hpa["spec"]["minReplicas"] - 1 >= 2
+    assert not [o for o in k8s_objects() if o["kind"] == "StatefulSet"]
+
+
+def test_single_replica_overlay_is_one_statefulset_pod_with_edge_and_sqlite_on_a_volume():
+    objects = single_replica_objects()
+    index = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    gateways = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "HorizontalPodAutoscaler")
+                and o["metadata"]["name"] == "searchgw-gateway"]
+    assert [o["kind"] for o in gateways] == ["StatefulSet"]
+    sts = index[("StatefulSet", "searchgw-gateway")]
+    assert sts["spec"]["replicas"] == 1
     headless = index[("Service", sts["spec"]["serviceName"])]
-    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["clusterIP"] == "None" and selects(headless["spec"]["selector"], pod_labels(sts))
+    assert headless["spec"]["ports"] == index[("Service", "searchgw-gateway")]["spec"]["ports"]
+    for name, patched in (("ConfigMap", "gateway-config.yaml"), ("Secret", "gateway-secrets.yaml")):
+        (patch,) = yaml_docs(K8S / "single-replica" / patched)
+        for variable in {**patch.get("data", {}), **patch.get("stringData", {})}:
+            field = GATEWAY.env_fields()[variable]  # a real setting, in the object its secrecy asks for
+            assert field.metadata["secret"] == (name == "Secret"), variable
+    settings = settings_of(objects, GATEWAY, ("StatefulSet", "searchgw-gateway"))
+    assert settings.backend == "edge" and settings.state == "sqlite" and not settings.shared_state
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    mounts = {m["name"]: m["mountPath"] for m in container(GATEWAY)["volumeMounts"]}
-    assert mounts[claim["metadata"]["name"]] == str(k8s_settings(GATEWAY).data_dir)
-    assert not [o for o in k8s_objects() if o["kind"] == "Deployment" and "gateway" in o["metadata"]["name"]]
+    (gateway,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
+    mounts = {m["name"]: m["mountPath"] for m in gateway["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == str(settings.data_dir)
+    # the pod is the base's, apart from what a single writer with a volume changes
+    base = pod_spec(GATEWAY)
+    for key in ("serviceAccountName", "terminationGracePeriodSeconds", "automountServiceAccountToken"):
+        assert sts["spec"]["template"]["spec"][key] == base[key], key
+    assert {k: v for k, v in gateway.items() if k != "volumeMounts"} == {
+        k: v for k, v in container(GATEWAY).items() if k not in ("volumeMounts", "startupProbe")} | {
+        "startupProbe": gateway["startupProbe"]}
 
 
 @pytest.mark.parametrize("server", SERVERS, ids=lambda s: s.name)
@@ -208,6 +255,10 @@ def test_destination_rule_has_mutual_tls_outlier_detection_and_one_subset_of_rea
     assert selects(subset["labels"], pod_labels(workload(server)))
 
 
+#: RPCs that change nothing, so that a retry after a reset mid-call is safe.
+READ_ONLY_RPCS = {"/searchgw.v1.SearchService/Search", "/searchgw.v1.EmbedService/Embed"}
+
+
 @pytest.mark.parametrize("server", SERVERS, ids=lambda s: s.name)
 def test_virtual_service_sends_everything_to_one_subset_and_retries_with_per_try_timeouts(server):
     index = k8s_index()
@@ -231,7 +282,14 @@ def test_virtual_service_sends_everything_to_one_subset_and_retries_with_per_try
         if retries["attempts"] == 0:
             assert streaming and route.get("match") and seconds(route["timeout"]) == 0
             continue
-        assert set(retries["retryOn"].split(",")) == {"unavailable", "resource-exhausted"}
+        retry_on = set(retries["retryOn"].split(","))
+        # Refused (UNAVAILABLE: draining) or shed, and calls that never reached a replica: always retried.
+        assert {"unavailable", "resource-exhausted"} <= retry_on <= {
+            "unavailable", "resource-exhausted", "connect-failure", "refused-stream", "reset"}
+        # A reset mid-call may follow a call the replica applied: retried only where every RPC is read-only.
+        if "reset" in retry_on:
+            matched = [m["uri"].get("exact") or m["uri"]["prefix"] for m in route.get("match", [])]
+            assert matched and all(path in READ_ONLY_RPCS for path in matched), route["name"]
         tries = retries["attempts"] + 1
         assert seconds(retries["perTryTimeout"]) * tries <= seconds(route["timeout"])
 

@@ -84,7 +84,7 @@ def test_the_gateway_finds_the_embedder_and_routes_unkeyed_traffic_randomly_behi
     assert not settings.with_embedder
     # behind a sidecar every peer address is the sidecar's
     assert settings.routing_key_fallback == "random"
-    assert settings.backend == "edge"
+    assert settings.backend == "qdrant"  # the replicated base; the single-replica overlay sets edge
 
 
 def test_the_embedder_serves_the_model_baked_into_the_image():

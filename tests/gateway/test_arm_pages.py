@@ -109,7 +109,10 @@ async def test_after_promotion_primarys_tokens_are_stale_and_the_canarys_go_on(r
                                     routing_key=key_on(server, Arm.CANARY))
     on_primary = await client.search("docs", vector=unit_vector(99), limit=LIMIT,
                                      routing_key=key_on(server, Arm.PRIMARY))
-    await client.promote_rollout("r1")
+    await client.promote_rollout("r1")  # BAKING: the old collection still has every write, its pages go on
+    during = await client.search("docs", vector=unit_vector(99), limit=LIMIT, page_token=on_primary.next_page_token)
+    assert (during.route.collection, during.route.rollout) == ("docs-v1", "r1")
+    await client.promote_rollout("r1")  # the bake ends: docs-v1 serves docs no more
     with pytest.raises(SearchgwError) as info:
         await client.search("docs", vector=unit_vector(99), limit=LIMIT, page_token=on_primary.next_page_token)
     assert info.value.code_name == "FAILED_PRECONDITION" and "page_token" in info.value.message

@@ -17,6 +17,7 @@ import pytest
 from searchgw.gateway.cli import parse_stages
 from searchgw.gateway.rollout.model import DEFAULT_STAGES
 from searchgw.cli import build_parser, main
+from searchgw.v1 import rollout_service_pb2 as roll_pb
 
 ROOT = pathlib.Path(__file__).parents[2]
 
@@ -197,6 +198,31 @@ async def test_rollout_start_reads_a_spec_and_the_flags_override_it(rig, tmp_pat
     assert (analysis.interval.seconds, analysis.window.seconds, analysis.min_requests_per_arm) == (20, 180, 9)
     assert list(analysis.error_codes) == ["UNAVAILABLE", "INTERNAL"] and rollout.auto_promote
     assert out.splitlines()[1].split()[:6] == ["state", "RUNNING", "stage", "1/2", "weight", "10%"]
+
+
+async def test_rollout_start_takes_the_promotion_policy_and_undo_switches_back_while_baking(rig, tmp_path):
+    server, client = await rig.start()
+    await prepare(client)
+    addr = ("--addr", server.address)
+    spec = tmp_path / "r1.yaml"
+    spec.write_text("promotion:\n  grace_period: 3600s\n  old_collection_action: OLD_COLLECTION_ACTION_DELETE\n")
+    code, _, err = await searchgw("rollout", "start", "r1", "--collection", "docs", "--canary", "docs-v2",
+                                  "--spec", str(spec), "--bake", "5m", "--old-collection", "keep", *addr)
+    assert code == 0, err
+    promotion = (await client.get_rollout("r1")).promotion
+    assert (promotion.bake_duration.seconds, promotion.grace_period.seconds) == (300, 3600)
+    assert promotion.old_collection_action == roll_pb.PromotionPolicy.OLD_COLLECTION_ACTION_KEEP  # the flag wins
+
+    code, out, err = await searchgw("rollout", "promote", "r1", *addr)
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:2] == ["state", "BAKING"]
+    assert any(line.startswith("bake       started") and "(undo possible)" in line for line in out.splitlines())
+    code, out, err = await searchgw("rollout", "undo", "r1", "--reason", "recall dropped", *addr)
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:2] == ["state", "UNDONE"]
+    assert await server.backend.resolve("docs") == "docs-v1"
+    code, _, err = await searchgw("rollout", "undo", "r1", *addr)
+    assert code != 0 and "undo needs BAKING" in err
 
 
 async def test_status_is_concise_history_is_complete_and_watch_prints_a_line_per_decision(rig):

@@ -111,8 +111,10 @@ async def test_a_rollout_advances_stage_by_stage_and_promotes_with_the_alias_swi
     # of the burst (searches are batched per collection), so the canary at 100 % is slower than
     # primary was at 50 % for reasons that are not the canary's: `policy()` fixes an SLO.
     analysis = policy()
+    no_bake = roll_pb.PromotionPolicy()
+    no_bake.bake_duration.FromSeconds(0)  # promoted at once (the bake: test_rollout_bake_e2e.py)
     await client.create_rollout("r1", "docs", "docs-v2", auto_promote=True, analysis=analysis,
-                                stages=[stage(10, 20, 5), stage(50, 20, 5), stage(100, 20, 5)])
+                                stages=[stage(10, 20, 5), stage(50, 20, 5), stage(100, 20, 5)], promotion=no_bake)
     states = []
     for _ in range(20):
         await traffic(client, 200, prefix=f"round{len(states)}")
@@ -121,7 +123,7 @@ async def test_a_rollout_advances_stage_by_stage_and_promotes_with_the_alias_swi
         states.append((rollout.state, rollout.current_stage, rollout.weight_percent))
         if rollout.state == State.STATE_PROMOTED:
             break
-    assert rollout.state == State.STATE_PROMOTED, states
+    assert rollout.state == State.STATE_PROMOTED, (states, [d.reason for d in rollout.decisions[-3:]])
     assert [w for _, _, w in states if w][:3] == sorted(w for _, _, w in states if w)[:3]  # weights only rise
     assert await server.backend.resolve("docs") == "docs-v2"
     kinds = [d.kind for d in rollout.decisions]

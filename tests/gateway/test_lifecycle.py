@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from searchgw.gateway.client import GatewayClient
-from searchgw.rpc.server import run_until_signalled
+from searchgw.rpc.server import drain, run_until_signalled
 from searchgw.telemetry import configure_tracing
 from searchgw.telemetry.logs import JsonFormatter
 from tests.gateway.test_gateway import query_vector, two_arms
@@ -109,3 +109,36 @@ async def test_health_watchers_see_not_serving_as_soon_as_shutdown_begins(rig):
         stopping = asyncio.create_task(server.stop(1.0))
         assert (await stream.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         await stopping
+
+
+async def test_a_drain_delay_keeps_answering_while_health_says_not_serving_then_refuses(rig):
+    """What a proxy with its own health checks needs (tests/envoy runs it behind Envoy): calls that
+    arrive after SIGTERM but before the proxy saw NOT_SERVING are still answered."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server, client = await rig.start()
+    await two_arms(client)
+    rig.servers.remove(server)
+    waited: list[float] = []
+    release = asyncio.Event()
+
+    async def held(delay: float) -> None:  # the delay, ended by the test instead of the clock
+        waited.append(delay)
+        await release.wait()
+
+    stopping = asyncio.create_task(drain(server.server, server.state, delay_s=7.0, grace_s=1.0, sleep=held))
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check
+        while not waited:
+            await asyncio.sleep(0)
+        status = await check(health_pb2.HealthCheckRequest(service="searchgw.v1.SearchService"), timeout=5)
+        assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING and waited == [7.0]
+        for i in range(5):  # still answered during the delay
+            await client.search("docs", vector=query_vector(), routing_key=f"late-{i}", timeout=5)
+    release.set()
+    await stopping
+    with pytest.raises(Exception):
+        async with GatewayClient(server.address) as late:
+            await late.search("docs", vector=query_vector(), timeout=2)
+    await server.stop(0)

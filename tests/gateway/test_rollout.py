@@ -22,6 +22,7 @@ from searchgw.gateway.rollout import (
     AnalysisPolicy,
     Decision,
     DecisionKind,
+    PromotionPolicy,
     Rollout,
     RolloutController,
     RolloutState,
@@ -37,6 +38,8 @@ from searchgw.testing import WALL_OFFSET, ManualClock
 INTERVAL = 10.0
 STAGES = (Stage(10.0, 30.0, 50), Stage(50.0, 30.0, 50), Stage(100.0, 30.0, 50))
 POLICY = AnalysisPolicy(interval_s=INTERVAL, window_s=60.0, min_requests_per_arm=20, latency_threshold_s=0.050)
+#: Promotion without a bake (the behaviour these tests were written for; the bake is in test_rollout_bake.py).
+NO_BAKE = PromotionPolicy(bake_duration_s=0.0)
 
 
 class AliasTable:
@@ -119,7 +122,7 @@ async def env(tmp_path):
 
 def spec(name: str = "r1", collection: str = "docs", canary: str | None = None, **changes) -> Rollout:
     return Rollout(**{"name": name, "collection": collection, "canary_collection": canary or f"{collection}-v2",
-                      "stages": STAGES, "analysis": POLICY, **changes})
+                      "stages": STAGES, "analysis": POLICY, "promotion": NO_BAKE, **changes})
 
 
 def feed(controller: RolloutController, name: str = "r1", *, primary: int = 100, canary: int = 100,

@@ -454,6 +454,22 @@ async def test_a_name_taken_at_another_replica_is_already_exists(cluster):
     assert follower.router.table("docs") is None
 
 
+async def test_two_replicas_cannot_both_start_a_rollout_on_one_collection(cluster):
+    from searchgw.errors import AlreadyExists
+
+    _, replicas = cluster
+    leader, follower, _ = replicas
+    await leader.controller.create(spec("r1"), actor="alice")
+    with pytest.raises(AlreadyExists) as refused:  # another name, same collection, before the follower heard
+        await follower.controller.create(spec("r2", canary="docs-v3"), actor="bob")
+    assert refused.value.reason == "ACTIVE_ROLLOUT_EXISTS" and "'r1'" in refused.value.message
+    assert follower.router.table("docs") is None or follower.router.table("docs").rollout == "r1"
+    assert await follower.store.get("r2") is None  # nothing half-written
+    await leader.controller.abort("r1", actor="alice")  # the end releases the collection
+    started = await follower.controller.create(spec("r3", canary="docs-v3"), actor="bob")
+    assert started.state is RolloutState.RUNNING
+
+
 async def test_a_paused_old_leaders_rollback_is_refused_and_it_rejoins_the_shared_state(redis_server):
     clock, aliases = ManualClock(), AliasTable({"docs": "docs-v1"})
     paused = ManualClock()  # the old leader's view of its lease: frozen, as in a process that is paused

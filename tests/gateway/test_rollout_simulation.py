@@ -34,7 +34,7 @@ from bench._rollout_sim import (
     run_new_rule,
 )
 from searchgw.gateway.rollout import controller as controller_module
-from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
+from searchgw.gateway.rollout import PromotionPolicy, Rollout, RolloutController, RolloutState, SqliteRolloutStore
 from searchgw.gateway.rollout.analysis import (
     ArmSlice,
     CheckOutcome,
@@ -340,7 +340,8 @@ async def run_through_controller(path: str, scenario: Scenario, seed: int, *, st
     name = "sim"
     try:
         await controller.create(Rollout(name=name, collection="docs", canary_collection="docs-v2", stages=stages,
-                                        analysis=POLICY, auto_promote=True))
+                                        analysis=POLICY, auto_promote=True,
+                                        promotion=PromotionPolicy(bake_duration_s=0.0)))  # the stages' tests only
         evidence = StageEvidence(POLICY, stages[0], stages[0].weight_bps) if direct else None
         recent = RecentLatency(POLICY.window_s)
         seen: set[str] = set()
