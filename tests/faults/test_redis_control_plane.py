@@ -201,8 +201,12 @@ async def test_leader_sigkill_and_redis_sigkill_lose_no_decision_and_fail_no_sea
         await processes[leader].kill()
         killed_at = time.monotonic()
         after = await until_stage(survivors[0], 2, 60)
-        new_leader = leaders([p for i, p in enumerate(processes) if i != leader])
-        assert len(new_leader) == 1
+        # A loaded machine may let the lease lapse for a moment (the holder stops deciding first, by design);
+        # wait for the log to name one leader again rather than catching that moment.
+        leader_deadline = time.monotonic() + 15
+        while len(new_leader := leaders([p for i, p in enumerate(processes) if i != leader])) != 1:
+            assert time.monotonic() < leader_deadline, f"leaders among the survivors: {new_leader}"
+            await asyncio.sleep(0.1)  # another process takes the lease; polling its log with a deadline
         print(f"\na new leader advanced the rollout {time.monotonic() - killed_at:.1f} s after the SIGKILL "
               f"(lease {LEASE_S:g} s)")
 
