@@ -460,13 +460,7 @@ def rollout_from(args: argparse.Namespace):
         ("grace_period", None if args.grace is None else f"{args.grace:g}s"),
         ("old_collection_action", None if args.old_collection is None
          else f"OLD_COLLECTION_ACTION_{args.old_collection.upper()}")) if value is not None}
-    if promotion:
-        section = document.setdefault("promotion", {})
-        if not isinstance(section, dict):
-            raise UsageError(f"--spec {args.spec}: 'promotion' must be a mapping")
-        for name, value in promotion.items():
-            _drop_key(section, name)
-            section[name] = value
+    _override_section(document, "promotion", promotion, args.spec)
     policy = {}
     for field, flag, kind in _policy_fields():
         value = getattr(args, f"policy__{field.name}", None)
@@ -477,13 +471,7 @@ def rollout_from(args: argparse.Namespace):
         elif kind == "list":
             value = [part.strip() for part in value.split(",") if part.strip()]
         policy[field.name] = value
-    if policy:
-        analysis = document.setdefault("analysis", {})
-        if not isinstance(analysis, dict):
-            raise UsageError(f"--spec {args.spec}: 'analysis' must be a mapping")
-        for name, value in policy.items():
-            _drop_key(analysis, name)
-            analysis[name] = value
+    _override_section(document, "analysis", policy, args.spec)
     try:
         rollout = ParseDict(document, roll_pb.Rollout())
     except ParseError as exc:
@@ -494,6 +482,18 @@ def rollout_from(args: argparse.Namespace):
         if not value:
             raise UsageError(f"{flag}: required (or set it in --spec)")
     return rollout
+
+
+def _override_section(document: dict[str, Any], section_name: str, values: dict[str, Any], spec: Any) -> None:
+    """Flags win over the spec file: each of `values` replaces its key in `document[section_name]`."""
+    if not values:
+        return
+    section = document.setdefault(section_name, {})
+    if not isinstance(section, dict):
+        raise UsageError(f"--spec {spec}: {section_name!r} must be a mapping")
+    for name, value in values.items():
+        _drop_key(section, name)
+        section[name] = value
 
 
 def _drop_key(document: dict, name: str) -> None:

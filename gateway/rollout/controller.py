@@ -1182,13 +1182,17 @@ class RolloutController:
             raise
 
     async def _point_alias_at_canary(self, rollout: Rollout) -> None:
+        await self._point_alias(rollout, rollout.canary_collection, "at", "the rollout is unchanged")
+
+    async def _point_alias(self, rollout: Rollout, target: str, how: str, outcome: str) -> None:
+        """Point the rollout's alias at `target`; an engine failure that is not a domain error is
+        Unavailable, saying what became of the rollout."""
         try:
-            await self._switch_alias(rollout.collection, rollout.canary_collection)
+            await self._switch_alias(rollout.collection, target)
         except SearchgwError:
             raise
         except Exception as exc:
-            raise Unavailable(f"could not point {rollout.collection!r} at {rollout.canary_collection!r} "
-                              f"({exc}); the rollout is unchanged") from exc
+            raise Unavailable(f"could not point {rollout.collection!r} {how} {target!r} ({exc}); {outcome}") from exc
 
     async def _finish_interrupted_promotion(self, active: _Active) -> None:
         rollout = active.rollout
@@ -1307,13 +1311,7 @@ class RolloutController:
             await self._commit(active, draft, [decision], now)
 
     async def _switch_alias_back(self, rollout: Rollout) -> None:
-        try:
-            await self._switch_alias(rollout.collection, rollout.primary_collection)
-        except SearchgwError:
-            raise
-        except Exception as exc:
-            raise Unavailable(f"could not point {rollout.collection!r} back at {rollout.primary_collection!r} "
-                              f"({exc}); the rollout is still BAKING") from exc
+        await self._point_alias(rollout, rollout.primary_collection, "back at", "the rollout is still BAKING")
 
     async def _finish_interrupted_undo(self, active: _Active) -> None:
         async with active.lock:
