@@ -518,6 +518,12 @@ class SearchCore:
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
+            if point.text is None and TEXT_PAYLOAD_KEY in point.payload:
+                raise InvalidArgument(
+                    f"points[{index}].payload.{TEXT_PAYLOAD_KEY}",
+                    "is reserved for the text the gateway embedded (a canary with another model re-embeds it); "
+                    "with a raw vector it would claim a text the vector was not made from: send the text in "
+                    "`text`, or leave the key out")
         async with self.write_order.writing(collection):
             return await self._upsert(collection, points, deadline)
 

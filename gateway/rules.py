@@ -214,7 +214,8 @@ def vector_values(field: str, vector: Vector, collection: str, dimension: int) -
 
 #: The payload key under which SearchCore keeps the text a point was written with (an upsert with
 #: `text`), so that a backfill can re-embed it with another model (see docs/canary.md). Reserved: a
-#: text upsert overwrites whatever a client put there; search results show it like any payload key.
+#: text upsert overwrites whatever a client put there, an upsert by raw vector may not set it (SearchCore
+#: refuses it, naming the key); search results show it like any payload key.
 TEXT_PAYLOAD_KEY = "_searchgw_text"
 
 

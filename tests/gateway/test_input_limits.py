@@ -58,6 +58,19 @@ async def test_a_payload_over_max_payload_bytes_is_refused_naming_the_point_and_
     assert (await client.get_collection("vec-a")).points_count == 0
 
 
+async def test_the_reserved_text_key_with_a_raw_vector_is_refused_and_nothing_is_written(rig):
+    # A backfill into a canary with another model re-embeds `_searchgw_text`: a client's own value next to
+    # a raw vector would make the canary's vector from a text the primary's was not made from.
+    server, client = await rig.start()
+    await vector_collection(client)
+    error = await refused(client.upsert("vec-a", [
+        {"id": 1, "vector": VECTOR, "payload": {"n": 1}},
+        {"id": 2, "vector": VECTOR, "payload": {"_searchgw_text": "not what the vector says"}},
+    ]))
+    assert (error.code_name, error.field) == ("INVALID_ARGUMENT", "points[1].payload._searchgw_text")
+    assert (await client.get_collection("vec-a")).points_count == 0
+
+
 async def test_a_payload_at_max_payload_bytes_is_written(rig):
     server, client = await rig.start(max_payload_bytes=1024)
     await vector_collection(client)
