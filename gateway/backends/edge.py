@@ -551,13 +551,17 @@ class EdgeBackend:
 
     async def list_snapshots(self, collection: str) -> list[SnapshotInfo]:
         check_name("collection", collection)
+        return await self._run(self._snapshots.list, await self._snapshot_owner(collection))
+
+    async def _snapshot_owner(self, collection: str) -> str:
+        """The physical collection whose snapshots `collection` names: a deleted collection's snapshots
+        stay, listed and deleted by its old name."""
         try:
-            physical = self._physical(collection)
-        except NotFound:  # a deleted collection's snapshots stay, listed by its old name
+            return self._physical(collection)
+        except NotFound:
             if not await self._run(self._snapshots.has_any, collection):
                 raise
-            physical = collection
-        return await self._run(self._snapshots.list, physical)
+            return collection
 
     def _refuse_taken(self, name: str) -> None:
         self._check_open()
@@ -586,12 +590,7 @@ class EdgeBackend:
         check_name("collection", collection)
         check_snapshot_name("snapshot", snapshot)
         self._check_open()
-        try:
-            physical = self._physical(collection)
-        except NotFound:  # a deleted collection's snapshots stay, deleted by its old name
-            if not await self._run(self._snapshots.has_any, collection):
-                raise
-            physical = collection
+        physical = await self._snapshot_owner(collection)
         if self._restoring[snapshot]:
             raise FailedPrecondition(f"snapshot {snapshot!r} is being restored; delete it once the restore ends")
         if snapshot in self._deleting:

@@ -226,13 +226,17 @@ _DISTANCE_OUT = {Distance.COSINE: coll_pb.DISTANCE_COSINE, Distance.DOT: coll_pb
                  Distance.EUCLID: coll_pb.DISTANCE_EUCLID, Distance.MANHATTAN: coll_pb.DISTANCE_MANHATTAN}
 
 
+def _scalar_quantization_from_proto(message: coll_pb.Collection) -> ScalarQuantization | None:
+    if not message.HasField("scalar_quantization"):
+        return None
+    q = message.scalar_quantization
+    return ScalarQuantization(quantile=round(q.quantile, 6) or 0.99, always_ram=q.always_ram)  # float32 on the wire
+
+
 def collection_spec_from_proto(message: coll_pb.Collection) -> CollectionSpec:
     if message.distance not in _DISTANCE:
         raise InvalidArgument("collection.distance", f"{message.distance} is not a known distance")
-    quantization = None
-    if message.HasField("scalar_quantization"):
-        q = message.scalar_quantization
-        quantization = ScalarQuantization(quantile=round(q.quantile, 6) or 0.99, always_ram=q.always_ram)  # float32 on the wire
+    quantization = _scalar_quantization_from_proto(message)
     return CollectionSpec(
         name=message.name, dimension=message.dimension, distance=_DISTANCE[message.distance],
         hnsw_m=message.hnsw.m, hnsw_ef_construct=message.hnsw.ef_construct,
@@ -380,10 +384,7 @@ def canary_overrides_from_proto(message: coll_pb.Collection) -> CanaryOverrides:
     """The fields of a Collection that override primary's spec; zero (unset) fields keep primary's."""
     if message.distance not in _DISTANCE:
         raise InvalidArgument("canary.distance", f"{message.distance} is not a known distance")
-    quantization = None
-    if message.HasField("scalar_quantization"):
-        q = message.scalar_quantization
-        quantization = ScalarQuantization(quantile=round(q.quantile, 6) or 0.99, always_ram=q.always_ram)
+    quantization = _scalar_quantization_from_proto(message)
     return CanaryOverrides(
         dimension=message.dimension,
         distance=None if message.distance == coll_pb.DISTANCE_UNSPECIFIED else _DISTANCE[message.distance],
