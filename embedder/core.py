@@ -18,8 +18,9 @@ import numpy as np
 
 from searchgw.embedder.batching import DynamicBatcher
 from searchgw.embedder.cache import LruCache
+from searchgw.embedder.chunking import DEFAULT_OVERLAP_TOKENS
 from searchgw.embedder.metrics import EmbedderMetrics
-from searchgw.embedder.model import EmbeddingModel, Encoded, ModelSpec, normalize
+from searchgw.embedder.model import Chunked, EmbeddingModel, Encoded, ModelSpec, normalize
 from searchgw.embedder.settings import EmbedderSettings
 from searchgw.errors import InvalidArgument, NotFound
 
@@ -49,6 +50,14 @@ class EmbedResult:
     queue_seconds: float
     tokenize_seconds: float
     inference_seconds: float
+
+
+@dataclass
+class ChunkResult:
+    texts: list[Chunked]  # request order
+    model: str
+    max_tokens: int
+    overlap_tokens: int
 
 
 @dataclass
@@ -179,7 +188,8 @@ class EmbedderCore:
         self._validate(texts)
         served = self._served(model)
         spec = served.spec
-        truncate = True if truncate is None else truncate
+        # No silent truncation: an over-long text is refused (naming texts[i]) unless the caller asks.
+        truncate = False if truncate is None else truncate
         normalize_vectors = spec.normalize_default if normalize_vectors is None else normalize_vectors
 
         cached: list[CachedEmbedding | None] = [self._cache.get((spec.name, truncate, text)) for text in texts]
@@ -223,3 +233,37 @@ class EmbedderCore:
             cache_hits=hits, queue_seconds=queue_seconds, tokenize_seconds=tokenize_seconds,
             inference_seconds=inference_seconds,
         )
+
+    async def chunk(self, texts: Sequence[str], *, model: str = "", max_tokens: int = 0,
+                    overlap_tokens: int | None = None) -> ChunkResult:
+        """Each text in chunks the model takes whole (see `EmbeddingModel.chunk`): at most `max_tokens`
+        tokens each (0: the model's limit), repeating up to `overlap_tokens` of the chunk before
+        (None: 32, or a quarter of a chunk's room for text when that is less)."""
+        self._validate(texts)
+        served = self._served(model)
+        spec = served.spec
+        limit = spec.max_input_tokens
+        special = served.model.special_tokens
+        max_tokens = max_tokens or limit
+        if max_tokens > limit:
+            raise InvalidArgument("max_tokens", f"{max_tokens} tokens is over model {spec.name!r}'s limit of "
+                                                f"{limit} tokens (special tokens included)")
+        room = max_tokens - special
+        if room < 1:
+            raise InvalidArgument("max_tokens", f"{max_tokens} tokens leaves no room for text next to the "
+                                                f"model's {special} special tokens")
+        overlap = min(DEFAULT_OVERLAP_TOKENS, room // 4) if overlap_tokens is None else overlap_tokens
+        if overlap >= room:
+            raise InvalidArgument("overlap_tokens", f"{overlap} tokens; a chunk of {max_tokens} tokens holds "
+                                                    f"{room} tokens of text, so the overlap must be below {room}")
+        work = functools.partial(self._chunk_all, served.model, list(texts), max_tokens, overlap)
+        if sum(map(len, texts)) > _INLINE_TOKENIZE_CHARS:
+            chunked = await asyncio.get_running_loop().run_in_executor(None, work)
+        else:
+            chunked = work()
+        self.metrics.chunks.labels(spec.name).inc(sum(len(c.chunks) for c in chunked))
+        return ChunkResult(texts=chunked, model=spec.name, max_tokens=max_tokens, overlap_tokens=overlap)
+
+    @staticmethod
+    def _chunk_all(model: EmbeddingModel, texts: list[str], max_tokens: int, overlap: int) -> list[Chunked]:
+        return [model.chunk(text, max_tokens, overlap) for text in texts]

@@ -37,6 +37,7 @@ class EmbedderMetrics:
         self.cache_hits = Counter("searchgw_embedder_cache_hits", "Inputs answered from the cache", registry=r)
         self.cache_misses = Counter("searchgw_embedder_cache_misses", "Inputs not in the cache", registry=r)
         self.texts = Counter("searchgw_embedder_texts", "Texts embedded", ["model"], registry=r)
+        self.chunks = Counter("searchgw_embedder_chunks", "Chunks ChunkText cut texts into", ["model"], registry=r)
         self.ready = Gauge("searchgw_embedder_ready", "1 when the server is SERVING", registry=r)
 
     def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:

@@ -68,3 +68,14 @@ class EmbedServicer(pb_grpc.EmbedServiceServicer):
                 for spec in core.specs()
             ],
         )
+
+    async def ChunkText(self, request: pb.ChunkTextRequest, context) -> pb.ChunkTextResponse:
+        core = self._ready_core()
+        result = await core.chunk(
+            request.texts, model=request.model, max_tokens=request.max_tokens,
+            overlap_tokens=request.overlap_tokens if request.HasField("overlap_tokens") else None)
+        return pb.ChunkTextResponse(
+            texts=[pb.TextChunks(chunks=[pb.TextChunk(text=c.text, start=c.start, end=c.end, tokens=c.tokens)
+                                         for c in chunked.chunks], tokens=chunked.tokens)
+                   for chunked in result.texts],
+            model=result.model, max_tokens=result.max_tokens, overlap_tokens=result.overlap_tokens)

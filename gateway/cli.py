@@ -216,7 +216,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and nothing is written (exit 2), unless --continue: then the good ones are written.\n\n"
         "resuming: after each batch a checkpoint (--checkpoint) records how far the run got. If a run\n"
         "stops (Ctrl-C, a crash, the gateway failing), run the same command again: it continues after\n"
-        "the last written batch (a batch sent twice replaces itself). --restart sends everything again.")
+        "the last written batch (a batch sent twice replaces itself). --restart sends everything again.\n\n"
+        "chunking: --chunk-tokens N writes each text as chunks of at most N tokens of the collection\n"
+        "model's tokenizer (0: the model's limit, 256 for all-MiniLM-L6-v2), overlapping by\n"
+        "--chunk-overlap tokens [32]. Chunk i of record D gets the id uuid5(namespace, \"D/i\") and the\n"
+        "payload keys _searchgw_doc=D, _searchgw_chunk=i; a re-run replaces the chunks and deletes a\n"
+        "shorter document's surplus ones. Without it a text over the model's limit is refused, never cut.")
     ingest.add_argument("file", type=pathlib.Path, help="the file; its format comes from the suffix "
                                                         "(.jsonl/.ndjson, .csv, .parquet) or --format")
     ingest.add_argument("--collection", required=True, help="collection or alias to write to (during a rollout, "
@@ -230,6 +235,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--vector-field", default="vector", help="the field with a ready vector, used instead "
                                                                  "of embedding the text [vector]")
     ingest.add_argument("--batch-size", type=_positive_int, default=64, help="points per Upsert call [64]")
+    ingest.add_argument("--chunk-tokens", type=_non_negative_int, default=None, metavar="N",
+                        help="write texts as chunks of at most N tokens, special tokens included (0: the "
+                             "model's limit); records with vectors are then refused")
+    ingest.add_argument("--chunk-overlap", type=_non_negative_int, default=None, metavar="N",
+                        help="tokens a chunk repeats from the one before it, with --chunk-tokens [32]")
     ingest.add_argument("--continue", dest="keep_going", action="store_true",
                         help="write the good records even if some are bad; the bad ones are listed at the end")
     ingest.add_argument("--checkpoint", type=pathlib.Path,
@@ -678,8 +688,11 @@ async def _ingest(client, args) -> int:
 
     from searchgw.gateway import ingest
 
+    if args.chunk_overlap is not None and args.chunk_tokens is None:
+        raise UsageError("--chunk-overlap applies with --chunk-tokens")
     options = ingest.IngestOptions(id_field=args.id_field, id_from_content=args.id_from_content,
-                                   text_field=args.text_field, vector_field=args.vector_field, format=args.format)
+                                   text_field=args.text_field, vector_field=args.vector_field, format=args.format,
+                                   chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
     path: pathlib.Path = args.file
     try:
         checked = await asyncio.to_thread(ingest.validate, path, options)
@@ -706,8 +719,16 @@ async def _ingest(client, args) -> int:
         print(f"resuming after {done} of {checked.good} records (checkpoint {checkpoint.path}; --restart sends "
               "everything again)", file=sys.stderr)
 
+    from searchgw.v1 import search_service_pb2 as search_pb
+
+    chunking = None
+    if options.chunk_tokens is not None:
+        chunking = search_pb.Chunking(enabled=True, max_tokens=options.chunk_tokens,
+                                      overlap_tokens=options.chunk_overlap)
+
     async def upsert(points):
-        await client.upsert(args.collection, points, timeout=args.timeout)
+        response = await client.upsert(args.collection, points, timeout=args.timeout, chunking=chunking)
+        return response.chunks
 
     with tqdm(total=checked.good, initial=done, desc=f"ingest {path.name}", unit="rec", file=sys.stderr,
               disable=None, dynamic_ncols=True) as bar:
@@ -736,8 +757,11 @@ async def _ingest(client, args) -> int:
     summary = {"collection": args.collection, "written": report.written, "resumed_after": done,
                "skipped": skipped, "indexed": bool(args.optimize),
                "problems": [p.describe(path) for p in [*checked.problems, *report.rejected]]}
+    if chunking is not None:
+        summary["chunks"] = report.chunks
     _emit(args, summary, lambda: [
         f"upserted {report.written} points into {args.collection}"
+        + (f" as {report.chunks} chunks" if chunking is not None else "")
         + (f" (after {done} written by an earlier run)" if done else "")
         + (" and built its index" if args.optimize else "")
         + (f"; skipped {skipped} bad record(s), listed above" if skipped else "")])

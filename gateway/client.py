@@ -121,9 +121,11 @@ class GatewayClient:
                      limit: int = 0, routing_key: str = "", with_payload: bool = False,
                      filter: common_pb.Filter | None = None, score_threshold: float | None = None,
                      page_token: str = "", force_arm: str | None = None,
-                     timeout: float | None = None) -> search_pb.SearchResponse:
+                     timeout: float | None = None, group_by: str = "", group_size: int = 0) -> search_pb.SearchResponse:
+        """`group_by` a payload key (`_searchgw_doc`: one hit per chunked document) gives `limit` groups."""
         request = search_pb.SearchRequest(collection=collection, limit=limit, routing_key=routing_key,
-                                          with_payload=with_payload, page_token=page_token, filter=filter)
+                                          with_payload=with_payload, page_token=page_token, filter=filter,
+                                          group_by=group_by, group_size=group_size)
         if text is not None:
             request.text = text
         if vector is not None:
@@ -134,8 +136,9 @@ class GatewayClient:
         return await self._call(self.search_stub.Search, request, timeout, metadata)
 
     async def upsert(self, collection: str, points: Sequence[Mapping[str, Any]], *,
-                     timeout: float | None = None) -> search_pb.UpsertResponse:
-        """points: mappings with `id`, and `text` or `vector`, and optional `payload`."""
+                     timeout: float | None = None, chunking: search_pb.Chunking | None = None) -> search_pb.UpsertResponse:
+        """points: mappings with `id`, and `text` or `vector`, and optional `payload`. With `chunking`
+        (enabled), each text is written as chunks (the response counts them)."""
         inputs = []
         for point in points:
             item = search_pb.PointInput(id=point_id(point["id"]), payload=_struct(point.get("payload")))
@@ -145,7 +148,8 @@ class GatewayClient:
                 item.vector.values.extend(point["vector"])
             inputs.append(item)
         return await self._call(self.search_stub.Upsert, search_pb.UpsertRequest(collection=collection,
-                                                                                 points=inputs), timeout)
+                                                                                 points=inputs, chunking=chunking),
+                                timeout)
 
     async def delete(self, collection: str, *, ids: Sequence[PointIdLike] | None = None,
                      filter: common_pb.Filter | None = None, timeout: float | None = None) -> search_pb.DeleteResponse:

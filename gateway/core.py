@@ -67,7 +67,13 @@ from searchgw.gateway.backends import (
     SearchQuery,
     VectorBackend,
 )
-from searchgw.gateway.embedding import TextEmbedder
+from searchgw.gateway.chunks import (
+    check_reserved_keys,
+    chunk_id,
+    chunk_payload,
+    surplus_filters,
+)
+from searchgw.gateway.embedding import ChunkedText, ChunkingOptions, TextEmbedder
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
@@ -76,11 +82,13 @@ from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
     TEXT_PAYLOAD_KEY,
     FilterLimits,
+    check_key,
     check_name,
     check_query_length,
     check_text,
     checked_filter,
     checked_payload,
+    point_id,
 )
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.errors import (
@@ -121,6 +129,14 @@ class SearchParams:
     score_threshold: float | None = None
     with_payload: bool = False
     page_token: str = ""
+    #: Collapse the hits by this payload key ("" : no grouping); `limit` counts groups then.
+    group_by: str = ""
+    #: Hits per group with `group_by` (0: 1).
+    group_size: int = 0
+
+
+#: Most hits per group of a grouped search.
+MAX_GROUP_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,21 @@ class PointInput:
     text: str | None = None
     vector: Sequence[float] | None = None
     payload: Payload = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkedUpsert:
+    """What a chunked upsert wrote: `points` documents as chunks to each of `collections`;
+    `point_chunks[i]`: the chunks of point i in the first collection (primary; a model canary's arm
+    counts by its own model's tokenizer)."""
+
+    points: int
+    collections: list[str]
+    point_chunks: list[int]
+
+    @property
+    def chunks(self) -> int:
+        return sum(self.point_chunks)
 
 
 def _space(spec: CollectionSpec) -> str:
@@ -258,8 +289,10 @@ class SearchCore:
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
         self.canary_slots = CanarySlots(settings.canary_max_concurrency)
 
-    async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None) -> np.ndarray:
-        """Vectors for `texts`, in calls of at most `embed_batch_texts` texts (run together)."""
+    async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None,
+                     fields: Sequence[str] | None = None) -> np.ndarray:
+        """Vectors for `texts`, in calls of at most `embed_batch_texts` texts (run together). A text over
+        the model's limit is InvalidArgument naming its entry of `fields` (when given), else `field`."""
         embedder = self._embedder
         if embedder is None:
             raise InvalidArgument(field, "this gateway has no embedder configured; send a vector instead")
@@ -269,9 +302,10 @@ class SearchCore:
             with _tracer.start_as_current_span("embed", attributes={"embedding.model": model,
                                                                     "embedding.texts": len(texts)}):
                 if len(texts) <= size:
-                    return await embedder.embed(texts, model=model, field=field, deadline=deadline)
+                    return await embedder.embed(texts, model=model, field=field, deadline=deadline, fields=fields)
                 parts = await asyncio.gather(*(
-                    embedder.embed(texts[i:i + size], model=model, field=field, deadline=deadline)
+                    embedder.embed(texts[i:i + size], model=model, field=field, deadline=deadline,
+                                   fields=None if fields is None else fields[i:i + size])
                     for i in range(0, len(texts), size)))
                 return np.concatenate(parts)
         finally:
@@ -301,7 +335,21 @@ class SearchCore:
         limit = params.limit or self._settings.default_limit
         if limit > self._settings.max_limit:
             raise InvalidArgument("limit", f"{limit} is over the maximum of {self._settings.max_limit}")
+        self._check_grouping(params)
         return limit, None if params.filter is None else self._check_filter("filter", params.filter)
+
+    @staticmethod
+    def _check_grouping(params: SearchParams) -> None:
+        if not params.group_by:
+            if params.group_size:
+                raise InvalidArgument("group_size", "applies only with group_by")
+            return
+        check_key("group_by", params.group_by)
+        if params.group_size > MAX_GROUP_SIZE:
+            raise InvalidArgument("group_size", f"{params.group_size} hits per group; at most {MAX_GROUP_SIZE}")
+        if params.page_token:
+            raise InvalidArgument("page_token", "a grouped search (group_by) has one page; ask for more groups "
+                                                "with limit")
 
     async def search(self, params: SearchParams, *, deadline: float | None = None,
                      on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
@@ -344,7 +392,7 @@ class SearchCore:
             "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
             "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
         next_token = ""
-        if len(points) == limit:
+        if len(points) == limit and not params.group_by:
             next_token = self._pages.issue_search(
                 SearchPage(offset + limit, route.collection, route.arm.value, route.rollout), query_print)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
@@ -492,7 +540,8 @@ class SearchCore:
                 raise InvalidArgument("vector.values", f"has {vector.size} values; collection "
                                                        f"{params.collection!r} holds {spec.dimension}-d vectors")
         query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
-                            score_threshold=params.score_threshold, with_payload=params.with_payload)
+                            score_threshold=params.score_threshold, with_payload=params.with_payload,
+                            group_by=params.group_by or None, group_size=params.group_size or 1)
         return await self._backend.search(physical, query)
 
     # -- writes ------------------------------------------------------------------------------
@@ -506,6 +555,11 @@ class SearchCore:
 
     async def upsert(self, collection: str, points: Sequence[PointInput], *,
                      deadline: float | None = None) -> tuple[int, list[str]]:
+        self._check_points(collection, points)
+        async with self.write_order.writing(collection):
+            return await self._upsert(collection, points, deadline)
+
+    def _check_points(self, collection: str, points: Sequence[PointInput]) -> None:
         if not points:
             raise InvalidArgument("points", "at least one point is required")
         if len(points) > self._settings.max_upsert_points:
@@ -518,14 +572,13 @@ class SearchCore:
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
+            check_reserved_keys(f"points[{index}].payload", point.payload)
             if point.text is None and TEXT_PAYLOAD_KEY in point.payload:
                 raise InvalidArgument(
                     f"points[{index}].payload.{TEXT_PAYLOAD_KEY}",
                     "is reserved for the text the gateway embedded (a canary with another model re-embeds it); "
                     "with a raw vector it would claim a text the vector was not made from: send the text in "
                     "`text`, or leave the key out")
-        async with self.write_order.writing(collection):
-            return await self._upsert(collection, points, deadline)
 
     async def _upsert(self, collection: str, points: Sequence[PointInput],
                       deadline: float | None) -> tuple[int, list[str]]:
@@ -554,7 +607,8 @@ class SearchCore:
                                                                      "model; write vectors")
             if text_rows and model not in vectors_by_model:
                 field = "points[].text" if len(text_rows) > 1 else f"points[{text_rows[0]}].text"
-                vectors_by_model[model] = await self._embed(texts, model, field, deadline)
+                vectors_by_model[model] = await self._embed(texts, model, field, deadline,
+                                                            [f"points[{i}].text" for i in text_rows])
             embedded = dict(zip(text_rows, vectors_by_model.get(model, ())))
             batch = []
             for index, point in enumerate(points):
@@ -572,6 +626,91 @@ class SearchCore:
             for physical, batch in prepared:
                 await self._backend.upsert(physical, batch)
         return len(points), targets
+
+    # -- chunked writes (see searchgw.gateway.chunks) -----------------------------------------------
+    async def upsert_chunked(self, collection: str, points: Sequence[PointInput], options: ChunkingOptions, *,
+                             deadline: float | None = None) -> ChunkedUpsert:
+        """Write each point's text as chunks cut by each target collection's model, then delete the
+        documents' surplus chunks (numbered from the new count on) and any unchunked point with a
+        document's own id. Written first, deleted second: a failure in between leaves extra old chunks
+        (the next write of the document removes them), never a document missing chunks."""
+        self._check_points(collection, points)
+        documents: list[PointId] = []
+        seen: dict[PointId, int] = {}
+        for index, point in enumerate(points):
+            if point.text is None:
+                raise InvalidArgument(f"points[{index}].vector", "chunking cuts texts; a raw vector cannot be "
+                                                                 "chunked: send text, or write vectors without chunking")
+            document = point_id(f"points[{index}].id", point.id)
+            if document in seen:
+                raise InvalidArgument(f"points[{index}].id", f"is also the id of points[{seen[document]}]; a "
+                                                             "document is written once per chunked upsert")
+            seen[document] = index
+            documents.append(document)
+        async with self.write_order.writing(collection):
+            return await self._upsert_chunked(collection, points, documents, options, deadline)
+
+    async def _upsert_chunked(self, collection: str, points: Sequence[PointInput], documents: list[PointId],
+                              options: ChunkingOptions, deadline: float | None) -> ChunkedUpsert:
+        targets = await self.write_targets(collection)  # the route table, read once for this write
+        texts = [point.text or "" for point in points]
+        fields = [f"points[{i}].text" for i in range(len(points))]
+        by_model: dict[str, tuple[list[ChunkedText], np.ndarray]] = {}
+        prepared: list[tuple[str, list[Point], list[tuple[PointId, int]]]] = []
+        for physical in targets:
+            spec = await self._specs.get(physical)
+            model = spec.embedding_model
+            if not model:
+                raise InvalidArgument("chunking", f"collection {physical!r} has no embedding model, whose "
+                                                  "tokenizer would cut the chunks; write vectors")
+            if model not in by_model:
+                chunked = await self._chunk(texts, model, options, fields, deadline)
+                pieces = [(index, chunk.text) for index, doc in enumerate(chunked) for chunk in doc.chunks]
+                vectors = await self._embed([text for _, text in pieces], model, "points[].text", deadline,
+                                            [fields[index] for index, _ in pieces])
+                by_model[model] = (chunked, vectors)
+            chunked, vectors = by_model[model]
+            if vectors.shape[1] != spec.dimension:
+                raise InvalidArgument("points[].text", f"model {model!r} gives {vectors.shape[1]}-d vectors; "
+                                                       f"collection {physical!r} holds {spec.dimension}-d vectors")
+            batch: list[Point] = []
+            for document, point, doc in zip(documents, points, chunked):
+                for number, chunk in enumerate(doc.chunks):
+                    batch.append(Point(id=chunk_id(document, number), vector=vectors[len(batch)],
+                                       payload=chunk_payload(point.payload, document, number, chunk.text)))
+            prepared.append((physical, batch, [(d, len(doc.chunks)) for d, doc in zip(documents, chunked)]))
+        # A dual write's surplus delete is by filter, so it holds every stripe (as a delete by filter does);
+        # a single collection's write holds its documents' stripes, so two writes of one document do not
+        # interleave their writes and deletes.
+        async with self.write_order.points(collection, None if len(targets) > 1 else documents):
+            for physical, batch, _ in prepared:
+                await self._backend.upsert(physical, batch)
+            for physical, _, counts in prepared:
+                for surplus in surplus_filters(counts):
+                    await self._backend.delete_points(physical, filter=surplus)
+                await self._backend.delete_points(physical, ids=documents)
+        point_chunks = [count for _, count in prepared[0][2]]
+        self._metrics.chunks_written.labels(collection).inc(sum(len(batch) for _, batch, _ in prepared))
+        log.info("chunked upsert", extra={
+            "collection": collection, "targets": targets, "documents": len(documents),
+            "chunks": sum(point_chunks), "max_tokens": options.max_tokens, "overlap_tokens": options.overlap_tokens})
+        return ChunkedUpsert(points=len(points), collections=targets, point_chunks=point_chunks)
+
+    async def _chunk(self, texts: Sequence[str], model: str, options: ChunkingOptions, fields: Sequence[str],
+                     deadline: float | None) -> list[ChunkedText]:
+        """Each text's chunks by `model`'s tokenizer, in calls of at most `embed_batch_texts` texts."""
+        embedder = self._embedder
+        if embedder is None:
+            raise InvalidArgument("chunking", "this gateway has no embedder configured, whose tokenizer would "
+                                              "cut the chunks; write vectors")
+        size = self._settings.embed_batch_texts
+        with _tracer.start_as_current_span("chunk", attributes={"embedding.model": model,
+                                                                "embedding.texts": len(texts)}):
+            parts = await asyncio.gather(*(
+                embedder.chunk(texts[i:i + size], model=model, options=options, fields=fields[i:i + size],
+                               options_field="chunking", deadline=deadline)
+                for i in range(0, len(texts), size)))
+        return [chunked for part in parts for chunked in part]
 
     def _ordered(self, collection: str, targets: Sequence[str],
                  ids: Sequence[PointId] | None) -> contextlib.AbstractAsyncContextManager[None]:

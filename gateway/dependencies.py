@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from searchgw.errors import Unavailable
-from searchgw.gateway.embedding import TextEmbedder
+from searchgw.gateway.embedding import ChunkedText, ChunkingOptions, TextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,16 @@ class EmbedderGate:
                               "text queries and text writes fail until it answers again, vector searches "
                               "still work")
 
-    async def embed(self, texts: Sequence[str], *, model: str, field: str, deadline: float | None) -> np.ndarray:
+    async def embed(self, texts: Sequence[str], *, model: str, field: str, deadline: float | None,
+                    fields: Sequence[str] | None = None) -> np.ndarray:
         self._check()
-        return await self.inner.embed(texts, model=model, field=field, deadline=deadline)
+        return await self.inner.embed(texts, model=model, field=field, deadline=deadline, fields=fields)
+
+    async def chunk(self, texts: Sequence[str], *, model: str, options: ChunkingOptions, fields: Sequence[str],
+                    options_field: str, deadline: float | None) -> list[ChunkedText]:
+        self._check()
+        return await self.inner.chunk(texts, model=model, options=options, fields=fields,
+                                      options_field=options_field, deadline=deadline)
 
     async def default_model(self) -> str:
         self._check()

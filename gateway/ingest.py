@@ -15,6 +15,10 @@
   first, a value JSON cannot hold, an id used twice. Each problem is `FILE:LINE: what is wrong`
   (for Parquet, LINE is the row number, from 1). With problems nothing is written, unless the caller
   chose to continue: then the good records are written and the problems reported.
+- **Chunking** (`--chunk-tokens N`, `--chunk-overlap M`): each text is written as chunks of at most N
+  tokens of the collection model's tokenizer (see `searchgw.gateway.chunks` for the ids and the
+  deletion of a shorter document's surplus chunks); a record with a vector is then a problem.
+  Without it, a text over the model's limit is refused by the gateway, never cut.
 - **Resume:** after each written batch, a checkpoint records how many records are done, with the
   file's size and modification time. Running the same command again continues after them; the ids
   being deterministic, a batch sent twice (the one in flight at a crash) only replaces itself. A
@@ -63,6 +67,10 @@ class IngestOptions:
     vector_field: str = "vector"
     #: "jsonl", "csv" or "parquet"; None: from the file name's suffix.
     format: str | None = None
+    #: Write texts as chunks of at most this many tokens (0: the model's limit); None: no chunking.
+    chunk_tokens: int | None = None
+    #: Tokens a chunk repeats from the one before (None: the gateway's default, 32).
+    chunk_overlap: int | None = None
 
     def key(self) -> str:
         """What a checkpoint must match besides the file (options that change ids or content)."""
@@ -262,6 +270,9 @@ def _record(line: int, row: Any, fmt: str, options: IngestOptions) -> Record | P
         if text is None and vector is None:
             raise ValueError(f"neither {options.text_field!r} nor {options.vector_field!r}; a record needs one "
                              "(see --text-field, --vector-field)")
+        if options.chunk_tokens is not None and vector is not None:
+            raise ValueError(f"{options.vector_field!r} is set, but --chunk-tokens cuts texts into chunks and "
+                             "embeds each; leave the vector out or ingest without chunking")
         payload = {k: _jsonable(v, k) for k, v in row.items() if k != options.vector_field}
     except ValueError as exc:
         return Problem(line, str(exc))
@@ -367,6 +378,8 @@ class Checkpoint:
 @dataclass
 class WriteReport:
     written: int = 0
+    #: Chunks written (with chunking), as the gateway counted them.
+    chunks: int = 0
     #: Records the gateway refused (with --continue), as problems.
     rejected: list[Problem] = field(default_factory=list)
     #: Set when the run stopped early: why, as a message naming the record when one is to blame.
@@ -402,7 +415,7 @@ async def write(records: Iterator[Record], upsert: Upsert, *, path: pathlib.Path
         pending = list(batch)
         while pending:
             try:
-                await upsert([r.as_point() for r in pending])
+                written = await upsert([r.as_point() for r in pending])
             except SearchgwError as exc:
                 index = _rejected_index(exc, len(pending))
                 if index is None or not keep_going:
@@ -415,6 +428,8 @@ async def write(records: Iterator[Record], upsert: Upsert, *, path: pathlib.Path
                 report.rejected.append(Problem(bad.line, f"refused by the gateway: {exc.description}"))
                 continue
             report.written += len(pending)
+            if isinstance(written, int):  # an upsert that reports chunks returns their count
+                report.chunks += written
             break
         done += len(batch)
         on_progress(len(batch))

@@ -86,6 +86,8 @@ class GatewayMetrics:
                                ["fallback"], registry=r)
         self.fallbacks = Counter("searchgw_canary_fallbacks", "Canary failures answered from primary",
                                  ["collection"], registry=r)
+        self.chunks_written = Counter("searchgw_chunks_written", "Chunks written by chunked upserts (every "
+                                      "target collection's), by logical collection", ["collection"], registry=r)
         self.model_canary_vector_queries = Counter(
             "searchgw_model_canary_vector_queries",
             "Raw-vector searches during a model canary (arms in different vector spaces): served by primary, "

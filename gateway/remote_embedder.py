@@ -13,6 +13,7 @@ import numpy as np
 
 from searchgw.embedder.client import EmbedderClient
 from searchgw.errors import DeadlineExceeded, NotFound
+from searchgw.gateway.embedding import ChunkedText, ChunkingOptions, TextChunk
 
 
 class RemoteEmbedder:
@@ -26,16 +27,31 @@ class RemoteEmbedder:
         self._models: dict[str, int] | None = None
         self._default = ""
 
-    async def embed(self, texts: Sequence[str], *, model: str, field: str, deadline: float | None) -> np.ndarray:
+    def _timeout(self, deadline: float | None) -> float:
         timeout = self._timeout_s
         if deadline is not None:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise DeadlineExceeded("the deadline passed before the query could be embedded")
             timeout = min(timeout, remaining)
-        result = await self.client.embed(texts, model=model, timeout=timeout, field=field)
+        return timeout
+
+    async def embed(self, texts: Sequence[str], *, model: str, field: str, deadline: float | None,
+                    fields: Sequence[str] | None = None) -> np.ndarray:
+        # truncate=False said out loud: an embedder of an older default still refuses, never cuts.
+        result = await self.client.embed(texts, model=model, truncate=False, timeout=self._timeout(deadline),
+                                         field=field, fields=fields)
         vectors: np.ndarray = result.vectors
         return vectors
+
+    async def chunk(self, texts: Sequence[str], *, model: str, options: ChunkingOptions, fields: Sequence[str],
+                    options_field: str, deadline: float | None) -> list[ChunkedText]:
+        results = await self.client.chunk_text(
+            texts, model=model, max_tokens=options.max_tokens, overlap_tokens=options.overlap_tokens,
+            timeout=self._timeout(deadline), field=fields[0] if len(fields) == 1 else "points[].text",
+            fields=fields, options_field=options_field)
+        return [ChunkedText(tuple(TextChunk(*chunk) for chunk in result.chunks), result.tokens)
+                for result in results]
 
     async def _load_models(self) -> dict[str, int]:
         if self._models is None:

@@ -427,7 +427,21 @@ def checked_query(collection: str, dimension: int, query: SearchQuery) -> Search
         filter=None if query.filter is None else checked_filter("filter", query.filter),
         score_threshold=_bound("score_threshold", query.score_threshold),
         with_payload=bool(query.with_payload),
+        group_by=_checked_grouping(query),
     )
+
+
+def _checked_grouping(query: SearchQuery) -> str | None:
+    """A grouped query's key; its group size is a positive integer and it starts at offset 0."""
+    if query.group_by is None:
+        return None
+    key = check_key("group_by", query.group_by)
+    size = query.group_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidArgument("group_size", f"{size!r} is not a positive integer")
+    if query.offset:
+        raise InvalidArgument("offset", "a grouped query has no offset (one page of groups)")
+    return key
 
 
 def checked_selector(ids: Sequence[PointId] | None, filter: Filter | None) -> list[PointId] | Filter:

@@ -16,15 +16,26 @@ from searchgw.embedder.model.catalog import (
     load_default_model,
 )
 from searchgw.embedder.model.export import BertConfig, build_bert_model, export_bert_onnx
-from searchgw.embedder.model.runtime import EmbeddingModel, Encoded, ModelSpec, Pooling, create_session, normalize
+from searchgw.embedder.model.runtime import (
+    Chunked,
+    EmbeddingModel,
+    Encoded,
+    ModelSpec,
+    Pooling,
+    TextChunk,
+    create_session,
+    normalize,
+)
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "BertConfig",
+    "Chunked",
     "EmbeddingModel",
     "Encoded",
     "ModelPackageMissing",
     "ModelSpec",
+    "TextChunk",
     "Pooling",
     "build_bert_model",
     "create_session",

@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from searchgw.embedder.chunking import ChunkSpan, chunk_spans
 from searchgw.errors import InvalidArgument
 
 Pooling = Literal["mean", "cls", "max"]
@@ -55,6 +56,24 @@ class Encoded:
     ids: np.ndarray  # int64 [n_tokens], special tokens included
     n_tokens: int
     truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    """One chunk of a text: `text[start:end]` (code points), `tokens` as the model takes it alone."""
+
+    text: str
+    start: int
+    end: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunked:
+    """A text's chunks, in order, and the text's own token count (special tokens included)."""
+
+    chunks: tuple[TextChunk, ...]
+    tokens: int
 
 
 def create_session(onnx_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
@@ -149,13 +168,43 @@ class EmbeddingModel:
             i = too_long[0]
             raise InvalidArgument(
                 f"texts[{i}]", f"the text is {len(encodings[i].ids)} tokens, over the model's limit of {limit} "
-                               "tokens; shorten it or allow truncation")
+                               "tokens; shorten it, split it into chunks, or ask for truncation")
         # Re-encoding with the tokenizer's own truncation keeps its special tokens ([CLS] ... [SEP]) right.
         for i, encoding in zip(too_long, self._truncating_tokenizer.encode_batch([texts[i] for i in too_long])):
             encodings[i] = encoding
         cut = set(too_long)
         return [Encoded(np.array(encoding.ids, dtype=np.int64), len(encoding.ids), truncated=i in cut)
                 for i, encoding in enumerate(encodings)]
+
+    @property
+    def special_tokens(self) -> int:
+        """How many special tokens the tokenizer adds to one text ([CLS] and [SEP] for BERT)."""
+        return int(self._tokenizer.num_special_tokens_to_add(False))
+
+    def chunk(self, text: str, max_tokens: int, overlap: int) -> Chunked:
+        """`text` in chunks of at most `max_tokens` tokens each (special tokens included), the next
+        repeating up to `overlap` tokens of the one before (see `searchgw.embedder.chunking`). A text
+        that fits is one chunk, itself. Every chunk's count is its own tokenization's, so the model
+        takes each chunk whole."""
+        encoding = self._tokenizer.encode(text)
+        total = len(encoding.ids)
+        if total <= max_tokens:
+            return Chunked((TextChunk(text, 0, len(text), total),), total)
+        content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
+        offsets = [encoding.offsets[i] for i in content]
+        word_ids = [encoding.word_ids[i] for i in content]
+        word_starts = [i == 0 or word_ids[i] is None or word_ids[i] != word_ids[i - 1]
+                       for i in range(len(content))]
+        counts: dict[tuple[int, int], int] = {}
+
+        def fits(span: ChunkSpan) -> bool:
+            counts[span.start, span.end] = n = len(self._tokenizer.encode(text[span.start:span.end]).ids)
+            return n <= max_tokens
+
+        spans = chunk_spans(offsets, word_starts, room=max_tokens - self.special_tokens, overlap=overlap,
+                            fits=fits)
+        return Chunked(tuple(TextChunk(text[s.start:s.end], s.start, s.end, counts[s.start, s.end])
+                             for s in spans), total)
 
     def run(self, batch: Sequence[Encoded]) -> np.ndarray:
         """Pooled, un-normalised vectors, float32 [len(batch), dimension], padding to the longest input."""

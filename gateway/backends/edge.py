@@ -71,6 +71,7 @@ import qdrant_edge as qe
 
 from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
+from searchgw.gateway.backends._grouping import grouped_search
 from searchgw.gateway.backends._snapshots import SnapshotStore
 from searchgw.gateway.backends.types import (
     CollectionInfo,
@@ -520,7 +521,10 @@ class EdgeBackend:
 
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         shard = await self._shard(collection)
-        return await shard.search(checked_query(shard.spec.name, shard.spec.dimension, query))
+        checked = checked_query(shard.spec.name, shard.spec.dimension, query)
+        if checked.group_by is not None:  # qdrant-edge has no group-by: over-fetch and collapse
+            return await grouped_search(shard.search, checked)
+        return await shard.search(checked)
 
     async def count(self, collection: str) -> int:
         shard = await self._shard(collection)

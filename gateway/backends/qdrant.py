@@ -421,6 +421,8 @@ class QdrantBackend:
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         physical, spec = await self._target(collection)
         query = checked_query(physical, spec.dimension, query)
+        if query.group_by is not None:
+            return await self._search_groups(physical, query)
         with self._forgetting(physical):
             response = await self._client.query_points(
                 physical,
@@ -435,6 +437,25 @@ class QdrantBackend:
         return [ScoredPoint(id=_domain_id(hit.id), score=hit.score,
                             payload=dict(hit.payload or {}) if query.with_payload else None)
                 for hit in response.points]
+
+    async def _search_groups(self, physical: str, query: SearchQuery) -> list[ScoredPoint]:
+        """Qdrant's own group-by (QueryGroups), flattened group by group with each hit's group id."""
+        assert query.group_by is not None
+        with self._forgetting(physical):
+            response = await self._client.query_points_groups(
+                physical,
+                group_by=query.group_by,
+                query=cast(list[float], query.vector),  # checked_query made it a list[float]
+                limit=query.limit,
+                group_size=query.group_size,
+                query_filter=None if query.filter is None else _filter(query.filter),
+                score_threshold=query.score_threshold,
+                with_payload=query.with_payload,
+                with_vectors=False,
+            )
+        return [ScoredPoint(id=_domain_id(hit.id), score=hit.score,
+                            payload=dict(hit.payload or {}) if query.with_payload else None, group_id=group.id)
+                for group in response.groups for hit in group.hits]
 
     async def count(self, collection: str) -> int:
         physical, _ = await self._target(collection)

@@ -119,6 +119,8 @@ class ScoredPoint:
     id: PointId
     score: float
     payload: Payload | None = None
+    #: With a grouped query: the `group_by` value of the group this hit is in.
+    group_id: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,3 +183,8 @@ class SearchQuery:
     #: Only points scoring at least this (at most this, for the euclid and manhattan distances).
     score_threshold: float | None = None
     with_payload: bool = False
+    #: Collapse by this payload key: `limit` groups (one per value, best first; points without the key
+    #: left out), each of up to `group_size` hits, best first; the hits come group by group, each with
+    #: its `group_id`. `offset` must be 0.
+    group_by: str | None = None
+    group_size: int = 1

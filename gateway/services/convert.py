@@ -28,6 +28,7 @@ from searchgw.gateway.backends import (
     SnapshotInfo,
 )
 from searchgw.gateway.core import RouteInfo
+from searchgw.gateway.embedding import ChunkingOptions
 from searchgw.gateway.rollout import (
     AnalysisPolicy,
     ArmStats,
@@ -206,6 +207,30 @@ _ARM = {Arm.PRIMARY: common_pb.ARM_PRIMARY, Arm.CANARY: common_pb.ARM_CANARY}
 def scored_point_to_proto(point: ScoredPoint) -> search_pb.ScoredPoint:
     return search_pb.ScoredPoint(id=point_id_to_proto(point.id), score=point.score,
                                  payload=payload_to_proto(point.payload))
+
+
+def point_groups_to_proto(points: list[ScoredPoint]) -> list[search_pb.PointGroup]:
+    """A grouped search's hits (group by group, each with its `group_id`) as groups, in order."""
+    groups: list[search_pb.PointGroup] = []
+    for point in points:
+        if not groups or point.group_id != _group_value(groups[-1].id):
+            value = struct_pb2.Value()
+            if isinstance(point.group_id, str):
+                value.string_value = point.group_id
+            else:
+                value.number_value = float(point.group_id or 0)
+            groups.append(search_pb.PointGroup(id=value))
+        groups[-1].hits.append(scored_point_to_proto(point))
+    return groups
+
+
+def _group_value(value: struct_pb2.Value) -> str | int:
+    return value.string_value if value.WhichOneof("kind") == "string_value" else int(value.number_value)
+
+
+def chunking_from_proto(message: search_pb.Chunking) -> ChunkingOptions:
+    return ChunkingOptions(max_tokens=message.max_tokens,
+                           overlap_tokens=message.overlap_tokens if message.HasField("overlap_tokens") else None)
 
 
 def route_to_proto(route: RouteInfo) -> common_pb.Route:

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from searchgw.gateway.core import PointInput, SearchCore, SearchParams
 from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, parse_forced_arm
 from searchgw.gateway.services.convert import (
+    chunking_from_proto,
     filter_from_proto,
     payload_from_proto,
+    point_groups_to_proto,
     point_id_from_proto,
     route_to_proto,
     scored_point_to_proto,
@@ -47,11 +49,14 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=request.with_payload,
             page_token=request.page_token,
+            group_by=request.group_by,
+            group_size=request.group_size,
         )
         outcome = await self._core.search(params, deadline=_deadline(context, self._clock),
                                           on_route=lambda arm: labels.__setitem__("arm", arm.value))
         return pb.SearchResponse(points=[scored_point_to_proto(p) for p in outcome.points],
-                                 route=route_to_proto(outcome.route), next_page_token=outcome.next_page_token)
+                                 route=route_to_proto(outcome.route), next_page_token=outcome.next_page_token,
+                                 groups=point_groups_to_proto(outcome.points) if request.group_by else None)
 
     async def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
         current_rpc().labels["collection"] = request.collection
@@ -64,6 +69,12 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
                 vector=point.vector.values if content == "vector" else None,
                 payload=payload_from_proto(point.payload, f"points[{index}].payload"),
             ))
+        if request.chunking.enabled:
+            written = await self._core.upsert_chunked(request.collection, points,
+                                                      chunking_from_proto(request.chunking),
+                                                      deadline=_deadline(context, self._clock))
+            return pb.UpsertResponse(upserted=written.points, collections=written.collections, chunks=written.chunks,
+                                     point_chunks=written.point_chunks)
         count, collections = await self._core.upsert(request.collection, points,
                                                       deadline=_deadline(context, self._clock))
         return pb.UpsertResponse(upserted=count, collections=collections)

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsearchgw/v1/embed_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\"v\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\x08truncate\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tnormalize\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x0b\n\t_truncateB\x0c\n\n_normalize\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"J\n\nEmbedUsage\x12\x0e\n\x06tokens\x18\x01 \x01(\r\x12\x18\n\x10truncated_inputs\x18\x02 \x01(\r\x12\x12\n\ncache_hits\x18\x03 \x01(\r\"\x97\x01\n\x0c\x45mbedTimings\x12(\n\x05queue\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0ctokenization\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tinference\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x01\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12&\n\x05usage\x18\x04 \x01(\x0b\x32\x17.searchgw.v1.EmbedUsage\x12*\n\x07timings\x18\x05 \x01(\x0b\x32\x19.searchgw.v1.EmbedTimings\"\x15\n\x13GetModelInfoRequest\"Z\n\x0e\x42\x61tchingLimits\x12\x18\n\x10max_batch_tokens\x18\x01 \x01(\r\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\r\x12\x16\n\x0emax_queue_size\x18\x03 \x01(\r\"\xe3\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x18\n\x10max_input_tokens\x18\x03 \x01(\r\x12%\n\x07pooling\x18\x04 \x01(\x0e\x32\x14.searchgw.v1.Pooling\x12\x19\n\x11normalize_default\x18\x05 \x01(\x08\x12\x1a\n\x12\x65xecution_provider\x18\x06 \x01(\t\x12-\n\x08\x62\x61tching\x18\x07 \x01(\x0b\x32\x1b.searchgw.v1.BatchingLimits\x12\x0e\n\x06source\x18\x08 \x01(\t\"U\n\x14GetModelInfoResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*V\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x10\n\x0cPOOLING_MEAN\x10\x01\x12\x0f\n\x0bPOOLING_CLS\x10\x02\x12\x0f\n\x0bPOOLING_MAX\x10\x03\x32\xa3\x01\n\x0c\x45mbedService\x12>\n\x05\x45mbed\x12\x19.searchgw.v1.EmbedRequest\x1a\x1a.searchgw.v1.EmbedResponse\x12S\n\x0cGetModelInfo\x12 .searchgw.v1.GetModelInfoRequest\x1a!.searchgw.v1.GetModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsearchgw/v1/embed_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\"v\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\x08truncate\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tnormalize\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x0b\n\t_truncateB\x0c\n\n_normalize\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"J\n\nEmbedUsage\x12\x0e\n\x06tokens\x18\x01 \x01(\r\x12\x18\n\x10truncated_inputs\x18\x02 \x01(\r\x12\x12\n\ncache_hits\x18\x03 \x01(\r\"\x97\x01\n\x0c\x45mbedTimings\x12(\n\x05queue\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0ctokenization\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tinference\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb1\x01\n\rEmbedResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\x12&\n\x05usage\x18\x04 \x01(\x0b\x32\x17.searchgw.v1.EmbedUsage\x12*\n\x07timings\x18\x05 \x01(\x0b\x32\x19.searchgw.v1.EmbedTimings\"\x15\n\x13GetModelInfoRequest\"Z\n\x0e\x42\x61tchingLimits\x12\x18\n\x10max_batch_tokens\x18\x01 \x01(\r\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\r\x12\x16\n\x0emax_queue_size\x18\x03 \x01(\r\"\xe3\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x18\n\x10max_input_tokens\x18\x03 \x01(\r\x12%\n\x07pooling\x18\x04 \x01(\x0e\x32\x14.searchgw.v1.Pooling\x12\x19\n\x11normalize_default\x18\x05 \x01(\x08\x12\x1a\n\x12\x65xecution_provider\x18\x06 \x01(\t\x12-\n\x08\x62\x61tching\x18\x07 \x01(\x0b\x32\x1b.searchgw.v1.BatchingLimits\x12\x0e\n\x06source\x18\x08 \x01(\t\"U\n\x14GetModelInfoResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"t\n\x10\x43hunkTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x1b\n\x0eoverlap_tokens\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_overlap_tokens\"E\n\tTextChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\x12\x0e\n\x06tokens\x18\x04 \x01(\r\"D\n\nTextChunks\x12&\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.TextChunk\x12\x0e\n\x06tokens\x18\x02 \x01(\r\"v\n\x11\x43hunkTextResponse\x12&\n\x05texts\x18\x01 \x03(\x0b\x32\x17.searchgw.v1.TextChunks\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x16\n\x0eoverlap_tokens\x18\x04 \x01(\r*V\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x10\n\x0cPOOLING_MEAN\x10\x01\x12\x0f\n\x0bPOOLING_CLS\x10\x02\x12\x0f\n\x0bPOOLING_MAX\x10\x03\x32\xef\x01\n\x0c\x45mbedService\x12>\n\x05\x45mbed\x12\x19.searchgw.v1.EmbedRequest\x1a\x1a.searchgw.v1.EmbedResponse\x12S\n\x0cGetModelInfo\x12 .searchgw.v1.GetModelInfoRequest\x1a!.searchgw.v1.GetModelInfoResponse\x12J\n\tChunkText\x12\x1d.searchgw.v1.ChunkTextRequest\x1a\x1e.searchgw.v1.ChunkTextResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.embed_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POOLING']._serialized_start=1071
-  _globals['_POOLING']._serialized_end=1157
+  _globals['_POOLING']._serialized_start=1450
+  _globals['_POOLING']._serialized_end=1536
   _globals['_EMBEDREQUEST']._serialized_start=80
   _globals['_EMBEDREQUEST']._serialized_end=198
   _globals['_EMBEDDING']._serialized_start=200
@@ -52,6 +52,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO']._serialized_end=982
   _globals['_GETMODELINFORESPONSE']._serialized_start=984
   _globals['_GETMODELINFORESPONSE']._serialized_end=1069
-  _globals['_EMBEDSERVICE']._serialized_start=1160
-  _globals['_EMBEDSERVICE']._serialized_end=1323
+  _globals['_CHUNKTEXTREQUEST']._serialized_start=1071
+  _globals['_CHUNKTEXTREQUEST']._serialized_end=1187
+  _globals['_TEXTCHUNK']._serialized_start=1189
+  _globals['_TEXTCHUNK']._serialized_end=1258
+  _globals['_TEXTCHUNKS']._serialized_start=1260
+  _globals['_TEXTCHUNKS']._serialized_end=1328
+  _globals['_CHUNKTEXTRESPONSE']._serialized_start=1330
+  _globals['_CHUNKTEXTRESPONSE']._serialized_end=1448
+  _globals['_EMBEDSERVICE']._serialized_start=1539
+  _globals['_EMBEDSERVICE']._serialized_end=1778
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class EmbedServiceStub:
                 request_serializer=searchgw_dot_v1_dot_embed__service__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_embed__service__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
+        self.ChunkText = channel.unary_unary(
+                '/searchgw.v1.EmbedService/ChunkText',
+                request_serializer=searchgw_dot_v1_dot_embed__service__pb2.ChunkTextRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_embed__service__pb2.ChunkTextResponse.FromString,
+                _registered_method=True)
 
 
 class EmbedServiceServicer:
@@ -65,6 +70,14 @@ class EmbedServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChunkText(self, request, context):
+        """ChunkText splits texts into overlapping chunks that the model takes whole, counted by its own
+        tokenizer; each chunk is a substring of its text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbedServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_EmbedServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=searchgw_dot_v1_dot_embed__service__pb2.GetModelInfoRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_embed__service__pb2.GetModelInfoResponse.SerializeToString,
+            ),
+            'ChunkText': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChunkText,
+                    request_deserializer=searchgw_dot_v1_dot_embed__service__pb2.ChunkTextRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_embed__service__pb2.ChunkTextResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class EmbedService:
             '/searchgw.v1.EmbedService/GetModelInfo',
             searchgw_dot_v1_dot_embed__service__pb2.GetModelInfoRequest.SerializeToString,
             searchgw_dot_v1_dot_embed__service__pb2.GetModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChunkText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.EmbedService/ChunkText',
+            searchgw_dot_v1_dot_embed__service__pb2.ChunkTextRequest.SerializeToString,
+            searchgw_dot_v1_dot_embed__service__pb2.ChunkTextResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token")
+    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token", "group_by", "group_size")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,8 @@ class SearchRequest(_message.Message):
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: _common_pb2.Vector
@@ -28,7 +30,9 @@ class SearchRequest(_message.Message):
     score_threshold: float
     with_payload: bool
     page_token: str
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ...) -> None: ...
+    group_by: str
+    group_size: int
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
 
 class ScoredPoint(_message.Message):
     __slots__ = ("id", "score", "payload")
@@ -41,14 +45,16 @@ class ScoredPoint(_message.Message):
     def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., score: _Optional[float] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("points", "route", "next_page_token")
+    __slots__ = ("points", "route", "next_page_token", "groups")
     POINTS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     points: _containers.RepeatedCompositeFieldContainer[ScoredPoint]
     route: _common_pb2.Route
     next_page_token: str
-    def __init__(self, points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    groups: _containers.RepeatedCompositeFieldContainer[PointGroup]
+    def __init__(self, points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., next_page_token: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[PointGroup, _Mapping]]] = ...) -> None: ...
 
 class PointInput(_message.Message):
     __slots__ = ("id", "text", "vector", "payload")
@@ -63,20 +69,26 @@ class PointInput(_message.Message):
     def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "points")
+    __slots__ = ("collection", "points", "chunking")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKING_FIELD_NUMBER: _ClassVar[int]
     collection: str
     points: _containers.RepeatedCompositeFieldContainer[PointInput]
-    def __init__(self, collection: _Optional[str] = ..., points: _Optional[_Iterable[_Union[PointInput, _Mapping]]] = ...) -> None: ...
+    chunking: Chunking
+    def __init__(self, collection: _Optional[str] = ..., points: _Optional[_Iterable[_Union[PointInput, _Mapping]]] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
-    __slots__ = ("upserted", "collections")
+    __slots__ = ("upserted", "collections", "chunks", "point_chunks")
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    POINT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     upserted: int
     collections: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, upserted: _Optional[int] = ..., collections: _Optional[_Iterable[str]] = ...) -> None: ...
+    chunks: int
+    point_chunks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, upserted: _Optional[int] = ..., collections: _Optional[_Iterable[str]] = ..., chunks: _Optional[int] = ..., point_chunks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("collection", "ids", "filter")
@@ -93,3 +105,21 @@ class DeleteResponse(_message.Message):
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     collections: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, collections: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PointGroup(_message.Message):
+    __slots__ = ("id", "hits")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    id: _struct_pb2.Value
+    hits: _containers.RepeatedCompositeFieldContainer[ScoredPoint]
+    def __init__(self, id: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., hits: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ...) -> None: ...
+
+class Chunking(_message.Message):
+    __slots__ = ("enabled", "max_tokens", "overlap_tokens")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    max_tokens: int
+    overlap_tokens: int
+    def __init__(self, enabled: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ...) -> None: ...

@@ -54,19 +54,47 @@ async def test_a_text_alone_equals_the_same_text_inside_a_large_mixed_concurrent
     fillers = [f"filler text number {i} " + "word " * (i % 50) for i in range(80)]
     calls = [stub.Embed(pb.EmbedRequest(texts=[text])) for text in fillers]
     calls.insert(40, stub.Embed(pb.EmbedRequest(texts=[probe + " "])))  # same tokens, not a cache hit
-    big = stub.Embed(pb.EmbedRequest(texts=[*fillers[:30], probe, LONG_TEXT]))
+    big = stub.Embed(pb.EmbedRequest(texts=[*fillers[:30], probe, LONG_TEXT], truncate=True))
     responses = await asyncio.gather(*calls, big)
     np.testing.assert_allclose(vectors(responses[40])[0], alone, atol=1e-5)
     np.testing.assert_allclose(vectors(responses[-1])[30], alone, atol=1e-5)
 
 
-async def test_long_inputs_are_truncated_by_default_and_rejected_when_asked(stub):
-    response = await stub.Embed(pb.EmbedRequest(texts=["short", LONG_TEXT]))
-    assert response.usage.truncated_inputs == 1
+async def test_a_long_input_is_refused_by_default_naming_it_with_its_tokens_and_the_limit(stub):
+    # No silent truncation (since 0.4): the default refuses; truncation is asked for and reported.
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Embed(pb.EmbedRequest(texts=["short", LONG_TEXT], truncate=False))
+        await stub.Embed(pb.EmbedRequest(texts=["short", "also short", LONG_TEXT]))
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "texts[1]" in info.value.details() and "tokens" in info.value.details()
+    details = info.value.details()
+    assert details.startswith("texts[2]: the text is 842 tokens") and "limit of 256 tokens" in details
+    response = await stub.Embed(pb.EmbedRequest(texts=["short", LONG_TEXT], truncate=True))
+    assert response.usage.truncated_inputs == 1 and response.usage.tokens == 256 + 3
+
+
+async def test_chunk_text_cuts_a_long_text_into_substrings_the_model_takes_whole(stub):
+    response = await stub.ChunkText(pb.ChunkTextRequest(texts=["a short one", LONG_TEXT], overlap_tokens=16))
+    assert (response.model, response.max_tokens, response.overlap_tokens) == ("all-MiniLM-L6-v2", 256, 16)
+    short, long = response.texts
+    assert [(c.text, c.start, c.end) for c in short.chunks] == [("a short one", 0, 11)]
+    assert long.tokens == 842 and len(long.chunks) == 4
+    for chunk in long.chunks:
+        assert LONG_TEXT[chunk.start:chunk.end] == chunk.text and chunk.tokens <= 256
+        embedded = await stub.Embed(pb.EmbedRequest(texts=[chunk.text]))  # refused if over the limit
+        assert embedded.usage.tokens == chunk.tokens
+    assert long.chunks[0].start == 0 and long.chunks[-1].end == len(LONG_TEXT.rstrip())
+
+
+@pytest.mark.parametrize(("request_", "field"), [
+    (pb.ChunkTextRequest(texts=["x"], max_tokens=257), "max_tokens"),
+    (pb.ChunkTextRequest(texts=["x"], max_tokens=2), "max_tokens"),
+    (pb.ChunkTextRequest(texts=["x"], max_tokens=34, overlap_tokens=32), "overlap_tokens"),
+    (pb.ChunkTextRequest(texts=["x", " "]), "texts[1]"),
+])
+async def test_chunk_text_refuses_bad_options_naming_the_field(stub, request_, field):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ChunkText(request_)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(f"{field}: ")
 
 
 async def test_normalisation_can_be_turned_off(stub):

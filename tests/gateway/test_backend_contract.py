@@ -398,3 +398,89 @@ async def test_scroll_of_an_empty_or_unknown_collection(backend):
     with pytest.raises(InvalidArgument) as caught:
         await backend.scroll("empty", offset=-1)
     assert caught.value.field == "offset"
+
+
+# -- grouped search (group_by; the edge engine over-fetches and collapses, Qdrant groups itself) --------
+def expected_groups(vectors: np.ndarray, query: np.ndarray, keys: list, limit: int, size: int) -> list[tuple]:
+    """(group value, [ids best first]) of the best `limit` groups, as Qdrant's group-by defines them."""
+    groups: dict = {}
+    for index in cosine_ranking(vectors, query)[0].tolist():
+        key = keys[index]
+        if key is None or (key not in groups and len(groups) == limit):
+            continue
+        members = groups.setdefault(key, [])
+        if len(members) < size:
+            members.append(index)
+    return list(groups.items())
+
+
+async def chunked_collection(backend, documents: int = 12, chunks: int = 4, *, extra: int = 0) -> tuple:
+    """`documents` × `chunks` points (ids 0..) with payload {"doc": "d<n>" or n, "i": id}; the even
+    documents have string keys, the odd integer ones; `extra` points without the key."""
+    count = documents * chunks + extra
+    vectors = unit_vectors(count, seed=11)
+    keys = [(f"d{i // chunks}" if (i // chunks) % 2 == 0 else i // chunks) if i < documents * chunks else None
+            for i in range(count)]
+    await backend.create_collection(spec())
+    await backend.upsert("c", [Point(id=i, vector=v, payload={"i": i} if keys[i] is None else {"doc": keys[i], "i": i})
+                               for i, v in enumerate(vectors)])
+    return vectors, keys
+
+
+def as_groups(hits) -> list[tuple]:
+    grouped: dict = {}
+    for hit in hits:
+        grouped.setdefault(hit.group_id, []).append(hit.id)
+    return list(grouped.items())
+
+
+@pytest.mark.parametrize(("limit", "size"), [(5, 1), (3, 2), (20, 4)])
+async def test_a_grouped_search_returns_the_best_groups_each_with_its_best_hits(backend, limit, size):
+    vectors, keys = await chunked_collection(backend, extra=6)
+    query = vectors[5] + 0.3 * vectors[30]
+    hits = await backend.search("c", SearchQuery(vector=query, limit=limit, group_by="doc", group_size=size))
+    assert as_groups(hits) == expected_groups(vectors, query, keys, limit, size)[:limit]
+    assert all(hit.payload is None for hit in hits)
+    scores = [hit.score for hit in hits]
+    assert scores[0] == max(scores)
+
+
+async def test_a_grouped_search_filters_and_returns_payloads_when_asked(backend):
+    vectors, keys = await chunked_collection(backend)
+    query = vectors[0]
+    only_odd = Filter(must=(FieldCondition("i", range=Range(gte=8)),))
+    hits = await backend.search("c", SearchQuery(vector=query, limit=3, group_by="doc", filter=only_odd,
+                                                 with_payload=True))
+    kept = [k if i >= 8 else None for i, k in enumerate(keys)]
+    assert as_groups(hits) == expected_groups(vectors, query, kept, 3, 1)
+    assert all(hit.payload == {"doc": hit.group_id, "i": hit.id} for hit in hits)
+
+
+async def test_one_document_with_many_nearer_chunks_does_not_hide_the_others(backend):
+    # 200 chunks of one document all nearer than anything else: the edge engine's first round (32 hits)
+    # sees only that document and must fetch again to find two more.
+    base = unit_vectors(1, seed=3)[0]
+    near = base + 0.01 * unit_vectors(200, seed=4)
+    far = unit_vectors(20, seed=5)
+    await backend.create_collection(spec())
+    await backend.upsert("c", [Point(id=i, vector=v, payload={"doc": "big"}) for i, v in enumerate(near)]
+                         + [Point(id=1000 + i, vector=v, payload={"doc": f"small{i}"}) for i, v in enumerate(far)])
+    hits = await backend.search("c", SearchQuery(vector=base, limit=3, group_by="doc"))
+    assert [hit.group_id for hit in hits][0] == "big" and len(hits) == 3
+    vectors = np.vstack([near, far])
+    keys = ["big"] * 200 + [f"small{i}" for i in range(20)]
+    expected = expected_groups(vectors, base, keys, 3, 1)
+    assert [(g, [i if i < 200 else 1000 + i - 200 for i in ids]) for g, ids in expected] == as_groups(hits)
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    (dict(group_by="", limit=3), "group_by"),
+    (dict(group_by="a b", limit=3), "group_by"),
+    (dict(group_by="doc", group_size=0, limit=3), "group_size"),
+    (dict(group_by="doc", offset=3, limit=3), "offset"),
+])
+async def test_a_bad_grouping_is_refused_naming_the_field(backend, query, field):
+    await filled(backend, count=3)
+    with pytest.raises(InvalidArgument) as caught:
+        await backend.search("c", SearchQuery(vector=unit_vectors(1)[0], **query))
+    assert caught.value.field == field

@@ -171,8 +171,12 @@ class ModelDispatch:
     def _for(self, model: str) -> RemoteEmbedder:
         return self._by_model.get(model, self._default)
 
-    async def embed(self, texts, *, model, field, deadline):
-        return await self._for(model).embed(texts, model=model, field=field, deadline=deadline)
+    async def embed(self, texts, *, model, field, deadline, fields=None):
+        return await self._for(model).embed(texts, model=model, field=field, deadline=deadline, fields=fields)
+
+    async def chunk(self, texts, *, model, options, fields, options_field, deadline):
+        return await self._for(model).chunk(texts, model=model, options=options, fields=fields,
+                                            options_field=options_field, deadline=deadline)
 
     async def default_model(self) -> str:
         return await self._default.default_model()

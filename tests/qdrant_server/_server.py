@@ -262,6 +262,55 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
         return points_pb2.QueryResponse(result=[scored_point(hit, with_payload) for hit in hits])
 
     @rpc
+    async def QueryGroups(self, request: points_pb2.QueryPointGroups, context: Any) -> points_pb2.QueryGroupsResponse:
+        """Qdrant's group-by, exactly: every matching hit is ranked (the engine has no group-by; the test
+        collections are small), then grouped by the `group_by` value — groups in the order of their best
+        hit, up to `group_size` hits each, points without a string or integer value left out."""
+        refuse_set_fields(request, {"collection_name", "query", "filter", "score_threshold", "limit", "group_size",
+                                    "group_by", "with_payload", "with_vectors", "timeout"}, "QueryPointGroups")
+        if request.query.WhichOneof("variant") != "nearest" or request.query.nearest.WhichOneof("variant") != "dense":
+            raise unimplemented("group queries other than nearest to a dense vector")
+        if request.with_vectors.WhichOneof("selector_options") not in (None, "enable") or request.with_vectors.enable:
+            raise unimplemented("with_vectors")
+        if not request.group_by:
+            raise invalid("group_by: is required")
+        vector = dense_values(request.query.nearest.dense.data, "query.nearest.dense")
+        with_payload = _with_payload(request.with_payload)
+        limit = request.limit if request.HasField("limit") else 10
+        group_size = request.group_size if request.HasField("group_size") else 1
+        count = await self.engine.run(self.engine.store.count, request.collection_name, qe.CountRequest(exact=True))
+        engine_request = qe.QueryRequest(
+            limit=max(count, 1), query=qe.Query.Nearest(vector),
+            filter=engine_filter(request.filter) if request.HasField("filter") else None,
+            score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
+            with_payload=True, with_vector=False)
+        hits = await self.engine.run(self.engine.store.query, request.collection_name, vector, engine_request)
+        groups: dict[Any, list[Any]] = {}
+        for hit in hits:
+            value: Any = hit.payload or {}
+            for name in request.group_by.split("."):
+                value = value.get(name) if isinstance(value, dict) else None
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, bool) or not isinstance(item, (str, int)):
+                    continue
+                if item not in groups and len(groups) == limit:
+                    continue
+                members = groups.setdefault(item, [])
+                if len(members) < group_size:
+                    members.append(hit)
+        result = points_pb2.GroupsResult()
+        for item, members in groups.items():
+            group = result.groups.add()
+            if isinstance(item, str):
+                group.id.string_value = item
+            elif item >= 0:
+                group.id.unsigned_value = item
+            else:
+                group.id.integer_value = item
+            group.hits.extend(scored_point(hit, with_payload) for hit in members)
+        return points_pb2.QueryGroupsResponse(result=result)
+
+    @rpc
     async def Scroll(self, request: points_pb2.ScrollPoints, context: Any) -> points_pb2.ScrollResponse:
         refuse_set_fields(request, {"collection_name", "filter", "offset", "limit", "with_payload", "with_vectors",
                                     "timeout"}, "ScrollPoints")
