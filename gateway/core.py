@@ -39,6 +39,13 @@ model, for searches and writes alike. A raw vector belongs to one space, so:
 During the bake (BAKING) primary is the old collection; after it, raw vectors reach the new collection
 through the alias, in the new space — clients must have moved to the new model by then.
 
+Long texts (docs/chunking.md): a text over its model's limit is refused naming its field (`text`,
+`points[i].text`), never truncated. `upsert_chunked` writes each point's text as chunks cut by each
+arm's model (the embedder's ChunkText), ids from the document id and chunk number
+(`searchgw.gateway.chunks`), then deletes the documents' surplus chunks: write first, delete second,
+under the documents' write stripes (every stripe for a dual write). A search with `group_by` returns
+`limit` groups (one page), the backend's group-by.
+
 Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
 traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
 it shares with CollectionAdmin, the router and controller, the embedder, settings and metrics.

@@ -212,8 +212,10 @@ def scored_point_to_proto(point: ScoredPoint) -> search_pb.ScoredPoint:
 def point_groups_to_proto(points: list[ScoredPoint]) -> list[search_pb.PointGroup]:
     """A grouped search's hits (group by group, each with its `group_id`) as groups, in order."""
     groups: list[search_pb.PointGroup] = []
+    current: object = None
     for point in points:
-        if not groups or point.group_id != _group_value(groups[-1].id):
+        if not groups or point.group_id != current:
+            current = point.group_id
             value = struct_pb2.Value()
             if isinstance(point.group_id, str):
                 value.string_value = point.group_id
@@ -222,10 +224,6 @@ def point_groups_to_proto(points: list[ScoredPoint]) -> list[search_pb.PointGrou
             groups.append(search_pb.PointGroup(id=value))
         groups[-1].hits.append(scored_point_to_proto(point))
     return groups
-
-
-def _group_value(value: struct_pb2.Value) -> str | int:
-    return value.string_value if value.WhichOneof("kind") == "string_value" else int(value.number_value)
 
 
 def chunking_from_proto(message: search_pb.Chunking) -> ChunkingOptions:
