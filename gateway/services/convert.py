@@ -209,6 +209,10 @@ def scored_point_to_proto(point: ScoredPoint) -> search_pb.ScoredPoint:
                                  payload=payload_to_proto(point.payload))
 
 
+#: Integers up to this are exact as a protobuf Value's double.
+_EXACT_DOUBLE = 2**53
+
+
 def point_groups_to_proto(points: list[ScoredPoint]) -> list[search_pb.PointGroup]:
     """A grouped search's hits (group by group, each with its `group_id`) as groups, in order."""
     groups: list[search_pb.PointGroup] = []
@@ -219,6 +223,8 @@ def point_groups_to_proto(points: list[ScoredPoint]) -> list[search_pb.PointGrou
             value = struct_pb2.Value()
             if isinstance(point.group_id, str):
                 value.string_value = point.group_id
+            elif point.group_id is not None and abs(point.group_id) > _EXACT_DOUBLE:
+                value.string_value = str(point.group_id)  # a double would round it
             else:
                 value.number_value = float(point.group_id or 0)
             groups.append(search_pb.PointGroup(id=value))
