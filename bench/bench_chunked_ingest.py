@@ -80,7 +80,23 @@ async def ingest(client: GatewayClient, collection: str, points: list[dict], bat
     return embedded, seconds
 
 
-async def main(documents: int, rounds: int) -> int:
+@dataclass
+class ChunkedIngestResults:
+    documents: int
+    rounds: int
+    load: float
+    runs: dict[str, Run]
+
+    @property
+    def chunked_vs_full(self) -> float:
+        return self.runs["chunked"].rate / self.runs["full"].rate
+
+    @property
+    def chunked_vs_short(self) -> float:
+        return self.runs["chunked"].rate / self.runs["short"].rate
+
+
+async def run(documents: int, rounds: int) -> ChunkedIngestResults:
     model = EmbeddingModel.load(default_model_dir(CACHE), DEFAULT_MODEL_NAME, intra_op_threads=2)
     embedder = await create_embedder(EmbedderSettings(port=0, metrics_port=-1, cache_dir=CACHE, log_format="text"))
     await embedder.load([model])
@@ -125,15 +141,33 @@ async def main(documents: int, rounds: int) -> int:
     finally:
         await embedder.stop(0)
 
-    print(f"{documents} documents of ~1 200 tokens → {best['chunked'].texts} chunks; {rounds} interleaved rounds, "
-          f"best of each; machine load {os.getloadavg()[0]:.1f} (2 cores shared)")
-    print(f"{'run':<10} {'texts/s':>9} {'tokens/s':>10} {'texts':>7}")
-    for run in best.values():
-        unit = "chunks" if run.name == "chunked" else "texts"
-        print(f"{run.name:<10} {run.rate:>9.1f} {run.token_rate:>10.0f} {run.texts:>7} {unit}")
-    chunked, full, short = best["chunked"], best["full"], best["short"]
-    print(f"chunked / full  (chunks/s vs one-chunk texts/s, unchunked): {chunked.rate / full.rate:.2f}x")
-    print(f"chunked / short (chunks/s vs short texts/s, unchunked):     {chunked.rate / short.rate:.2f}x")
+    return ChunkedIngestResults(documents, rounds, os.getloadavg()[0], best)
+
+
+def lines(results: ChunkedIngestResults) -> list[str]:
+    """The results as text lines (also bench/report.py's section)."""
+    runs = results.runs
+    out = [f"{results.documents} documents of ~1 200 tokens → {runs['chunked'].texts} chunks; {results.rounds} "
+           f"interleaved round(s), best of each; machine load {results.load:.1f} (2 cores shared)",
+           f"{'run':<10} {'texts/s':>9} {'tokens/s':>10} {'texts':>7}"]
+    for one in runs.values():
+        unit = "chunks" if one.name == "chunked" else "texts"
+        out.append(f"{one.name:<10} {one.rate:>9.1f} {one.token_rate:>10.0f} {one.texts:>7} {unit}")
+    out.append(f"chunked / full  (chunks/s vs one-chunk texts/s, unchunked): {results.chunked_vs_full:.2f}x")
+    out.append(f"chunked / short (chunks/s vs short texts/s, unchunked):     {results.chunked_vs_short:.2f}x")
+    return out
+
+
+def markdown(results: ChunkedIngestResults) -> str:
+    """bench/report.py's section of docs/benchmarks.md."""
+    return ("\n## Chunked ingest (`bench/bench_chunked_ingest.py`)\n\n"
+            "Upsert with chunking (256 tokens, overlap 32) of long documents against unchunked Upserts of "
+            "one-chunk-sized and of short texts, interleaved in the same run (docs/chunking.md).\n\n```\n"
+            + "\n".join(lines(results)) + "\n```\n")
+
+
+async def main(documents: int, rounds: int) -> int:
+    print("\n".join(lines(await run(documents, rounds))))
     return 0
 
 

@@ -7,7 +7,8 @@ bench_embedder (embedder texts/s against concurrency, raw onnxruntime on the sam
 ceiling), bench_gateway with its scenarios (bench_gateway_load: Search against bare grpc.aio servers,
 latency CDFs; bench_routing: route decision time; bench_gateway_rollback: rollback reaction;
 bench_gateway_timeline: an auto-rollback under load; bench_gateway_ramp: a routing ramp), bench_backends (the
-edge backend against the engine called directly) and bench_model (fp32 against int8, as its own
+edge backend against the engine called directly), bench_chunked_ingest (chunks/s against unchunked ingest)
+and bench_model (fp32 against int8, as its own
 process). Then writes the Markdown and the PNGs. The full run takes about 10-12 minutes on 2 cores;
 `--quick` (shorter runs, one round, no sentence-transformers and no bench_model) about 3.
 """
@@ -37,6 +38,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
 from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
+from bench import bench_chunked_ingest  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
 from searchgw.loadgen import LatencyHistogram, Tally  # noqa: E402
 
@@ -558,13 +560,16 @@ async def collect(quick: bool, log=print) -> dict:
     with redirect_stdout(buffer):
         backends = await bench_backends.run(300 if quick else 1600, with_local=not quick)
     loads["after backends"] = load_average()
+    log(f"chunked ingest benchmark ({loadavg_text()})")
+    chunked = await bench_chunked_ingest.run(40 if quick else 120, 1 if quick else 2)
+    loads["after chunked ingest"] = load_average()
     model = None
     if not quick:
         log(f"model benchmark, its own process ({loadavg_text()})")
         model = await asyncio.to_thread(run_bench_model, quick)
         loads["after model"] = load_average()
     return dict(embedder=embedder, gateway=gateway, backends=backends, backends_log=buffer.getvalue(), model=model,
-                loads=loads)
+                loads=loads, chunked=chunked)
 
 
 def one_run_at_a_time():
@@ -610,6 +615,8 @@ def main() -> None:
         images["ramp"] = plot_ramp(gateway.ramp, machine)
     text = render(machine, args.quick, embedder, gateway, data["backends"], data["backends_log"], data["model"], images,
                   time.perf_counter() - started, data["loads"])
+    if data.get("chunked") is not None:
+        text += bench_chunked_ingest.markdown(data["chunked"])
     DOC.write_text(text, encoding="utf-8")
     print(f"\nwrote {DOC.relative_to(ROOT)} and {len(images)} plots in {IMG.relative_to(ROOT)}/ "
           f"in {(time.perf_counter() - started) / 60:.1f} min ({loadavg_text()})")

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = embed_service_pb2.DESCRIPTOR.services_by_name["EmbedService"].full_name
 #: The scope each RPC needs when authentication is on.
-METHOD_SCOPES = {f"/{SERVICE_NAME}/Embed": "read", f"/{SERVICE_NAME}/GetModelInfo": "read"}
+METHOD_SCOPES = {f"/{SERVICE_NAME}/Embed": "read", f"/{SERVICE_NAME}/GetModelInfo": "read",
+                 f"/{SERVICE_NAME}/ChunkText": "read"}
 
 
 def load_models(settings: EmbedderSettings) -> list[EmbeddingModel]:
