@@ -342,11 +342,10 @@ class SearchCore:
         limit = params.limit or self._settings.default_limit
         if limit > self._settings.max_limit:
             raise InvalidArgument("limit", f"{limit} is over the maximum of {self._settings.max_limit}")
-        self._check_grouping(params)
+        self._check_grouping(params, limit)
         return limit, None if params.filter is None else self._check_filter("filter", params.filter)
 
-    @staticmethod
-    def _check_grouping(params: SearchParams) -> None:
+    def _check_grouping(self, params: SearchParams, limit: int) -> None:
         if not params.group_by:
             if params.group_size:
                 raise InvalidArgument("group_size", "applies only with group_by")
@@ -354,6 +353,10 @@ class SearchCore:
         check_key("group_by", params.group_by)
         if params.group_size > MAX_GROUP_SIZE:
             raise InvalidArgument("group_size", f"{params.group_size} hits per group; at most {MAX_GROUP_SIZE}")
+        hits = limit * max(params.group_size, 1)
+        if hits > self._settings.max_limit:
+            raise InvalidArgument("group_size", f"{limit} groups of {params.group_size} hits is {hits} hits; at "
+                                                f"most {self._settings.max_limit} (--max-limit)")
         if params.page_token:
             raise InvalidArgument("page_token", "a grouped search (group_by) has one page; ask for more groups "
                                                 "with limit")

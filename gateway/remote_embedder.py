@@ -48,8 +48,7 @@ class RemoteEmbedder:
                     options_field: str, deadline: float | None) -> list[ChunkedText]:
         results = await self.client.chunk_text(
             texts, model=model, max_tokens=options.max_tokens, overlap_tokens=options.overlap_tokens,
-            timeout=self._timeout(deadline), field=fields[0] if len(fields) == 1 else "points[].text",
-            fields=fields, options_field=options_field)
+            timeout=self._timeout(deadline), field=options_field, fields=fields, options_field=options_field)
         return [ChunkedText(tuple(TextChunk(*chunk) for chunk in result.chunks), result.tokens)
                 for result in results]
 

@@ -14,6 +14,7 @@ from searchgw.gateway.rules import TEXT_PAYLOAD_KEY
 from searchgw.v1 import search_service_pb2 as search_pb
 from tests.gateway.test_cli import searchgw
 from tests.gateway.test_gateway import policy
+from tests.gateway.test_model_canary import model_rig  # noqa: F401 - a fixture
 from tests.rigs import two_arms
 
 UUID_DOC = "0b9e4a8c-1f2d-4e3a-9b7c-6d5e4f3a2b1c"
@@ -128,8 +129,11 @@ async def test_bad_chunked_writes_are_refused_naming_the_field_and_write_nothing
     assert (await client.get_collection("docs")).points_count == 0
 
 
-async def test_a_grouped_search_has_one_page(gateway):
+async def test_a_grouped_search_has_one_page_and_bounded_groups(gateway):
     _, client = gateway
+    with pytest.raises(InvalidArgument) as caught:
+        await client.search("docs", text="x", group_by=DOC_PAYLOAD_KEY, limit=20, group_size=100)
+    assert caught.value.field == "group_size" and "2000 hits; at most 1000" in caught.value.description
     with pytest.raises(InvalidArgument) as caught:
         await client.search("docs", text="x", group_size=2)
     assert caught.value.field == "group_size"
@@ -181,3 +185,14 @@ async def test_ingest_with_chunking_reports_chunks_and_a_shorter_rerun_deletes_t
     write({"handbook": paragraphs("billing", 40)})
     code, out, err = await searchgw("ingest", str(data), "--collection", "docs", *addr)  # no chunking: refused
     assert code == 2 and f"{data}:1: INVALID_ARGUMENT: " in err and "limit of 256 tokens" in err
+
+
+async def test_a_model_canary_chunks_each_arm_with_its_own_model(model_rig):
+    # docs-v1 (the default model) and docs-v2 (the same weights named minilm-canary): each arm's text is
+    # cut by its own model's ChunkText and embedded by it; the response counts primary's chunks.
+    _, server, client = model_rig
+    before = {name: await server.backend.count(name) for name in ("docs-v1", "docs-v2")}
+    response = await client.upsert("docs", [{"id": 900, "text": paragraphs("search", 40)}], chunking=CHUNKING)
+    assert sorted(response.collections) == ["docs-v1", "docs-v2"] and response.chunks >= 4
+    for name in ("docs-v1", "docs-v2"):
+        assert await server.backend.count(name) == before[name] + response.chunks
