@@ -537,11 +537,11 @@ class _FilterCheck:
                 raise InvalidArgument(f"{path}.field.text", "must hold at least one word")
             return condition
         if condition.datetime_range is not None:
-            bounds = condition.datetime_range
+            dates = condition.datetime_range
             values = {}
             for name in ("gt", "gte", "lt", "lte"):
-                self._size(f"{path}.field.datetime_range.{name}", getattr(bounds, name))
-                values[name] = _datetime_bound(f"{path}.field.datetime_range.{name}", getattr(bounds, name))
+                self._size(f"{path}.field.datetime_range.{name}", getattr(dates, name))
+                values[name] = _datetime_bound(f"{path}.field.datetime_range.{name}", getattr(dates, name))
             if all(value is None for value in values.values()):
                 raise InvalidArgument(f"{path}.field.datetime_range", "set at least one bound")
             return replace(condition, datetime_range=DatetimeRange(**values))

@@ -69,6 +69,7 @@ from searchgw.gateway.demo import DemoSeeder
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.reading import PointReader
 from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
 from searchgw.gateway.rollout import redis_store
@@ -104,6 +105,9 @@ METHOD_SCOPES = {
     f"/{_SEARCH}/Search": "read",
     f"/{_SEARCH}/Upsert": "write",
     f"/{_SEARCH}/Delete": "write",
+    f"/{_SEARCH}/CountPoints": "read",
+    f"/{_SEARCH}/ScrollPoints": "read",
+    f"/{_SEARCH}/GetPoints": "read",
     **{f"/{service.full_name}/{method.name}": "admin"
        for service in (collection_service_pb2.DESCRIPTOR.services_by_name["CollectionService"],
                        rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"])
@@ -269,7 +273,9 @@ async def create_server(
                                keepalive_time_s=settings.keepalive_time_s,
                                keepalive_timeout_s=settings.keepalive_timeout_s),
     )
-    search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock), server)
+    reader = PointReader(served_backend, router, settings, page_tokens)
+    search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock, reader=reader),
+                                                                server)
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
         CollectionServicer(admin), server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(controller), server)

@@ -584,8 +584,7 @@ class QdrantBackend:
                 with_vectors=bool(with_vector))
         points = tuple(_stored_point(record) for record in records)
         if order_by is not None:
-            return ScrollPage(points, None, tuple(cast(int | float, r.order_value) for r in records
-                                                  if r.order_value is not None))
+            return ScrollPage(points, None, tuple(r.order_value for r in records if r.order_value is not None))
         return ScrollPage(points, None if next_offset is None else _domain_id(cast(int | str, next_offset)))
 
     async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
