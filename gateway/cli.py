@@ -870,12 +870,14 @@ async def _payload_index(client, args) -> Any:
         return await client.delete_payload_index(args.name, args.key, timeout=args.timeout)
     text = None
     if args.type == "text":
-        text = coll_pb.TextIndexParams(tokenizer=_TOKENIZERS[args.tokenizer or "word"],
+        text = coll_pb.TextIndexParams(tokenizer=f"TOKENIZER_{(args.tokenizer or 'word').upper()}",
                                        lowercase=not args.case_sensitive, min_token_length=args.min_token_length,
                                        max_token_length=args.max_token_length)
     elif args.tokenizer or args.case_sensitive or args.min_token_length or args.max_token_length:
         raise SystemExit("--tokenizer, --case-sensitive and the token lengths are for --type text")
-    return await client.create_payload_index(args.name, args.key, _INDEX_TYPES[args.type], text=text,
+    return await client.create_payload_index(args.name, args.key,
+                                             coll_pb.PayloadIndexType.Value(f"PAYLOAD_INDEX_TYPE_{args.type.upper()}"),
+                                             text=text,
                                              timeout=max(args.timeout, 600.0))
 
 

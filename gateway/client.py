@@ -157,7 +157,7 @@ class GatewayClient:
         return await self._call(self.search_stub.Delete, request, timeout)
 
     async def count_points(self, collection: str, *, filter: common_pb.Filter | None = None,
-                           arm: common_pb.Arm.ValueType = common_pb.ARM_UNSPECIFIED,
+                           arm: common_pb.Arm = common_pb.ARM_UNSPECIFIED,
                            timeout: float | None = None) -> search_pb.CountPointsResponse:
         """How many points match `filter` (every point without one), exactly; primary's during a rollout
         unless `arm` names the canary."""
@@ -167,7 +167,7 @@ class GatewayClient:
     async def scroll_points(self, collection: str, *, filter: common_pb.Filter | None = None, page_size: int = 0,
                             page_token: str = "", order_by: str = "", descending: bool = False,
                             with_payload: bool = False, with_vector: bool = False,
-                            arm: common_pb.Arm.ValueType = common_pb.ARM_UNSPECIFIED,
+                            arm: common_pb.Arm = common_pb.ARM_UNSPECIFIED,
                             timeout: float | None = None) -> search_pb.ScrollPointsResponse:
         """One page of points, by id or ordered by the payload field `order_by` (which needs an integer,
         float or datetime index); `every_page(lambda token: client.scroll_points(..., page_token=token))`
@@ -182,7 +182,7 @@ class GatewayClient:
         return await self._call(self.search_stub.ScrollPoints, request, timeout)
 
     async def get_points(self, collection: str, ids: Sequence[PointIdLike], *, with_payload: bool = True,
-                         with_vector: bool = False, arm: common_pb.Arm.ValueType = common_pb.ARM_UNSPECIFIED,
+                         with_vector: bool = False, arm: common_pb.Arm = common_pb.ARM_UNSPECIFIED,
                          timeout: float | None = None) -> search_pb.GetPointsResponse:
         """The points with these ids, in that order; ids the collection does not hold are left out."""
         request = search_pb.GetPointsRequest(collection=collection, ids=[point_id(i) for i in ids],
@@ -201,7 +201,7 @@ class GatewayClient:
                                     coll_pb.CreateCollectionRequest(collection=collection), timeout)
         return response.collection
 
-    async def create_payload_index(self, collection: str, key: str, type: coll_pb.PayloadIndexType.ValueType, *,
+    async def create_payload_index(self, collection: str, key: str, type: coll_pb.PayloadIndexType, *,
                                    text: coll_pb.TextIndexParams | None = None,
                                    timeout: float | None = None) -> coll_pb.Collection:
         """Index a payload field (both arms during a rollout); the collection with its indexes."""

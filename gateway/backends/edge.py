@@ -3,7 +3,7 @@
 Layout of `data_dir`::
 
     LOCK                      flock()ed while a backend has the directory open (one at a time)
-    catalog.json              every collection's spec (embedding model included) and every alias
+    catalog.json              every collection's spec (embedding model and payload indexes included) and every alias
     collections/<name>/       one qdrant-edge shard per collection (its WAL, segments, config)
     snapshots/<name>/         that collection's snapshots (see `_snapshots`); they outlive it
 
@@ -12,9 +12,10 @@ Aliases are ours, not the engine's: they live in the catalog, which is replaced 
 
 Durability — what is on disk when a call returns:
 
-- create_collection, delete_collection, update_alias, delete_alias: the catalog is fsynced (and the
-  new shard flushed) before the call returns, so the change survives a crash of the process or of
-  the machine.
+- create_collection, delete_collection, update_alias, delete_alias, create_payload_index,
+  delete_payload_index: the catalog is fsynced (and the shard flushed) before the call returns, so the
+  change survives a crash of the process or of the machine. An index change is made in the engine
+  first, then committed to the catalog; if the commit fails the engine's change is undone.
 - upsert, delete_points: the engine appends the operation to the shard's write-ahead log before it
   applies it, and the call returns after both. The WAL is a memory-mapped file, so an acknowledged
   write is in the kernel's page cache: it survives SIGKILL or any crash of the process, and the next

@@ -12,7 +12,11 @@ the create, which the server applies atomically. A collection's embedding model 
 collection's metadata (`metadata.embedding_model`), which server and local mode both store.
 
 To check vector sizes without I/O the backend keeps each collection's spec (a collection's spec
-never changes), and a snapshot of the collection and alias names for `resolve` and the data calls.
+never changes, but for its payload indexes, which `get_collection`, an ordered scroll and the index
+calls read afresh from the server's payload schema), and a snapshot of the collection and alias names
+for `resolve` and the data calls. Payload indexes are the server's own (`create_payload_index`);
+qdrant-client's local mode builds none, so there their declarations live in the collection's metadata
+(`metadata.payload_indexes`, JSON) and the filters scan.
 The snapshot is refreshed by this backend's own changes, on a name it does not know, and when older
 than `names_ttl` seconds — so an alias switched by another process is seen within that time.
 
@@ -41,7 +45,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, TypedDict, cast
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
@@ -457,8 +461,7 @@ class QdrantBackend:
         physical = self._lookup(names, name)
         if physical is None:
             raise NotFound(f"collection or alias {name!r} does not exist")
-        self._specs.pop(physical, None)  # read afresh: its payload indexes may have changed elsewhere
-        spec = await self._spec(physical)
+        spec = await self._spec_afresh(physical)  # its payload indexes may have changed elsewhere
         return CollectionInfo(spec=spec, points_count=await self.count(physical),
                               aliases=aliases_of(physical, names.aliases))
 
@@ -613,11 +616,17 @@ class QdrantBackend:
                 await self._client.update_collection(physical, metadata=self._metadata(updated))
             else:
                 await apply()
-        self._specs.pop(physical, None)
 
     async def _spec_afresh(self, physical: str) -> CollectionSpec:
-        self._specs.pop(physical, None)
-        return await self._spec(physical)
+        """The spec with the payload indexes as the server has them now (the rest never changes, and
+        local mode reports no HNSW settings: the cached spec keeps what it was created with)."""
+        with self._forgetting(physical):
+            info = await self._client.get_collection(physical)
+        fresh = _spec_from_info(physical, info, self._local)
+        cached = self._specs.get(physical)
+        spec = self._specs[physical] = fresh if cached is None else replace(cached,
+                                                                            payload_indexes=fresh.payload_indexes)
+        return spec
 
     # -- payload indexes ---------------------------------------------------------------------
     async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:

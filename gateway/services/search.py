@@ -55,6 +55,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         count, route = await self._points().count(
             request.collection, filter_from_proto(request.filter) if request.HasField("filter") else None,
             _read_arm(request.arm))
+        current_rpc().labels["arm"] = route.arm.value
         return pb.CountPointsResponse(count=count, route=route_to_proto(route))
 
     async def ScrollPoints(self, request: pb.ScrollPointsRequest, context) -> pb.ScrollPointsResponse:
@@ -65,6 +66,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             page_size=request.page_size, page_token=request.page_token,
             order_by=order_by_from_proto(request.order_by) if request.HasField("order_by") else None,
             with_payload=request.with_payload, with_vector=request.with_vector, arm=_read_arm(request.arm)))
+        current_rpc().labels["arm"] = outcome.route.arm.value
         return pb.ScrollPointsResponse(
             points=[stored_point_to_proto(p, with_payload=request.with_payload, with_vector=request.with_vector)
                     for p in outcome.points],
@@ -75,6 +77,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         ids = [point_id_from_proto(p, f"ids[{i}]") for i, p in enumerate(request.ids)]
         outcome = await self._points().get(request.collection, ids, with_payload=request.with_payload,
                                            with_vector=request.with_vector, arm=_read_arm(request.arm))
+        current_rpc().labels["arm"] = outcome.route.arm.value
         return pb.GetPointsResponse(
             points=[stored_point_to_proto(p, with_payload=request.with_payload, with_vector=request.with_vector)
                     for p in outcome.points], route=route_to_proto(outcome.route))

@@ -15,6 +15,7 @@ from searchgw.gateway.rollout.preparation import CanaryOverrides
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import common_pb2
 from tests.gateway.backend_helpers import spec
+from tests.faults.test_same_failure_same_status import counted as counted_sample
 from tests.gateway.outcome_rig import unit_vector
 
 DIMENSION = 384
@@ -202,7 +203,7 @@ async def test_get_points_returns_the_found_ones_in_the_order_asked(rig):
 async def test_during_a_rollout_reads_go_to_primary_unless_the_canary_is_named(rig):
     from tests.gateway.test_arm_pages import rollout
 
-    _, client = await rig.start()
+    server, client = await rig.start()
     await collection(client, "docs-v1", count=6)
     await collection(client, "docs-v2", count=4, base=100)
     await client.update_alias("docs", "docs-v1")
@@ -217,6 +218,9 @@ async def test_during_a_rollout_reads_go_to_primary_unless_the_canary_is_named(r
         await client.scroll_points("docs", page_size=2, page_token=page.next_page_token)
     got = await client.get_points("docs", [1, 101], arm=common_pb2.ARM_CANARY)
     assert [p.id.num for p in got.points] == [101]
+    labels = {"rpc": "CountPoints", "collection": "docs", "code": "OK"}
+    assert await counted_sample(server, "searchgw_requests_total", {**labels, "arm": "canary"}) == 1
+    assert await counted_sample(server, "searchgw_requests_total", {**labels, "arm": "primary"}) == 1
 
 
 async def test_an_index_change_during_a_rollout_reaches_both_arms(rig):
@@ -240,3 +244,29 @@ async def test_reading_the_canary_without_a_rollout_is_a_failed_precondition(rig
     await collection(client, "docs", count=2)
     with pytest.raises(FailedPrecondition):
         await client.count_points("docs", arm=common_pb2.ARM_CANARY)
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+async def test_the_cli_indexes_fields_and_counts_scrolls_and_gets_points(rig):
+    import json
+
+    from tests.gateway.test_cli import searchgw
+
+    server, client = await rig.start()
+    await collection(client, "docs", count=12)
+    addr = ("--addr", server.address, "--output", "json")
+    code, out, err = await searchgw("collections", "index", "docs", "owner", "--type", "keyword", *addr)
+    assert code == 0, err
+    assert [i["key"] for i in json.loads(out)["payload_indexes"]] == ["day", "owner", "rank", "title"]
+    code, out, err = await searchgw("points", "count", "docs", "--filter", '{"must": [{"is_null": {"key": "owner"}}]}',
+                                    *addr)
+    assert (code, json.loads(out)["count"]) == (0, "3"), err  # ids 0, 4, 8 (uint64 is a string in JSON)
+    code, out, err = await searchgw("points", "scroll", "docs", "--order-by", "day", "--descending", "--limit", "5",
+                                    *addr)
+    assert code == 0, err
+    assert [p["id"]["num"] for p in json.loads(out)["points"]] == ["11", "10", "9", "8", "7"]
+    code, out, err = await searchgw("points", "get", "docs", "2", "99", "--addr", server.address)
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["ID", "PAYLOAD"] and out.splitlines()[1].startswith("2 ")
+    code, out, err = await searchgw("points", "scroll", "docs", "--order-by", "owner", "--addr", server.address)
+    assert code != 0 and "order_by.key" in err
