@@ -43,7 +43,8 @@ ResultT = TypeVar("ResultT")
 #: The operations a fault can be limited to: the VectorBackend methods that name a collection.
 OPERATIONS = frozenset({"create_collection", "get_collection", "delete_collection", "update_alias", "delete_alias",
                         "resolve", "upsert", "delete_points", "search", "count", "scroll", "optimize",
-                        "create_snapshot", "list_snapshots", "restore_snapshot", "delete_snapshot"})
+                        "create_snapshot", "list_snapshots", "restore_snapshot", "delete_snapshot", "retrieve",
+                        "create_payload_index", "delete_payload_index"})
 
 
 class FaultKind(enum.Enum):

@@ -239,6 +239,28 @@ async def test_an_index_change_during_a_rollout_reaches_both_arms(rig):
         assert "rank" not in [i.key for i in (await client.get_collection(name)).payload_indexes]
 
 
+async def test_an_index_change_the_canary_fails_is_undone_on_primary(rig):
+    """The canary's engine failing is injected (FaultInjectingBackend): a real engine will not fail on cue."""
+    from searchgw.errors import Unavailable
+    from searchgw.gateway.backends import FaultKind
+    from tests.gateway.test_arm_pages import rollout
+
+    server, client = await rig.start()
+    await collection(client, "docs-v1", count=3)
+    await collection(client, "docs-v2", count=3)
+    await client.update_alias("docs", "docs-v1")
+    await rollout(client)
+    server.backend.inject("docs-v2", error=FaultKind.UNAVAILABLE,
+                          operations={"create_payload_index", "delete_payload_index"})
+    before = [(i.key, i.type) for i in (await client.get_collection("docs-v1")).payload_indexes]
+    for change in (client.create_payload_index("docs", "owner", KEYWORD),
+                   client.create_payload_index("docs", "rank", KEYWORD),  # a replacement, put back as it was
+                   client.delete_payload_index("docs", "day")):
+        with pytest.raises(Unavailable):
+            await change
+        assert [(i.key, i.type) for i in (await client.get_collection("docs-v1")).payload_indexes] == before
+
+
 async def test_reading_the_canary_without_a_rollout_is_a_failed_precondition(rig):
     _, client = await rig.start()
     await collection(client, "docs", count=2)
