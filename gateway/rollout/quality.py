@@ -249,7 +249,11 @@ class QualityEvidence:
     @property
     def rejected(self) -> bool:
         """The guard rejected H0 and has its minimum of comparisons: the canary's results differ."""
-        return self.samples >= self.policy.min_samples and self.guard.result().rejected
+        if self.samples < self.policy.min_samples:
+            return False
+        # guard.result().rejected without its confidence bounds: the e-value grows only when a comparison
+        # below the threshold arrives, and `update` keeps its largest value then
+        return self.guard.max_log_e >= math.log(1.0 / self.guard.alpha)
 
     def summary(self) -> QualitySummary:
         policy = self.policy
@@ -259,7 +263,7 @@ class QualityEvidence:
         mean = _mean(self.overlaps, samples)
         mean_rbo = _mean(self.rbos, sum(self.rbos.values()))
         top = self.differing.top()
-        rejected = samples >= policy.min_samples and result.rejected
+        rejected = self.rejected
         numbers = (f"overlap@{policy.k} median {_fmt(median)} mean {_fmt(mean)}, RBO(p={policy.rbo_p:g}) mean "
                    f"{_fmt(mean_rbo)} over {samples} shadow comparisons; {below} below {policy.min_overlap:g}")
         if samples:
