@@ -1,0 +1,149 @@
+"""What shadow searches cost primary: throughput with quality sampling at 5 % against none (issue 15 §4).
+
+    .venv/bin/python -m bench.bench_shadow [--quick]
+
+One gateway (`create_server`, the embedded qdrant-edge engine) in this process, on loopback; the load
+comes from one loadgen process, closed loop (enough callers to keep the gateway busy): Search by vector on
+`docs`, uniform routing keys, under a rollout at 10 % canary. Primary `docs-v1` holds 10 000 x 384 points,
+HNSW built; the canary `docs-v2` is a restored snapshot of it (a faithful copy, index included).
+
+Two configurations, the same rollout but for its `quality.shadow_sample_rate`: 0 (no shadow searches) and
+0.05 (5 % of searches also run on the other arm, in the background, at most `--shadow-max-in-flight` (4)
+at once). Runs alternate A, B, A, B … over the rounds (a fresh rollout each run); the figure is the median
+over rounds of B's successful calls/s divided by A's in the same round, plus p50/p99 ratios and the shadow
+outcomes (compared, dropped_busy) of the sampled runs. The goal: B ≥ 0.95 × A.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import LoadRunner, Machine, configure_like_production, loadavg_text, percentile_ms
+from bench._common import print_table
+from searchgw.gateway.backends import CollectionSpec, EdgeBackend, Point
+from searchgw.gateway.client import GatewayClient, stage
+from searchgw.gateway.server import GatewayServer, create_server
+from searchgw.gateway.settings import GatewaySettings
+from searchgw.loadgen import LoadConfig, Report
+from searchgw.testing import ManualClock
+from searchgw.v1 import rollout_service_pb2 as roll_pb
+
+DIM = 384
+POINTS = 10_000
+UPSERT_BATCH = 1_000
+PRIMARY, CANARY, LOGICAL = "docs-v1", "docs-v2", "docs"
+CANARY_WEIGHT_PERCENT = 10
+SAMPLE_RATE = 0.05
+GOAL = 0.95
+CONCURRENCY = 16
+
+
+async def build_arms(backend: EdgeBackend) -> None:
+    vectors = np.random.default_rng(1).normal(size=(POINTS, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    await backend.create_collection(CollectionSpec(name=PRIMARY, dimension=DIM))
+    for first in range(0, POINTS, UPSERT_BATCH):
+        chunk = vectors[first:first + UPSERT_BATCH]
+        await backend.upsert(PRIMARY, [Point(id=first + i, vector=v) for i, v in enumerate(chunk)])
+    await backend.optimize(PRIMARY)
+    snapshot = await backend.create_snapshot(PRIMARY)
+    await backend.restore_snapshot(snapshot.name, CANARY)
+    await backend.update_alias(LOGICAL, PRIMARY)
+
+
+def analysis(rate: float) -> roll_pb.AnalysisPolicy:
+    return roll_pb.AnalysisPolicy(quality=roll_pb.QualityPolicy(shadow_sample_rate=rate))
+
+
+def shadow_counts(server: GatewayServer, rollout: str) -> dict[str, int]:
+    outcomes = ("compared", "dropped_busy", "failed")
+    return {o: int(server.metrics.registry.get_sample_value("searchgw_shadow_queries_total",
+                                                            {"rollout": rollout, "outcome": o}) or 0)
+            for o in outcomes}
+
+
+async def run_once(server: GatewayServer, client: GatewayClient, runner: LoadRunner, rate: float, seed: int,
+                   duration_s: float, warmup_s: float) -> tuple[Report, dict[str, int]]:
+    rollout = f"r-{seed}"
+    await client.create_rollout(rollout, LOGICAL, CANARY, analysis=analysis(rate),
+                                stages=[stage(CANARY_WEIGHT_PERCENT, 3600, 0), stage(100)])
+    try:
+        config = LoadConfig(target=server.address, rpc="search", vector=True, collection=LOGICAL, mode="closed",
+                            concurrency=CONCURRENCY, duration_s=duration_s, warmup_s=warmup_s, seed=seed,
+                            keys="uniform", key_count=10_000, deadline_s=5.0)
+        report = await runner.run(config)
+        await server.core.shadow.drain()
+        return report, shadow_counts(server, rollout)
+    finally:
+        await client.abort_rollout(rollout, reason="benchmark run done")
+
+
+async def run(quick: bool, log=print) -> dict:
+    """Measure; returns the figures (and prints the table)."""
+    configure_like_production()
+    rounds, duration_s, warmup_s = (2, 3.0, 1.0) if quick else (5, 6.0, 1.0)
+    started = time.perf_counter()
+    log(f"shadow searches vs none — {Machine.now().line()}, {loadavg_text()}")
+    ratios, p50s, p99s = [], [], []
+    sampled_counts: list[dict[str, int]] = []
+    base_rates: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-shadow-") as tmp, LoadRunner() as runner:
+        backend = EdgeBackend(Path(tmp) / "edge")
+        await build_arms(backend)
+        settings = GatewaySettings(port=0, metrics_port=-1, data_dir=Path(tmp), log_format="text", log_level="error")
+        server = await create_server(settings, backend=backend, rollout_clock=ManualClock(), run_controller=False)
+        client = GatewayClient(server.address)
+        try:
+            for round_ in range(rounds):
+                order = [(0.0, "A"), (SAMPLE_RATE, "B")] if round_ % 2 == 0 else [(SAMPLE_RATE, "B"), (0.0, "A")]
+                reports: dict[str, Report] = {}
+                for index, (rate, label) in enumerate(order):
+                    report, counts = await run_once(server, client, runner, rate, round_ * 10 + index,
+                                                    duration_s, warmup_s)
+                    reports[label] = report
+                    if label == "B":
+                        sampled_counts.append(counts)
+                    log(f"  round {round_ + 1} {label} (sample {rate:g}): {report.ok_per_s:.0f} ok/s, "
+                        f"{report.errors} errors, p99 {percentile_ms(report, 0.99):.1f} ms"
+                        + (f", shadow {counts}" if label == "B" else ""))
+                a, b = reports["A"], reports["B"]
+                base_rates.append(a.ok_per_s)
+                ratios.append(b.ok_per_s / a.ok_per_s)
+                p50s.append(percentile_ms(b, 0.5) / percentile_ms(a, 0.5))
+                p99s.append(percentile_ms(b, 0.99) / percentile_ms(a, 0.99))
+        finally:
+            await client.close()
+            await server.stop(0)
+    ratio = statistics.median(ratios)
+    compared = sum(c["compared"] for c in sampled_counts)
+    dropped = sum(c["dropped_busy"] for c in sampled_counts)
+    rows = [["throughput (ok/s), sample 5 % / none", f"{ratio:.3f}x", f"≥ {GOAL:g}x",
+             "met" if ratio >= GOAL else "NOT met"],
+            ["p50 latency ratio", f"{statistics.median(p50s):.3f}x", "", ""],
+            ["p99 latency ratio", f"{statistics.median(p99s):.3f}x", "", ""]]
+    log(f"\nclosed loop, {CONCURRENCY} callers, Search by vector at {CANARY_WEIGHT_PERCENT} % canary; "
+        f"{rounds} rounds of {duration_s:g} s, A/B interleaved; baseline {statistics.median(base_rates):.0f} ok/s")
+    print_table(rows, ["", "median over rounds", "goal", ""])
+    log(f"per-round throughput ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
+    log(f"shadow searches in the sampled runs: {compared} compared, {dropped} dropped (busy), "
+        f"{sum(c['failed'] for c in sampled_counts)} failed")
+    log(f"  took {time.perf_counter() - started:.0f} s; {loadavg_text()}")
+    return {"ratio": ratio, "ratios": ratios, "p50": statistics.median(p50s), "p99": statistics.median(p99s),
+            "compared": compared, "dropped": dropped}
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two short rounds")
+    asyncio.run(run(parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    cli()
