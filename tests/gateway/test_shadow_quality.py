@@ -224,3 +224,18 @@ def test_simulated_false_rollbacks_stay_within_alpha_and_a_wrong_canary_is_caugh
     assert false_rate <= quality.alpha + monte_carlo
     assert faithful_rate == 0.0
     assert len(detected) == 200 and detected[len(detected) // 2] <= quality.min_samples + PER_SECOND
+
+
+# -- the command line -----------------------------------------------------------------------------------
+
+def test_rollout_start_takes_the_quality_flags_over_the_spec(tmp_path):
+    from searchgw.cli import build_parser
+    from searchgw.gateway.cli import rollout_from
+
+    spec = tmp_path / "r1.yaml"
+    spec.write_text("name: r1\ncollection: docs\ncanaryCollection: docs-v2\n"
+                    "analysis: {quality: {shadowSampleRate: 0.01, minSamples: 50}}\n")
+    args = build_parser().parse_args(["rollout", "start", "--spec", str(spec), "--shadow-sample-rate", "0.05",
+                                      "--quality-min-overlap", "0.7"])
+    quality = rollout_from(args).analysis.quality
+    assert (quality.shadow_sample_rate, quality.min_overlap, quality.min_samples) == (0.05, 0.7, 50)
