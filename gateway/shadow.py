@@ -23,6 +23,7 @@ caller reports with `skip(label, outcome)` (e.g. `skipped_vector`, `skipped_fall
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -96,7 +97,10 @@ class ShadowSampler:
         if len(self._tasks) >= self.max_in_flight:
             self._observe(label, DROPPED_BUSY)
             return False
-        task = asyncio.get_running_loop().create_task(self._run(label, job, on_result), name=f"shadow-{label}")
+        # A context of its own: the job is no part of the request that offered it (its trace and log
+        # context end with the answer).
+        task = asyncio.get_running_loop().create_task(self._run(label, job, on_result), name=f"shadow-{label}",
+                                                      context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
