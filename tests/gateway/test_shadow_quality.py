@@ -239,3 +239,58 @@ def test_rollout_start_takes_the_quality_flags_over_the_spec(tmp_path):
                                       "--quality-min-overlap", "0.7"])
     quality = rollout_from(args).analysis.quality
     assert (quality.shadow_sample_rate, quality.min_overlap, quality.min_samples) == (0.05, 0.7, 50)
+
+
+# -- several replicas: comparisons fold through the shared counts (real redis-server) --------------------
+
+async def test_the_leader_judges_every_replicas_comparisons_summed_through_redis(redis_server):
+    import dataclasses
+
+    from searchgw.gateway.rollout import RolloutState
+    from searchgw.testing import ManualClock
+    from tests.gateway.test_rollout import INTERVAL, POLICY, AliasTable, spec
+    from tests.gateway.test_rollout_redis_store import replica, traffic
+
+    clock = ManualClock()
+    aliases = AliasTable({"docs": "docs-v1"})
+    replicas = [await replica("a", redis_server.url, clock, aliases, lead=True),
+                await replica("b", redis_server.url, clock, aliases),
+                await replica("c", redis_server.url, clock, aliases)]
+    try:
+        leader, *followers = replicas
+        analysis = dataclasses.replace(POLICY, quality=QualityPolicy(shadow_sample_rate=0.05, min_samples=30))
+        await leader.controller.create(spec(analysis=analysis), actor="alice")
+        for each in replicas:
+            await each.feed.poll_once()
+        for _ in range(6):  # each follower compares 4 searches an interval, all wrong; the leader none
+            clock.advance(INTERVAL / 2)
+            for each in followers:
+                traffic(each.controller, primary=40, canary=10)
+                for _ in range(4):
+                    each.controller.record_comparison("r1", 0.1, 0.05, ("7", "9"))
+            clock.advance(INTERVAL / 2)
+            for each in followers:
+                await each.controller.tick()
+            await leader.leadership.step()
+            await leader.controller.tick()
+            for each in replicas:
+                await each.feed.poll_once()
+            if (await leader.controller.get("r1")).state is RolloutState.ROLLED_BACK:
+                break
+        rolled_back = await leader.controller.get("r1")
+        assert rolled_back.state is RolloutState.ROLLED_BACK
+        quality = next(t for t in rolled_back.decisions[-1].tests if t.kind is TestKind.QUALITY_OVERLAP)
+        # 8 comparisons an interval from two replicas: the leader needed both to reach its minimum of 30
+        assert quality.outcome is TestOutcome.REJECTED and quality.canary_calls == 32 == quality.canary_events
+    finally:
+        for each in replicas:
+            await each.close()
+
+
+@pytest.fixture
+async def redis_server(tmp_path):
+    from tests.redis_rig import RedisServer
+
+    server = await RedisServer(tmp_path / "redis").start()
+    yield server
+    await server.stop()
