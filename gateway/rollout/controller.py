@@ -46,6 +46,8 @@ Checks
     read, so there is no need to wait for "N failures in a row"). A split that does not match the
     weight pauses a RUNNING rollout for a person to look at; resuming restarts the split test.
     Only a RUNNING rollout advances.
+    Shadow comparisons (`record_comparison`, from SearchCore's sampled searches; see `quality`) are
+    counted per second in the canary's slice like calls, and judged by the quality guard with the rest.
 
 Stage passing
     A stage passes at a passed check when it has lasted `min_duration` and has seen `min_requests`
@@ -132,6 +134,7 @@ from searchgw.gateway.rollout.model import (
     DecisionKind,
     Rollout,
     RolloutState,
+    TestKind,
     check_reason,
     validate_new_rollout,
 )
@@ -1536,6 +1539,9 @@ def _log_decision(rollout: Rollout, decision: Decision) -> None:
         extra[f"{name}_p_value"] = test.p_value
         extra[f"{name}_estimate"] = test.estimate
         extra[f"{name}_interval"] = [test.lower, test.upper]
+        if test.kind is TestKind.QUALITY_OVERLAP:  # shadow comparisons, and how many were below the minimum
+            extra["quality_comparisons"] = test.canary_calls
+            extra["quality_below"] = test.canary_events
     if decision.repeats > 1:
         extra["repeats"] = decision.repeats
     level = (logging.WARNING if decision.kind in (DecisionKind.CHECK_FAILED, DecisionKind.ROLLED_BACK,
