@@ -119,6 +119,7 @@ async def test_a_canary_with_its_vectors_shuffled_among_the_ids_is_rolled_back_b
 
     assert rollout.state == State.STATE_ROLLED_BACK
     failed, rolled_back = rollout.decisions[-2:]
+    print(f"\nshuffled canary, after {searched} searches: {rolled_back.reason}")
     assert (failed.kind, rolled_back.kind) == (Kind.KIND_CHECK_FAILED, Kind.KIND_ROLLED_BACK)
     quality = quality_test(failed)
     assert quality.outcome == Stat.OUTCOME_REJECTED
@@ -147,6 +148,7 @@ async def test_a_faithful_copy_with_a_rebuilt_index_is_not_rolled_back_and_shows
 
     assert rollout.state == State.STATE_RUNNING
     report = rollout.quality
+    print(f"\nrebuilt copy, after {searched} searches: {report.summary}")
     assert report.samples >= 40 and not report.rejected
     assert report.median_overlap >= 0.9 and report.mean_rbo >= 0.9 and report.k == 10
     last = rollout.decisions[-1]
