@@ -208,7 +208,7 @@ class ExperimentEvidence:
             test = best.get(Comparison.GOAL_BETTER).result
             mine = counts.get(best.variant, SliceCounts())
             summary = (f"winner {best.variant}: {goal} per search {_rate(mine.goal, mine.searches):.4g} vs control "
-                       f"{control_rate:.4g} (ratio {test.estimate:.3g}, confidence sequence "
+                       f"{control_rate:.4g} (ratio {_Rate(test.estimate):.3g}, confidence sequence "
                        f"[{test.lower:.3g}, {test.upper:.3g}], p {test.p_value:.3g} < {threshold})")
             others = [v.variant for v in winners if v is not best]
             if others:
@@ -219,7 +219,7 @@ class ExperimentEvidence:
             test = v.get(Comparison.GOAL_BETTER).result
             mine = counts.get(v.variant, SliceCounts())
             parts.append(f"{v.variant} {v.status.name.lower()}: {goal} per search "
-                         f"{_rate(mine.goal, mine.searches):.4g} vs {control_rate:.4g}, ratio {test.estimate:.3g} "
+                         f"{_rate(mine.goal, mine.searches):.4g} vs {control_rate:.4g}, ratio {_Rate(test.estimate):.3g} "
                          f"[{test.lower:.3g}, {test.upper:.3g}], p {test.p_value:.3g}")
         return ExperimentVerdict("", f"no winner yet ({threshold}): " + "; ".join(parts), verdicts)
 
@@ -239,8 +239,15 @@ class ExperimentEvidence:
         return evidence
 
 
+class _Rate(float):
+    """A rate that prints as "-" when there is none (NaN), so sentences never say "nan"."""
+
+    def __format__(self, spec: str) -> str:
+        return "-" if math.isnan(self) else format(float(self), spec)
+
+
 def _rate(events: int, searches: int) -> float:
-    return events / searches if searches else math.nan
+    return _Rate(events / searches if searches else math.nan)
 
 
 def _finite(value: float) -> float:

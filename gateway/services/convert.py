@@ -527,8 +527,8 @@ def experiment_to_proto(experiment: Experiment, verdict: ExperimentVerdict | Non
                 arm=variant.variant, status=_VARIANT_STATUS[variant.status],
                 tests=[experiment_pb.ComparisonTest(
                     name=c.comparison.value, e_value=_bound(c.result.e_value), p_value=_bound(c.result.p_value),
-                    rejected=c.result.rejected, estimate=_bound(c.result.estimate), lower=_bound(c.result.lower),
-                    upper=_bound(c.result.upper), alpha=c.alpha) for c in variant.comparisons]))
+                    rejected=c.result.rejected, estimate=c.result.estimate, lower=c.result.lower,
+                    upper=c.result.upper, alpha=c.alpha) for c in variant.comparisons]))
     if with_decisions:
         message.decisions.extend(experiment_pb.ExperimentDecision(
             time=timestamp_to_proto(d.time), kind=d.kind, reason=d.reason, actor=d.actor)
