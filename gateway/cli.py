@@ -1112,8 +1112,8 @@ async def _experiment(client, args) -> int:
     elif args.op == "report-outcome":
         response = await client.report_outcomes([(s, args.kind, args.value) for s in args.search_id],
                                                  timeout=timeout)
-        rows = [(s[:16] + "…", _enum_name(r, "status")) for s, r in zip(args.search_id, response.results)]
-        _emit(args, response, lambda: _columns(rows, ("SEARCH ID", "STATUS")))
+        outcome_rows = [(s[:16] + "…", _enum_name(r, "status")) for s, r in zip(args.search_id, response.results)]
+        _emit(args, response, lambda: _columns(outcome_rows, ("SEARCH ID", "STATUS")))
         return 0 if response.accepted == len(args.search_id) else 1
     elif args.op == "conclude":
         experiment = await client.conclude_experiment(args.name, arm=args.arm, promote=args.promote,

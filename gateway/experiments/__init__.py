@@ -10,7 +10,13 @@
 No grpc here; time comes from injected clocks.
 """
 
-from searchgw.gateway.experiments.manager import ArmRoute, ExperimentManager, ExperimentObserver, HeldAlias
+from searchgw.gateway.experiments.manager import (
+    ArmRoute,
+    ExperimentManager,
+    ExperimentObserver,
+    HeldAlias,
+    QualityGuard,
+)
 from searchgw.gateway.experiments.model import (
     CONTROL,
     ArmCounts,
@@ -42,6 +48,6 @@ __all__ = [
     "ArmCounts", "ArmRoute", "ArmSpec", "CONTROL", "Comparison", "Experiment", "ExperimentDecision",
     "ExperimentEvidence", "ExperimentManager", "ExperimentObserver", "ExperimentPolicy", "ExperimentState",
     "ExperimentStore", "ExperimentVerdict", "HeldAlias", "MemoryExperimentStore", "OutcomeLedger", "OutcomeStatus",
-    "OutcomeTotals", "RedisExperimentStore", "SearchId", "SearchIds", "SliceCounts", "SqliteExperimentStore",
+    "OutcomeTotals", "QualityGuard", "RedisExperimentStore", "SearchId", "SearchIds", "SliceCounts", "SqliteExperimentStore",
     "VariantStatus", "VariantVerdict", "validate_new_experiment",
 ]

@@ -85,6 +85,15 @@ class ExperimentObserver(Protocol):
     def on_experiment(self, experiment: Experiment, verdict: ExperimentVerdict | None) -> None: ...
 
 
+class QualityGuard(Protocol):
+    """A result-quality check of a variant against control (issue 15.4's shadow quality plugs in here: e.g.
+    median overlap@10 of shadow queries on both arms below 0.6 over enough samples). `veto` returns the
+    reason, with its numbers, when the variant must not win, or None. Called at every fold, on the event loop:
+    it reads numbers gathered elsewhere, it does not search."""
+
+    def veto(self, experiment: Experiment, variant: ArmSpec) -> str | None: ...
+
+
 class _LiveCounts:
     """One arm's counts, mutated on the event loop by the request path."""
 
@@ -179,7 +188,9 @@ class ExperimentManager:
         vector_space: DescribeSpace | None = None,
         page_tokens: PageTokens | None = None,
         tick_interval: float = 1.0,
+        quality_guard: QualityGuard | None = None,
     ) -> None:
+        self.quality_guard = quality_guard
         self._store = store
         self._switch_alias = switch_alias
         self._resolve_alias = resolve_alias
@@ -478,7 +489,10 @@ class ExperimentManager:
         control = live.counts[CONTROL].slice(goal)
         variants = {v.name: live.counts[v.name].slice(goal) for v in experiment.variants}
         changed = live.evidence.fold(control, variants)
-        live.verdict = verdict = live.evidence.verdict(goal, control, variants)
+        guard = self.quality_guard
+        vetoes = {v.name: reason for v in experiment.variants
+                  if guard is not None and (reason := guard.veto(experiment, v)) is not None}
+        live.verdict = verdict = live.evidence.verdict(goal, control, variants, vetoes)
         updated = dataclasses.replace(self._with_counts(live), summary=verdict.summary)
         if verdict.winner != experiment.winner:
             updated = updated.with_decision(ExperimentDecision(self._wall_clock(), "verdict", verdict.summary,

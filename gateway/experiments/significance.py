@@ -198,8 +198,12 @@ class ExperimentEvidence:
         self.folded[""] = control
         return changed
 
-    def verdict(self, goal: str, control_counts: SliceCounts, counts: Mapping[str, SliceCounts]) -> ExperimentVerdict:
-        verdicts = tuple(evidence.verdict(name) for name, evidence in self.variants.items())
+    def verdict(self, goal: str, control_counts: SliceCounts, counts: Mapping[str, SliceCounts],
+                vetoes: Mapping[str, str] | None = None) -> ExperimentVerdict:
+        """`vetoes`: variant → reason, from a quality guard (e.g. shadow overlap with control too low): a
+        vetoed variant is HARMFUL (BETTER_BUT_HARMFUL when it converts better) and cannot win."""
+        vetoes = vetoes or {}
+        verdicts = tuple(_vetoed(evidence.verdict(name), vetoes.get(name)) for name, evidence in self.variants.items())
         winners = [v for v in verdicts if v.status is VariantStatus.BETTER]
         threshold = f"α/N = {self.alpha:g}/{len(verdicts)} = {self.variant_alpha:.4g}"
         control_rate = _rate(control_counts.goal, control_counts.searches)
@@ -221,7 +225,8 @@ class ExperimentEvidence:
             parts.append(f"{v.variant} {v.status.name.lower()}: {goal} per search "
                          f"{_rate(mine.goal, mine.searches):.4g} vs {control_rate:.4g}, ratio {_Rate(test.estimate):.3g} "
                          f"[{test.lower:.3g}, {test.upper:.3g}], p {test.p_value:.3g}")
-        return ExperimentVerdict("", f"no winner yet ({threshold}): " + "; ".join(parts), verdicts)
+        vetoed = "".join(f"; {name} vetoed: {reason}" for name, reason in vetoes.items() if name in self.variants)
+        return ExperimentVerdict("", f"no winner yet ({threshold}): " + "; ".join(parts) + vetoed, verdicts)
 
     def to_json(self) -> dict[str, Any]:
         return {"variants": {name: evidence.to_json() for name, evidence in self.variants.items()},
@@ -244,6 +249,14 @@ class _Rate(float):
 
     def __format__(self, spec: str) -> str:
         return "-" if math.isnan(self) else format(float(self), spec)
+
+
+def _vetoed(verdict: VariantVerdict, reason: str | None) -> VariantVerdict:
+    if reason is None:
+        return verdict
+    better = verdict.status in (VariantStatus.BETTER, VariantStatus.BETTER_BUT_HARMFUL)
+    return VariantVerdict(verdict.variant, VariantStatus.BETTER_BUT_HARMFUL if better else VariantStatus.HARMFUL,
+                          verdict.comparisons)
 
 
 def _rate(events: int, searches: int) -> float:

@@ -135,3 +135,14 @@ def test_the_evidence_survives_a_round_trip_through_json():
     assert before == after
     again.fold(SliceCounts(100, 1, 2, 5), {"v1": SliceCounts(90, 0, 1, 12), "v2": SliceCounts(95, 3, 3, 4)})
     assert again.verdict("g", SliceCounts(100, 1, 2, 5), {}) == before  # nothing new: folding adds nothing
+
+
+def test_a_quality_veto_keeps_a_better_converting_variant_from_winning_and_says_why():
+    evidence = ExperimentEvidence(ALPHA, ["v1"])
+    control, variant = SliceCounts(2000, 0, 0, 100), SliceCounts(2000, 0, 0, 300)
+    evidence.fold(control, {"v1": variant})
+    assert evidence.verdict("conversion", control, {"v1": variant}).winner == "v1"
+    vetoed = evidence.verdict("conversion", control, {"v1": variant},
+                              {"v1": "median overlap@10 0.31 < 0.6 over 200 shadow queries"})
+    assert vetoed.winner == "" and vetoed.variants[0].status is VariantStatus.BETTER_BUT_HARMFUL
+    assert vetoed.summary.endswith("v1 vetoed: median overlap@10 0.31 < 0.6 over 200 shadow queries")
