@@ -271,12 +271,19 @@ class GatewayMetrics:
         self.experiment_test_rejected = Gauge(
             "searchgw_experiment_test_rejected", "1 when the test rejected at the experiment's alpha / N",
             ["experiment", "arm", "test"], registry=r)
+        self._experiment_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self.experiment_winner = Gauge("searchgw_experiment_winner", "1 for the arm the tests name the winner",
                                        ["experiment", "arm"], registry=r)
 
     def observe_experiment_search(self, experiment: str, arm: str, code: str, seconds: float) -> None:
-        self.experiment_searches.labels(experiment, arm, code).inc()
-        self.experiment_search_duration.labels(experiment, arm).observe(seconds)
+        # On the request path: the labelled children are looked up once (`labels()` costs microseconds).
+        children = self._experiment_children.get((experiment, arm, code))
+        if children is None:
+            children = self._experiment_children[(experiment, arm, code)] = (
+                self.experiment_searches.labels(experiment, arm, code),
+                self.experiment_search_duration.labels(experiment, arm))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_experiment_outcome(self, experiment: str, arm: str, kind: str, status: str) -> None:
         self.experiment_outcomes.labels(experiment, arm, kind, status).inc()

@@ -54,7 +54,7 @@ from searchgw.gateway.experiments.model import (
 from searchgw.gateway.experiments.outcomes import OutcomeLedger, OutcomeStatus, SearchIds
 from searchgw.gateway.experiments.significance import ExperimentEvidence, ExperimentVerdict, SliceCounts
 from searchgw.gateway.experiments.store import ExperimentStore
-from searchgw.gateway.paging import Page, PageTokens, page_size_of
+from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.rollout.model import check_arm_spaces, check_reason
 from searchgw.gateway.routing.buckets import BUCKETS, BucketLayout, salt_prefix
 from searchgw.gateway.routing.writes import WriteOrder
@@ -306,8 +306,8 @@ class ExperimentManager:
         items = [self._snapshot(name) for name, e in self._experiments.items()
                  if collection is None or e.collection == collection]
         return self._page_tokens.paginate(items, key=lambda e: (-e.create_time, e.name),
-                                          page_size=page_size_of(page_size), page_token=page_token,
-                                          listing="experiments", query=collection or "")
+                                          page_size=page_size, page_token=page_token,
+                                          listing="experiments", query=(collection or "",))
 
     def _snapshot(self, name: str) -> Experiment:
         """The experiment with its live counts (the tests as of the last fold)."""
