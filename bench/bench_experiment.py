@@ -3,13 +3,14 @@
     .venv/bin/python -m bench.bench_experiment [--quick]
 
 A real gateway in this process (edge backend, 4-d raw vectors, no embedder) with two aliases over
-identical collections: `plain` (no experiment: the alias target serves) and `exp` (a running 3-variant
-experiment: the key is hashed to an arm, the ending counted for it, a search id signed). Rounds of
+identical collections: `plain-0..3` (no experiment: each alias's target serves; the client picks one of
+the four per key) and `exp` (a running 3-variant experiment over four collections: the gateway hashes the
+key to an arm, counts the ending for it and signs a search id). Rounds of
 keyed searches through the gRPC client, 16 at a time, alternate plain, exp, plain, exp…; it prints
 each side's median searches/s and their ratio (exp / plain), and then the ReportOutcome rate for
 batches of 100 outcomes. Both sides share the machine in the same run, so the ratio is what counts;
-note that the experiment's searches spread over four collections where the plain ones hit one, which on
-the embedded engine changes its batching, so the end-to-end ratio mixes that in. The first section
+both spread their searches over four collections alike (the embedded engine batches per collection).
+The first section
 isolates the gateway's own work per search: the experiment's request-path calls (`held` + `assign` +
 `record_search` + `issue_search_id`) against the route decision every search already makes
 (`Router.route` of a rollout), in nanoseconds, best of 5, in the same run.
@@ -36,8 +37,11 @@ async def _round(client: GatewayClient, alias: str, searches: int, start: int) -
     ids: list[str] = []
 
     async def one(i: int) -> None:
+        # "plain": four aliases, one per collection, picked per key, so both sides spread their searches
+        # over four collections alike (the embedded engine batches per collection).
+        target = alias if alias == "exp" else f"plain-{(start + i) % 4}"
         async with gate:
-            response = await client.search(alias, vector=VECTOR, limit=5, routing_key=f"user-{start + i}")
+            response = await client.search(target, vector=VECTOR, limit=5, routing_key=f"user-{start + i}")
             if response.search_id:
                 ids.append(response.search_id)
 
@@ -104,11 +108,12 @@ async def main(quick: bool) -> None:
         server = await create_server(settings)
         client = GatewayClient(server.address)
         try:
-            for name in ("p-0", "e-0", "e-1", "e-2", "e-3"):
+            for name in ("p-0", "p-1", "p-2", "p-3", "e-0", "e-1", "e-2", "e-3"):
                 await client.create_collection(name, dimension=4)
                 await client.upsert(name, [{"id": i, "vector": [float(i % 7), 1.0, float(i % 3), 0.5]}
                                            for i in range(1, 501)])
-            await client.update_alias("plain", "p-0")
+            for i in range(4):
+                await client.update_alias(f"plain-{i}", f"p-{i}")
             await client.update_alias("exp", "e-0")
             await client.create_experiment("bench", "exp", ["e-1", "e-2", "e-3"])
             await client.start_experiment("bench")
