@@ -250,3 +250,28 @@ async def test_watch_streams_the_experiment_after_each_fold_until_it_ends(rig):
     assert seen[0].state == exp_pb.Experiment.STATE_RUNNING
     assert seen[-1].state == exp_pb.Experiment.STATE_STOPPED
     assert any(sum(a.searches for a in e.arms) == 1 for e in seen)
+
+
+async def test_applications_with_a_write_token_report_outcomes_but_only_admins_steer_experiments(rig, tmp_path):
+    from searchgw.errors import PermissionDenied
+    from searchgw.gateway.client import GatewayClient
+    from tests.security.helpers import write_token_file
+
+    tokens = write_token_file(tmp_path / "tokens.yaml", {"app": ("app-secret", ["read", "write"]),
+                                                         "ops": ("ops-secret", ["admin"])})
+    server, _ = await rig.start(auth_tokens_file=tokens)
+    ops = GatewayClient(server.address, metadata=(("authorization", "Bearer ops-secret"),))
+    app = GatewayClient(server.address, metadata=(("authorization", "Bearer app-secret"),))
+    try:
+        await four_collections(ops)
+        await ops.create_experiment("exp", "docs", ["docs-b"])
+        await ops.start_experiment("exp")
+        search_id = (await app.search("docs", vector=VECTOR, routing_key="k")).search_id
+        assert (await app.report_outcomes([(search_id, "click")])).accepted == 1
+        with pytest.raises(PermissionDenied):
+            await app.get_experiment("exp")
+        with pytest.raises(PermissionDenied):
+            await app.conclude_experiment("exp", arm="control")
+    finally:
+        await ops.close()
+        await app.close()
