@@ -39,6 +39,12 @@ model, for searches and writes alike. A raw vector belongs to one space, so:
 During the bake (BAKING) primary is the old collection; after it, raw vectors reach the new collection
 through the alias, in the new space — clients must have moved to the new model by then.
 
+Experiments (`searchgw.gateway.experiments`, docs/experiments.md): a search to an alias an experiment
+holds is routed by it (`_search_experiment`: the arm its routing key hashes to while it RUNS, control
+otherwise), its ending counted for that arm, and the answer carries a signed `search_id` for
+ReportOutcome; writes to the alias reach every arm, like a rollout's dual writes. An experiment and a
+rollout never hold one alias at once.
+
 Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
 traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
 it shares with CollectionAdmin, the router and controller, the embedder, settings and metrics.
@@ -603,7 +609,8 @@ class SearchCore:
                 primary, canary = split
                 raise InvalidArgument(
                     f"points[{vector_rows[0]}].vector",
-                    f"collection {collection!r} is in a model canary or an experiment across models ({primary.name!r}: {_space(primary)}; "
+                    f"collection {collection!r} is in a model canary or an experiment across models "
+                    f"({primary.name!r}: {_space(primary)}; "
                     f"{canary.name!r}: {_space(canary)}): a raw vector belongs to one model's space and would "
                     f"leave the arms apart; send text, which each arm embeds with its own model")
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
