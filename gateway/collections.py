@@ -21,7 +21,7 @@ Names are checked with `searchgw.gateway.rules`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from searchgw.gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
@@ -37,9 +37,12 @@ from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
 class CollectionAdmin:
     def __init__(self, backend: VectorBackend, specs: CollectionSpecs, router: Router,
                  embedder: TextEmbedder | None, page_tokens: PageTokens, *,
-                 default_embedding_model: str = "") -> None:
+                 default_embedding_model: str = "",
+                 experiment_on: Callable[[str], str | None] | None = None) -> None:
         """`default_embedding_model` ("": the embedder's own default) is what a collection created
-        without a model or dimension holds."""
+        without a model or dimension holds. `experiment_on(name)` names the experiment that holds `name`
+        (its alias or one of its arms' collections), if any: such a name is not deleted or repointed."""
+        self._experiment_on = experiment_on
         self._backend = backend
         self._specs = specs
         self._router = router
@@ -161,6 +164,11 @@ class CollectionAdmin:
                                     page_size=page_size, page_token=page_token, listing="aliases")
 
     def _refuse_if_in_rollout(self, name: str, action: str) -> None:
+        experiment = self._experiment_on(name) if self._experiment_on is not None else None
+        if experiment is not None:
+            raise FailedPrecondition(f"cannot {action} {name!r}: experiment {experiment!r} holds it; stop or "
+                                     "conclude it first", reason="EXPERIMENT_ACTIVE",
+                                     metadata={"experiment": experiment})
         for collection, table in self._router.tables().items():
             if name in (collection, table.primary, table.canary):
                 raise FailedPrecondition(f"cannot {action} {name!r}: rollout {table.rollout!r} is active on it; "

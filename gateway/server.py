@@ -286,7 +286,8 @@ async def create_server(
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order, experiments=experiments)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
-                            default_embedding_model=settings.default_embedding_model)
+                            default_embedding_model=settings.default_embedding_model,
+                            experiment_on=experiments.holding)
     demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(

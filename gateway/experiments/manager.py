@@ -232,6 +232,13 @@ class ExperimentManager:
                 f"alias at once; stop or conclude the experiment first",
                 reason="EXPERIMENT_ACTIVE", metadata={"collection": alias, "experiment": holder})
 
+    def holding(self, name: str) -> str | None:
+        """The experiment that holds `name` as its alias or as one of its arms' collections, or None."""
+        for alias, held in self._held.items():
+            if name == alias or name in held.by_collection:
+                return held.experiment
+        return None
+
     def write_targets(self, alias: str) -> tuple[str, ...]:
         held = self._held.get(alias)
         return () if held is None else held.write_targets

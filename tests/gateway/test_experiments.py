@@ -135,7 +135,7 @@ async def test_outcomes_are_accepted_once_per_kind_within_the_window_and_never_f
     assert clicks == 1  # the duplicate, the refused reports, the expired and the ended ones never counted
 
 
-async def test_an_experiment_and_a_rollout_never_hold_one_alias_at_once(rig):
+async def test_an_experiment_and_a_rollout_never_hold_one_alias_at_once_nor_is_an_arm_deleted(rig):
     server, client = await rig.start()
     await four_collections(client)
     await client.create_experiment("exp", "docs", ["docs-b"])
@@ -144,6 +144,10 @@ async def test_an_experiment_and_a_rollout_never_hold_one_alias_at_once(rig):
     assert refused.value.reason == "EXPERIMENT_ACTIVE" and "exp" in refused.value.message
     with pytest.raises(AlreadyExists):
         await client.create_experiment("exp2", "docs", ["docs-c"])
+    for delete in (lambda: client.delete_collection("docs-b"), lambda: client.update_alias("docs", "docs-c")):
+        with pytest.raises(FailedPrecondition) as refused:
+            await delete()  # an arm's collection, or the alias, while the experiment holds them
+        assert refused.value.reason == "EXPERIMENT_ACTIVE"
     await client.stop_experiment("exp")
     await client.create_rollout("r1", "docs", "docs-c")
     with pytest.raises(FailedPrecondition) as refused:
