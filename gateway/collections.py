@@ -49,11 +49,14 @@ class CollectionAdmin:
     def __init__(self, backend: VectorBackend, specs: CollectionSpecs, router: Router,
                  embedder: TextEmbedder | None, page_tokens: PageTokens, *,
                  default_embedding_model: str = "",
-                 experiment_on: Callable[[str], str | None] | None = None) -> None:
+                 experiment_on: Callable[[str], str | None] | None = None,
+                 experiment_arms: Callable[[str], Sequence[str]] | None = None) -> None:
         """`default_embedding_model` ("": the embedder's own default) is what a collection created
         without a model or dimension holds. `experiment_on(name)` names the experiment that holds `name`
         (its alias or one of its arms' collections), if any: such a name is not deleted or repointed."""
         self._experiment_on = experiment_on
+        #: The collections of every arm of the experiment holding a name (its alias or an arm), or ().
+        self._experiment_arms = experiment_arms
         self._backend = backend
         self._specs = specs
         self._router = router
@@ -182,6 +185,8 @@ class CollectionAdmin:
         for collection, table in self._router.tables().items():
             if name in (collection, table.primary, table.canary):
                 return [table.primary, table.canary]
+        if self._experiment_arms is not None and (arms := self._experiment_arms(name)):
+            return list(arms)  # every arm of an experiment holding `name`, control first
         return [await self._backend.resolve(name)]
 
     async def create_payload_index(self, name: str, index: PayloadIndex) -> CollectionInfo:

@@ -295,7 +295,7 @@ async def create_server(
                       page_tokens=page_tokens, write_order=write_order, experiments=experiments)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
                             default_embedding_model=settings.default_embedding_model,
-                            experiment_on=experiments.holding)
+                            experiment_on=experiments.holding, experiment_arms=experiments.arms_of)
     demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(

@@ -239,6 +239,13 @@ class ExperimentManager:
                 return held.experiment
         return None
 
+    def arms_of(self, name: str) -> tuple[str, ...]:
+        """Every arm's collection (control first) of the experiment holding `name` (alias or arm); else ()."""
+        for alias, held in self._held.items():
+            if name == alias or name in held.by_collection:
+                return held.write_targets
+        return ()
+
     def write_targets(self, alias: str) -> tuple[str, ...]:
         held = self._held.get(alias)
         return () if held is None else held.write_targets

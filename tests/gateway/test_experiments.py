@@ -155,7 +155,7 @@ async def test_an_experiment_and_a_rollout_never_hold_one_alias_at_once_nor_is_a
     assert refused.value.reason == "ROLLOUT_ACTIVE" and "r1" in refused.value.message
 
 
-async def test_writes_to_the_alias_reach_every_arm_while_the_experiment_holds_it(rig):
+async def test_writes_and_payload_indexes_on_the_alias_reach_every_arm_while_the_experiment_holds_it(rig):
     server, client = await rig.start()
     await four_collections(client)
     await client.create_experiment("exp", "docs", ["docs-b", "docs-c"])
@@ -166,6 +166,12 @@ async def test_writes_to_the_alias_reach_every_arm_while_the_experiment_holds_it
     await client.delete("docs", ids=[99])
     for name in ARMS[:3]:
         assert (await client.get_collection(name)).points_count == 5, name
+    # a payload index on the alias reaches every arm too (filters and ordering behave alike on each)
+    from searchgw.v1 import collection_service_pb2 as coll_pb
+    await client.create_payload_index("docs", "tag", coll_pb.PAYLOAD_INDEX_TYPE_KEYWORD)
+    for name in ARMS[:3]:
+        assert [i.key for i in (await client.get_collection(name)).payload_indexes] == ["tag"], name
+    assert not (await client.get_collection("docs-d")).payload_indexes
 
 
 async def test_a_key_keeps_its_arm_control_serves_while_paused_and_the_experiment_survives_a_restart(rig):
