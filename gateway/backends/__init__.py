@@ -22,12 +22,17 @@ from searchgw.gateway.backends.base import VectorBackend
 from searchgw.gateway.backends.faults import FaultInjectingBackend, FaultKind
 from searchgw.gateway.backends.instrumented import BackendObserver, InstrumentedBackend
 from searchgw.gateway.backends.types import (
+    BM25_VECTOR,
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionInfo,
     CollectionSpec,
     Condition,
     Distance,
     FieldCondition,
     Filter,
+    Fusion,
+    FusionMethod,
     HasId,
     Payload,
     Point,
@@ -36,6 +41,7 @@ from searchgw.gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     ScrollPage,
+    SearchMode,
     StoredPoint,
     SearchQuery,
     SnapshotInfo,
@@ -82,6 +88,9 @@ async def open_backend(kind: str, *, data_dir: str | Path, qdrant_location: str 
 
 
 __all__ = [
+    "BM25_VECTOR",
+    "Bm25Config",
+    "Bm25Tokenizer",
     "BACKEND_KINDS",
     "BackendObserver",
     "CollectionInfo",
@@ -93,6 +102,8 @@ __all__ = [
     "FaultKind",
     "FieldCondition",
     "Filter",
+    "Fusion",
+    "FusionMethod",
     "HasId",
     "InstrumentedBackend",
     "Payload",
@@ -103,6 +114,7 @@ __all__ = [
     "ScalarQuantization",
     "ScoredPoint",
     "ScrollPage",
+    "SearchMode",
     "StoredPoint",
     "SearchQuery",
     "SnapshotInfo",

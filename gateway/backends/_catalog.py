@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from searchgw.gateway.backends.types import CollectionSpec, Distance, ScalarQuantization
+from searchgw.gateway.backends.types import Bm25Config, Bm25Tokenizer, CollectionSpec, Distance, ScalarQuantization
 from searchgw.gateway.rules import aliases_of
 
 _FORMAT = 1
@@ -81,13 +81,20 @@ class Catalog:
 
 
 def _spec_to_json(spec: CollectionSpec) -> dict[str, Any]:
-    return asdict(spec) | {"distance": spec.distance.value}
+    document = asdict(spec) | {"distance": spec.distance.value}
+    if spec.bm25 is None:
+        del document["bm25"]  # a catalog without BM25 reads as before (older versions refuse unknown keys)
+    else:
+        document["bm25"]["tokenizer"] = spec.bm25.tokenizer.value
+    return document
 
 
 def _spec_from_json(data: dict[str, Any]) -> CollectionSpec:
     quantization = data.get("scalar_quantization")
+    bm25 = data.get("bm25")
     return CollectionSpec(**{
         **data,
         "distance": Distance(data["distance"]),
         "scalar_quantization": None if quantization is None else ScalarQuantization(**quantization),
+        "bm25": None if bm25 is None else Bm25Config(**{**bm25, "tokenizer": Bm25Tokenizer(bm25["tokenizer"])}),
     })

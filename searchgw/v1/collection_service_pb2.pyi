@@ -18,11 +18,22 @@ class Distance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DISTANCE_DOT: _ClassVar[Distance]
     DISTANCE_EUCLID: _ClassVar[Distance]
     DISTANCE_MANHATTAN: _ClassVar[Distance]
+
+class Bm25Tokenizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BM25_TOKENIZER_UNSPECIFIED: _ClassVar[Bm25Tokenizer]
+    BM25_TOKENIZER_WORD: _ClassVar[Bm25Tokenizer]
+    BM25_TOKENIZER_WHITESPACE: _ClassVar[Bm25Tokenizer]
+    BM25_TOKENIZER_MULTILINGUAL: _ClassVar[Bm25Tokenizer]
 DISTANCE_UNSPECIFIED: Distance
 DISTANCE_COSINE: Distance
 DISTANCE_DOT: Distance
 DISTANCE_EUCLID: Distance
 DISTANCE_MANHATTAN: Distance
+BM25_TOKENIZER_UNSPECIFIED: Bm25Tokenizer
+BM25_TOKENIZER_WORD: Bm25Tokenizer
+BM25_TOKENIZER_WHITESPACE: Bm25Tokenizer
+BM25_TOKENIZER_MULTILINGUAL: Bm25Tokenizer
 
 class HnswConfig(_message.Message):
     __slots__ = ("m", "ef_construct", "full_scan_threshold")
@@ -43,7 +54,7 @@ class ScalarQuantization(_message.Message):
     def __init__(self, quantile: _Optional[float] = ..., always_ram: _Optional[bool] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "distance", "hnsw", "scalar_quantization", "embedding_model", "points_count", "aliases")
+    __slots__ = ("name", "dimension", "distance", "hnsw", "scalar_quantization", "embedding_model", "points_count", "aliases", "bm25")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +63,7 @@ class Collection(_message.Message):
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     POINTS_COUNT_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    BM25_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     distance: Distance
@@ -60,7 +72,8 @@ class Collection(_message.Message):
     embedding_model: str
     points_count: int
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., scalar_quantization: _Optional[_Union[ScalarQuantization, _Mapping]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    bm25: Bm25Config
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., scalar_quantization: _Optional[_Union[ScalarQuantization, _Mapping]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., bm25: _Optional[_Union[Bm25Config, _Mapping]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("collection",)
@@ -259,3 +272,17 @@ class PruneSnapshotsResponse(_message.Message):
     deleted: _containers.RepeatedCompositeFieldContainer[Snapshot]
     kept: _containers.RepeatedCompositeFieldContainer[Snapshot]
     def __init__(self, deleted: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., kept: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class Bm25Config(_message.Message):
+    __slots__ = ("k1", "b", "avg_len", "language", "tokenizer")
+    K1_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    AVG_LEN_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    k1: float
+    b: float
+    avg_len: float
+    language: str
+    tokenizer: Bm25Tokenizer
+    def __init__(self, k1: _Optional[float] = ..., b: _Optional[float] = ..., avg_len: _Optional[float] = ..., language: _Optional[str] = ..., tokenizer: _Optional[_Union[Bm25Tokenizer, str]] = ...) -> None: ...
