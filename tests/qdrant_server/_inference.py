@@ -76,7 +76,7 @@ def named_vectors(vectors: points_pb2.NamedVectors, where: str) -> tuple[dict[st
 def nearest(query: points_pb2.Query, using: str, where: str) -> tuple[qe.Query, list[float] | None]:
     """A `nearest` query in engine form, and its dense vector (for the dimension check), if any."""
     if query.WhichOneof("variant") != "nearest":
-        raise unimplemented(f"{where} other than nearest")
+        raise unimplemented(f"queries other than nearest ({where})")
     kind = query.nearest.WhichOneof("variant")
     if kind == "dense":
         if using:
