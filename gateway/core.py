@@ -321,6 +321,8 @@ class SearchCore:
         """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
         limit, checked = self._validate_search(params)
         params = replace(params, fusion=checked_fusion("fusion", params.fusion))
+        self._metrics.search_modes.labels(
+            params.mode.value, params.fusion.method.value if params.mode is SearchMode.HYBRID else "none").inc()
         vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
         # a page token is bound to the mode and fusion too (a dense query's print is what it always was)
         ranking = () if params.mode is SearchMode.DENSE else (params.mode.value, params.fusion)

@@ -74,6 +74,10 @@ async def test_a_bm25_collection_serves_sparse_and_hybrid_searches_and_shows_its
     assert ids(dbsf)[0] == 0
     dense = await client.search("docs", text="XK-4471", limit=3)  # unset mode: dense, as before
     assert dense.points and dense.route.collection == "docs"
+    counted = {labels: server.metrics.registry.get_sample_value("searchgw_search_modes_total",
+                                                              dict(zip(("mode", "fusion"), labels))) or 0.0
+               for labels in (("sparse", "none"), ("hybrid", "rrf"), ("hybrid", "dbsf"), ("dense", "none"))}
+    assert counted == {("sparse", "none"): 1, ("hybrid", "rrf"): 2, ("hybrid", "dbsf"): 1, ("dense", "none"): 1}
 
 
 async def test_sparse_and_hybrid_refusals_name_the_field(rig):
