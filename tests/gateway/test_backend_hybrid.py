@@ -295,3 +295,17 @@ async def test_qdrant_client_local_mode_refuses_a_bm25_collection_naming_the_fie
         assert await local.list_collections() == []
     finally:
         await local.close()
+
+
+async def test_a_restored_snapshot_keeps_the_bm25_config_and_index(tmp_path):
+    # The embedded backend only: the test server cannot restore (Qdrant recovers over REST; see
+    # test_qdrant_remote.NOT_OVER_THIS_SERVER).
+    edge = EdgeBackend(tmp_path / "edge-snapshot")
+    try:
+        await hybrid_filled(edge, k1=1.5, avg_len=8.0)
+        snapshot = await edge.create_snapshot("h")
+        restored = await edge.restore_snapshot(snapshot.name, "h2")
+        assert restored.spec.bm25 == (await edge.get_collection("h")).spec.bm25
+        assert [hit.id for hit in await edge.search("h2", sparse("XK-4471"))] == [0, 1]
+    finally:
+        await edge.close()

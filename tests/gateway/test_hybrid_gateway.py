@@ -9,6 +9,7 @@ routed to it are answered there.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import common_pb2
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb
+from tests.gateway.test_cli import searchgw
 from tests.qdrant_server import QdrantTestServer
 
 SPARSE, HYBRID, DENSE = search_pb.SEARCH_MODE_SPARSE, search_pb.SEARCH_MODE_HYBRID, search_pb.SEARCH_MODE_DENSE
@@ -155,3 +157,21 @@ async def test_a_prepared_canary_gets_primarys_bm25_and_serves_hybrid_queries_ro
     assert ids(on_canary) == [0] and on_canary.route.arm == common_pb2.ARM_CANARY
     on_primary = await client.search("docs", text="XK-4471", mode=SPARSE, force_arm="primary")
     assert ids(on_primary) == [0]
+
+
+async def test_the_cli_creates_a_bm25_collection_shows_it_and_searches_by_mode(rig):
+    server, client = await rig.start()
+    code, out, err = await searchgw("collections", "create", "cat", "--bm25", "--addr", server.address)
+    assert code == 0, err
+    assert "bm25         k1=1.2 b=0.75 avg_len=256 language=english" in out
+    await client.upsert("cat", [{"id": i, "text": text} for i, text in enumerate(DOCS)])
+    code, out, err = await searchgw("search", "XK-4471", "--collection", "cat", "--mode", "sparse", "-o", "json",
+                                    "--addr", server.address)
+    assert code == 0, err
+    assert [point["id"]["num"] for point in json.loads(out)["points"]] == ["0"]
+    code, out, err = await searchgw("search", "XK-4471 filter", "--collection", "cat", "--mode", "hybrid",
+                                    "--fusion", "dbsf", "--addr", server.address)
+    assert code == 0 and out.splitlines()[1].split()[1] == "0", (out, err)
+    code, out, err = await searchgw("search", "--vector", "[0.1, 0.2]", "--collection", "cat", "--mode", "hybrid",
+                                    "--addr", server.address)
+    assert code == 2 and "--mode" in err
