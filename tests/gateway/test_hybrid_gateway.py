@@ -175,3 +175,17 @@ async def test_the_cli_creates_a_bm25_collection_shows_it_and_searches_by_mode(r
     code, out, err = await searchgw("search", "--vector", "[0.1, 0.2]", "--collection", "cat", "--mode", "hybrid",
                                     "--addr", server.address)
     assert code == 2 and "--mode" in err
+
+
+async def test_prepare_rollout_may_give_the_canary_another_bm25_config(rig):
+    server, client = await rig.start()
+    await fill(client, "docs-v1")
+    await client.update_alias("docs", "docs-v1")
+    await client.prepare_rollout("r1", "docs", "docs-v2", canary=coll_pb.Collection(
+        bm25=coll_pb.Bm25Config(k1=2.0, avg_len=12, language="english")))
+    async for message in client.watch_rollout("r1"):
+        if message.rollout.state != roll_pb.Rollout.STATE_PREPARING:
+            break
+    canary = (await client.get_collection("docs-v2")).bm25
+    assert (canary.k1, canary.b, canary.avg_len) == (2.0, 0.75, 12.0)
+    assert ids(await client.search("docs", text="XK-4471", mode=SPARSE, force_arm="canary")) == [0]
