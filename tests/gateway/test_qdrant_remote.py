@@ -164,7 +164,7 @@ async def test_the_server_answers_like_qdrant_to_wrong_and_unsupported_requests(
         bm25 = qdrant.Query(nearest=qdrant.VectorInput(document=qdrant.Document(text="x", model="qdrant/bm25")))
         code, message = await status(points.Query(qdrant.QueryPoints(collection_name="c", query=bm25, using="bm25")))
         assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "Wrong input: Not existing vector name error: bm25")
-        code, _ = await status(points.Get(qdrant.GetPoints(collection_name="c")))
+        code, _ = await status(points.Recommend(qdrant.RecommendPoints(collection_name="c")))  # Get is served now
         assert code == grpc.StatusCode.UNIMPLEMENTED
         collections = collections_service_pb2_grpc.CollectionsStub(channel)
         code, message = await status(collections.Create(qdrant.CreateCollection(collection_name="x")))

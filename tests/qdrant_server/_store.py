@@ -338,10 +338,7 @@ class Store:
             collection.shard.update(qe.UpdateOperation.delete_points(selector))
 
     def query(self, name: str, vector: list[float], request: qe.QueryRequest) -> list[qe.ScoredPoint]:
-        _, collection = self.resolve(name)
-        if len(vector) != collection.dimension:
-            raise invalid(f"Vector dimension error: expected dim: {collection.dimension}, got {len(vector)}")
-        return collection.shard.query(request)
+        return self.query_vectors(name, [vector], request)
 
     def query_vectors(self, name: str, dense: list[list[float]], request: qe.QueryRequest) -> list[qe.ScoredPoint]:
         """`query` for a request with any number of dense vectors (none for a sparse query; a fusion's
