@@ -19,8 +19,10 @@ Noise on a shared machine: the server runs come in rounds; before each round's r
 raw window at the best batch size (and one at batch 1) is taken; every figure is the best of its
 windows or rounds, and the ceiling is the best raw window of the whole run.
 
-Targets at 64 concurrent callers: >= 0.90 x raw on ~71-token texts, >= 0.75 x raw on ~13-token
-texts; single-request p50 <= raw batch-1 p50 + 0.7 ms. `--profile` samples the server process with
+Targets (issue 16) at 64 concurrent callers: >= 0.95 x raw on ~71-token texts, >= 0.90 x raw on
+~13-token texts; single-request p50 <= raw batch-1 p50 + the bare Embed round trip's p50 + 0.3 ms.
+`--model-runners N` serves with N onnxruntime sessions running batches at once (the server loads its
+own; raw stays the one session with a thread per core). `--profile` samples the server process with
 py-spy during the 64-caller runs (py-spy must be installed) and prints the top frames.
 """
 
@@ -61,9 +63,9 @@ TEXTS_PER_SET = 4096
 CONCURRENCIES = (1, 16, 64)
 BATCH_SIZES = (1, 8, 16, 32, 64)
 #: Targets at 64 concurrent callers, as a share of the raw ceiling.
-TARGET_RATIO = {"short": 0.75, "long": 0.90}
-#: Single-request p50 may exceed raw batch 1's p50 by this much.
-TARGET_ADDED_P50_MS = 0.7
+TARGET_RATIO = {"short": 0.90, "long": 0.95}
+#: Single-request p50 may exceed raw batch 1's p50 by the bare Embed round trip's p50 plus this much.
+TARGET_ADDED_OVER_ECHO_MS = 0.3
 EXTRA_WORDS = ("the", "a", "of", "and", "to", "in", "for", "with", "on", "by", "at", "from", "about", "into",
                "after", "before", "between", "through", "during", "without", "under", "over")
 
@@ -266,22 +268,23 @@ def write_queries(text_set: TextSet, directory: Path) -> Path:
     return path
 
 
-def server_settings() -> EmbedderSettings:
+def server_settings(model_runners: int = 1) -> EmbedderSettings:
     """The embedder as deployed, minus what would help or disturb a benchmark: cache off (every text
     is embedded), no metrics endpoint, quiet logs."""
     return EmbedderSettings(port=0, metrics_port=-1, cache_dir=MODEL_CACHE, cache_size=0, grace_period_s=1.0,
-                            log_format="text", log_level="warning")
+                            log_format="text", log_level="warning", model_runners=model_runners)
 
 
 async def measure_server(model: EmbeddingModel, text_sets: Sequence[TextSet], raw: dict[str, RawResult],
                          runner: LoadRunner, *, durations: Durations, concurrencies: Sequence[int] = CONCURRENCIES,
                          profile_dir: Path | None = None, log=print,
-                         echoes: list[Report] | None = None) -> list[ServerRun]:
+                         echoes: list[Report] | None = None, model_runners: int = 1) -> list[ServerRun]:
     """Start the server on `model`, then per round, per text set: a raw window at the best batch size
     (added to the ceiling), and one loadgen run per concurrency. Each configuration keeps its best round."""
     best: dict[tuple[str, int], ServerRun] = {}
-    server = await create_server(server_settings())
-    await server.load([model])
+    server = await create_server(server_settings(model_runners))
+    # One runner serves the benchmark's own session (the raw one); more load sessions of their own.
+    await server.load([model] if model_runners == 1 else None)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-embedder-") as tmp:
             queries = {text_set.name: write_queries(text_set, Path(tmp)) for text_set in text_sets}
@@ -477,9 +480,11 @@ class EmbedderResults:
             if name not in self.raw or not any(r.concurrency == 1 for r in self.server):
                 continue
             added = self.run(name, 1).p(0.5) - self.raw[name].batch1_p50_ms
+            allowed = self.echo_p50_ms + TARGET_ADDED_OVER_ECHO_MS
             targets.append(Target(f"{name} texts: single-request p50 - raw batch-1 p50 (bare gRPC Embed round trip "
                                   f"p50 here: {self.echo_p50_ms:.2f} ms)", f"{added:+.2f} ms",
-                                  f"<= {TARGET_ADDED_P50_MS} ms", added <= TARGET_ADDED_P50_MS))
+                                  f"<= {self.echo_p50_ms:.2f} + {TARGET_ADDED_OVER_ECHO_MS} ms",
+                                  added <= allowed))
         return targets
 
     def text_set(self, name: str) -> TextSet:
@@ -487,7 +492,7 @@ class EmbedderResults:
 
 
 async def run(quick: bool = False, *, runner: LoadRunner | None = None, with_st: bool = True,
-              profile_dir: Path | None = None, log=print) -> EmbedderResults:
+              profile_dir: Path | None = None, log=print, model_runners: int = 1) -> EmbedderResults:
     """The whole embedder benchmark; `runner` may be shared with other benchmarks."""
     configure_like_production()
     durations = Durations.for_mode(quick)
@@ -507,7 +512,7 @@ async def run(quick: bool = False, *, runner: LoadRunner | None = None, with_st:
     try:
         echoes: list[Report] = []
         server = await measure_server(model, text_sets, raw, runner, durations=durations, profile_dir=profile_dir,
-                                      log=log, echoes=echoes)
+                                      log=log, echoes=echoes, model_runners=model_runners)
     finally:
         if own_runner:
             runner.close()
@@ -563,9 +568,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test, ~1 minute)")
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the 64-caller runs")
     parser.add_argument("--no-st", action="store_true", help="skip sentence-transformers")
+    parser.add_argument("--model-runners", type=int, default=1,
+                        help="serve with this many onnxruntime sessions running batches at once")
     args = parser.parse_args()
     profile_dir = Path(tempfile.mkdtemp(prefix="bench-embedder-profile-")) if args.profile else None
-    results = asyncio.run(run(args.quick, with_st=not args.no_st, profile_dir=profile_dir))
+    results = asyncio.run(run(args.quick, with_st=not args.no_st, profile_dir=profile_dir,
+                              model_runners=args.model_runners))
     print_results(results)
     if profile_dir is not None:
         print(f"\nraw profiles in {profile_dir}")

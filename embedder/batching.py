@@ -21,6 +21,7 @@ runners (one onnxruntime session each) may run batches at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -276,14 +277,13 @@ class DynamicBatcher(Generic[ItemT]):
             )
             started = self._clock()
             try:
+                items = [e.item for e in batch]
                 if self._executor is None:
-                    running = self._loop_or_raise().run_in_executor(None, runner, [e.item for e in batch])
-                    running.add_done_callback(lambda done, b=batch, r=runner, s=span, t=started:
-                                              self._finished(b, r, s, t, done))
+                    running = self._loop_or_raise().run_in_executor(None, runner, items)
+                    running.add_done_callback(functools.partial(self._finished, batch, runner, span, started))
                 else:
-                    future = self._executor.submit(runner, [e.item for e in batch])
-                    future.add_done_callback(lambda done, b=batch, r=runner, s=span, t=started:
-                                             self._from_thread(b, r, s, t, done))
+                    future = self._executor.submit(runner, items)
+                    future.add_done_callback(functools.partial(self._from_thread, batch, runner, span, started))
             except Exception as exc:  # e.g. the executor is shut down: this run failed before it began
                 span.end()
                 self._idle_runners.append(runner)
