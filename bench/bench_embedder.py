@@ -258,7 +258,12 @@ class ServerRun:
         return self.report.latency
 
     def p(self, quantile: float) -> float:
-        return self.latency.value_at(quantile) / 1e6
+        """Latency at `quantile` in ms; NaN when no call finished (a window shorter than one batch's run on a
+        machine this busy)."""
+        try:
+            return self.latency.value_at(quantile) / 1e6
+        except ValueError:
+            return float("nan")
 
 
 def write_queries(text_set: TextSet, directory: Path) -> Path:
