@@ -312,6 +312,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--old-collection", choices=("keep", "delete"), default=None,
                        help="what happens to the old collection after the grace period [keep]")
     _add_policy_flags(start)
+    _add_quality_flags(start)
     start.add_argument("--reason", default="", help="why (StartRollout of a PREPARED rollout only)")
     prepare = _operation(rops, "prepare", "create the canary from primary's spec and backfill it from primary "
                                           "(writes reach both arms meanwhile; no searches reach the canary)",
@@ -421,6 +422,34 @@ def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=dest, type=_policy_number(int), metavar="N", help=help_text)
 
 
+#: AnalysisPolicy.quality's flags: --shadow-sample-rate, then --quality-<field> for the others.
+_QUALITY_HELP = {
+    "shadow_sample_rate": "share of searches also run on the other arm, off the request path (e.g. 0.05; 0: none)",
+    "k": "depth compared (overlap@k, RBO)", "min_overlap": "a comparison below this overlap@k counts against the canary",
+    "max_below_share": "the canary fails when more than this share is below (0.5: the median)",
+    "min_samples": "no verdict on fewer comparisons per stage", "alpha": "the quality guard's false-rollback bound",
+    "rbo_p": "rank-biased overlap's p",
+}
+
+
+def _quality_flag(name: str) -> str:
+    return "--shadow-sample-rate" if name == "shadow_sample_rate" else f"--quality-{name.replace('_', '-')}"
+
+
+def _add_quality_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("result quality (AnalysisPolicy.quality: shadow comparisons and their guard; "
+                                      "docs/canary.md)")
+    for name, help_text in _QUALITY_HELP.items():
+        kind = int if name in ("k", "min_samples") else float
+        group.add_argument(_quality_flag(name), dest=f"quality__{name}", type=_policy_number(kind),
+                           metavar="N" if kind is int else "X", help=help_text)
+
+
+def _quality_from(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: value for name in _QUALITY_HELP
+            if (value := getattr(args, f"quality__{name}", None)) is not None}
+
+
 def _policy_number(kind: type) -> Callable[[str], float | int]:
     def parse(text: str):
         try:
@@ -471,6 +500,14 @@ def rollout_from(args: argparse.Namespace):
         elif kind == "list":
             value = [part.strip() for part in value.split(",") if part.strip()]
         policy[field.name] = value
+    quality = _quality_from(args)
+    if quality:
+        section = document.get("analysis")
+        spec_quality = section.get("quality") if isinstance(section, dict) else None
+        merged = dict(spec_quality) if isinstance(spec_quality, dict) else {}
+        for name in quality:
+            _drop_key(merged, name)
+        policy["quality"] = {**merged, **quality}
     _override_section(document, "analysis", policy, args.spec)
     try:
         rollout = ParseDict(document, roll_pb.Rollout())

@@ -149,6 +149,7 @@ class GatewayServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.core.shadow.close()  # shadow searches nobody waits for
         await self.controller.stop()
         if self.shared is not None:
             await self.shared.leadership.resign()

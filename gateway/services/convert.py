@@ -48,6 +48,7 @@ from searchgw.gateway.rollout.preparation import (
     PreflightPolicy,
     PreflightResult,
 )
+from searchgw.gateway.rollout.quality import QualityPolicy, QualitySummary
 from searchgw.gateway.routing import Arm
 from searchgw.gateway.rules import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, FilterBudget  # noqa: F401 - the limits, here too
 from searchgw.errors import InvalidArgument
@@ -292,7 +293,31 @@ def analysis_from_proto(message: roll_pb.AnalysisPolicy) -> AnalysisPolicy:
         error_alpha=message.error_alpha, latency_alpha=message.latency_alpha, guard_alpha=message.guard_alpha,
         sample_ratio_alpha=message.sample_ratio_alpha,
         latency_threshold_s=duration_from_proto(message.latency_threshold),
+        quality=quality_policy_from_proto(message.quality),
     )
+
+
+def quality_policy_from_proto(message: roll_pb.QualityPolicy) -> QualityPolicy:
+    """Zero fields mean 'default' (QualityPolicy.with_defaults fills them; a zero sample rate is off)."""
+    return QualityPolicy(shadow_sample_rate=message.shadow_sample_rate, k=message.k, min_overlap=message.min_overlap,
+                         max_below_share=message.max_below_share, min_samples=message.min_samples,
+                         alpha=message.alpha, rbo_p=message.rbo_p)
+
+
+def quality_policy_to_proto(policy: QualityPolicy) -> roll_pb.QualityPolicy:
+    return roll_pb.QualityPolicy(shadow_sample_rate=policy.shadow_sample_rate, k=policy.k,
+                                 min_overlap=policy.min_overlap, max_below_share=policy.max_below_share,
+                                 min_samples=policy.min_samples, alpha=policy.alpha, rbo_p=policy.rbo_p)
+
+
+def quality_report_to_proto(summary: QualitySummary) -> roll_pb.QualityReport:
+    return roll_pb.QualityReport(
+        samples=summary.samples, below=summary.below, k=summary.k, min_overlap=summary.min_overlap,
+        max_below_share=summary.max_below_share, min_samples=summary.min_samples,
+        median_overlap=summary.median_overlap, mean_overlap=summary.mean_overlap, mean_rbo=summary.mean_rbo,
+        e_value=summary.e_value, p_value=summary.p_value, rejected=summary.rejected,
+        differing_ids=[roll_pb.DifferingId(id=item, count=count) for item, count in summary.differing_ids],
+        summary=summary.summary)
 
 
 def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
@@ -304,6 +329,7 @@ def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
         max_consecutive_failures=policy.max_consecutive_failures, max_total_failures=policy.max_total_failures,
         latency_quantile=policy.latency_quantile, error_alpha=policy.error_alpha, latency_alpha=policy.latency_alpha,
         guard_alpha=policy.guard_alpha, sample_ratio_alpha=policy.sample_ratio_alpha,
+        quality=quality_policy_to_proto(policy.quality),
         latency_threshold=duration_to_proto(policy.latency_threshold_s),
     )
 
@@ -445,4 +471,5 @@ def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_p
         promotion=promotion_to_proto(rollout.promotion), bake_start_time=_time_or_none(rollout.bake_start_time),
         bake_end_time=_time_or_none(rollout.bake_end_time),
         old_collection_time=_time_or_none(rollout.old_collection_time),
+        quality=None if rollout.quality is None else quality_report_to_proto(rollout.quality),
     )

@@ -35,6 +35,7 @@ PARTS = {
     "searchgw.v1.HnswConfig": "searchgw.v1.Collection",  # collection_spec_from_proto / collection_to_proto
     "searchgw.v1.ScalarQuantization": "searchgw.v1.Collection",
     "searchgw.v1.Stage": "searchgw.v1.Rollout",  # rollout_from_proto / rollout_to_proto
+    "searchgw.v1.DifferingId": "searchgw.v1.QualityReport",  # quality_report_to_proto
     "google.protobuf.Value": "google.protobuf.Struct",  # payloads (payload_from_proto / payload_to_proto)
     "google.protobuf.ListValue": "google.protobuf.Struct",
     "google.protobuf.Struct.FieldsEntry": "google.protobuf.Struct",
