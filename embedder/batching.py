@@ -316,7 +316,10 @@ class DynamicBatcher(Generic[ItemT]):
                 vectors = done.result() if error is None else None
         span.end()
         self._idle_runners.append(runner)
-        self._dispatch()
+        try:
+            self._dispatch()
+        except Exception:  # a bug in planning must not strand this batch's callers
+            log.exception("could not start the next batch")
         if error is not None or vectors is None:
             self._fail_batch(batch, error)
             return
