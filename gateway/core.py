@@ -646,7 +646,7 @@ class SearchCore:
             raise InvalidArgument("ids.ids", f"{len(ids)} ids; at most {self._settings.max_filter_values} per "
                                              "request (--max-filter-values)")
         if filter is not None:
-            if not (filter.must or filter.should or filter.must_not):
+            if not (filter.must or filter.should or filter.must_not or filter.min_should):
                 raise InvalidArgument("filter", "an empty filter would delete every point; to empty a collection, "
                                                 "delete and re-create it")
             filter = self._check_filter("filter", filter)
