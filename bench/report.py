@@ -403,8 +403,8 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
         "`embedder.server.create_server` with the cache off (every text is embedded), one text per Embed "
         f"call, best of {len(embedder.server[0].rounds)} round(s).\n")
     add("Serving loop (issue 16): no worker task between the callers and the model: an idle model is "
-        "handed a lone request inside `submit` (no event-loop turn), and a finished run's callback starts the "
-        "next batch before it answers the finished one's callers. The session's intra-op threads stop spinning "
+        "handed the requests of one loop turn by a callback at the end of that turn, and a finished run's "
+        "callback starts the next batch before it answers the finished one's callers. The session's intra-op threads stop spinning "
         "when a run ends (`session.force_spinning_stop`; the raw rows run on the same session). "
         "The rows with 2 model runners are a second server (`--model-runners 2`: two sessions of one thread "
         "each, running batches at once) measured right after the default one in each round.\n")

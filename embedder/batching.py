@@ -12,9 +12,10 @@ the model sees them. The queue is bounded in inputs: a request that would overfl
 whole with ResourceExhausted.
 
 The model run itself is blocking; it happens in an executor thread so the event loop stays free.
-There is no worker task between the callers and the model: an idle model is handed a lone request
-inside `submit`, and a finished run's loop callback starts the next batch before it answers the
-finished batch's callers, so the model is never idle waiting for an event-loop turn. Several
+There is no worker task between the callers and the model: an idle model is handed the requests
+of a loop turn by one callback at the end of that turn, and a finished run's loop callback starts
+the next batch before it answers the finished batch's callers, so the model never waits for the
+callers' Python work. Several
 runners (one onnxruntime session each) may run batches at once.
 """
 
@@ -146,9 +147,9 @@ class DynamicBatcher(Generic[ItemT]):
     After `failure_threshold` model runs fail in a row the worker counts as dead (health listeners
     hear False) until a run succeeds again.
 
-    There is no worker task: a batch is planned and handed to the executor the moment a runner is
-    free and an input waits, i.e. inside `submit` when a runner is idle (a lone request goes straight
-    to the model, no event-loop turn in between), and inside the loop callback that receives a
+    There is no worker task: a batch is planned and handed to the executor when a runner is free and
+    an input waits, i.e. at the end of the loop turn in which a request arrived to an idle runner (so
+    the requests of that turn share the batch), and inside the loop callback that receives a
     finished run (the next batch starts before the finished batch's callers are resumed).
     """
 
@@ -179,6 +180,7 @@ class DynamicBatcher(Generic[ItemT]):
         self._pending: list[PendingInput[ItemT]] = []
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatch_scheduled = False
         self._stopping = False
         self._health = _WorkerHealth()
 
@@ -232,8 +234,11 @@ class DynamicBatcher(Generic[ItemT]):
             entries.append(PendingInput(item=item, future=loop.create_future(), enqueued_at=now, deadline=deadline,
                                         seq=self._seq, span_context=caller_span))
         self._pending.extend(entries)
-        if self._idle_runners:
-            self._dispatch()
+        if self._idle_runners and not self._dispatch_scheduled:
+            # At the end of this loop turn, not now: the other requests that arrived in the same turn join
+            # the batch instead of waiting for a lone first one to finish.
+            self._dispatch_scheduled = True
+            loop.call_soon(self._scheduled_dispatch)
         try:
             if len(entries) == 1:
                 return [await entries[0].future]
@@ -262,6 +267,10 @@ class DynamicBatcher(Generic[ItemT]):
         chosen = set(map(id, batch))
         self._pending = [entry for entry in live if id(entry) not in chosen]
         return batch
+
+    def _scheduled_dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        self._dispatch()
 
     def _dispatch(self) -> None:
         """Start batches on the idle runners while inputs wait (on the event loop's thread)."""

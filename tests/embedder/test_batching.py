@@ -160,15 +160,17 @@ async def test_repeated_model_failures_mark_the_worker_unhealthy_until_a_run_suc
     assert batcher.healthy
 
 
-async def test_an_idle_model_is_handed_a_lone_request_without_waiting_for_an_event_loop_turn(rig):
+async def test_requests_of_one_loop_turn_share_the_batch_that_starts_at_the_end_of_that_turn(rig):
     model, clock, batcher = rig
     model.gate.clear()
-    call = asyncio.ensure_future(batcher.submit([Item(4, tag=1)]))
-    await asyncio.sleep(0)  # one turn: the submit runs up to its await
-    assert (batcher.running, batcher.queue_depth) == (1, 0)  # already on the model, nothing queued
+    calls = [asyncio.ensure_future(batcher.submit([Item(4, tag=i)])) for i in range(3)]
+    await asyncio.sleep(0)  # one turn: the three submits run up to their awaits
+    await asyncio.sleep(0)  # the end of that turn: one batch of all three is on the model
+    assert (batcher.running, batcher.queue_depth) == (1, 0)
     model.gate.set()
-    [result] = await call
-    assert result.vector.tolist() == [4.0, 1.0]
+    results = await asyncio.gather(*calls)
+    assert [len(b) for b in model.batches] == [3]
+    assert [r[0].vector.tolist() for r in results] == [[4.0, 0.0], [4.0, 1.0], [4.0, 2.0]]
 
 
 async def test_two_runners_run_two_batches_at_once_and_each_caller_gets_its_own_vector():
