@@ -15,8 +15,7 @@ The model run itself is blocking; it happens in an executor thread so the event 
 There is no worker task between the callers and the model: an idle model is handed the requests
 of a loop turn by one callback at the end of that turn, and a finished run's loop callback starts
 the next batch before it answers the finished batch's callers, so the model never waits for the
-callers' Python work. Several
-runners (one onnxruntime session each) may run batches at once.
+callers' Python work. Several runners (one onnxruntime session each) may run batches at once.
 """
 
 from __future__ import annotations
