@@ -37,6 +37,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
 from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
+from bench import bench_hybrid  # noqa: E402
 from bench import bench_shadow  # noqa: E402
 from bench import bench_payload_index  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
@@ -545,6 +546,13 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
             "concurrent callers, micro-batching off and on.\n")
         add("```text\n" + backends_log.strip() + "\n```\n")
 
+    hybrid = extra.get("hybrid") if extra else None
+    if hybrid:
+        add("## Hybrid search (issue 14; `bench/bench_hybrid.py`)\n")
+        add("Hybrid (dense + BM25, RRF) against dense and BM25 alone through the gateway, the real embedder "
+            "embedding every query (cache off), the modes interleaved; the ratio is the figure to read "
+            + ("(quick run: 5 000 points; `python -m bench.bench_hybrid` measures 20 000)" if quick else "") + ".\n")
+        add("```text\n" + "\n".join(hybrid) + "\n```\n")
     shadow_log = extra.get("shadow_log") if extra else None
     if shadow_log:
         add("## Shadow searches: what result-quality sampling costs primary (issue 15 §4; `bench/bench_shadow.py`)\n")
@@ -586,6 +594,9 @@ async def collect(quick: bool, log=print) -> dict:
     with redirect_stdout(buffer):
         backends = await bench_backends.run(300 if quick else 1600, with_local=not quick)
     loads["after backends"] = load_average()
+    log(f"hybrid search benchmark ({loadavg_text()})")
+    hybrid = (await bench_hybrid.run(quick, points=5_000 if quick else 20_000, log=log)).lines()
+    loads["after hybrid"] = load_average()
     log(f"shadow searches benchmark ({loadavg_text()})")
     shadow = io.StringIO()
     with redirect_stdout(shadow):
@@ -602,7 +613,7 @@ async def collect(quick: bool, log=print) -> dict:
         model = await asyncio.to_thread(run_bench_model, quick)
         loads["after model"] = load_average()
     return dict(embedder=embedder, gateway=gateway, backends=backends, backends_log=buffer.getvalue(), model=model,
-                loads=loads, shadow_log=shadow.getvalue(), payload_index_log=payload_index.getvalue())
+                loads=loads, hybrid=hybrid, shadow_log=shadow.getvalue(), payload_index_log=payload_index.getvalue())
 
 
 def one_run_at_a_time():
@@ -647,8 +658,9 @@ def main() -> None:
     if gateway.ramp is not None:
         images["ramp"] = plot_ramp(gateway.ramp, machine)
     text = render(machine, args.quick, embedder, gateway, data["backends"], data["backends_log"], data["model"], images,
-                  time.perf_counter() - started, data["loads"], extra={"shadow_log": data.get("shadow_log"),
-                                                              "payload_index_log": data.get("payload_index_log")})
+                  time.perf_counter() - started, data["loads"],
+                  extra={"shadow_log": data.get("shadow_log"), "payload_index_log": data.get("payload_index_log"),
+                         "hybrid": data.get("hybrid")})
     DOC.write_text(text, encoding="utf-8")
     print(f"\nwrote {DOC.relative_to(ROOT)} and {len(images)} plots in {IMG.relative_to(ROOT)}/ "
           f"in {(time.perf_counter() - started) / 60:.1f} min ({loadavg_text()})")
