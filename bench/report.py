@@ -403,6 +403,12 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
         "(the highest of the sweep and of the raw windows taken between server runs). Server = "
         "`embedder.server.create_server` with the cache off (every text is embedded), one text per Embed "
         f"call, best of {len(embedder.server[0].rounds)} round(s).\n")
+    add("Serving loop (issue 16): no worker task between the callers and the model: an idle model is "
+        "handed the requests of one loop turn by a callback at the end of that turn, and a finished run's "
+        "callback starts the next batch before it answers the finished one's callers. The session's intra-op threads stop spinning "
+        "when a run ends (`session.force_spinning_stop`; the raw rows run on the same session). "
+        "The rows with 2 model runners are a second server (`--model-runners 2`: two sessions of one thread "
+        "each, running batches at once) measured right after the default one in each round.\n")
     for text_set in embedder.text_sets:
         raw = embedder.raw[text_set.name]
         add(f"**{text_set.name} texts ({text_set.tokens} tokens)** — raw batch 1 p50 {raw.batch1_p50_ms:.2f} ms, "
@@ -415,6 +421,12 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
                          " / ".join(f"{w:.0f}" for w in raw.windows), "", "", "", "", ""])
         for run in (r for r in embedder.server if r.text_set == text_set.name):
             rows.append([f"server, {run.concurrency} caller{'s' if run.concurrency > 1 else ''}",
+                         f"{run.texts_per_s:.0f}", f"{run.texts_per_s / raw.ceiling:.2f}x",
+                         f"{run.p(0.5):.2f} / {run.p(0.99):.2f}", f"{run.cpu_ms_per_text:.2f}",
+                         f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
+        for run in (r for r in embedder.compared if r.text_set == text_set.name):
+            rows.append([f"server, {run.model_runners} model runners (sessions of their own), {run.concurrency} "
+                         f"caller{'s' if run.concurrency > 1 else ''}",
                          f"{run.texts_per_s:.0f}", f"{run.texts_per_s / raw.ceiling:.2f}x",
                          f"{run.p(0.5):.2f} / {run.p(0.99):.2f}", f"{run.cpu_ms_per_text:.2f}",
                          f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
