@@ -19,6 +19,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import pathlib
 import re
@@ -199,6 +200,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                           "default: the gateway's fallback")
     search.add_argument("--force-arm", choices=("primary", "canary"),
                         help="serve from this arm of a rollout (x-canary-arm; kept out of the analysis)")
+    search.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="dense",
+                        help="rank by the embedding (dense), BM25 (sparse) or both fused (hybrid); sparse and "
+                             "hybrid need a TEXT and a collection created with --bm25 [dense]")
+    search.add_argument("--fusion", choices=("rrf", "dbsf"), default="rrf",
+                        help="how hybrid fuses the two lists: reciprocal rank or distribution-based score [rrf]")
+    search.add_argument("--rrf-k", type=_non_negative_int, default=0, help="RRF's k; 0: 60 [0]")
     search.add_argument("--json", dest="output", action="store_const", const="json", default=argparse.SUPPRESS,
                         help="same as --output json")
     search.set_defaults(run=lambda a: _client(a, _search))
@@ -263,6 +270,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--dimension", type=_non_negative_int, default=0,
                         help="vector length; 0: the embedding model's [0]")
     create.add_argument("--embedding-model", default="", help="model for its texts [the gateway's default]")
+    create.add_argument("--bm25", action="store_true",
+                        help="also index each point's text with BM25, for --mode sparse and hybrid searches")
+    create.add_argument("--bm25-language", default="", help="BM25's stopwords and stemmer, e.g. german [english]")
     _operation(ops, "delete", "delete a collection and its points (not while an alias or a rollout uses it)",
                "searchgw collections delete docs-old").add_argument("name", help="the collection")
     _operation(ops, "optimize", "build the collection's index now",
@@ -419,6 +429,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = _operation(rops, "list", "rollouts, newest first", "searchgw rollout list --collection docs")
     listing.add_argument("--collection", default="", help="only this logical collection's")
     rollout.set_defaults(run=lambda a: _client(a, _rollout))
+    register_experiment(subparsers)
 
 
 # -- the analysis policy's flags, from the proto (a field the proto gains gets its flag) -----------
@@ -743,15 +754,27 @@ async def _search(client, args) -> int:
             raise UsageError("TEXT and --vector: give one of them, not both")
     elif args.text is None or not args.text.strip():
         raise UsageError("TEXT: the query is required (or --vector)")
+    from searchgw.v1 import search_service_pb2 as search_pb
+
+    mode = {"dense": search_pb.SEARCH_MODE_DENSE, "sparse": search_pb.SEARCH_MODE_SPARSE,
+            "hybrid": search_pb.SEARCH_MODE_HYBRID}[getattr(args, "mode", "dense")]
+    fusion = search_pb.Fusion(method=search_pb.FUSION_METHOD_DBSF if getattr(args, "fusion", "rrf") == "dbsf"
+                              else search_pb.FUSION_METHOD_RRF, rrf_k=getattr(args, "rrf_k", 0))
+    if vector is not None and mode != search_pb.SEARCH_MODE_DENSE:
+        raise UsageError("--mode sparse and hybrid rank by BM25 over a TEXT; --vector searches are dense")
     response = await client.search(args.collection, text=args.text if vector is None else None, vector=vector,
                                    limit=args.limit, routing_key=args.routing_key, with_payload=True,
-                                   force_arm=args.force_arm, timeout=args.timeout)
+                                   force_arm=args.force_arm, timeout=args.timeout, mode=mode,
+                                   fusion=fusion if mode == search_pb.SEARCH_MODE_HYBRID else None)
 
     def table() -> Iterable[str]:
         route = response.route
         yield (f"# {len(response.points)} hits from {route.collection}"
                + (f" (rollout {route.rollout}, {'canary' if route.arm == 2 else 'primary'}"
-                  f"{', fallback' if route.fallback else ''})" if route.rollout else ""))
+                  f"{', fallback' if route.fallback else ''})" if route.rollout else "")
+               + (f" (experiment {route.experiment}, arm {route.variant})" if route.experiment else ""))
+        if response.search_id:
+            yield f"# search id {response.search_id}  (searchgw experiment report-outcome ID --kind KIND)"
         for point in response.points:
             ident = point.id.uuid or point.id.num
             text = point.payload.fields["text"].string_value if "text" in point.payload.fields else ""
@@ -852,11 +875,18 @@ def _collection_lines(collection) -> list[str]:
     return [f"name         {collection.name}", f"dimension    {collection.dimension}",
             f"points       {collection.points_count}", f"model        {collection.embedding_model or '-'}",
             f"aliases      {', '.join(collection.aliases) or '-'}"] + [
-                f"index        {index.key}: {_index_type_name(index.type)}" for index in collection.payload_indexes]
+                f"index        {index.key}: {_index_type_name(index.type)}" for index in collection.payload_indexes] + _bm25_lines(collection)
 
 
 def _index_type_name(number: int) -> str:
     return next((name for name, value in _INDEX_TYPES.items() if value == number), str(number))
+
+
+def _bm25_lines(collection) -> list[str]:
+    if not collection.HasField("bm25"):
+        return ["bm25         -"]
+    bm25 = collection.bm25
+    return [f"bm25         k1={bm25.k1:g} b={bm25.b:g} avg_len={bm25.avg_len:g} language={bm25.language}"]
 
 
 def _time(stamp) -> str:
@@ -882,8 +912,12 @@ async def _collections(client, args) -> int:
         if args.op == "get":
             collection = await client.get_collection(args.name, timeout=timeout)
         elif args.op == "create":
+            from searchgw.v1 import collection_service_pb2 as coll_pb
+
+            bm25 = coll_pb.Bm25Config(language=args.bm25_language) if args.bm25 or args.bm25_language else None
             collection = await client.create_collection(args.name, dimension=args.dimension,
-                                                        embedding_model=args.embedding_model, timeout=timeout)
+                                                        embedding_model=args.embedding_model, timeout=timeout,
+                                                        bm25=bm25)
         elif args.op == "optimize":
             collection = await client.optimize_collection(args.name, timeout=max(timeout, 600.0))
         else:
@@ -1162,3 +1196,138 @@ def _yaml(message) -> str:
     import yaml
 
     return yaml.safe_dump(_as_dict(message), sort_keys=False, allow_unicode=True)
+
+
+# -- experiments ----------------------------------------------------------------------------------
+def _variant_arg(text: str) -> tuple[str, str, int]:
+    """NAME=COLLECTION[:BPS] or COLLECTION (named v1, v2, ... in order)."""
+    name, equals, rest = text.rpartition("=") if "=" in text else ("", "", text)
+    collection, colon, bps = rest.partition(":")
+    if not collection or (colon and not bps.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=COLLECTION[:BASIS_POINTS] or COLLECTION")
+    return name, collection, int(bps) if colon else 0
+
+
+def register_experiment(subparsers: argparse._SubParsersAction) -> None:
+    experiment = _command(subparsers, "experiment", "A/B(/n) experiments: split an alias between control and "
+                                                    "variant collections and judge them on reported outcomes",
+                          "  searchgw experiment create e1 --collection docs --variant m32=docs-m32 "
+                          "--variant int8=docs-int8\n  searchgw experiment start e1\n  searchgw experiment get e1\n"
+                          "  searchgw experiment conclude e1 --promote")
+    eops = _operations(experiment)
+    create = _operation(eops, "create", "create an experiment (it holds the alias: writes reach every arm; "
+                                        "control serves until 'start')",
+                        "searchgw experiment create e1 --collection docs --variant m32=docs-m32:3000 "
+                        "--control-split-bps 7000")
+    create.add_argument("name", help="a unique name")
+    create.add_argument("--collection", required=True, help="the logical collection (alias) whose searches split")
+    create.add_argument("--variant", type=_variant_arg, action="append", required=True, metavar="NAME=COLLECTION[:BPS]",
+                        help="a variant (repeatable): its name, physical collection and share in basis points "
+                             "[all shares 0: an even split]")
+    create.add_argument("--control", default="", help="control's collection [what the alias points at]")
+    create.add_argument("--control-split-bps", type=int, default=0, help="control's share in basis points")
+    create.add_argument("--alpha", type=float, default=0.0, help="false-winner bound over the whole experiment [0.05]")
+    create.add_argument("--goal", default="", help="the outcome kind that decides [conversion]")
+    create.add_argument("--outcome-kinds", default="", help="comma-separated kinds clients may report "
+                                                            "[click,conversion]")
+    create.add_argument("--latency-threshold", type=_seconds, default=0.0,
+                        help="searches slower than this count as slow (e.g. 100ms is 0.1) [0.1]")
+    create.add_argument("--interval", type=_seconds, default=0.0, help="how often the tests are updated [5s]")
+    for op, text, example in (
+            ("get", "the experiment: state, each arm's numbers, the tests and the verdict", "searchgw experiment get e1"),
+            ("start", "split the traffic (or resume a paused experiment)", "searchgw experiment start e1"),
+            ("pause", "send every search to control; outcomes of earlier searches still count",
+             'searchgw experiment pause e1 --reason "incident"'),
+            ("stop", "end the experiment without a conclusion", "searchgw experiment stop e1"),
+            ("watch", "follow the experiment: one line per analysis or transition until it ends",
+             "searchgw experiment watch e1"),
+            ("conclude", "end the experiment with an arm (default: the winner); --promote points the alias at it",
+             "searchgw experiment conclude e1 --promote")):
+        parser = _operation(eops, op, text, example)
+        parser.add_argument("name", help="the experiment's name")
+        if op in ("start", "pause", "stop", "conclude"):
+            parser.add_argument("--reason", default="", help="why, kept with the decision")
+        if op == "conclude":
+            parser.add_argument("--arm", default="", help="the arm to conclude with [the winner]")
+            parser.add_argument("--promote", action="store_true", help="point the alias at the arm's collection")
+    listing = _operation(eops, "list", "experiments, newest first", "searchgw experiment list --collection docs")
+    listing.add_argument("--collection", default="", help="only this logical collection's")
+    report = _operation(eops, "report-outcome", "report what users did with searches' results",
+                        "searchgw experiment report-outcome SEARCH_ID --kind conversion --value 12.5")
+    report.add_argument("search_id", nargs="+", help="SearchResponse.search_id (one or more)")
+    report.add_argument("--kind", required=True, help="the outcome kind (one of the experiment's)")
+    report.add_argument("--value", type=float, default=1.0, help="a value summed per arm [1]")
+    experiment.set_defaults(run=lambda a: _client(a, _experiment))
+
+
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def experiment_lines(experiment) -> list[str]:
+    arms = ", ".join(f"{a.arm}={a.collection}" for a in experiment.arms) or ", ".join(
+        [f"control={experiment.control_collection}", *(f"{v.name}={v.collection}" for v in experiment.variants)])
+    splits = [experiment.control_split_bps, *(v.split_bps for v in experiment.variants)]
+    lines = [f"experiment {experiment.name}: {experiment.collection} split {arms} "
+             f"({' / '.join(f'{b / 100:g}%' for b in splits)})",
+             f"state      {_enum_name(experiment, 'state')}  alpha {experiment.policy.alpha:g}  goal "
+             f"{experiment.policy.goal}",
+             f"verdict    {' '.join(experiment.summary.split())}"]
+    if experiment.concluded_arm:
+        lines.append(f"concluded  with {experiment.concluded_arm}{' (promoted)' if experiment.promoted else ''}")
+    kinds = list(experiment.policy.outcome_kinds)
+    rows = []
+    for arm in experiment.arms:
+        counts = {o.kind: o for o in arm.outcomes}
+        latency = arm.mean_latency.ToTimedelta().total_seconds() * 1000
+        rows.append((arm.arm, str(arm.searches), str(arm.errors), str(arm.slow), f"{latency:.1f} ms",
+                     *(f"{counts[k].count} ({counts[k].rate:.2%})" if k in counts else "0" for k in kinds)))
+    lines += ["           " + row for row in _columns(rows, ("ARM", "SEARCHES", "ERRORS", "SLOW", "MEAN",
+                                                             *(k.upper() for k in kinds)))]
+    for verdict in experiment.verdicts:
+        tests = "  ".join(f"{t.name} p={t.p_value:.3g}{'*' if t.rejected else ''} ratio={_number(t.estimate)} "
+                          f"[{_number(t.lower)}, {_number(t.upper)}]" for t in verdict.tests)
+        lines.append(f"tests      {verdict.arm} {_enum_name(verdict, 'status').lower()}: {tests}")
+    return lines
+
+
+async def _experiment(client, args) -> int:
+    from searchgw.gateway.client import every_page
+
+    timeout = args.timeout
+    if args.op == "create":
+        kinds = [k.strip() for k in args.outcome_kinds.split(",") if k.strip()]
+        experiment = await client.create_experiment(
+            args.name, args.collection, args.variant, control_collection=args.control,
+            control_split_bps=args.control_split_bps, alpha=args.alpha, goal=args.goal, outcome_kinds=kinds,
+            latency_threshold_s=args.latency_threshold, interval_s=args.interval, timeout=timeout)
+    elif args.op == "get":
+        experiment = await client.get_experiment(args.name, timeout=timeout)
+    elif args.op == "list":
+        experiments = [e async for page in every_page(lambda token: client.list_experiments(
+                           collection=args.collection, page_token=token, timeout=timeout)) for e in page.experiments]
+        rows = [(e.name, e.collection, _enum_name(e, "state"), e.winner or "-", _time(e.update_time))
+                for e in experiments]
+        _emit(args, {"experiments": [_as_dict(e) for e in experiments]},
+              lambda: _columns(rows, ("NAME", "COLLECTION", "STATE", "WINNER", "UPDATED")))
+        return 0
+    elif args.op == "watch":
+        async for message in client.watch_experiment(args.name):
+            e = message.experiment
+            line = (f"{e.name}: {_enum_name(e, 'state')}, {sum(a.searches for a in e.arms)} searches; "
+                    f"{' '.join(e.summary.split())}")
+            print(line if args.output == "table" else json.dumps(_as_dict(message)), flush=True)
+        return 0
+    elif args.op == "report-outcome":
+        response = await client.report_outcomes([(s, args.kind, args.value) for s in args.search_id],
+                                                 timeout=timeout)
+        outcome_rows = [(s[:16] + "…", _enum_name(r, "status")) for s, r in zip(args.search_id, response.results)]
+        _emit(args, response, lambda: _columns(outcome_rows, ("SEARCH ID", "STATUS")))
+        return 0 if response.accepted == len(args.search_id) else 1
+    elif args.op == "conclude":
+        experiment = await client.conclude_experiment(args.name, arm=args.arm, promote=args.promote,
+                                                      reason=args.reason, timeout=timeout)
+    else:
+        experiment = await getattr(client, f"{args.op}_experiment")(args.name, args.reason, timeout=timeout)
+    _emit(args, experiment, lambda: experiment_lines(experiment))
+    return 0

@@ -39,6 +39,12 @@ model, for searches and writes alike. A raw vector belongs to one space, so:
 During the bake (BAKING) primary is the old collection; after it, raw vectors reach the new collection
 through the alias, in the new space — clients must have moved to the new model by then.
 
+Experiments (`searchgw.gateway.experiments`, docs/experiments.md): a search to an alias an experiment
+holds is routed by it (`_search_experiment`: the arm its routing key hashes to while it RUNS, control
+otherwise), its ending counted for that arm, and the answer carries a signed `search_id` for
+ReportOutcome; writes to the alias reach every arm, like a rollout's dual writes. An experiment and a
+rollout never hold one alias at once.
+
 Long texts (docs/chunking.md): a text over its model's limit is refused naming its field (`text`,
 `points[i].text`), never truncated. `upsert_chunked` writes each point's text as chunks cut by each
 arm's model (the embedder's ChunkText), ids from the document id and chunk number
@@ -67,10 +73,12 @@ from opentelemetry import trace
 from searchgw.gateway.backends import (
     CollectionSpec,
     Filter,
+    Fusion,
     Payload,
     Point,
     PointId,
     ScoredPoint,
+    SearchMode,
     SearchQuery,
     VectorBackend,
 )
@@ -81,6 +89,7 @@ from searchgw.gateway.chunks import (
     surplus_filters,
 )
 from searchgw.gateway.embedding import ChunkedText, ChunkingOptions, TextEmbedder
+from searchgw.gateway.experiments import ArmRoute, ExperimentManager, HeldAlias
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
@@ -88,13 +97,16 @@ from searchgw.gateway.rollout.quality import ShadowComparison
 from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
+    BM25_TEXT_PAYLOAD_KEY,
     TEXT_PAYLOAD_KEY,
     FilterLimits,
     check_key,
     check_name,
     check_query_length,
+    check_search_mode,
     check_text,
     checked_filter,
+    checked_fusion,
     checked_payload,
     point_id,
 )
@@ -138,6 +150,9 @@ class SearchParams:
     score_threshold: float | None = None
     with_payload: bool = False
     page_token: str = ""
+    #: Dense (the default), sparse (BM25 over `text`) or hybrid (both, fused as `fusion` says).
+    mode: SearchMode = SearchMode.DENSE
+    fusion: Fusion = field(default_factory=Fusion)
     #: Collapse the hits by this payload key ("" : no grouping); `limit` counts groups then.
     group_by: str = ""
     #: Hits per group with `group_by` (0: 1).
@@ -154,6 +169,9 @@ class RouteInfo:
     collection: str
     rollout: str = ""
     fallback: bool = False
+    #: The experiment that routed the search, and its arm ("control" or a variant); "" when none.
+    experiment: str = ""
+    variant: str = ""
 
 
 @dataclass
@@ -161,6 +179,8 @@ class SearchOutcome:
     points: list[ScoredPoint]
     route: RouteInfo
     next_page_token: str = ""
+    #: Set when a running experiment routed the search: the id clients quote in ReportOutcome.
+    search_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -169,6 +189,8 @@ class PointInput:
     text: str | None = None
     vector: Sequence[float] | None = None
     payload: Payload = field(default_factory=dict)
+    #: A raw-vector point's BM25 text (kept in the payload under BM25_TEXT_PAYLOAD_KEY).
+    bm25_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -280,9 +302,12 @@ class SearchCore:
         clock: Callable[[], float] = time.monotonic,
         page_tokens: PageTokens | None = None,
         write_order: WriteOrder | None = None,
+        experiments: ExperimentManager | None = None,
         shadow: ShadowSampler | None = None,
     ) -> None:
         self._backend = backend
+        #: Experiments: the aliases they hold are routed here (see `_search_experiment`), and written to every arm.
+        self._experiments = experiments
         #: Orders dual writes per point id; holds writes while a rollout is being created (shared with
         #: the rollout controller, see `routing.writes`).
         self.write_order = write_order or WriteOrder()
@@ -344,6 +369,9 @@ class SearchCore:
             check_query_length("vector.values", len(params.vector))
         else:
             raise InvalidArgument("query", "set text or vector")
+        if params.mode is not SearchMode.DENSE and params.text is None:
+            raise InvalidArgument("mode", f"a {params.mode.value} search ranks by BM25 over a text: send `text`, "
+                                          "not a vector (a vector query is dense only)")
         limit = params.limit or self._settings.default_limit
         if limit > self._settings.max_limit:
             raise InvalidArgument("limit", f"{limit} is over the maximum of {self._settings.max_limit}")
@@ -370,9 +398,14 @@ class SearchCore:
                      on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
         """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
         limit, checked = self._validate_search(params)
+        params = replace(params, fusion=checked_fusion("fusion", params.fusion))
+        self._metrics.search_modes.labels(
+            params.mode.value, params.fusion.method.value if params.mode is SearchMode.HYBRID else "none").inc()
         vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
+        # a page token is bound to the mode and fusion too (a dense query's print is what it always was)
+        ranking = () if params.mode is SearchMode.DENSE else (params.mode.value, params.fusion)
         query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
-                                  params.score_threshold)
+                                  params.score_threshold, *ranking)
         page = self._pages.read_search(params.page_token, query_print)
         offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
@@ -383,6 +416,10 @@ class SearchCore:
                                           self._settings.routing_key_fallback)
         if source not in ("request", "metadata"):
             self._metrics.unkeyed.labels(source).inc()
+        held = self._experiments.held(params.collection) if self._experiments is not None else None
+        if held is not None:  # an experiment holds the alias (no rollout can, at the same time)
+            return await self._search_experiment(held, key, params, limit, offset, page, query_print, deadline,
+                                                 on_route)
         if page is not None and page.collection:  # a later page: served where the first one was
             decision = await self._pinned_decision(params.collection, page)
         else:
@@ -414,6 +451,56 @@ class SearchCore:
             self._offer_shadow(params, route, points, limit)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
 
+    async def _search_experiment(self, held: HeldAlias, key: str, params: SearchParams, limit: int, offset: int,
+                                 page: SearchPage | None, query_print: str, deadline: float | None,
+                                 on_route: Callable[[Arm], None] | None) -> SearchOutcome:
+        """A search to an alias an experiment holds. While it RUNS the routing key picks the arm, whose
+        ending (code, latency) is counted for it, and the answer carries a search id; otherwise control
+        serves, uncounted. A later page is served by the arm of its first page, uncounted, without an id.
+        A forced arm (`x-canary-arm`, a rollout's smoke test) is served by control, uncounted. A raw vector
+        is served by control when the arm holds another vector space (model or dimension), uncounted.
+        There is no fallback: a variant's failure is the caller's, and counts against the variant."""
+        experiments = self._experiments
+        assert experiments is not None
+        route: ArmRoute
+        if page is not None and page.collection:
+            found = held.by_collection.get(page.collection)
+            if found is None:
+                raise self._stale_page(params.collection, page)
+            route = found
+        elif params.forced_arm is not None:
+            route = held.control
+        else:
+            route = held.assign(key)
+            if (route.counted and not route.is_control and params.vector is not None
+                    and await self._split_spaces(held.control.collection, route.collection)):
+                route = held.control
+        arm = Arm.PRIMARY if route.is_control else Arm.CANARY
+        if on_route is not None:
+            on_route(arm)
+        started = self._clock()
+        try:
+            points = await self._search_arm(route.collection, params, limit, offset, deadline, routed=True)
+        except asyncio.CancelledError:
+            experiments.record_search(route, self._ending_of_cancelled(deadline), self._clock() - started)
+            raise
+        except Exception as exc:
+            experiments.record_search(route, _code_name(exc), self._clock() - started)
+            raise
+        if self._is_late(deadline):
+            experiments.record_search(route, DeadlineExceeded.code_name, self._clock() - started)
+            raise DeadlineExceeded(_LATE_MESSAGE)
+        experiments.record_search(route, "OK", self._clock() - started)
+        search_id = experiments.issue_search_id(route) if route.counted else ""
+        info = RouteInfo(arm, route.collection, experiment=route.experiment, variant=route.arm)
+        trace.get_current_span().set_attributes({
+            "searchgw.arm": arm.value, "searchgw.collection": route.collection,
+            "searchgw.experiment": route.experiment, "searchgw.variant": route.arm})
+        next_token = ""
+        if len(points) == limit:
+            next_token = self._pages.issue_search(SearchPage(offset + limit, route.collection, arm.value, ""),
+                                                  query_print)
+        return SearchOutcome(points=points, route=info, next_page_token=next_token, search_id=search_id)
     # -- shadow searches (result quality; gateway/shadow.py, rollout/quality.py) ---------------------
     def _offer_shadow(self, params: SearchParams, route: RouteInfo, points: Sequence[ScoredPoint], limit: int) -> None:
         """With the answer computed: if the rollout samples this search, run it on the other arm in the
@@ -593,7 +680,12 @@ class SearchCore:
     async def _search_physical(self, physical: str, params: SearchParams, limit: int, offset: int,
                                deadline: float | None) -> list[ScoredPoint]:
         spec = await self._specs.get(physical)
-        if params.text is not None:
+        if params.mode is not SearchMode.DENSE:
+            # checked before anything is embedded: a collection without BM25 cannot serve it
+            check_search_mode(spec, SearchQuery(vector=(), mode=params.mode, text=params.text), params.collection)
+        if params.mode is SearchMode.SPARSE:
+            vector: np.ndarray | Sequence[float] = ()  # BM25 alone: nothing to embed
+        elif params.text is not None:
             if not spec.embedding_model:
                 raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
                                               "search it by vector")
@@ -605,6 +697,8 @@ class SearchCore:
                                                        f"{params.collection!r} holds {spec.dimension}-d vectors")
         query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
                             score_threshold=params.score_threshold, with_payload=params.with_payload,
+                            mode=params.mode, text=params.text if params.mode is not SearchMode.DENSE else None,
+                            fusion=params.fusion,
                             group_by=params.group_by or None, group_size=params.group_size or 1)
         return await self._backend.search(physical, query)
 
@@ -613,6 +707,8 @@ class SearchCore:
         """The physical collections a write to `collection` must reach: both arms during a rollout."""
         self._check_collection(collection)
         arms = self._router.write_targets(collection)
+        if not arms and self._experiments is not None:
+            arms = self._experiments.write_targets(collection)  # every arm of an experiment
         if arms:
             return list(arms)
         return [await self._backend.resolve(collection)]
@@ -637,6 +733,7 @@ class SearchCore:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
             check_reserved_keys(f"points[{index}].payload", point.payload)
+            self._check_bm25_text(index, point)
             if point.text is None and TEXT_PAYLOAD_KEY in point.payload:
                 raise InvalidArgument(
                     f"points[{index}].payload.{TEXT_PAYLOAD_KEY}",
@@ -644,17 +741,31 @@ class SearchCore:
                     "with a raw vector it would claim a text the vector was not made from: send the text in "
                     "`text`, or leave the key out")
 
+    def _check_bm25_text(self, index: int, point: PointInput) -> None:
+        """`bm25_text` belongs to a raw-vector point (a text point is BM25-indexed by its text), and the
+        payload key that keeps it is set through that field only."""
+        if BM25_TEXT_PAYLOAD_KEY in point.payload:
+            raise InvalidArgument(f"points[{index}].payload.{BM25_TEXT_PAYLOAD_KEY}",
+                                  "is reserved for the point's BM25 text: send it in `bm25_text`")
+        if point.bm25_text is None:
+            return
+        if point.text is not None:
+            raise InvalidArgument(f"points[{index}].bm25_text", "a text point is BM25-indexed by its `text`; "
+                                                                "bm25_text is for a raw-vector point")
+        self._check_text(f"points[{index}].bm25_text", point.bm25_text)
+
     async def _upsert(self, collection: str, points: Sequence[PointInput],
                       deadline: float | None) -> tuple[int, list[str]]:
         targets = await self.write_targets(collection)  # the route table, read once for this write
         if len(targets) > 1:
             vector_rows = [i for i, p in enumerate(points) if p.text is None]
-            split = await self._split_spaces(targets[0], targets[1]) if vector_rows else None
+            split = await self._first_split(targets) if vector_rows else None
             if split is not None:
                 primary, canary = split
                 raise InvalidArgument(
                     f"points[{vector_rows[0]}].vector",
-                    f"collection {collection!r} is in a model canary ({primary.name!r}: {_space(primary)}; "
+                    f"collection {collection!r} is in a model canary or an experiment across models "
+                    f"({primary.name!r}: {_space(primary)}; "
                     f"{canary.name!r}: {_space(canary)}): a raw vector belongs to one model's space and would "
                     f"leave the arms apart; send text, which each arm embeds with its own model")
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
@@ -684,12 +795,22 @@ class SearchCore:
                 # The source text is kept in the point (TEXT_PAYLOAD_KEY): a canary with another model is
                 # backfilled by re-embedding it.
                 payload = point.payload if point.text is None else {**point.payload, TEXT_PAYLOAD_KEY: point.text}
+                if point.bm25_text is not None:  # what a collection with BM25 (or a canary) indexes the point by
+                    payload = {**payload, BM25_TEXT_PAYLOAD_KEY: point.bm25_text}
                 batch.append(Point(id=point.id, vector=vector, payload=payload))
             prepared.append((physical, batch))
         async with self._ordered(collection, targets, [point.id for point in points]):
             for physical, batch in prepared:
                 await self._backend.upsert(physical, batch)
         return len(points), targets
+
+    async def _first_split(self, targets: Sequence[str]) -> tuple[CollectionSpec, CollectionSpec] | None:
+        """The first arm (of a rollout's two, or an experiment's N) in another vector space than the first."""
+        for other in targets[1:]:
+            split = await self._split_spaces(targets[0], other)
+            if split is not None:
+                return split
+        return None
 
     # -- chunked writes (see searchgw.gateway.chunks) -----------------------------------------------
     async def upsert_chunked(self, collection: str, points: Sequence[PointInput], options: ChunkingOptions, *,

@@ -130,6 +130,7 @@ from searchgw.gateway.rollout.model import (
     ROUTINE_DECISIONS,
     Decision,
     VectorSpace,
+    check_arm_bm25,
     check_arm_spaces,
     DecisionKind,
     Rollout,
@@ -168,6 +169,8 @@ ResolveAlias = Callable[[str], Awaitable[str]]
 DeleteCollection = Callable[[str], Awaitable[object]]
 ListAliases = Callable[[], Awaitable[Mapping[str, str]]]
 DescribeSpace = Callable[[str], Awaitable[VectorSpace]]
+#: Whether a physical collection has a BM25 index (sparse and hybrid searches).
+HasBm25 = Callable[[str], Awaitable[bool]]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: The actor of a manual action whose caller named nobody.
@@ -310,6 +313,7 @@ class RolloutController:
         delete_collection: DeleteCollection | None = None,
         list_aliases: ListAliases | None = None,
         vector_space: DescribeSpace | None = None,
+        has_bm25: HasBm25 | None = None,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -333,10 +337,15 @@ class RolloutController:
         self._list_aliases = list_aliases
         #: A physical collection's (dimension, model): CreateRollout checks the arms are compatible.
         self._vector_space = vector_space
+        #: Whether a physical collection has a BM25 index: CreateRollout refuses a canary without primary's.
+        self._has_bm25 = has_bm25
         #: Every rollout by name, ended ones too.
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
         self._create_lock = asyncio.Lock()
+        #: Checks a new rollout's collection must pass (under the creation lock): each raises (e.g.
+        #: FailedPrecondition while an experiment holds the alias) or returns. Appended by the server.
+        self.alias_guards: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         #: Ended rollouts (promoted, aborted, rolled back) the store has not taken yet: the end took
         #: effect in routing at once, and the save is tried again on every tick until the store recovers.
@@ -647,11 +656,22 @@ class RolloutController:
             async with self._write_order.publishing(spec.collection):
                 return await self._create_locked(spec, actor)
 
+    @property
+    def creation_lock(self) -> asyncio.Lock:
+        """Held while a rollout is created or prepared; whatever else claims aliases (experiments) takes it too."""
+        return self._create_lock
+
+    def active_rollout_on(self, collection: str) -> str | None:
+        """The name of the active rollout on logical `collection`, or None."""
+        return next((a.rollout.name for a in self._active.values() if a.rollout.collection == collection), None)
+
     async def _claim(self, spec: Rollout) -> str:
         """Check that `spec` may start on its collection now; the physical collection its alias points at."""
         if spec.name in self._rollouts:
             raise AlreadyExists(f"a rollout named {spec.name!r} already exists; pick another name",
                                 reason="ROLLOUT_EXISTS", metadata={"rollout": spec.name})
+        for guard in self.alias_guards:
+            guard(spec.collection)
         busy = next((a.rollout for a in self._active.values() if a.rollout.collection == spec.collection), None)
         if busy is not None:
             raise AlreadyExists(
@@ -682,6 +702,9 @@ class RolloutController:
         if self._vector_space is not None:
             check_arm_spaces(target, await self._vector_space(target), spec.canary_collection,
                              await self._vector_space(spec.canary_collection))
+        if self._has_bm25 is not None:
+            check_arm_bm25(target, await self._has_bm25(target), spec.canary_collection,
+                           await self._has_bm25(spec.canary_collection))
         now, wall = self._clock(), self._wall_clock()
         first = spec.stages[0]
         # A spec that asks for a pre-flight waits PREPARED, with no traffic, for ValidateRollout and StartRollout.

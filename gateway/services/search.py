@@ -13,12 +13,14 @@ from searchgw.gateway.services.convert import (
     chunking_from_proto,
     filter_from_proto,
     order_by_from_proto,
+    fusion_from_proto,
     payload_from_proto,
     point_groups_to_proto,
     point_id_from_proto,
     route_to_proto,
     scored_point_to_proto,
     stored_point_to_proto,
+    search_mode_from_proto,
 )
 from searchgw.v1 import common_pb2
 from searchgw.rpc import current_rpc
@@ -102,6 +104,8 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=request.with_payload,
             page_token=request.page_token,
+            mode=search_mode_from_proto(request.mode),
+            fusion=fusion_from_proto(request.fusion),
             group_by=request.group_by,
             group_size=request.group_size,
         )
@@ -109,6 +113,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
                                           on_route=lambda arm: labels.__setitem__("arm", arm.value))
         return pb.SearchResponse(points=[scored_point_to_proto(p) for p in outcome.points],
                                  route=route_to_proto(outcome.route), next_page_token=outcome.next_page_token,
+                                 search_id=outcome.search_id,
                                  groups=point_groups_to_proto(outcome.points) if request.group_by else None)
 
     async def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
@@ -121,6 +126,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
                 text=point.text if content == "text" else None,
                 vector=point.vector.values if content == "vector" else None,
                 payload=payload_from_proto(point.payload, f"points[{index}].payload"),
+                bm25_text=point.bm25_text if point.HasField("bm25_text") else None,
             ))
         if request.chunking.enabled:
             written = await self._core.upsert_chunked(request.collection, points,

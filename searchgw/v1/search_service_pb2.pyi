@@ -9,8 +9,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEARCH_MODE_UNSPECIFIED: _ClassVar[SearchMode]
+    SEARCH_MODE_DENSE: _ClassVar[SearchMode]
+    SEARCH_MODE_SPARSE: _ClassVar[SearchMode]
+    SEARCH_MODE_HYBRID: _ClassVar[SearchMode]
+
+class FusionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUSION_METHOD_UNSPECIFIED: _ClassVar[FusionMethod]
+    FUSION_METHOD_RRF: _ClassVar[FusionMethod]
+    FUSION_METHOD_DBSF: _ClassVar[FusionMethod]
+SEARCH_MODE_UNSPECIFIED: SearchMode
+SEARCH_MODE_DENSE: SearchMode
+SEARCH_MODE_SPARSE: SearchMode
+SEARCH_MODE_HYBRID: SearchMode
+FUSION_METHOD_UNSPECIFIED: FusionMethod
+FUSION_METHOD_RRF: FusionMethod
+FUSION_METHOD_DBSF: FusionMethod
+
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token", "group_by", "group_size")
+    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token", "mode", "fusion", "group_by", "group_size")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +40,8 @@ class SearchRequest(_message.Message):
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     collection: str
@@ -31,9 +53,11 @@ class SearchRequest(_message.Message):
     score_threshold: float
     with_payload: bool
     page_token: str
+    mode: SearchMode
+    fusion: Fusion
     group_by: str
     group_size: int
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
 
 class ScoredPoint(_message.Message):
     __slots__ = ("id", "score", "payload")
@@ -46,28 +70,32 @@ class ScoredPoint(_message.Message):
     def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., score: _Optional[float] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("points", "route", "next_page_token", "groups")
+    __slots__ = ("points", "route", "next_page_token", "search_id", "groups")
     POINTS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     points: _containers.RepeatedCompositeFieldContainer[ScoredPoint]
     route: _common_pb2.Route
     next_page_token: str
+    search_id: str
     groups: _containers.RepeatedCompositeFieldContainer[PointGroup]
-    def __init__(self, points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., next_page_token: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[PointGroup, _Mapping]]] = ...) -> None: ...
+    def __init__(self, points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., next_page_token: _Optional[str] = ..., search_id: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[PointGroup, _Mapping]]] = ...) -> None: ...
 
 class PointInput(_message.Message):
-    __slots__ = ("id", "text", "vector", "payload")
+    __slots__ = ("id", "text", "vector", "payload", "bm25_text")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    BM25_TEXT_FIELD_NUMBER: _ClassVar[int]
     id: _common_pb2.PointId
     text: str
     vector: _common_pb2.Vector
     payload: _struct_pb2.Struct
-    def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    bm25_text: str
+    def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., bm25_text: _Optional[str] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "points", "chunking")
@@ -202,6 +230,16 @@ class GetPointsResponse(_message.Message):
     points: _containers.RepeatedCompositeFieldContainer[PointRecord]
     route: _common_pb2.Route
     def __init__(self, points: _Optional[_Iterable[_Union[PointRecord, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ...) -> None: ...
+
+class Fusion(_message.Message):
+    __slots__ = ("method", "rrf_k", "prefetch_limit")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    RRF_K_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    method: FusionMethod
+    rrf_k: int
+    prefetch_limit: int
+    def __init__(self, method: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[int] = ..., prefetch_limit: _Optional[int] = ...) -> None: ...
 
 class PointGroup(_message.Message):
     __slots__ = ("id", "hits")
