@@ -121,9 +121,12 @@ class GatewayClient:
                      limit: int = 0, routing_key: str = "", with_payload: bool = False,
                      filter: common_pb.Filter | None = None, score_threshold: float | None = None,
                      page_token: str = "", force_arm: str | None = None,
-                     timeout: float | None = None) -> search_pb.SearchResponse:
+                     timeout: float | None = None,
+                     params: search_pb.SearchParams | None = None) -> search_pb.SearchResponse:
+        """`params`: the per-query knobs (hnsw_ef, exact, quantization)."""
         request = search_pb.SearchRequest(collection=collection, limit=limit, routing_key=routing_key,
-                                          with_payload=with_payload, page_token=page_token, filter=filter)
+                                          with_payload=with_payload, page_token=page_token, filter=filter,
+                                          params=params)
         if text is not None:
             request.text = text
         if vector is not None:

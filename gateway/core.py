@@ -67,6 +67,7 @@ from searchgw.gateway.backends import (
     SearchQuery,
     VectorBackend,
 )
+from searchgw.gateway.backends.types import SearchParams as EngineSearchParams
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
@@ -80,6 +81,7 @@ from searchgw.gateway.rules import (
     check_query_length,
     check_text,
     checked_filter,
+    checked_params,
     checked_payload,
 )
 from searchgw.gateway.settings import GatewaySettings
@@ -121,6 +123,8 @@ class SearchParams:
     score_threshold: float | None = None
     with_payload: bool = False
     page_token: str = ""
+    #: The engine's knobs (ef, exact, quantization), checked against `rules.checked_params`.
+    search_params: EngineSearchParams | None = None
 
 
 @dataclass(frozen=True)
@@ -308,14 +312,16 @@ class SearchCore:
         """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
         limit, checked = self._validate_search(params)
         vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
+        knobs = checked_params("params", params.search_params)
+        # the knobs are part of the query a page token is bound to (only when set: older tokens stay good)
         query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
-                                  params.score_threshold)
+                                  params.score_threshold, *(() if knobs is None else (knobs,)))
         page = self._pages.read_search(params.page_token, query_print)
         offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
             raise InvalidArgument("page_token", f"paging past {self._settings.max_limit} hits is not supported")
 
-        params = replace(params, filter=checked)
+        params = replace(params, filter=checked, search_params=knobs)
         key, source = resolve_routing_key(params.routing_key, params.metadata_key, params.peer,
                                           self._settings.routing_key_fallback)
         if source not in ("request", "metadata"):
@@ -492,7 +498,8 @@ class SearchCore:
                 raise InvalidArgument("vector.values", f"has {vector.size} values; collection "
                                                        f"{params.collection!r} holds {spec.dimension}-d vectors")
         query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
-                            score_threshold=params.score_threshold, with_payload=params.with_payload)
+                            score_threshold=params.score_threshold, with_payload=params.with_payload,
+                            params=params.search_params)
         return await self._backend.search(physical, query)
 
     # -- writes ------------------------------------------------------------------------------

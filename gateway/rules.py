@@ -48,8 +48,10 @@ from searchgw.gateway.backends.types import (
     Payload,
     Point,
     PointId,
+    QuantizationParams,
     Range,
     ScalarQuantization,
+    SearchParams,
     SearchQuery,
     Vector,
 )
@@ -68,6 +70,13 @@ MAX_FILTER_DEPTH = 8
 #: Most conditions in one filter, nested ones included.
 MAX_FILTER_CONDITIONS = 256
 MAX_POINT_ID = 2**64 - 1
+#: Largest `hnsw_ef` a search may ask for (Qdrant's own default is the collection's ef_construct, 100;
+#: beyond a few thousand an HNSW search costs more than scoring every point of a million).
+MAX_HNSW_EF = 4096
+#: Bounds of a search's quantization oversampling (Qdrant needs at least 1; 16 × limit candidates
+#: rescored is already far past where recall stops improving).
+MIN_OVERSAMPLING = 1.0
+MAX_OVERSAMPLING = 16.0
 _MAX_ARRAY_INDEX = 2**64 - 1
 #: How much of a bad value an error message repeats: status messages travel in HTTP/2 trailers,
 #: which clients refuse beyond a few KiB (RESOURCE_EXHAUSTED instead of the real error).
@@ -416,6 +425,27 @@ def checked_filter(path: str, filter: Filter, limits: FilterLimits = FilterLimit
 
 
 # -- queries and selectors ---------------------------------------------------------------------------
+def checked_params(field: str, params: SearchParams | None) -> SearchParams | None:
+    """A search's knobs within their limits (`MAX_HNSW_EF`, `MIN_OVERSAMPLING`..`MAX_OVERSAMPLING`);
+    a knob left at its default stays None so the engine applies its own."""
+    if params is None:
+        return None
+    ef = params.hnsw_ef
+    if ef is not None and (isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= MAX_HNSW_EF):
+        raise InvalidArgument(f"{field}.hnsw_ef", f"{shown(ef)} is not an integer from 1 to {MAX_HNSW_EF}")
+    quantization = params.quantization
+    if quantization is not None:
+        oversampling = _bound(f"{field}.quantization.oversampling", quantization.oversampling)
+        if oversampling is not None and not MIN_OVERSAMPLING <= oversampling <= MAX_OVERSAMPLING:
+            raise InvalidArgument(f"{field}.quantization.oversampling",
+                                  f"{oversampling!r} is not from {MIN_OVERSAMPLING:g} to {MAX_OVERSAMPLING:g}")
+        rescore = quantization.rescore
+        quantization = QuantizationParams(ignore=bool(quantization.ignore),
+                                          rescore=None if rescore is None else bool(rescore),
+                                          oversampling=oversampling)
+    return SearchParams(hnsw_ef=ef, exact=bool(params.exact), quantization=quantization)
+
+
 def checked_query(collection: str, dimension: int, query: SearchQuery) -> SearchQuery:
     if isinstance(query.limit, bool) or not isinstance(query.limit, int) or query.limit < 1:
         raise InvalidArgument("limit", f"{query.limit!r} is not a positive integer")
@@ -427,6 +457,7 @@ def checked_query(collection: str, dimension: int, query: SearchQuery) -> Search
         filter=None if query.filter is None else checked_filter("filter", query.filter),
         score_threshold=_bound("score_threshold", query.score_threshold),
         with_payload=bool(query.with_payload),
+        params=checked_params("params", query.params),
     )
 
 
@@ -444,6 +475,9 @@ __all__ = [
     "MAX_DIMENSION",
     "MAX_FILTER_CONDITIONS",
     "MAX_FILTER_DEPTH",
+    "MAX_HNSW_EF",
+    "MAX_OVERSAMPLING",
+    "MIN_OVERSAMPLING",
     "MAX_NAME_LENGTH",
     "MAX_POINT_ID",
     "MAX_ROLLOUT_NAME_LENGTH",
@@ -461,6 +495,7 @@ __all__ = [
     "checked_ids",
     "checked_payload",
     "checked_points",
+    "checked_params",
     "checked_query",
     "checked_selector",
     "is_name",

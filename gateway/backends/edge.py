@@ -83,6 +83,7 @@ from searchgw.gateway.backends.types import (
     PointId,
     ScoredPoint,
     ScrollPage,
+    SearchParams,
     SearchQuery,
     SnapshotInfo,
     StoredPoint,
@@ -154,6 +155,16 @@ def _engine_filter(filter: Filter) -> qe.Filter:
     return qe.Filter(must=clause(filter.must), should=clause(filter.should), must_not=clause(filter.must_not))
 
 
+def _engine_params(params: SearchParams | None) -> qe.SearchParams | None:
+    if params is None:
+        return None
+    quantization = None
+    if params.quantization is not None:
+        q = params.quantization
+        quantization = qe.QuantizationSearchParams(ignore=q.ignore, rescore=q.rescore, oversampling=q.oversampling)
+    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=params.exact, quantization=quantization)
+
+
 def _engine_query(query: SearchQuery) -> qe.QueryRequest:
     return qe.QueryRequest(
         limit=query.limit,
@@ -163,6 +174,7 @@ def _engine_query(query: SearchQuery) -> qe.QueryRequest:
         score_threshold=query.score_threshold,
         with_payload=query.with_payload,
         with_vector=False,
+        params=_engine_params(query.params),
     )
 
 

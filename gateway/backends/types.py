@@ -171,6 +171,29 @@ Condition: TypeAlias = FieldCondition | HasId | Filter
 
 
 @dataclass(frozen=True)
+class QuantizationParams:
+    """How a search uses a collection's quantized vectors (Qdrant's `QuantizationSearchParams`)."""
+
+    #: Search the original vectors only, as if the collection were not quantized.
+    ignore: bool = False
+    #: Re-score the candidates found on quantized vectors with the originals (None: the engine's default).
+    rescore: bool | None = None
+    #: Fetch `oversampling × limit` candidates on quantized vectors before rescoring (None: 1).
+    oversampling: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-query search knobs; the defaults are the engine's own behaviour."""
+
+    #: Candidates the HNSW search keeps (higher: better recall, slower); None: the engine's default.
+    hnsw_ef: int | None = None
+    #: Score every point (no index): the true top-k, at full-scan cost.
+    exact: bool = False
+    quantization: QuantizationParams | None = None
+
+
+@dataclass(frozen=True)
 class SearchQuery:
     """A nearest-neighbour query: the `limit` best points after skipping `offset`, best first."""
 
@@ -181,3 +204,5 @@ class SearchQuery:
     #: Only points scoring at least this (at most this, for the euclid and manhattan distances).
     score_threshold: float | None = None
     with_payload: bool = False
+    #: Search knobs (ef, exact, quantization); None: the engine's defaults.
+    params: SearchParams | None = None

@@ -27,6 +27,7 @@ from searchgw.gateway.backends import (
     ScoredPoint,
     SnapshotInfo,
 )
+from searchgw.gateway.backends.types import QuantizationParams, SearchParams
 from searchgw.gateway.core import RouteInfo
 from searchgw.gateway.rollout import (
     AnalysisPolicy,
@@ -170,6 +171,17 @@ def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCond
 
 def filter_from_proto(message: common_pb.Filter, field: str = "filter") -> Filter:
     return _FilterReader().filter(message, field, 1)
+
+
+def search_params_from_proto(message: search_pb.SearchParams) -> SearchParams:
+    """SearchRequest.params: zero `hnsw_ef` and unset optionals mean the engine's defaults (limits are
+    checked by `rules.checked_params`)."""
+    quantization = None
+    if message.HasField("quantization"):
+        q = message.quantization
+        quantization = QuantizationParams(ignore=q.ignore, rescore=q.rescore if q.HasField("rescore") else None,
+                                          oversampling=q.oversampling if q.HasField("oversampling") else None)
+    return SearchParams(hnsw_ef=message.hnsw_ef or None, exact=message.exact, quantization=quantization)
 
 
 def filter_to_proto(value: Filter) -> common_pb.Filter:

@@ -13,6 +13,7 @@ from searchgw.gateway.services.convert import (
     point_id_from_proto,
     route_to_proto,
     scored_point_to_proto,
+    search_params_from_proto,
 )
 from searchgw.rpc import current_rpc
 from searchgw.v1 import search_service_pb2 as pb
@@ -47,6 +48,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=request.with_payload,
             page_token=request.page_token,
+            search_params=search_params_from_proto(request.params) if request.HasField("params") else None,
         )
         outcome = await self._core.search(params, deadline=_deadline(context, self._clock),
                                           on_route=lambda arm: labels.__setitem__("arm", arm.value))

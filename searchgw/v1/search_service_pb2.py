@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from searchgw.v1 import common_pb2 as searchgw_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n searchgw/v1/search_service.proto\x12\x0bsearchgw.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18searchgw/v1/common.proto\"\x88\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x13\n\x0brouting_key\x18\x05 \x01(\t\x12#\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x14\n\x0cwith_payload\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\tB\x07\n\x05queryB\x12\n\x10_score_threshold\"h\n\x0bScoredPoint\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"v\n\x0eSearchResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.ScoredPoint\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\x9a\x01\n\nPointInput\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07\x63ontent\"L\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x06points\x18\x02 \x03(\x0b\x32\x17.searchgw.v1.PointInput\"7\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\"\x7f\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x03ids\x18\x02 \x01(\x0b\x32\x18.searchgw.v1.PointIdListH\x00\x12%\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.FilterH\x00\x42\n\n\x08selector\"%\n\x0e\x44\x65leteResponse\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t2\xd8\x01\n\rSearchService\x12\x41\n\x06Search\x12\x1a.searchgw.v1.SearchRequest\x1a\x1b.searchgw.v1.SearchResponse\x12\x41\n\x06Upsert\x12\x1a.searchgw.v1.UpsertRequest\x1a\x1b.searchgw.v1.UpsertResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.searchgw.v1.DeleteRequest\x1a\x1b.searchgw.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n searchgw/v1/search_service.proto\x12\x0bsearchgw.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18searchgw/v1/common.proto\"\xb3\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x13\n\x0brouting_key\x18\x05 \x01(\t\x12#\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x14\n\x0cwith_payload\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\x12)\n\x06params\x18\r \x01(\x0b\x32\x19.searchgw.v1.SearchParamsB\x07\n\x05queryB\x12\n\x10_score_threshold\"h\n\x0bScoredPoint\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"v\n\x0eSearchResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.ScoredPoint\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\x9a\x01\n\nPointInput\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07\x63ontent\"L\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x06points\x18\x02 \x03(\x0b\x32\x17.searchgw.v1.PointInput\"7\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\"\x7f\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x03ids\x18\x02 \x01(\x0b\x32\x18.searchgw.v1.PointIdListH\x00\x12%\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.FilterH\x00\x42\n\n\x08selector\"%\n\x0e\x44\x65leteResponse\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\"k\n\x0cSearchParams\x12\x0f\n\x07hnsw_ef\x18\x01 \x01(\r\x12\r\n\x05\x65xact\x18\x02 \x01(\x08\x12;\n\x0cquantization\x18\x03 \x01(\x0b\x32%.searchgw.v1.QuantizationSearchParams\"x\n\x18QuantizationSearchParams\x12\x0e\n\x06ignore\x18\x01 \x01(\x08\x12\x14\n\x07rescore\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x19\n\x0coversampling\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_rescoreB\x0f\n\r_oversampling2\xd8\x01\n\rSearchService\x12\x41\n\x06Search\x12\x1a.searchgw.v1.SearchRequest\x1a\x1b.searchgw.v1.SearchResponse\x12\x41\n\x06Upsert\x12\x1a.searchgw.v1.UpsertRequest\x1a\x1b.searchgw.v1.UpsertResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.searchgw.v1.DeleteRequest\x1a\x1b.searchgw.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.search_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHREQUEST']._serialized_start=106
-  _globals['_SEARCHREQUEST']._serialized_end=370
-  _globals['_SCOREDPOINT']._serialized_start=372
-  _globals['_SCOREDPOINT']._serialized_end=476
-  _globals['_SEARCHRESPONSE']._serialized_start=478
-  _globals['_SEARCHRESPONSE']._serialized_end=596
-  _globals['_POINTINPUT']._serialized_start=599
-  _globals['_POINTINPUT']._serialized_end=753
-  _globals['_UPSERTREQUEST']._serialized_start=755
-  _globals['_UPSERTREQUEST']._serialized_end=831
-  _globals['_UPSERTRESPONSE']._serialized_start=833
-  _globals['_UPSERTRESPONSE']._serialized_end=888
-  _globals['_DELETEREQUEST']._serialized_start=890
-  _globals['_DELETEREQUEST']._serialized_end=1017
-  _globals['_DELETERESPONSE']._serialized_start=1019
-  _globals['_DELETERESPONSE']._serialized_end=1056
-  _globals['_SEARCHSERVICE']._serialized_start=1059
-  _globals['_SEARCHSERVICE']._serialized_end=1275
+  _globals['_SEARCHREQUEST']._serialized_end=413
+  _globals['_SCOREDPOINT']._serialized_start=415
+  _globals['_SCOREDPOINT']._serialized_end=519
+  _globals['_SEARCHRESPONSE']._serialized_start=521
+  _globals['_SEARCHRESPONSE']._serialized_end=639
+  _globals['_POINTINPUT']._serialized_start=642
+  _globals['_POINTINPUT']._serialized_end=796
+  _globals['_UPSERTREQUEST']._serialized_start=798
+  _globals['_UPSERTREQUEST']._serialized_end=874
+  _globals['_UPSERTRESPONSE']._serialized_start=876
+  _globals['_UPSERTRESPONSE']._serialized_end=931
+  _globals['_DELETEREQUEST']._serialized_start=933
+  _globals['_DELETEREQUEST']._serialized_end=1060
+  _globals['_DELETERESPONSE']._serialized_start=1062
+  _globals['_DELETERESPONSE']._serialized_end=1099
+  _globals['_SEARCHPARAMS']._serialized_start=1101
+  _globals['_SEARCHPARAMS']._serialized_end=1208
+  _globals['_QUANTIZATIONSEARCHPARAMS']._serialized_start=1210
+  _globals['_QUANTIZATIONSEARCHPARAMS']._serialized_end=1330
+  _globals['_SEARCHSERVICE']._serialized_start=1333
+  _globals['_SEARCHSERVICE']._serialized_end=1549
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token")
+    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token", "params")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class SearchRequest(_message.Message):
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: _common_pb2.Vector
@@ -28,7 +29,8 @@ class SearchRequest(_message.Message):
     score_threshold: float
     with_payload: bool
     page_token: str
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ...) -> None: ...
+    params: SearchParams
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ...) -> None: ...
 
 class ScoredPoint(_message.Message):
     __slots__ = ("id", "score", "payload")
@@ -93,3 +95,23 @@ class DeleteResponse(_message.Message):
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     collections: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, collections: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SearchParams(_message.Message):
+    __slots__ = ("hnsw_ef", "exact", "quantization")
+    HNSW_EF_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    hnsw_ef: int
+    exact: bool
+    quantization: QuantizationSearchParams
+    def __init__(self, hnsw_ef: _Optional[int] = ..., exact: _Optional[bool] = ..., quantization: _Optional[_Union[QuantizationSearchParams, _Mapping]] = ...) -> None: ...
+
+class QuantizationSearchParams(_message.Message):
+    __slots__ = ("ignore", "rescore", "oversampling")
+    IGNORE_FIELD_NUMBER: _ClassVar[int]
+    RESCORE_FIELD_NUMBER: _ClassVar[int]
+    OVERSAMPLING_FIELD_NUMBER: _ClassVar[int]
+    ignore: bool
+    rescore: bool
+    oversampling: float
+    def __init__(self, ignore: _Optional[bool] = ..., rescore: _Optional[bool] = ..., oversampling: _Optional[float] = ...) -> None: ...

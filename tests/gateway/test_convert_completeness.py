@@ -32,6 +32,7 @@ PARTS = {
     "searchgw.v1.PointIdList": "searchgw.v1.Filter",  # a has_id condition's ids
     "searchgw.v1.KeywordList": "searchgw.v1.FieldCondition",  # an any_keyword match
     "searchgw.v1.Range": "searchgw.v1.FieldCondition",  # a range match
+    "searchgw.v1.QuantizationSearchParams": "searchgw.v1.SearchParams",  # search_params_from_proto
     "searchgw.v1.HnswConfig": "searchgw.v1.Collection",  # collection_spec_from_proto / collection_to_proto
     "searchgw.v1.ScalarQuantization": "searchgw.v1.Collection",
     "searchgw.v1.Stage": "searchgw.v1.Rollout",  # rollout_from_proto / rollout_to_proto

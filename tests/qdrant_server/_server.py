@@ -45,6 +45,7 @@ from tests.qdrant_server._convert import (
     point_id,
     point_vector,
     refuse_set_fields,
+    search_params,
     unimplemented,
 )
 from tests.qdrant_server._store import Store, retrieved_point, scored_point
@@ -240,7 +241,7 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
     @rpc
     async def Query(self, request: points_pb2.QueryPoints, context: Any) -> points_pb2.QueryResponse:
         refuse_set_fields(request, {"collection_name", "query", "filter", "score_threshold", "limit", "offset",
-                                    "with_payload", "with_vectors", "timeout"}, "QueryPoints")
+                                    "with_payload", "with_vectors", "timeout", "params"}, "QueryPoints")
         if request.query.WhichOneof("variant") != "nearest":
             raise unimplemented("queries other than nearest")
         if request.query.nearest.WhichOneof("variant") != "dense":
@@ -257,6 +258,7 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=with_payload,
             with_vector=False,
+            params=search_params(request.params) if request.HasField("params") else None,
         )
         hits = await self.engine.run(self.engine.store.query, request.collection_name, vector, engine_request)
         return points_pb2.QueryResponse(result=[scored_point(hit, with_payload) for hit in hits])
