@@ -258,11 +258,11 @@ def print_result(result: SizeResult, log: Any = print) -> None:
 
 
 def run(sizes: list[int], queries: int, efs: tuple[int, ...], work_dir: Path, json_path: Path | None,
-        log: Any = print) -> list[SizeResult]:
+        log: Any = print, storages: tuple[str, ...] = STORAGES) -> list[SizeResult]:
     results: list[SizeResult] = []
     for points in sizes:
         truth: list[list[int]] | None = None
-        for storage in STORAGES:
+        for storage in storages:
             data_dir = work_dir / f"{storage}-{points}"
             shutil.rmtree(data_dir, ignore_errors=True)
             log(f"[{time.strftime('%H:%M:%S')}] {points:,} points, {storage}: ingest and build …")
@@ -305,6 +305,8 @@ def main() -> None:
     parser.add_argument("--ef", default=",".join(str(e) for e in DEFAULT_EFS), help="hnsw_ef values to sweep")
     parser.add_argument("--json", type=Path, default=None, help="write the results here (after every size)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where collections are built (default: a temp dir)")
+    parser.add_argument("--storages", default=",".join(STORAGES), help="float32, int8 or both, in this order "
+                        "(exact search runs on the first one's float32 vectors and is reused as the truth)")
     parser.add_argument("--quick", action="store_true", help="10k and 20k points, 100 queries")
     args = parser.parse_args()
     sizes = [s for s in (int(x) for x in args.sizes.split(",")) if s <= args.max_points]
@@ -315,7 +317,8 @@ def main() -> None:
     print(f"bench_scale: sizes {sizes}, {queries} queries, ef {efs}, {os.cpu_count()} cores, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work_dir) as work:
-        results = run(sizes, queries, efs, Path(work), args.json, log=lambda *a: print(*a, flush=True))
+        results = run(sizes, queries, efs, Path(work), args.json, log=lambda *a: print(*a, flush=True),
+                      storages=tuple(args.storages.split(",")))
     print("\nmemory per million vectors (slope of serving RSS against size):")
     for storage, mib in capacity(results).items():
         print(f"  {storage}: {mib:,.0f} MiB")

@@ -190,9 +190,13 @@ class GatewayClient:
         return response.previous_collection
 
     async def optimize_collection(self, name: str, *, timeout: float | None = None) -> coll_pb.Collection:
-        response = await self._call(self.collection_stub.OptimizeCollection,
-                                    coll_pb.OptimizeCollectionRequest(name=name), timeout)
-        return response.collection
+        return (await self.optimize_collection_report(name, timeout=timeout)).collection
+
+    async def optimize_collection_report(self, name: str, *, background: bool = False,
+                                         timeout: float | None = None) -> coll_pb.OptimizeCollectionResponse:
+        """The whole response: the collection and the build's report (none with `background`)."""
+        return await self._call(self.collection_stub.OptimizeCollection,
+                                coll_pb.OptimizeCollectionRequest(name=name, background=background), timeout)
 
     async def list_aliases_page(self, *, page_size: int = 0, page_token: str = "",
                                 timeout: float | None = None) -> coll_pb.ListAliasesResponse:

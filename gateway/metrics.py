@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from searchgw.gateway.backends.types import IndexBuild
 from searchgw.gateway.rollout import DecisionKind, TestKind
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,16 @@ class GatewayMetrics:
         self.snapshots = Counter("searchgw_snapshots", "Scheduled snapshots by collection (as scheduled) and "
                                  "result: ok, error, pruned (one the retention policy deleted), prune_error",
                                  ["collection", "result"], registry=r)
+        self.index_builds = Counter("searchgw_index_builds", "Index builds (OptimizeCollection) by collection and "
+                                    "result: ok, error", ["collection", "result"], registry=r)
+        self.index_build_seconds = Histogram(
+            "searchgw_index_build_seconds", "Index builds by step: total, build (the child process), writes_paused "
+            "(copy and swap), searches_paused (the swap alone)", ["step"],
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200), registry=r)
+        self.index_build_replayed_writes = Counter(
+            "searchgw_index_build_replayed_writes", "Writes acknowledged during index builds and replayed onto "
+            "the built copy", registry=r)
+        self.index_builds_running = Gauge("searchgw_index_builds_running", "Index builds under way", registry=r)
         self.unkeyed = Counter("searchgw_unkeyed_requests", "Searches without a routing key, by fallback used",
                                ["fallback"], registry=r)
         self.fallbacks = Counter("searchgw_canary_fallbacks", "Canary failures answered from primary",
@@ -151,6 +162,21 @@ class GatewayMetrics:
     def observe_snapshot(self, collection: str, result: str) -> None:
         """The snapshot scheduler's outcomes; `collection` is a name from the gateway's own schedule."""
         self.snapshots.labels(collection=collection, result=result).inc()
+
+    def observe_index_build_start(self, collection: str) -> None:
+        self.index_builds_running.inc()
+
+    def observe_index_build(self, collection: str, build: IndexBuild | None) -> None:
+        """One finished index build (None: it failed)."""
+        self.index_builds_running.dec()
+        self.index_builds.labels(collection=self.collection_label(collection),
+                                 result="error" if build is None else "ok").inc()
+        if build is not None:
+            for step, seconds in (("total", build.seconds), ("build", build.build_seconds),
+                                  ("writes_paused", build.writes_paused_seconds),
+                                  ("searches_paused", build.searches_paused_seconds)):
+                self.index_build_seconds.labels(step=step).observe(seconds)
+            self.index_build_replayed_writes.inc(build.replayed_writes)
 
     def add_known_collection(self, name: str) -> None:
         if name not in self._collections and len(self._collections) < MAX_LABELLED_COLLECTIONS:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import grpc
 
 from searchgw.embedder.client import EmbedderClient
+from searchgw.gateway.backends.types import IndexBuild
 from searchgw.gateway.backends import (
     CollectionInfo,
     CollectionSpec,
@@ -255,7 +256,8 @@ async def create_server(
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
-                            default_embedding_model=settings.default_embedding_model)
+                            default_embedding_model=settings.default_embedding_model,
+                            on_build_start=metrics.observe_index_build_start, on_build_end=metrics.observe_index_build)
     demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(
@@ -422,8 +424,8 @@ class _NameTrackingBackend:
                      filter: Filter | None = None) -> ScrollPage:
         return await self.inner.scroll(collection, offset=offset, limit=limit, filter=filter)
 
-    async def optimize(self, collection: str) -> None:
-        await self.inner.optimize(collection)
+    async def optimize(self, collection: str) -> IndexBuild:
+        return await self.inner.optimize(collection)
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
         return await self.inner.create_snapshot(collection)

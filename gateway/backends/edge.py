@@ -56,10 +56,11 @@ import asyncio
 import fcntl
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -71,6 +72,7 @@ import qdrant_edge as qe
 
 from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
+from searchgw.gateway.backends._index_build import run_build
 from searchgw.gateway.backends._snapshots import SnapshotStore
 from searchgw.gateway.backends.types import (
     CollectionInfo,
@@ -79,6 +81,7 @@ from searchgw.gateway.backends.types import (
     Distance,
     Filter,
     HasId,
+    IndexBuild,
     Point,
     PointId,
     ScoredPoint,
@@ -232,8 +235,61 @@ def _scroll(engine: qe.EdgeShard, offset: PointId | None, limit: int, filter: Fi
     return ScrollPage(points, None if next_offset is None else _domain_id(next_offset))
 
 
-def _optimize(engine: qe.EdgeShard) -> None:
-    engine.optimize()
+def _copy_shard(engine: qe.EdgeShard, path: Path, copy: Path) -> None:
+    """Flush the shard and copy its directory to `copy` (writes are paused: the copy is consistent)."""
+    engine.flush()
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    copy.parent.mkdir(parents=True)
+    shutil.copytree(path, copy)
+
+
+def _replay(copy: Path, journal: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    """Apply the writes acknowledged during the build to the built copy, in their order; flush it."""
+    built = qe.EdgeShard.load(str(copy))
+    try:
+        for function, args in journal:
+            function(built, *args)
+        built.flush()
+    finally:
+        built.close()
+
+
+def _fsync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> qe.EdgeShard:
+    """Close the serving shard, put the built copy in its place, open it. The serving directory moves
+    aside first (`retired`, next to the copy): a crash between the two renames leaves it there, and
+    the next open moves it back (see `_recover_builds`)."""
+    retired = copy.parent / "retired"
+    engine.close()
+    os.rename(path, retired)
+    try:
+        os.rename(copy, path)
+    except BaseException:
+        os.rename(retired, path)
+        raise
+    _fsync_directory(path.parent)
+    _fsync_directory(copy.parent)
+    return qe.EdgeShard.load(str(path))
+
+
+def _recover_builds(builds: Path, collections: Path) -> None:
+    """Index builds a crash cut short: put back a serving directory caught between the two renames
+    of a swap, and drop every copy."""
+    if not builds.is_dir():
+        return
+    for work in builds.iterdir():
+        serving, retired = collections / work.name, work / "retired"
+        if not serving.exists() and retired.is_dir():
+            os.rename(retired, serving)
+            _fsync_directory(collections)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _snapshot(engine: qe.EdgeShard, store: SnapshotStore, path: Path, spec: CollectionSpec,
@@ -275,7 +331,8 @@ class _OpenShard:
     """An open collection: its engine shard, the calls in flight on it, and its search batcher."""
 
     def __init__(self, spec: CollectionSpec, engine: qe.EdgeShard, executor: ThreadPoolExecutor, *,
-                 micro_batching: bool, max_batch_size: int) -> None:
+                 micro_batching: bool, max_batch_size: int,
+                 index_builder: Callable[[str], Awaitable[tuple[float, bool]]] = run_build) -> None:
         self.spec = spec
         self._engine = engine
         self._executor = executor
@@ -289,9 +346,22 @@ class _OpenShard:
         self._writes_idle.set()
         self._paused: asyncio.Event | None = None
         self.batcher = MicroBatcher(self._search_batch, max_batch_size=max_batch_size) if micro_batching else None
+        #: While an index build runs: the writes applied since its copy was taken, in the order the
+        #: engine applied them (appended under `_journal_lock` with the write itself).
+        self._journal: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+        self._journal_lock = threading.Lock()
+        #: Set while the built shard is swapped in: every call waits.
+        self._swapping: asyncio.Event | None = None
+        #: The index build in progress, if any (a second optimize joins it), and while its child
+        #: process runs (the one step `close` may cut short: the copy and the swap run to their end).
+        self.build: asyncio.Task[IndexBuild] | None = None
+        self._building = False
+        self._index_builder = index_builder
 
     async def call(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
         """`function(engine, *args)` in the executor; refused once the shard is closing."""
+        while self._swapping is not None:
+            await self._swapping.wait()
         if self._closed_error is not None:
             raise self._closed_error
         self._in_flight += 1
@@ -310,11 +380,70 @@ class _OpenShard:
         self._writes += 1
         self._writes_idle.clear()
         try:
-            return await self.call(function, *args)
+            return await self.call(self._journaled, function, *args)
         finally:
             self._writes -= 1
             if not self._writes:
                 self._writes_idle.set()
+
+    def _journaled(self, engine: qe.EdgeShard, function: Callable[..., ResultT], *args: Any) -> ResultT:
+        """A write, recorded in the build's journal once the engine took it (in the executor)."""
+        with self._journal_lock:
+            result = function(engine, *args)
+            if self._journal is not None:
+                self._journal.append((function, args))
+            return result
+
+    async def rebuild(self, path: Path, copy: Path) -> IndexBuild:
+        """Build the index without stopping searches or losing writes:
+
+        1. writes pause; the shard is flushed and its directory copied to `copy`; the journal starts;
+           writes resume (searches never stop);
+        2. a child process builds the copy's index (`_index_build`); meanwhile every write goes to
+           the serving shard and into the journal;
+        3. writes pause again; the journal is replayed onto the built copy, in order;
+        4. searches pause for the swap alone: the serving shard closes, the copy takes its
+           directory's place and opens; everything resumes on the built shard.
+
+        A failure before step 4 drops the copy and leaves the serving shard as it was."""
+        started = time.perf_counter()
+        writes_paused = searches_paused = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.writes_paused():
+                pause = time.perf_counter()
+                await self.call(_copy_shard, path, copy)
+                self._journal = []
+                writes_paused += time.perf_counter() - pause
+            self._building = True
+            try:
+                build_seconds, optimized = await self._index_builder(str(copy))
+            finally:
+                self._building = False
+            async with self.writes_paused():
+                pause = time.perf_counter()
+                journal, self._journal = self._journal, None
+                if self._closed_error is not None:
+                    raise self._closed_error
+                await loop.run_in_executor(self._executor, _replay, copy, journal)
+                if self._closed_error is not None:
+                    raise self._closed_error
+                swapping = self._swapping = asyncio.Event()
+                try:
+                    swap = time.perf_counter()
+                    await self._idle.wait()
+                    self._engine = await loop.run_in_executor(self._executor, _swap, self._engine, path, copy)
+                    searches_paused = time.perf_counter() - swap
+                finally:
+                    self._swapping = None
+                    swapping.set()
+                writes_paused += time.perf_counter() - pause
+        finally:
+            self._journal = None
+            await loop.run_in_executor(self._executor, shutil.rmtree, copy.parent, True)
+        return IndexBuild(optimized=optimized, seconds=time.perf_counter() - started, build_seconds=build_seconds,
+                          writes_paused_seconds=writes_paused, searches_paused_seconds=searches_paused,
+                          replayed_writes=len(journal))
 
     @asynccontextmanager
     async def writes_paused(self) -> AsyncIterator[None]:
@@ -339,8 +468,13 @@ class _OpenShard:
         return await self.call(_run_queries, queries)
 
     async def close(self, error: SearchgwError, finish: Callable[[qe.EdgeShard], None]) -> None:
-        """Refuse new calls with `error`, wait for those in flight, then `finish(engine)`."""
+        """Refuse new calls with `error`, stop an index build, wait for the calls in flight, then
+        `finish(engine)`."""
         self._closed_error = error
+        if self.build is not None and not self.build.done():
+            if self._building:
+                self.build.cancel()  # kills the build's process
+            await asyncio.wait([self.build])  # a copy or a swap under way runs to its end, then stops
         await self._idle.wait()
         await asyncio.get_running_loop().run_in_executor(self._executor, finish, self._engine)
 
@@ -382,12 +516,16 @@ class EdgeBackend:
     kind = "edge"
 
     def __init__(self, data_dir: str | Path, *, micro_batching: bool = True, max_batch_size: int = 32,
-                 max_workers: int = 2, wall_clock: Callable[[], float] = time.time) -> None:
+                 max_workers: int = 2, wall_clock: Callable[[], float] = time.time,
+                 index_builder: Callable[[str], Awaitable[tuple[float, bool]]] = run_build) -> None:
+        """`index_builder(path)`: builds the index of the shard copy at `path` and returns (seconds,
+        anything optimized) — `_index_build.run_build`, a child process; tests wrap it to watch a build."""
         self._root = Path(data_dir)
         (self._root / "collections").mkdir(parents=True, exist_ok=True)
         self._lock = _lock_directory(self._root)
         for staging in (self._root / "collections").glob(_STAGING_PREFIX + "*"):  # restores a crash cut short
             shutil.rmtree(staging, ignore_errors=True)
+        _recover_builds(self._root / "builds", self._root / "collections")
         self._snapshots = SnapshotStore(self._root / "snapshots")
         self._wall_clock = wall_clock
         #: Snapshots being restored (by name, how many restores read each): they cannot be deleted.
@@ -398,6 +536,7 @@ class EdgeBackend:
         self._catalog = Catalog.load(self._catalog_path)
         self._micro_batching = micro_batching
         self._max_batch_size = max_batch_size
+        self._index_builder = index_builder
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="edge-backend")
         self._shards: dict[str, _OpenShard] = {}
         #: Serialises catalog changes and shard opening.
@@ -442,7 +581,7 @@ class EdgeBackend:
 
     def _new_shard(self, spec: CollectionSpec, engine: qe.EdgeShard) -> _OpenShard:
         return _OpenShard(spec, engine, self._executor, micro_batching=self._micro_batching,
-                          max_batch_size=self._max_batch_size)
+                          max_batch_size=self._max_batch_size, index_builder=self._index_builder)
 
     async def _commit(self, catalog: Catalog) -> None:
         """Make `catalog` durable, then current. Call with the admin lock held."""
@@ -546,9 +685,17 @@ class EdgeBackend:
         checked = None if filter is None else checked_filter("filter", filter)
         return await shard.call(_scroll, offset, max(1, limit), checked)
 
-    async def optimize(self, collection: str) -> None:
+    async def optimize(self, collection: str) -> IndexBuild:
+        """Build the index in a child process on a copy, replay the writes made meanwhile, swap it in
+        (`_OpenShard.rebuild`); searches go on throughout but for the swap. One build per collection
+        at a time: a second call joins the one under way. The build runs to its end even if the
+        caller leaves."""
         shard = await self._shard(collection)
-        await shard.write(_optimize)
+        if shard.build is None or shard.build.done():
+            copy = self._root / "builds" / shard.spec.name / "shard"
+            shard.build = asyncio.ensure_future(shard.rebuild(self._path(shard.spec.name), copy))
+            shard.build.add_done_callback(_retrieve)
+        return await asyncio.shield(shard.build)
 
     # -- snapshots ---------------------------------------------------------------------------
     async def create_snapshot(self, collection: str) -> SnapshotInfo:

@@ -26,6 +26,7 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    IndexBuild,
     Point,
     PointId,
     ScoredPoint,
@@ -146,8 +147,8 @@ class FaultInjectingBackend:
         return await self._call("scroll", collection, lambda: self.inner.scroll(collection, offset=offset,
                                                                                 limit=limit, filter=filter))
 
-    async def optimize(self, collection: str) -> None:
-        await self._call("optimize", collection, lambda: self.inner.optimize(collection))
+    async def optimize(self, collection: str) -> IndexBuild:
+        return await self._call("optimize", collection, lambda: self.inner.optimize(collection))
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
         return await self._call("create_snapshot", collection, lambda: self.inner.create_snapshot(collection))

@@ -30,6 +30,7 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    IndexBuild,
     Point,
     PointId,
     ScoredPoint,
@@ -117,8 +118,8 @@ class InstrumentedBackend:
         return await self._call("scroll", lambda: self.inner.scroll(collection, offset=offset, limit=limit,
                                                                     filter=filter))
 
-    async def optimize(self, collection: str) -> None:
-        await self._call("optimize", lambda: self.inner.optimize(collection))
+    async def optimize(self, collection: str) -> IndexBuild:
+        return await self._call("optimize", lambda: self.inner.optimize(collection))
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
         return await self._call("create_snapshot", lambda: self.inner.create_snapshot(collection))

@@ -57,6 +57,7 @@ from searchgw.gateway.backends.types import (
     Condition,
     Distance,
     Filter,
+    IndexBuild,
     HasId,
     Point,
     PointId,
@@ -467,9 +468,10 @@ class QdrantBackend:
                                    payload=dict(record.payload or {})) for record in records)
         return ScrollPage(points, None if next_offset is None else _domain_id(cast(int | str, next_offset)))
 
-    async def optimize(self, collection: str) -> None:
+    async def optimize(self, collection: str) -> IndexBuild:
         """Nothing to do: a Qdrant server indexes by itself (and local mode has no index)."""
         await self.resolve(collection)
+        return IndexBuild()
 
     # -- snapshots ---------------------------------------------------------------------------
     def _refuse_local(self, action: str) -> None:

@@ -206,3 +206,22 @@ class SearchQuery:
     with_payload: bool = False
     #: Search knobs (ef, exact, quantization); None: the engine's defaults.
     params: SearchParams | None = None
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """What one `optimize` did. Durations in seconds; zero where a backend has no such step (a Qdrant
+    server indexes by itself, so there `optimize` builds nothing)."""
+
+    #: Whether the engine changed anything (False: the collection was already optimal, or nothing to do).
+    optimized: bool = False
+    #: The whole call.
+    seconds: float = 0.0
+    #: The build proper (in a child process, for the embedded engine).
+    build_seconds: float = 0.0
+    #: How long writes to the collection waited: the copy before the build, and the swap after it.
+    writes_paused_seconds: float = 0.0
+    #: How long searches waited: the swap of the built shard for the serving one.
+    searches_paused_seconds: float = 0.0
+    #: Writes acknowledged during the build, replayed onto the built copy before the swap.
+    replayed_writes: int = 0

@@ -27,7 +27,7 @@ from searchgw.gateway.backends import (
     ScoredPoint,
     SnapshotInfo,
 )
-from searchgw.gateway.backends.types import QuantizationParams, SearchParams
+from searchgw.gateway.backends.types import IndexBuild, QuantizationParams, SearchParams
 from searchgw.gateway.core import RouteInfo
 from searchgw.gateway.rollout import (
     AnalysisPolicy,
@@ -171,6 +171,13 @@ def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCond
 
 def filter_from_proto(message: common_pb.Filter, field: str = "filter") -> Filter:
     return _FilterReader().filter(message, field, 1)
+
+
+def index_build_to_proto(build: IndexBuild) -> coll_pb.IndexBuildReport:
+    return coll_pb.IndexBuildReport(
+        optimized=build.optimized, duration=duration_to_proto(build.seconds),
+        build_duration=duration_to_proto(build.build_seconds), writes_paused=duration_to_proto(build.writes_paused_seconds),
+        searches_paused=duration_to_proto(build.searches_paused_seconds), replayed_writes=build.replayed_writes)
 
 
 def search_params_from_proto(message: search_pb.SearchParams) -> SearchParams:

@@ -26,15 +26,15 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$searchgw/v1/collection_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\nHnswConfig\x12\t\n\x01m\x18\x01 \x01(\r\x12\x14\n\x0c\x65\x66_construct\x18\x02 \x01(\r\x12\x1b\n\x13\x66ull_scan_threshold\x18\x03 \x01(\r\":\n\x12ScalarQuantization\x12\x10\n\x08quantile\x18\x01 \x01(\x02\x12\x12\n\nalways_ram\x18\x02 \x01(\x08\"\xfb\x01\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.searchgw.v1.Distance\x12%\n\x04hnsw\x18\x04 \x01(\x0b\x32\x17.searchgw.v1.HnswConfig\x12<\n\x13scalar_quantization\x18\x05 \x01(\x0b\x32\x1f.searchgw.v1.ScalarQuantization\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\x12\x14\n\x0cpoints_count\x18\x07 \x01(\x04\x12\x0f\n\x07\x61liases\x18\x08 \x03(\t\"F\n\x17\x43reateCollectionRequest\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.searchgw.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"7\n\x12UpdateAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"2\n\x13UpdateAliasResponse\x12\x1b\n\x13previous_collection\x18\x01 \x01(\t\"#\n\x12\x44\x65leteAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAliasResponse\";\n\x12ListAliasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"*\n\x05\x41lias\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"S\n\x13ListAliasesResponse\x12#\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x12.searchgw.v1.Alias\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x19OptimizeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x1aOptimizeCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"\x83\x01\n\x08Snapshot\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\"%\n\x15\x43reateSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x16\x43reateSnapshotResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.searchgw.v1.Snapshot\"Q\n\x14ListSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x15ListSnapshotsResponse\x12(\n\tsnapshots\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x16RestoreSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"F\n\x17RestoreSnapshotResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"=\n\x15\x44\x65leteSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"j\n\x15PruneSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tkeep_last\x18\x02 \x01(\r\x12*\n\x07max_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x16PruneSnapshotsResponse\x12&\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12#\n\x04kept\x18\x02 \x03(\x0b\x32\x15.searchgw.v1.Snapshot*x\n\x08\x44istance\x12\x18\n\x14\x44ISTANCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISTANCE_COSINE\x10\x01\x12\x10\n\x0c\x44ISTANCE_DOT\x10\x02\x12\x13\n\x0f\x44ISTANCE_EUCLID\x10\x03\x12\x16\n\x12\x44ISTANCE_MANHATTAN\x10\x04\x32\xaf\t\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.searchgw.v1.CreateCollectionRequest\x1a%.searchgw.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.searchgw.v1.GetCollectionRequest\x1a\".searchgw.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.searchgw.v1.ListCollectionsRequest\x1a$.searchgw.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.searchgw.v1.DeleteCollectionRequest\x1a%.searchgw.v1.DeleteCollectionResponse\x12P\n\x0bUpdateAlias\x12\x1f.searchgw.v1.UpdateAliasRequest\x1a .searchgw.v1.UpdateAliasResponse\x12P\n\x0b\x44\x65leteAlias\x12\x1f.searchgw.v1.DeleteAliasRequest\x1a .searchgw.v1.DeleteAliasResponse\x12P\n\x0bListAliases\x12\x1f.searchgw.v1.ListAliasesRequest\x1a .searchgw.v1.ListAliasesResponse\x12\x65\n\x12OptimizeCollection\x12&.searchgw.v1.OptimizeCollectionRequest\x1a\'.searchgw.v1.OptimizeCollectionResponse\x12Y\n\x0e\x43reateSnapshot\x12\".searchgw.v1.CreateSnapshotRequest\x1a#.searchgw.v1.CreateSnapshotResponse\x12V\n\rListSnapshots\x12!.searchgw.v1.ListSnapshotsRequest\x1a\".searchgw.v1.ListSnapshotsResponse\x12\\\n\x0fRestoreSnapshot\x12#.searchgw.v1.RestoreSnapshotRequest\x1a$.searchgw.v1.RestoreSnapshotResponse\x12Y\n\x0e\x44\x65leteSnapshot\x12\".searchgw.v1.DeleteSnapshotRequest\x1a#.searchgw.v1.DeleteSnapshotResponse\x12Y\n\x0ePruneSnapshots\x12\".searchgw.v1.PruneSnapshotsRequest\x1a#.searchgw.v1.PruneSnapshotsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$searchgw/v1/collection_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\nHnswConfig\x12\t\n\x01m\x18\x01 \x01(\r\x12\x14\n\x0c\x65\x66_construct\x18\x02 \x01(\r\x12\x1b\n\x13\x66ull_scan_threshold\x18\x03 \x01(\r\":\n\x12ScalarQuantization\x12\x10\n\x08quantile\x18\x01 \x01(\x02\x12\x12\n\nalways_ram\x18\x02 \x01(\x08\"\xfb\x01\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.searchgw.v1.Distance\x12%\n\x04hnsw\x18\x04 \x01(\x0b\x32\x17.searchgw.v1.HnswConfig\x12<\n\x13scalar_quantization\x18\x05 \x01(\x0b\x32\x1f.searchgw.v1.ScalarQuantization\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\x12\x14\n\x0cpoints_count\x18\x07 \x01(\x04\x12\x0f\n\x07\x61liases\x18\x08 \x03(\t\"F\n\x17\x43reateCollectionRequest\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.searchgw.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"7\n\x12UpdateAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"2\n\x13UpdateAliasResponse\x12\x1b\n\x13previous_collection\x18\x01 \x01(\t\"#\n\x12\x44\x65leteAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAliasResponse\";\n\x12ListAliasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"*\n\x05\x41lias\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"S\n\x13ListAliasesResponse\x12#\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x12.searchgw.v1.Alias\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x19OptimizeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nbackground\x18\x02 \x01(\x08\"w\n\x1aOptimizeCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\x12,\n\x05\x62uild\x18\x02 \x01(\x0b\x32\x1d.searchgw.v1.IndexBuildReport\"\x83\x01\n\x08Snapshot\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\"%\n\x15\x43reateSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x16\x43reateSnapshotResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.searchgw.v1.Snapshot\"Q\n\x14ListSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x15ListSnapshotsResponse\x12(\n\tsnapshots\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x16RestoreSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"F\n\x17RestoreSnapshotResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"=\n\x15\x44\x65leteSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"j\n\x15PruneSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tkeep_last\x18\x02 \x01(\r\x12*\n\x07max_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x16PruneSnapshotsResponse\x12&\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12#\n\x04kept\x18\x02 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\"\x84\x02\n\x10IndexBuildReport\x12\x11\n\toptimized\x18\x01 \x01(\x08\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0e\x62uild_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rwrites_paused\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fsearches_paused\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0freplayed_writes\x18\x06 \x01(\x04*x\n\x08\x44istance\x12\x18\n\x14\x44ISTANCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISTANCE_COSINE\x10\x01\x12\x10\n\x0c\x44ISTANCE_DOT\x10\x02\x12\x13\n\x0f\x44ISTANCE_EUCLID\x10\x03\x12\x16\n\x12\x44ISTANCE_MANHATTAN\x10\x04\x32\xaf\t\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.searchgw.v1.CreateCollectionRequest\x1a%.searchgw.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.searchgw.v1.GetCollectionRequest\x1a\".searchgw.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.searchgw.v1.ListCollectionsRequest\x1a$.searchgw.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.searchgw.v1.DeleteCollectionRequest\x1a%.searchgw.v1.DeleteCollectionResponse\x12P\n\x0bUpdateAlias\x12\x1f.searchgw.v1.UpdateAliasRequest\x1a .searchgw.v1.UpdateAliasResponse\x12P\n\x0b\x44\x65leteAlias\x12\x1f.searchgw.v1.DeleteAliasRequest\x1a .searchgw.v1.DeleteAliasResponse\x12P\n\x0bListAliases\x12\x1f.searchgw.v1.ListAliasesRequest\x1a .searchgw.v1.ListAliasesResponse\x12\x65\n\x12OptimizeCollection\x12&.searchgw.v1.OptimizeCollectionRequest\x1a\'.searchgw.v1.OptimizeCollectionResponse\x12Y\n\x0e\x43reateSnapshot\x12\".searchgw.v1.CreateSnapshotRequest\x1a#.searchgw.v1.CreateSnapshotResponse\x12V\n\rListSnapshots\x12!.searchgw.v1.ListSnapshotsRequest\x1a\".searchgw.v1.ListSnapshotsResponse\x12\\\n\x0fRestoreSnapshot\x12#.searchgw.v1.RestoreSnapshotRequest\x1a$.searchgw.v1.RestoreSnapshotResponse\x12Y\n\x0e\x44\x65leteSnapshot\x12\".searchgw.v1.DeleteSnapshotRequest\x1a#.searchgw.v1.DeleteSnapshotResponse\x12Y\n\x0ePruneSnapshots\x12\".searchgw.v1.PruneSnapshotsRequest\x1a#.searchgw.v1.PruneSnapshotsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.collection_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DISTANCE']._serialized_start=2321
-  _globals['_DISTANCE']._serialized_end=2441
+  _globals['_DISTANCE']._serialized_start=2650
+  _globals['_DISTANCE']._serialized_end=2770
   _globals['_HNSWCONFIG']._serialized_start=118
   _globals['_HNSWCONFIG']._serialized_end=192
   _globals['_SCALARQUANTIZATION']._serialized_start=194
@@ -72,31 +72,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTALIASESRESPONSE']._serialized_start=1267
   _globals['_LISTALIASESRESPONSE']._serialized_end=1350
   _globals['_OPTIMIZECOLLECTIONREQUEST']._serialized_start=1352
-  _globals['_OPTIMIZECOLLECTIONREQUEST']._serialized_end=1393
-  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_start=1395
-  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_end=1468
-  _globals['_SNAPSHOT']._serialized_start=1471
-  _globals['_SNAPSHOT']._serialized_end=1602
-  _globals['_CREATESNAPSHOTREQUEST']._serialized_start=1604
-  _globals['_CREATESNAPSHOTREQUEST']._serialized_end=1641
-  _globals['_CREATESNAPSHOTRESPONSE']._serialized_start=1643
-  _globals['_CREATESNAPSHOTRESPONSE']._serialized_end=1708
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=1710
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=1791
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=1793
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=1883
-  _globals['_RESTORESNAPSHOTREQUEST']._serialized_start=1885
-  _globals['_RESTORESNAPSHOTREQUEST']._serialized_end=1947
-  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_start=1949
-  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_end=2019
-  _globals['_DELETESNAPSHOTREQUEST']._serialized_start=2021
-  _globals['_DELETESNAPSHOTREQUEST']._serialized_end=2082
-  _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=2084
-  _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=2108
-  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_start=2110
-  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_end=2216
-  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_start=2218
-  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_end=2319
-  _globals['_COLLECTIONSERVICE']._serialized_start=2444
-  _globals['_COLLECTIONSERVICE']._serialized_end=3643
+  _globals['_OPTIMIZECOLLECTIONREQUEST']._serialized_end=1413
+  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_start=1415
+  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_end=1534
+  _globals['_SNAPSHOT']._serialized_start=1537
+  _globals['_SNAPSHOT']._serialized_end=1668
+  _globals['_CREATESNAPSHOTREQUEST']._serialized_start=1670
+  _globals['_CREATESNAPSHOTREQUEST']._serialized_end=1707
+  _globals['_CREATESNAPSHOTRESPONSE']._serialized_start=1709
+  _globals['_CREATESNAPSHOTRESPONSE']._serialized_end=1774
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=1776
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=1857
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=1859
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=1949
+  _globals['_RESTORESNAPSHOTREQUEST']._serialized_start=1951
+  _globals['_RESTORESNAPSHOTREQUEST']._serialized_end=2013
+  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_start=2015
+  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_end=2085
+  _globals['_DELETESNAPSHOTREQUEST']._serialized_start=2087
+  _globals['_DELETESNAPSHOTREQUEST']._serialized_end=2148
+  _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=2150
+  _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=2174
+  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_start=2176
+  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_end=2282
+  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_start=2284
+  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_end=2385
+  _globals['_INDEXBUILDREPORT']._serialized_start=2388
+  _globals['_INDEXBUILDREPORT']._serialized_end=2648
+  _globals['_COLLECTIONSERVICE']._serialized_start=2773
+  _globals['_COLLECTIONSERVICE']._serialized_end=3972
 # @@protoc_insertion_point(module_scope)
