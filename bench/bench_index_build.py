@@ -90,9 +90,11 @@ async def _searching(backend: EdgeBackend, name: str, queries: np.ndarray, calle
     return latencies, time.perf_counter() - began
 
 
-def _engine_optimize(backend: EdgeBackend, name: str) -> None:
+def _engine_optimize(backend: EdgeBackend, name: str) -> tuple[bool, float]:
     """The engine's own optimize on the shard, in this process: what `optimize` did before 16.3."""
-    backend._shards[name]._engine.optimize()  # noqa: SLF001 - the contrast needs the engine itself
+    started = time.perf_counter()
+    optimized = backend._shards[name]._engine.optimize()  # noqa: SLF001 - the contrast needs the engine itself
+    return optimized, time.perf_counter() - started
 
 
 async def run(points: int, callers: int, work: Path, log=print) -> list[Window]:
@@ -124,6 +126,9 @@ async def run(points: int, callers: int, work: Path, log=print) -> list[Window]:
         latencies, seconds = await _searching(backend, "served", queries, callers, contrast)
         windows.append(Window("in-process build (old)", seconds, latencies))
         log(windows[-1].line())
+        optimized, build_s = contrast.result()
+        log(f"    the engine's optimize() in this process: {'built' if optimized else 'nothing to build'} "
+            f"in {build_s:.1f} s")
     finally:
         await backend.close()
     before, child, after, old = windows

@@ -296,6 +296,121 @@ def capacity(results: list[SizeResult]) -> dict[str, float]:
     return slopes
 
 
+# -- the page section and the plot ----------------------------------------------------------------
+SECTION = Path(__file__).resolve().parent / "scale.md"
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "scale.png"
+
+
+def load_results(paths: list[Path]) -> list[SizeResult]:
+    """Results from one or more --json files (later files win for the same size and storage)."""
+    merged: dict[tuple[int, str], SizeResult] = {}
+    for path in paths:
+        for row in json.loads(path.read_text()):
+            row["load"] = tuple(row["load"])
+            merged[(row["points"], row["storage"])] = SizeResult(**row)
+    return sorted(merged.values(), key=lambda r: (r.points, STORAGES.index(r.storage)))
+
+
+def _mode(result: SizeResult, name: str) -> dict[str, Any] | None:
+    return next((m for m in result.modes if m["mode"] == name), None)
+
+
+def plot(results: list[SizeResult], path: Path = PLOT) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (latency, memory) = plt.subplots(1, 2, figsize=(12, 4.6))
+    styles = {"float32": ("#1f77b4", "o"), "int8": ("#d62728", "s")}
+    for storage, (color, marker) in styles.items():
+        rows = [r for r in results if r.storage == storage]
+        if not rows:
+            continue
+        x = [r.points for r in rows]
+        best = [best_mode(r) for r in rows]
+        latency.plot(x, [b["p99_ms"] if b else float("nan") for b in best], color=color, marker=marker,
+                     label=f"{storage}: p99 of the fastest mode with recall@10 >= {RECALL_TARGET}")
+        latency.plot(x, [b["p50_ms"] if b else float("nan") for b in best], color=color, marker=marker,
+                     linestyle="--", alpha=0.7, label=f"{storage}: p50 of that mode")
+        exact = [_mode(r, "exact") for r in rows]
+        latency.plot(x, [e["p50_ms"] if e else float("nan") for e in exact], color=color, marker=marker,
+                     linestyle=":", alpha=0.5, label=f"{storage}: exact search p50")
+        memory.plot(x, [r.rss_collection_mib for r in rows], color=color, marker=marker,
+                    label=f"{storage}: serving RSS of the collection")
+        memory.plot(x, [r.build_peak_rss_mib for r in rows], color=color, marker=marker, linestyle="--",
+                    alpha=0.7, label=f"{storage}: peak RSS, ingest + build")
+        memory.plot(x, [r.disk_mib for r in rows], color=color, marker=marker, linestyle=":", alpha=0.5,
+                    label=f"{storage}: on disk")
+    latency.axhline(P99_TARGET_MS, color="#444444", linewidth=0.8, linestyle="-.", label="target p99 10 ms")
+    for axis, title, unit in ((latency, "search latency (1 caller, limit 10)", "ms"),
+                              (memory, "memory against collection size", "MiB")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("points (384-d)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    loads = ", ".join(f"{r.points // 1000}k {r.storage}: {r.load[0]:.0f}" for r in results)
+    fig.text(0.01, 0.005, f"bench/bench_scale.py, 2 shared cores; 1-minute load average at each point: {loads}",
+             fontsize=6.5, color="#444444")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(results: list[SizeResult], index_build_log: str = "", command: str = "") -> str:
+    """The 'Scale' section of docs/benchmarks.md (bench/report.py includes bench/scale.md)."""
+    out = ["## Scale: 10k to 1M vectors on the embedded engine (issue 16.4; `bench/bench_scale.py`)\n"]
+    out.append(f"Measured with `{command or 'python -m bench.bench_scale --json FILE'}` then rendered with "
+               "`python -m bench.bench_scale --render FILE… [--index-build-log FILE]` (it takes long: this section "
+               "is kept in `bench/scale.md`, which `bench.report` includes, and is not re-measured by it). "
+               "Data: a Gaussian mixture of 1 000 clusters with Zipf-distributed sizes and a decaying noise "
+               "spectrum, normalised (see the module docstring) — not uniform noise. Every phase runs in a fresh "
+               "process; the machine is 2 cores shared with other work (the load average is in each row): "
+               "latencies are of a loaded box, recall and memory are not affected.\n")
+    out.append(f"![latency and memory against size](img/{PLOT.name})\n")
+    rows = ["| points | storage | ingest points/s | build s | peak RSS ingest+build MiB | serving RSS MiB (collection) "
+            "| disk MiB | exact p50 ms | best mode (recall@10 >= 0.95) | its p50 / p99 ms | its recall@10 | load |",
+            "|---:|:---|---:|---:|---:|---:|---:|---:|:---|---:|---:|---:|"]
+    for r in results:
+        best, exact = best_mode(r), _mode(r, "exact")
+        rows.append(f"| {r.points:,} | {r.storage} | {r.ingest_points_per_s:,.0f} | {r.build_s:,.1f} | "
+                    f"{r.build_peak_rss_mib:,.0f} | {r.rss_mib:,.0f} ({r.rss_collection_mib:,.0f}) | {r.disk_mib:,.0f} | "
+                    f"{exact['p50_ms']:.2f} | " + (f"`{best['mode']}` | {best['p50_ms']:.2f} / {best['p99_ms']:.2f} | "
+                                                    f"{best['recall']:.3f}" if best else "none | – | –")
+                    + f" | {r.load[0]:.0f} |")
+    out.append("\n".join(rows) + "\n")
+    out.append("Every mode measured (recall@10 against exact search, same 300 queries):\n")
+    for r in results:
+        out.append(f"<details><summary>{r.points:,} points, {r.storage}</summary>\n\n| mode | p50 ms | p99 ms | "
+                   "recall@10 |\n|:---|---:|---:|---:|\n" + "\n".join(
+                       f"| {m['mode']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['recall']:.3f} |" for m in r.modes)
+                   + "\n\n</details>\n")
+    slopes = capacity(results)
+    disk = {}
+    for storage in STORAGES:
+        rows_ = [r for r in results if r.storage == storage and r.points >= 100_000] or \
+            [r for r in results if r.storage == storage]
+        if len(rows_) >= 2:
+            disk[storage] = float(np.polyfit([r.points for r in rows_], [r.disk_mib for r in rows_], 1)[0] * 1e6)
+    raw = DIMENSION * 4 * 1e6 / 2**20
+    out.append("**Capacity** (from the measurements above: the slope of each quantity against the number of points, "
+               "over the sizes from 100k up; the raw float32 vectors alone are "
+               f"{raw:,.0f} MiB per million 384-d vectors):\n")
+    cap = ["| storage | serving RSS per million vectors | on disk per million vectors | vectors a 24 GiB host holds "
+           "(RSS, 4 GiB kept free) |", "|:---|---:|---:|---:|"]
+    for storage, mib in slopes.items():
+        cap.append(f"| {storage} | {mib:,.0f} MiB | {disk.get(storage, float('nan')):,.0f} MiB | "
+                   f"{20 * 1024 / mib:,.1f} M |")
+    out.append("\n".join(cap) + "\n")
+    if index_build_log:
+        out.append("### Index builds while serving (issue 16.3; `bench/bench_index_build.py`)\n")
+        out.append("```text\n" + index_build_log.strip() + "\n```\n")
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-points", type=int, default=1_000_000)
@@ -308,7 +423,18 @@ def main() -> None:
     parser.add_argument("--storages", default=",".join(STORAGES), help="float32, int8 or both, in this order "
                         "(exact search runs on the first one's float32 vectors and is reused as the truth)")
     parser.add_argument("--quick", action="store_true", help="10k and 20k points, 100 queries")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="JSON",
+                        help="measure nothing: write bench/scale.md and docs/img/scale.png from these --json files")
+    parser.add_argument("--index-build-log", type=Path, help="with --render: bench_index_build's output to include")
+    parser.add_argument("--command", default="", help="with --render: the measuring command, as the page shows it")
     args = parser.parse_args()
+    if args.render:
+        results = load_results(args.render)
+        plot(results)
+        log = args.index_build_log.read_text() if args.index_build_log else ""
+        SECTION.write_text(render(results, log, args.command), encoding="utf-8")
+        print(f"wrote {SECTION} and {PLOT}")
+        return
     sizes = [s for s in (int(x) for x in args.sizes.split(",")) if s <= args.max_points]
     queries = args.queries
     if args.quick:

@@ -535,6 +535,11 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
     add((Path(__file__).resolve().parent / "rollout_decisions.md").read_text(encoding="utf-8").strip() + "\n")
+    # Scale (10k → 1M vectors, index builds while serving): measured by bench/bench_scale.py and
+    # bench/bench_index_build.py (an hour or more at 1M points), rendered into bench/scale.md.
+    scale = Path(__file__).resolve().parent / "scale.md"
+    if scale.exists():
+        add(scale.read_text(encoding="utf-8").strip() + "\n")
 
     add("## Reading the numbers\n")
     add("- On 2 cores the load generator, the server's event loop, onnxruntime's or qdrant-edge's threads and "

@@ -6,6 +6,7 @@ Layout of `data_dir`::
     catalog.json              every collection's spec (embedding model included) and every alias
     collections/<name>/       one qdrant-edge shard per collection (its WAL, segments, config)
     snapshots/<name>/         that collection's snapshots (see `_snapshots`); they outlive it
+    builds/<name>/            an index build's copy of the shard, while it runs (see Indexing)
 
 Aliases are ours, not the engine's: they live in the catalog, which is replaced atomically (see
 `_catalog`), so an alias switch is one atomic step that survives a restart.
@@ -40,9 +41,14 @@ Threads: every engine call runs in the backend's own executor, never on the even
 call holds the GIL for its whole length (two threads querying one shard do not overlap).
 
 Indexing: the engine builds its HNSW graph only when `optimize()` is called; until then a large
-collection is searched exhaustively (20k × 384: 2 ms per query, 0.5 ms once indexed). The build holds
-the GIL throughout (14-18 s for 20k × 384 here), stalling the whole process: call it after a bulk
-load, not while serving.
+collection is searched exhaustively (20k × 384: 2 ms per query, 0.5 ms once indexed). The engine's
+build holds the GIL throughout (14-18 s for 20k × 384 here, minutes for a million), so `optimize`
+never runs it in this process: it copies the flushed shard (writes wait for the copy, searches do
+not), builds the copy in a child process (`_index_build`, at a lower priority), journals the writes
+acknowledged meanwhile, replays them onto the built copy and swaps it in (writes wait for the
+replay and the swap; searches wait for the swap alone: closing the old shard, two renames, opening
+the new one). A crash mid-swap is undone at the next open (`_recover_builds`); deleting the
+collection or closing the backend kills the child. `builds/<name>/` holds the copy meanwhile.
 
 Micro-batching (on by default): searches on one collection that arrive while a query on it runs go
 together as one `query_batch` call (see `_batching`). With 16 concurrent callers it raised queries/s
@@ -72,7 +78,7 @@ import qdrant_edge as qe
 
 from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
-from searchgw.gateway.backends._index_build import run_build
+from searchgw.gateway.backends._index_build import BuildProcess, JournalEntry
 from searchgw.gateway.backends._snapshots import SnapshotStore
 from searchgw.gateway.backends.types import (
     CollectionInfo,
@@ -243,17 +249,6 @@ def _copy_shard(engine: qe.EdgeShard, path: Path, copy: Path) -> None:
     shutil.copytree(path, copy)
 
 
-def _replay(copy: Path, journal: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
-    """Apply the writes acknowledged during the build to the built copy, in their order; flush it."""
-    built = qe.EdgeShard.load(str(copy))
-    try:
-        for function, args in journal:
-            function(built, *args)
-        built.flush()
-    finally:
-        built.close()
-
-
 def _fsync_directory(path: Path) -> None:
     directory = os.open(path, os.O_RDONLY)
     try:
@@ -332,7 +327,7 @@ class _OpenShard:
 
     def __init__(self, spec: CollectionSpec, engine: qe.EdgeShard, executor: ThreadPoolExecutor, *,
                  micro_batching: bool, max_batch_size: int,
-                 index_builder: Callable[[str], Awaitable[tuple[float, bool]]] = run_build) -> None:
+                 index_builder: Callable[[str], Awaitable[BuildProcess]] = BuildProcess.start) -> None:
         self.spec = spec
         self._engine = engine
         self._executor = executor
@@ -348,7 +343,7 @@ class _OpenShard:
         self.batcher = MicroBatcher(self._search_batch, max_batch_size=max_batch_size) if micro_batching else None
         #: While an index build runs: the writes applied since its copy was taken, in the order the
         #: engine applied them (appended under `_journal_lock` with the write itself).
-        self._journal: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+        self._journal: list[JournalEntry] | None = None
         self._journal_lock = threading.Lock()
         #: Set while the built shard is swapped in: every call waits.
         self._swapping: asyncio.Event | None = None
@@ -401,14 +396,17 @@ class _OpenShard:
            writes resume (searches never stop);
         2. a child process builds the copy's index (`_index_build`); meanwhile every write goes to
            the serving shard and into the journal;
-        3. writes pause again; the journal is replayed onto the built copy, in order;
+        3. writes pause again; the child replays the journal onto the built copy, in order, and
+           closes it;
         4. searches pause for the swap alone: the serving shard closes, the copy takes its
-           directory's place and opens; everything resumes on the built shard.
+           directory's place and opens (the one engine call of the build in this process that
+           holds the interpreter); everything resumes on the built shard.
 
         A failure before step 4 drops the copy and leaves the serving shard as it was."""
         started = time.perf_counter()
         writes_paused = searches_paused = 0.0
         loop = asyncio.get_running_loop()
+        process: BuildProcess | None = None
         try:
             async with self.writes_paused():
                 pause = time.perf_counter()
@@ -417,15 +415,16 @@ class _OpenShard:
                 writes_paused += time.perf_counter() - pause
             self._building = True
             try:
-                build_seconds, optimized = await self._index_builder(str(copy))
+                process = await self._index_builder(str(copy))
+                build_seconds, optimized = await process.built()
             finally:
                 self._building = False
             async with self.writes_paused():
                 pause = time.perf_counter()
-                journal, self._journal = self._journal, None
+                journal, self._journal = self._journal or [], None
                 if self._closed_error is not None:
                     raise self._closed_error
-                await loop.run_in_executor(self._executor, _replay, copy, journal)
+                await process.finish(journal)
                 if self._closed_error is not None:
                     raise self._closed_error
                 swapping = self._swapping = asyncio.Event()
@@ -440,6 +439,8 @@ class _OpenShard:
                 writes_paused += time.perf_counter() - pause
         finally:
             self._journal = None
+            if process is not None:
+                await asyncio.shield(process.kill())  # ended already unless something failed
             await loop.run_in_executor(self._executor, shutil.rmtree, copy.parent, True)
         return IndexBuild(optimized=optimized, seconds=time.perf_counter() - started, build_seconds=build_seconds,
                           writes_paused_seconds=writes_paused, searches_paused_seconds=searches_paused,
@@ -517,9 +518,9 @@ class EdgeBackend:
 
     def __init__(self, data_dir: str | Path, *, micro_batching: bool = True, max_batch_size: int = 32,
                  max_workers: int = 2, wall_clock: Callable[[], float] = time.time,
-                 index_builder: Callable[[str], Awaitable[tuple[float, bool]]] = run_build) -> None:
-        """`index_builder(path)`: builds the index of the shard copy at `path` and returns (seconds,
-        anything optimized) — `_index_build.run_build`, a child process; tests wrap it to watch a build."""
+                 index_builder: Callable[[str], Awaitable[BuildProcess]] = BuildProcess.start) -> None:
+        """`index_builder(path)`: starts the child process that builds the index of the shard copy at
+        `path` (`_index_build.BuildProcess.start`); tests wrap it to watch a build."""
         self._root = Path(data_dir)
         (self._root / "collections").mkdir(parents=True, exist_ok=True)
         self._lock = _lock_directory(self._root)

@@ -17,7 +17,7 @@ import pytest
 
 from searchgw.errors import NotFound
 from searchgw.gateway.backends import CollectionSpec, EdgeBackend, FieldCondition, Filter, Point, SearchQuery
-from searchgw.gateway.backends._index_build import run_build
+from searchgw.gateway.backends._index_build import BuildProcess, JournalEntry
 from searchgw.gateway.backends.edge import _recover_builds
 from searchgw.gateway.backends.types import SearchParams
 
@@ -33,25 +33,35 @@ def unit(count: int, seed: int, dim: int = DIM) -> np.ndarray:
 
 
 class WatchedBuilder:
-    """The real builder, with a view: `started` is set once the child process runs; the build returns
-    only after `release` is set (the child has ended by then: `child_done` records when it did)."""
+    """The real child process, with a view: `started` is set once it runs, `child` is its build (done
+    when the child has built the index); the backend hears of the build only once `release` is set."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
         self.child: asyncio.Task[tuple[float, bool]] | None = None
         self.calls = 0
+        self.replayed: list[JournalEntry] = []
 
-    async def __call__(self, path: str) -> tuple[float, bool]:
+    async def __call__(self, path: str) -> WatchedBuilder:
         self.calls += 1
-        self.child = asyncio.ensure_future(run_build(path))
+        self.process = await BuildProcess.start(path)
+        self.child = asyncio.ensure_future(self.process.built())
         self.started.set()
-        try:
-            result = await self.child
-            await self.release.wait()
-            return result
-        finally:
-            self.child.cancel()
+        return self
+
+    async def built(self) -> tuple[float, bool]:
+        result = await self.child
+        await self.release.wait()
+        return result
+
+    async def finish(self, journal) -> None:
+        self.replayed = list(journal)
+        await self.process.finish(journal)
+
+    async def kill(self) -> None:
+        self.child.cancel()
+        await self.process.kill()
 
 
 async def _collection(backend: EdgeBackend, vectors: np.ndarray) -> None:
