@@ -25,8 +25,10 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +68,9 @@ async def _fill(backend: EdgeBackend, name: str, points: int, mixture: Mixture) 
 
 
 async def _searching(backend: EdgeBackend, name: str, queries: np.ndarray, callers: int,
-                     during: asyncio.Future | float) -> tuple[list[float], float]:
-    """Search until `during` is done (or for that many seconds); the latencies (ms) and the window."""
+                     during: Callable[[], Awaitable[Any]] | float) -> tuple[list[float], float, Any]:
+    """Search for that many seconds, or from 0.5 s before `during()` starts until it ends (so a
+    search held up by it counts from its own start); the latencies (ms), the window, its result."""
     latencies: list[float] = []
     stop = asyncio.Event()
 
@@ -81,13 +84,15 @@ async def _searching(backend: EdgeBackend, name: str, queries: np.ndarray, calle
 
     began = time.perf_counter()
     tasks = [asyncio.ensure_future(caller(n)) for n in range(callers)]
+    result = None
     if isinstance(during, float):
         await asyncio.sleep(during)
     else:
-        await during
+        await asyncio.sleep(0.5)
+        result = await during()
     stop.set()
     await asyncio.gather(*tasks)
-    return latencies, time.perf_counter() - began
+    return latencies, time.perf_counter() - began, result
 
 
 def _engine_optimize(backend: EdgeBackend, name: str) -> tuple[bool, float]:
@@ -108,25 +113,23 @@ async def run(points: int, callers: int, work: Path, log=print) -> list[Window]:
         await _fill(backend, "contrast", points, mixture)
         await backend.count("contrast")
         await _searching(backend, "served", queries, callers, 1.0)  # warm-up
-        latencies, seconds = await _searching(backend, "served", queries, callers, 5.0)
+        latencies, seconds, _ = await _searching(backend, "served", queries, callers, 5.0)
         windows.append(Window("idle, before", seconds, latencies))
         log(windows[-1].line())
-        build = asyncio.ensure_future(backend.optimize("served"))
-        latencies, seconds = await _searching(backend, "served", queries, callers, build)
-        report = build.result()
+        latencies, seconds, report = await _searching(backend, "served", queries, callers,
+                                                      lambda: backend.optimize("served"))
         windows.append(Window("child build", seconds, latencies))
         log(windows[-1].line())
         log(f"    build {report.build_seconds:.1f} s in the child; writes paused {report.writes_paused_seconds:.2f} s; "
             f"searches paused {report.searches_paused_seconds * 1000:.0f} ms (the swap)")
-        latencies, seconds = await _searching(backend, "served", queries, callers, 5.0)
+        latencies, seconds, _ = await _searching(backend, "served", queries, callers, 5.0)
         windows.append(Window("idle, after", seconds, latencies))
         log(windows[-1].line())
         loop = asyncio.get_running_loop()
-        contrast = loop.run_in_executor(None, _engine_optimize, backend, "contrast")
-        latencies, seconds = await _searching(backend, "served", queries, callers, contrast)
+        latencies, seconds, (optimized, build_s) = await _searching(
+            backend, "served", queries, callers, lambda: loop.run_in_executor(None, _engine_optimize, backend, "contrast"))
         windows.append(Window("in-process build (old)", seconds, latencies))
         log(windows[-1].line())
-        optimized, build_s = contrast.result()
         log(f"    the engine's optimize() in this process: {'built' if optimized else 'nothing to build'} "
             f"in {build_s:.1f} s")
     finally:

@@ -242,8 +242,9 @@ def _scroll(engine: qe.EdgeShard, offset: PointId | None, limit: int, filter: Fi
 
 
 def _copy_shard(engine: qe.EdgeShard, path: Path, copy: Path) -> None:
-    """Flush the shard and copy its directory to `copy` (writes are paused: the copy is consistent)."""
-    engine.flush()
+    """Copy the shard's directory to `copy`. Writes are paused, so the copy is the image a SIGKILL
+    would leave: every acknowledged write is in its WAL, which the child's open replays. No flush
+    here: an engine call holds the interpreter, and file copies do not."""
     shutil.rmtree(copy.parent, ignore_errors=True)
     copy.parent.mkdir(parents=True)
     shutil.copytree(path, copy)
@@ -392,7 +393,7 @@ class _OpenShard:
     async def rebuild(self, path: Path, copy: Path) -> IndexBuild:
         """Build the index without stopping searches or losing writes:
 
-        1. writes pause; the shard is flushed and its directory copied to `copy`; the journal starts;
+        1. writes pause; the shard's directory is copied to `copy`; the journal starts;
            writes resume (searches never stop);
         2. a child process builds the copy's index (`_index_build`); meanwhile every write goes to
            the serving shard and into the journal;
