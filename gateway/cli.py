@@ -255,8 +255,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--embedding-model", default="", help="model for its texts [the gateway's default]")
     _operation(ops, "delete", "delete a collection and its points (not while an alias or a rollout uses it)",
                "searchgw collections delete docs-old").add_argument("name", help="the collection")
-    _operation(ops, "optimize", "build the collection's index now",
-               "searchgw collections optimize docs-v2").add_argument("name", help="collection or alias")
+    optimize = _operation(ops, "optimize", "build the collection's index now (searches go on meanwhile)",
+                          "searchgw collections optimize docs-v2 --background")
+    optimize.add_argument("name", help="collection or alias")
+    optimize.add_argument("--background", action="store_true",
+                          help="return once the build has started; it runs to its end in the gateway")
     alias = _operation(ops, "alias", "point ALIAS at COLLECTION (one atomic switch)",
                        "searchgw collections alias docs docs-v2")
     alias.add_argument("alias", help="the alias (created when new)")
@@ -777,7 +780,8 @@ async def _collections(client, args) -> int:
             collection = await client.create_collection(args.name, dimension=args.dimension,
                                                         embedding_model=args.embedding_model, timeout=timeout)
         elif args.op == "optimize":
-            collection = await client.optimize_collection(args.name, timeout=max(timeout, 600.0))
+            collection = (await client.optimize_collection_report(args.name, background=args.background,
+                                                                  timeout=max(timeout, 600.0))).collection
         else:
             collection = await client.restore_snapshot(args.snapshot, args.new_name, timeout=max(timeout, 600.0))
         _emit(args, collection, lambda: _collection_lines(collection))
