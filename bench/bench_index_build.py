@@ -137,8 +137,11 @@ async def run(points: int, callers: int, work: Path, log=print) -> list[Window]:
     before, child, after, old = windows
     log(f"\np99 during the child build / idle before: {child.p99 / before.p99:.2f}x; / idle after: "
         f"{child.p99 / after.p99:.2f}x; longest wait {child.longest:.0f} ms")
-    log(f"p99 during the in-process build / idle after: {old.p99 / after.p99:.2f}x; longest wait {old.longest:.0f} ms "
-        f"({len(old.latencies_ms)} searches in {old.seconds:.1f} s)")
+    log(f"searches answered per second during the child build / idle after: "
+        f"{len(child.latencies_ms) / child.seconds / (len(after.latencies_ms) / after.seconds):.2f}x; during the "
+        f"in-process build: {len(old.latencies_ms) / old.seconds / (len(after.latencies_ms) / after.seconds):.2f}x")
+    log(f"longest wait: child build {child.longest:.0f} ms, in-process build {old.longest:.0f} ms "
+        f"(the whole build: nothing else ran)")
     return windows
 
 

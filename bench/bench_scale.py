@@ -360,7 +360,7 @@ def plot(results: list[SizeResult], path: Path = PLOT) -> None:
     plt.close(fig)
 
 
-def render(results: list[SizeResult], index_build_log: str = "", command: str = "") -> str:
+def render(results: list[SizeResult], index_build_log: str = "", command: str = "", notes: str = "") -> str:
     """The 'Scale' section of docs/benchmarks.md (bench/report.py includes bench/scale.md)."""
     out = ["## Scale: 10k to 1M vectors on the embedded engine (issue 16.4; `bench/bench_scale.py`)\n"]
     out.append(f"Measured with `{command or 'python -m bench.bench_scale --json FILE'}` then rendered with "
@@ -391,20 +391,44 @@ def render(results: list[SizeResult], index_build_log: str = "", command: str = 
     slopes = capacity(results)
     disk = {}
     for storage in STORAGES:
-        rows_ = [r for r in results if r.storage == storage and r.points >= 100_000] or \
-            [r for r in results if r.storage == storage]
+        rows_ = [r for r in results if r.storage == storage]
+        big = [r for r in rows_ if r.points >= 100_000]
+        rows_ = big if len(big) >= 2 else rows_
         if len(rows_) >= 2:
             disk[storage] = float(np.polyfit([r.points for r in rows_], [r.disk_mib for r in rows_], 1)[0] * 1e6)
     raw = DIMENSION * 4 * 1e6 / 2**20
-    out.append("**Capacity** (from the measurements above: the slope of each quantity against the number of points, "
-               "over the sizes from 100k up; the raw float32 vectors alone are "
-               f"{raw:,.0f} MiB per million 384-d vectors):\n")
+    out.append("**Capacity** (from the measurements above: the slope of each quantity against the number of points "
+               "— least squares over the sizes from 100k up when two were measured, else over all sizes; the raw "
+               f"float32 vectors alone are {raw:,.0f} MiB per million 384-d vectors, their int8 copies "
+               f"{raw / 4:,.0f} MiB). The int8 collection keeps its float32 originals in RAM too (the collection "
+               "spec has no on-disk vector storage), so quantization adds memory here and buys speed; with the "
+               "originals on disk its RAM would be about the int8 slope minus the raw float32 size:\n")
     cap = ["| storage | serving RSS per million vectors | on disk per million vectors | vectors a 24 GiB host holds "
            "(RSS, 4 GiB kept free) |", "|:---|---:|---:|---:|"]
     for storage, mib in slopes.items():
         cap.append(f"| {storage} | {mib:,.0f} MiB | {disk.get(storage, float('nan')):,.0f} MiB | "
                    f"{20 * 1024 / mib:,.1f} M |")
     out.append("\n".join(cap) + "\n")
+    biggest = max((r.points for r in results), default=0)
+    if biggest < 1_000_000:
+        out.append(f"**1M points: extrapolated, not measured** (the largest size measured here is {biggest:,}): "
+                   "serving memory from the linear fit above; build time from the largest measured build scaled "
+                   "as HNSW's n·log n (at that row's machine load, which dominates it here); latency is not "
+                   "extrapolated (HNSW search cost grows with log n, but a 10x larger graph also leaves the "
+                   "CPU caches, which only a measurement shows):\n")
+        ext = ["| storage | serving RSS at 1M (MiB) | build time at 1M (s) |", "|:---|---:|---:|"]
+        for storage in STORAGES:
+            rows_ = [r for r in results if r.storage == storage]
+            if len(rows_) < 2:
+                continue
+            largest = max(rows_, key=lambda r: r.points)
+            growth = 1e6 / largest.points * np.log(1e6) / np.log(largest.points)
+            rss = slopes[storage] * (1e6 - largest.points) / 1e6 + largest.rss_collection_mib
+            ext.append(f"| {storage} | {rss:,.0f} | {largest.build_s * growth:,.0f} (from {largest.build_s:,.0f} s at "
+                       f"{largest.points:,}, load {largest.load[0]:.0f}) |")
+        out.append("\n".join(ext) + "\n")
+    if notes:
+        out.append(notes.strip() + "\n")
     if index_build_log:
         out.append("### Index builds while serving (issue 16.3; `bench/bench_index_build.py`)\n")
         out.append("```text\n" + index_build_log.strip() + "\n```\n")
@@ -427,12 +451,14 @@ def main() -> None:
                         help="measure nothing: write bench/scale.md and docs/img/scale.png from these --json files")
     parser.add_argument("--index-build-log", type=Path, help="with --render: bench_index_build's output to include")
     parser.add_argument("--command", default="", help="with --render: the measuring command, as the page shows it")
+    parser.add_argument("--notes", type=Path, help="with --render: a markdown file of notes to include")
     args = parser.parse_args()
     if args.render:
         results = load_results(args.render)
         plot(results)
         log = args.index_build_log.read_text() if args.index_build_log else ""
-        SECTION.write_text(render(results, log, args.command), encoding="utf-8")
+        notes = args.notes.read_text() if args.notes else ""
+        SECTION.write_text(render(results, log, args.command, notes), encoding="utf-8")
         print(f"wrote {SECTION} and {PLOT}")
         return
     sizes = [s for s in (int(x) for x in args.sizes.split(",")) if s <= args.max_points]
