@@ -258,10 +258,11 @@ def _fsync_directory(path: Path) -> None:
         os.close(directory)
 
 
-def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> qe.EdgeShard:
+def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> tuple[qe.EdgeShard, SearchgwError | None]:
     """Close the serving shard, put the built copy in its place, open it. The serving directory moves
     aside first (`retired`, next to the copy): a crash between the two renames leaves it there, and
-    the next open moves it back (see `_recover_builds`)."""
+    the next open moves it back (see `_recover_builds`). If the copy cannot take its place or does not
+    open, the serving shard goes back and opens again: (the shard now serving, the error or None)."""
     retired = copy.parent / "retired"
     engine.close()
     os.rename(path, retired)
@@ -269,10 +270,17 @@ def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> qe.EdgeShard:
         os.rename(copy, path)
     except BaseException:
         os.rename(retired, path)
-        raise
+        return qe.EdgeShard.load(str(path)), Unavailable("the built index could not be moved into place")
     _fsync_directory(path.parent)
     _fsync_directory(copy.parent)
-    return qe.EdgeShard.load(str(path))
+    try:
+        return qe.EdgeShard.load(str(path)), None
+    except Exception as exc:  # the built copy does not open: put the serving shard back
+        os.rename(path, copy.parent / "failed")
+        os.rename(retired, path)
+        _fsync_directory(path.parent)
+        return qe.EdgeShard.load(str(path)), Unavailable(f"the built index does not open ({exc}); the collection "
+                                                          "is served as before the build")
 
 
 def _recover_builds(builds: Path, collections: Path) -> None:
@@ -432,12 +440,15 @@ class _OpenShard:
                 try:
                     swap = time.perf_counter()
                     await self._idle.wait()
-                    self._engine = await loop.run_in_executor(self._executor, _swap, self._engine, path, copy)
+                    self._engine, failure = await loop.run_in_executor(self._executor, _swap, self._engine, path,
+                                                                        copy)
                     searches_paused = time.perf_counter() - swap
                 finally:
                     self._swapping = None
                     swapping.set()
                 writes_paused += time.perf_counter() - pause
+            if failure is not None:
+                raise failure
         finally:
             self._journal = None
             if process is not None:
