@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from searchgw.errors import NotFound
+from searchgw.errors import NotFound, SearchgwError
 from searchgw.gateway.backends import CollectionSpec, EdgeBackend, FieldCondition, Filter, Point, SearchQuery
 from searchgw.gateway.backends._index_build import BuildProcess, JournalEntry
 from searchgw.gateway.backends.edge import _recover_builds
@@ -205,3 +205,49 @@ def test_a_swap_cut_short_between_its_renames_is_undone_at_the_next_open(tmp_pat
     assert (collections / "c" / "marker").read_text() == "serving"
     assert (collections / "d").is_dir()
     assert os.listdir(builds) == []
+
+
+async def test_a_built_copy_that_does_not_open_leaves_the_collection_served_as_before(tmp_path):
+    class BreakingBuilder(WatchedBuilder):
+        async def finish(self, journal) -> None:
+            await super().finish(journal)
+            for wal in (Path(self.path) / "wal").iterdir():  # the built copy is damaged before the swap
+                wal.write_bytes(b"\0garbage")
+            (Path(self.path) / "edge_config.json").write_text("{not json")
+
+        async def __call__(self, path: str) -> WatchedBuilder:
+            self.path = path
+            return await super().__call__(path)
+
+    builder = BreakingBuilder()
+    builder.release.set()
+    backend = EdgeBackend(tmp_path, index_builder=builder)
+    try:
+        vectors = unit(POINTS, seed=6)
+        await _collection(backend, vectors)
+        before = await _all_points(backend)
+        with pytest.raises(SearchgwError):
+            await backend.optimize("c")
+        assert await _all_points(backend) == before  # still served, every point there
+        await backend.upsert("c", [Point(POINTS, vectors[0], {"after": True})])  # and writable
+        assert await backend.count("c") == POINTS + 1
+    finally:
+        await backend.close()
+    assert not (tmp_path / "builds" / "c").exists()
+
+
+async def test_optimize_collection_reports_the_build_and_counts_it(rig):
+    server, client = await rig.start()
+    await client.create_collection("vec", dimension=DIM)
+    await client.upsert("vec", [{"id": i, "vector": v.tolist()} for i, v in enumerate(unit(50, seed=7))])
+    response = await client.optimize_collection_report("vec", timeout=120)
+    assert response.collection.points_count == 50
+    build = response.build
+    assert build.duration.ToTimedelta().total_seconds() >= build.build_duration.ToTimedelta().total_seconds() > 0
+    assert build.replayed_writes == 0
+    registry = server.metrics.registry
+    assert registry.get_sample_value("searchgw_index_builds_total", {"collection": "vec", "result": "ok"}) == 1
+    assert registry.get_sample_value("searchgw_index_build_seconds_count", {"step": "build"}) == 1
+    assert registry.get_sample_value("searchgw_index_builds_running") == 0
+    background = await client.optimize_collection_report("vec", background=True, timeout=120)
+    assert background.collection.points_count == 50 and not background.HasField("build")
