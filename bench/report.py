@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import matplotlib.ticker  # noqa: E402
 
 from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
+from bench import bench_index_build  # noqa: E402
 from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
 from searchgw.loadgen import LatencyHistogram, Tally  # noqa: E402
@@ -528,7 +529,8 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     if backends is not None:
         add("## Vector backend (`bench/bench_backends.py`)\n")
         add("The edge backend against qdrant-edge called directly (one thread, no asyncio), sequential and 16 "
-            "concurrent callers, micro-batching off and on.\n")
+            "concurrent callers, micro-batching off and on; last, searches while an index is built (in a child process, "
+            "and in-process as before issue 16.3; `bench/bench_index_build.py`).\n")
         add("```text\n" + backends_log.strip() + "\n```\n")
 
     # Rollout decisions: simulated (tests/gateway/test_rollout_simulation.py) and bench_detection's live
@@ -563,6 +565,12 @@ async def collect(quick: bool, log=print) -> dict:
     with redirect_stdout(buffer):
         backends = await bench_backends.run(300 if quick else 1600, with_local=not quick)
     loads["after backends"] = load_average()
+    # searches during an index build (child process) against idle and the in-process build: bench_index_build
+    log(f"index build benchmark ({loadavg_text()})")
+    with tempfile.TemporaryDirectory(prefix="bench-index-build-") as work:
+        await bench_index_build.run(10_000 if quick else 20_000, 4, Path(work),
+                                    log=lambda *parts: print(*parts, file=buffer))
+    loads["after index build"] = load_average()
     model = None
     if not quick:
         log(f"model benchmark, its own process ({loadavg_text()})")
