@@ -60,10 +60,12 @@ from opentelemetry import trace
 from searchgw.gateway.backends import (
     CollectionSpec,
     Filter,
+    Fusion,
     Payload,
     Point,
     PointId,
     ScoredPoint,
+    SearchMode,
     SearchQuery,
     VectorBackend,
 )
@@ -76,13 +78,16 @@ from searchgw.gateway.rollout.quality import ShadowComparison
 from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
+    BM25_TEXT_PAYLOAD_KEY,
     TEXT_PAYLOAD_KEY,
     FilterLimits,
     check_name,
     check_query_length,
+    check_search_mode,
     check_text,
     checked_filter,
     checked_params,
+    checked_fusion,
     checked_payload,
 )
 from searchgw.gateway.settings import GatewaySettings
@@ -125,6 +130,9 @@ class SearchParams:
     score_threshold: float | None = None
     with_payload: bool = False
     page_token: str = ""
+    #: Dense (the default), sparse (BM25 over `text`) or hybrid (both, fused as `fusion` says).
+    mode: SearchMode = SearchMode.DENSE
+    fusion: Fusion = field(default_factory=Fusion)
     #: The engine's knobs (ef, exact, quantization), checked against `rules.checked_params`.
     search_params: EngineSearchParams | None = None
 
@@ -150,6 +158,8 @@ class PointInput:
     text: str | None = None
     vector: Sequence[float] | None = None
     payload: Payload = field(default_factory=dict)
+    #: A raw-vector point's BM25 text (kept in the payload under BM25_TEXT_PAYLOAD_KEY).
+    bm25_text: str | None = None
 
 
 def _space(spec: CollectionSpec) -> str:
@@ -307,6 +317,9 @@ class SearchCore:
             check_query_length("vector.values", len(params.vector))
         else:
             raise InvalidArgument("query", "set text or vector")
+        if params.mode is not SearchMode.DENSE and params.text is None:
+            raise InvalidArgument("mode", f"a {params.mode.value} search ranks by BM25 over a text: send `text`, "
+                                          "not a vector (a vector query is dense only)")
         limit = params.limit or self._settings.default_limit
         if limit > self._settings.max_limit:
             raise InvalidArgument("limit", f"{limit} is over the maximum of {self._settings.max_limit}")
@@ -316,11 +329,16 @@ class SearchCore:
                      on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
         """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
         limit, checked = self._validate_search(params)
+        params = replace(params, fusion=checked_fusion("fusion", params.fusion))
+        self._metrics.search_modes.labels(
+            params.mode.value, params.fusion.method.value if params.mode is SearchMode.HYBRID else "none").inc()
         vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
         knobs = checked_params("params", params.search_params)
-        # the knobs are part of the query a page token is bound to (only when set: older tokens stay good)
+        # a page token is bound to the mode and fusion too, and to the knobs (a dense query without knobs
+        # prints as it always did)
+        ranking = () if params.mode is SearchMode.DENSE else (params.mode.value, params.fusion)
         query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
-                                  params.score_threshold, *(() if knobs is None else (knobs,)))
+                                  params.score_threshold, *ranking, *(() if knobs is None else (knobs,)))
         page = self._pages.read_search(params.page_token, query_print)
         offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
@@ -541,7 +559,12 @@ class SearchCore:
     async def _search_physical(self, physical: str, params: SearchParams, limit: int, offset: int,
                                deadline: float | None) -> list[ScoredPoint]:
         spec = await self._specs.get(physical)
-        if params.text is not None:
+        if params.mode is not SearchMode.DENSE:
+            # checked before anything is embedded: a collection without BM25 cannot serve it
+            check_search_mode(spec, SearchQuery(vector=(), mode=params.mode, text=params.text), params.collection)
+        if params.mode is SearchMode.SPARSE:
+            vector: np.ndarray | Sequence[float] = ()  # BM25 alone: nothing to embed
+        elif params.text is not None:
             if not spec.embedding_model:
                 raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
                                               "search it by vector")
@@ -553,6 +576,8 @@ class SearchCore:
                                                        f"{params.collection!r} holds {spec.dimension}-d vectors")
         query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
                             score_threshold=params.score_threshold, with_payload=params.with_payload,
+                            mode=params.mode, text=params.text if params.mode is not SearchMode.DENSE else None,
+                            fusion=params.fusion,
                             params=params.search_params)
         return await self._backend.search(physical, query)
 
@@ -579,6 +604,7 @@ class SearchCore:
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
+            self._check_bm25_text(index, point)
             if point.text is None and TEXT_PAYLOAD_KEY in point.payload:
                 raise InvalidArgument(
                     f"points[{index}].payload.{TEXT_PAYLOAD_KEY}",
@@ -587,6 +613,19 @@ class SearchCore:
                     "`text`, or leave the key out")
         async with self.write_order.writing(collection):
             return await self._upsert(collection, points, deadline)
+
+    def _check_bm25_text(self, index: int, point: PointInput) -> None:
+        """`bm25_text` belongs to a raw-vector point (a text point is BM25-indexed by its text), and the
+        payload key that keeps it is set through that field only."""
+        if BM25_TEXT_PAYLOAD_KEY in point.payload:
+            raise InvalidArgument(f"points[{index}].payload.{BM25_TEXT_PAYLOAD_KEY}",
+                                  "is reserved for the point's BM25 text: send it in `bm25_text`")
+        if point.bm25_text is None:
+            return
+        if point.text is not None:
+            raise InvalidArgument(f"points[{index}].bm25_text", "a text point is BM25-indexed by its `text`; "
+                                                                "bm25_text is for a raw-vector point")
+        self._check_text(f"points[{index}].bm25_text", point.bm25_text)
 
     async def _upsert(self, collection: str, points: Sequence[PointInput],
                       deadline: float | None) -> tuple[int, list[str]]:
@@ -627,6 +666,8 @@ class SearchCore:
                 # The source text is kept in the point (TEXT_PAYLOAD_KEY): a canary with another model is
                 # backfilled by re-embedding it.
                 payload = point.payload if point.text is None else {**point.payload, TEXT_PAYLOAD_KEY: point.text}
+                if point.bm25_text is not None:  # what a collection with BM25 (or a canary) indexes the point by
+                    payload = {**payload, BM25_TEXT_PAYLOAD_KEY: point.bm25_text}
                 batch.append(Point(id=point.id, vector=vector, payload=payload))
             prepared.append((physical, batch))
         async with self._ordered(collection, targets, [point.id for point in points]):

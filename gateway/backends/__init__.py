@@ -22,6 +22,9 @@ from searchgw.gateway.backends.base import VectorBackend
 from searchgw.gateway.backends.faults import FaultInjectingBackend, FaultKind
 from searchgw.gateway.backends.instrumented import BackendObserver, InstrumentedBackend
 from searchgw.gateway.backends.types import (
+    BM25_VECTOR,
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionInfo,
     CollectionSpec,
     Condition,
@@ -29,6 +32,8 @@ from searchgw.gateway.backends.types import (
     Distance,
     FieldCondition,
     Filter,
+    Fusion,
+    FusionMethod,
     HasId,
     IndexBuild,
     IsEmpty,
@@ -44,6 +49,7 @@ from searchgw.gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     ScrollPage,
+    SearchMode,
     StoredPoint,
     SearchQuery,
     SnapshotInfo,
@@ -93,6 +99,9 @@ async def open_backend(kind: str, *, data_dir: str | Path, qdrant_location: str 
 
 
 __all__ = [
+    "BM25_VECTOR",
+    "Bm25Config",
+    "Bm25Tokenizer",
     "BACKEND_KINDS",
     "BackendObserver",
     "CollectionInfo",
@@ -105,6 +114,8 @@ __all__ = [
     "FaultKind",
     "FieldCondition",
     "Filter",
+    "Fusion",
+    "FusionMethod",
     "HasId",
     "IndexBuild",
     "InstrumentedBackend",
@@ -122,6 +133,7 @@ __all__ = [
     "ScalarQuantization",
     "ScoredPoint",
     "ScrollPage",
+    "SearchMode",
     "StoredPoint",
     "SearchQuery",
     "SnapshotInfo",
