@@ -19,6 +19,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import pathlib
 import re
@@ -421,6 +422,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = _operation(rops, "list", "rollouts, newest first", "searchgw rollout list --collection docs")
     listing.add_argument("--collection", default="", help="only this logical collection's")
     rollout.set_defaults(run=lambda a: _client(a, _rollout))
+    register_experiment(subparsers)
 
 
 # -- the analysis policy's flags, from the proto (a field the proto gains gets its flag) -----------
@@ -762,7 +764,10 @@ async def _search(client, args) -> int:
         route = response.route
         yield (f"# {len(response.points)} hits from {route.collection}"
                + (f" (rollout {route.rollout}, {'canary' if route.arm == 2 else 'primary'}"
-                  f"{', fallback' if route.fallback else ''})" if route.rollout else ""))
+                  f"{', fallback' if route.fallback else ''})" if route.rollout else "")
+               + (f" (experiment {route.experiment}, arm {route.variant})" if route.experiment else ""))
+        if response.search_id:
+            yield f"# search id {response.search_id}  (searchgw experiment report-outcome ID --kind KIND)"
         for point in response.points:
             ident = point.id.uuid or point.id.num
             text = point.payload.fields["text"].string_value if "text" in point.payload.fields else ""
@@ -1171,3 +1176,138 @@ def _yaml(message) -> str:
     import yaml
 
     return yaml.safe_dump(_as_dict(message), sort_keys=False, allow_unicode=True)
+
+
+# -- experiments ----------------------------------------------------------------------------------
+def _variant_arg(text: str) -> tuple[str, str, int]:
+    """NAME=COLLECTION[:BPS] or COLLECTION (named v1, v2, ... in order)."""
+    name, equals, rest = text.rpartition("=") if "=" in text else ("", "", text)
+    collection, colon, bps = rest.partition(":")
+    if not collection or (colon and not bps.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=COLLECTION[:BASIS_POINTS] or COLLECTION")
+    return name, collection, int(bps) if colon else 0
+
+
+def register_experiment(subparsers: argparse._SubParsersAction) -> None:
+    experiment = _command(subparsers, "experiment", "A/B(/n) experiments: split an alias between control and "
+                                                    "variant collections and judge them on reported outcomes",
+                          "  searchgw experiment create e1 --collection docs --variant m32=docs-m32 "
+                          "--variant int8=docs-int8\n  searchgw experiment start e1\n  searchgw experiment get e1\n"
+                          "  searchgw experiment conclude e1 --promote")
+    eops = _operations(experiment)
+    create = _operation(eops, "create", "create an experiment (it holds the alias: writes reach every arm; "
+                                        "control serves until 'start')",
+                        "searchgw experiment create e1 --collection docs --variant m32=docs-m32:3000 "
+                        "--control-split-bps 7000")
+    create.add_argument("name", help="a unique name")
+    create.add_argument("--collection", required=True, help="the logical collection (alias) whose searches split")
+    create.add_argument("--variant", type=_variant_arg, action="append", required=True, metavar="NAME=COLLECTION[:BPS]",
+                        help="a variant (repeatable): its name, physical collection and share in basis points "
+                             "[all shares 0: an even split]")
+    create.add_argument("--control", default="", help="control's collection [what the alias points at]")
+    create.add_argument("--control-split-bps", type=int, default=0, help="control's share in basis points")
+    create.add_argument("--alpha", type=float, default=0.0, help="false-winner bound over the whole experiment [0.05]")
+    create.add_argument("--goal", default="", help="the outcome kind that decides [conversion]")
+    create.add_argument("--outcome-kinds", default="", help="comma-separated kinds clients may report "
+                                                            "[click,conversion]")
+    create.add_argument("--latency-threshold", type=_seconds, default=0.0,
+                        help="searches slower than this count as slow (e.g. 100ms is 0.1) [0.1]")
+    create.add_argument("--interval", type=_seconds, default=0.0, help="how often the tests are updated [5s]")
+    for op, text, example in (
+            ("get", "the experiment: state, each arm's numbers, the tests and the verdict", "searchgw experiment get e1"),
+            ("start", "split the traffic (or resume a paused experiment)", "searchgw experiment start e1"),
+            ("pause", "send every search to control; outcomes of earlier searches still count",
+             'searchgw experiment pause e1 --reason "incident"'),
+            ("stop", "end the experiment without a conclusion", "searchgw experiment stop e1"),
+            ("watch", "follow the experiment: one line per analysis or transition until it ends",
+             "searchgw experiment watch e1"),
+            ("conclude", "end the experiment with an arm (default: the winner); --promote points the alias at it",
+             "searchgw experiment conclude e1 --promote")):
+        parser = _operation(eops, op, text, example)
+        parser.add_argument("name", help="the experiment's name")
+        if op in ("start", "pause", "stop", "conclude"):
+            parser.add_argument("--reason", default="", help="why, kept with the decision")
+        if op == "conclude":
+            parser.add_argument("--arm", default="", help="the arm to conclude with [the winner]")
+            parser.add_argument("--promote", action="store_true", help="point the alias at the arm's collection")
+    listing = _operation(eops, "list", "experiments, newest first", "searchgw experiment list --collection docs")
+    listing.add_argument("--collection", default="", help="only this logical collection's")
+    report = _operation(eops, "report-outcome", "report what users did with searches' results",
+                        "searchgw experiment report-outcome SEARCH_ID --kind conversion --value 12.5")
+    report.add_argument("search_id", nargs="+", help="SearchResponse.search_id (one or more)")
+    report.add_argument("--kind", required=True, help="the outcome kind (one of the experiment's)")
+    report.add_argument("--value", type=float, default=1.0, help="a value summed per arm [1]")
+    experiment.set_defaults(run=lambda a: _client(a, _experiment))
+
+
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def experiment_lines(experiment) -> list[str]:
+    arms = ", ".join(f"{a.arm}={a.collection}" for a in experiment.arms) or ", ".join(
+        [f"control={experiment.control_collection}", *(f"{v.name}={v.collection}" for v in experiment.variants)])
+    splits = [experiment.control_split_bps, *(v.split_bps for v in experiment.variants)]
+    lines = [f"experiment {experiment.name}: {experiment.collection} split {arms} "
+             f"({' / '.join(f'{b / 100:g}%' for b in splits)})",
+             f"state      {_enum_name(experiment, 'state')}  alpha {experiment.policy.alpha:g}  goal "
+             f"{experiment.policy.goal}",
+             f"verdict    {' '.join(experiment.summary.split())}"]
+    if experiment.concluded_arm:
+        lines.append(f"concluded  with {experiment.concluded_arm}{' (promoted)' if experiment.promoted else ''}")
+    kinds = list(experiment.policy.outcome_kinds)
+    rows = []
+    for arm in experiment.arms:
+        counts = {o.kind: o for o in arm.outcomes}
+        latency = arm.mean_latency.ToTimedelta().total_seconds() * 1000
+        rows.append((arm.arm, str(arm.searches), str(arm.errors), str(arm.slow), f"{latency:.1f} ms",
+                     *(f"{counts[k].count} ({counts[k].rate:.2%})" if k in counts else "0" for k in kinds)))
+    lines += ["           " + row for row in _columns(rows, ("ARM", "SEARCHES", "ERRORS", "SLOW", "MEAN",
+                                                             *(k.upper() for k in kinds)))]
+    for verdict in experiment.verdicts:
+        tests = "  ".join(f"{t.name} p={t.p_value:.3g}{'*' if t.rejected else ''} ratio={_number(t.estimate)} "
+                          f"[{_number(t.lower)}, {_number(t.upper)}]" for t in verdict.tests)
+        lines.append(f"tests      {verdict.arm} {_enum_name(verdict, 'status').lower()}: {tests}")
+    return lines
+
+
+async def _experiment(client, args) -> int:
+    from searchgw.gateway.client import every_page
+
+    timeout = args.timeout
+    if args.op == "create":
+        kinds = [k.strip() for k in args.outcome_kinds.split(",") if k.strip()]
+        experiment = await client.create_experiment(
+            args.name, args.collection, args.variant, control_collection=args.control,
+            control_split_bps=args.control_split_bps, alpha=args.alpha, goal=args.goal, outcome_kinds=kinds,
+            latency_threshold_s=args.latency_threshold, interval_s=args.interval, timeout=timeout)
+    elif args.op == "get":
+        experiment = await client.get_experiment(args.name, timeout=timeout)
+    elif args.op == "list":
+        experiments = [e async for page in every_page(lambda token: client.list_experiments(
+                           collection=args.collection, page_token=token, timeout=timeout)) for e in page.experiments]
+        rows = [(e.name, e.collection, _enum_name(e, "state"), e.winner or "-", _time(e.update_time))
+                for e in experiments]
+        _emit(args, {"experiments": [_as_dict(e) for e in experiments]},
+              lambda: _columns(rows, ("NAME", "COLLECTION", "STATE", "WINNER", "UPDATED")))
+        return 0
+    elif args.op == "watch":
+        async for message in client.watch_experiment(args.name):
+            e = message.experiment
+            line = (f"{e.name}: {_enum_name(e, 'state')}, {sum(a.searches for a in e.arms)} searches; "
+                    f"{' '.join(e.summary.split())}")
+            print(line if args.output == "table" else json.dumps(_as_dict(message)), flush=True)
+        return 0
+    elif args.op == "report-outcome":
+        response = await client.report_outcomes([(s, args.kind, args.value) for s in args.search_id],
+                                                 timeout=timeout)
+        outcome_rows = [(s[:16] + "…", _enum_name(r, "status")) for s, r in zip(args.search_id, response.results)]
+        _emit(args, response, lambda: _columns(outcome_rows, ("SEARCH ID", "STATUS")))
+        return 0 if response.accepted == len(args.search_id) else 1
+    elif args.op == "conclude":
+        experiment = await client.conclude_experiment(args.name, arm=args.arm, promote=args.promote,
+                                                      reason=args.reason, timeout=timeout)
+    else:
+        experiment = await getattr(client, f"{args.op}_experiment")(args.name, args.reason, timeout=timeout)
+    _emit(args, experiment, lambda: experiment_lines(experiment))
+    return 0

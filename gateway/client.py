@@ -22,6 +22,8 @@ from searchgw.rpc.status import error_from_rpc
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import collection_service_pb2_grpc as coll_grpc
 from searchgw.v1 import common_pb2 as common_pb
+from searchgw.v1 import experiment_service_pb2 as exp_pb
+from searchgw.v1 import experiment_service_pb2_grpc as exp_grpc
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import rollout_service_pb2_grpc as roll_grpc
 from searchgw.v1 import search_service_pb2 as search_pb
@@ -100,6 +102,7 @@ class GatewayClient:
         self.search_stub = search_grpc.SearchServiceStub(channel)
         self.collection_stub = coll_grpc.CollectionServiceStub(channel)
         self.rollout_stub = roll_grpc.RolloutServiceStub(channel)
+        self.experiment_stub = exp_grpc.ExperimentServiceStub(channel)
 
     async def __aenter__(self) -> GatewayClient:
         return self
@@ -383,3 +386,65 @@ class GatewayClient:
         finally:
             call.cancel()
 
+    # -- ExperimentService -------------------------------------------------------------------
+    async def create_experiment(self, name: str, collection: str, variants: Sequence[str | tuple[str, str, int]], *,
+                                control_collection: str = "", control_split_bps: int = 0, alpha: float = 0.0,
+                                goal: str = "", outcome_kinds: Sequence[str] = (), latency_threshold_s: float = 0.0,
+                                interval_s: float = 0.0, timeout: float | None = None) -> exp_pb.Experiment:
+        """`variants`: collection names (named v1, v2, ..., an even split), or (name, collection, split_bps)."""
+        arms = [exp_pb.ExperimentArm(collection=v) if isinstance(v, str)
+                else exp_pb.ExperimentArm(name=v[0], collection=v[1], split_bps=v[2]) for v in variants]
+        policy = exp_pb.ExperimentPolicy(alpha=alpha, goal=goal, outcome_kinds=list(outcome_kinds))
+        if latency_threshold_s:
+            policy.latency_threshold.CopyFrom(_duration(latency_threshold_s))
+        if interval_s:
+            policy.interval.CopyFrom(_duration(interval_s))
+        experiment = exp_pb.Experiment(name=name, collection=collection, control_collection=control_collection,
+                                       control_split_bps=control_split_bps, variants=arms, policy=policy)
+        return (await self._call(self.experiment_stub.CreateExperiment,
+                                 exp_pb.CreateExperimentRequest(experiment=experiment), timeout)).experiment
+
+    async def get_experiment(self, name: str, *, timeout: float | None = None) -> exp_pb.Experiment:
+        return (await self._call(self.experiment_stub.GetExperiment, exp_pb.GetExperimentRequest(name=name),
+                                 timeout)).experiment
+
+    async def list_experiments(self, *, collection: str = "", page_size: int = 0, page_token: str = "",
+                               timeout: float | None = None) -> exp_pb.ListExperimentsResponse:
+        return await self._call(self.experiment_stub.ListExperiments,
+                                exp_pb.ListExperimentsRequest(collection=collection, page_size=_page_size(page_size),
+                                                              page_token=page_token), timeout)
+
+    async def start_experiment(self, name: str, reason: str = "", *, timeout: float | None = None) -> exp_pb.Experiment:
+        return (await self._call(self.experiment_stub.StartExperiment,
+                                 exp_pb.StartExperimentRequest(name=name, reason=reason), timeout)).experiment
+
+    async def pause_experiment(self, name: str, reason: str = "", *, timeout: float | None = None) -> exp_pb.Experiment:
+        return (await self._call(self.experiment_stub.PauseExperiment,
+                                 exp_pb.PauseExperimentRequest(name=name, reason=reason), timeout)).experiment
+
+    async def stop_experiment(self, name: str, reason: str = "", *, timeout: float | None = None) -> exp_pb.Experiment:
+        return (await self._call(self.experiment_stub.StopExperiment,
+                                 exp_pb.StopExperimentRequest(name=name, reason=reason), timeout)).experiment
+
+    async def conclude_experiment(self, name: str, *, arm: str = "", promote: bool = False, reason: str = "",
+                                  timeout: float | None = None) -> exp_pb.Experiment:
+        """End `name` with `arm` (default: the winner); `promote` points the alias at that arm's collection."""
+        request = exp_pb.ConcludeExperimentRequest(name=name, arm=arm, promote=promote, reason=reason)
+        return (await self._call(self.experiment_stub.ConcludeExperiment, request, timeout)).experiment
+
+    async def report_outcomes(self, outcomes: Sequence[tuple[str, str] | tuple[str, str, float]], *,
+                              timeout: float | None = None) -> exp_pb.ReportOutcomeResponse:
+        """Report (search_id, kind[, value]) outcomes; the response has one status per outcome."""
+        request = exp_pb.ReportOutcomeRequest(outcomes=[
+            exp_pb.Outcome(search_id=o[0], kind=o[1], value=o[2] if len(o) > 2 else 1.0) for o in outcomes])
+        return await self._call(self.experiment_stub.ReportOutcome, request, timeout)
+
+    async def watch_experiment(self, name: str) -> AsyncIterator[exp_pb.WatchExperimentResponse]:
+        call = self.experiment_stub.WatchExperiment(exp_pb.WatchExperimentRequest(name=name), metadata=self._metadata)
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+        finally:
+            call.cancel()

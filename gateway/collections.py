@@ -60,10 +60,16 @@ class CollectionAdmin:
     def __init__(self, backend: VectorBackend, specs: CollectionSpecs, router: Router,
                  embedder: TextEmbedder | None, page_tokens: PageTokens, *,
                  default_embedding_model: str = "",
+                 experiment_on: Callable[[str], str | None] | None = None,
+                 experiment_arms: Callable[[str], Sequence[str]] | None = None,
                  on_build_start: Callable[[str], None] | None = None,
                  on_build_end: IndexBuildObserver | None = None) -> None:
         """`default_embedding_model` ("": the embedder's own default) is what a collection created
-        without a model or dimension holds."""
+        without a model or dimension holds. `experiment_on(name)` names the experiment that holds `name`
+        (its alias or one of its arms' collections), if any: such a name is not deleted or repointed."""
+        self._experiment_on = experiment_on
+        #: The collections of every arm of the experiment holding a name (its alias or an arm), or ().
+        self._experiment_arms = experiment_arms
         self._backend = backend
         self._specs = specs
         self._router = router
@@ -224,6 +230,8 @@ class CollectionAdmin:
         for collection, table in self._router.tables().items():
             if name in (collection, table.primary, table.canary):
                 return [table.primary, table.canary]
+        if self._experiment_arms is not None and (arms := self._experiment_arms(name)):
+            return list(arms)  # every arm of an experiment holding `name`, control first
         return [await self._backend.resolve(name)]
 
     async def create_payload_index(self, name: str, index: PayloadIndex) -> CollectionInfo:
@@ -282,6 +290,11 @@ class CollectionAdmin:
         self._specs.forget(spec.name)
 
     def _refuse_if_in_rollout(self, name: str, action: str) -> None:
+        experiment = self._experiment_on(name) if self._experiment_on is not None else None
+        if experiment is not None:
+            raise FailedPrecondition(f"cannot {action} {name!r}: experiment {experiment!r} holds it; stop or "
+                                     "conclude it first", reason="EXPERIMENT_ACTIVE",
+                                     metadata={"experiment": experiment})
         for collection, table in self._router.tables().items():
             if name in (collection, table.primary, table.canary):
                 raise FailedPrecondition(f"cannot {action} {name!r}: rollout {table.rollout!r} is active on it; "

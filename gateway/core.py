@@ -39,6 +39,12 @@ model, for searches and writes alike. A raw vector belongs to one space, so:
 During the bake (BAKING) primary is the old collection; after it, raw vectors reach the new collection
 through the alias, in the new space — clients must have moved to the new model by then.
 
+Experiments (`searchgw.gateway.experiments`, docs/experiments.md): a search to an alias an experiment
+holds is routed by it (`_search_experiment`: the arm its routing key hashes to while it RUNS, control
+otherwise), its ending counted for that arm, and the answer carries a signed `search_id` for
+ReportOutcome; writes to the alias reach every arm, like a rollout's dual writes. An experiment and a
+rollout never hold one alias at once.
+
 Dependencies are explicit and given once by the server: the backend (already instrumented: timed,
 traced, engine failures made UNAVAILABLE — see `backends.InstrumentedBackend`), the collection specs
 it shares with CollectionAdmin, the router and controller, the embedder, settings and metrics.
@@ -71,6 +77,7 @@ from searchgw.gateway.backends import (
 )
 from searchgw.gateway.backends.types import SearchParams as EngineSearchParams
 from searchgw.gateway.embedding import TextEmbedder
+from searchgw.gateway.experiments import ArmRoute, ExperimentManager, HeldAlias
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
@@ -143,6 +150,9 @@ class RouteInfo:
     collection: str
     rollout: str = ""
     fallback: bool = False
+    #: The experiment that routed the search, and its arm ("control" or a variant); "" when none.
+    experiment: str = ""
+    variant: str = ""
 
 
 @dataclass
@@ -150,6 +160,8 @@ class SearchOutcome:
     points: list[ScoredPoint]
     route: RouteInfo
     next_page_token: str = ""
+    #: Set when a running experiment routed the search: the id clients quote in ReportOutcome.
+    search_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,9 +268,12 @@ class SearchCore:
         clock: Callable[[], float] = time.monotonic,
         page_tokens: PageTokens | None = None,
         write_order: WriteOrder | None = None,
+        experiments: ExperimentManager | None = None,
         shadow: ShadowSampler | None = None,
     ) -> None:
         self._backend = backend
+        #: Experiments: the aliases they hold are routed here (see `_search_experiment`), and written to every arm.
+        self._experiments = experiments
         #: Orders dual writes per point id; holds writes while a rollout is being created (shared with
         #: the rollout controller, see `routing.writes`).
         self.write_order = write_order or WriteOrder()
@@ -349,6 +364,10 @@ class SearchCore:
                                           self._settings.routing_key_fallback)
         if source not in ("request", "metadata"):
             self._metrics.unkeyed.labels(source).inc()
+        held = self._experiments.held(params.collection) if self._experiments is not None else None
+        if held is not None:  # an experiment holds the alias (no rollout can, at the same time)
+            return await self._search_experiment(held, key, params, limit, offset, page, query_print, deadline,
+                                                 on_route)
         if page is not None and page.collection:  # a later page: served where the first one was
             decision = await self._pinned_decision(params.collection, page)
         else:
@@ -380,6 +399,56 @@ class SearchCore:
             self._offer_shadow(params, route, points, limit)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
 
+    async def _search_experiment(self, held: HeldAlias, key: str, params: SearchParams, limit: int, offset: int,
+                                 page: SearchPage | None, query_print: str, deadline: float | None,
+                                 on_route: Callable[[Arm], None] | None) -> SearchOutcome:
+        """A search to an alias an experiment holds. While it RUNS the routing key picks the arm, whose
+        ending (code, latency) is counted for it, and the answer carries a search id; otherwise control
+        serves, uncounted. A later page is served by the arm of its first page, uncounted, without an id.
+        A forced arm (`x-canary-arm`, a rollout's smoke test) is served by control, uncounted. A raw vector
+        is served by control when the arm holds another vector space (model or dimension), uncounted.
+        There is no fallback: a variant's failure is the caller's, and counts against the variant."""
+        experiments = self._experiments
+        assert experiments is not None
+        route: ArmRoute
+        if page is not None and page.collection:
+            found = held.by_collection.get(page.collection)
+            if found is None:
+                raise self._stale_page(params.collection, page)
+            route = found
+        elif params.forced_arm is not None:
+            route = held.control
+        else:
+            route = held.assign(key)
+            if (route.counted and not route.is_control and params.vector is not None
+                    and await self._split_spaces(held.control.collection, route.collection)):
+                route = held.control
+        arm = Arm.PRIMARY if route.is_control else Arm.CANARY
+        if on_route is not None:
+            on_route(arm)
+        started = self._clock()
+        try:
+            points = await self._search_arm(route.collection, params, limit, offset, deadline, routed=True)
+        except asyncio.CancelledError:
+            experiments.record_search(route, self._ending_of_cancelled(deadline), self._clock() - started)
+            raise
+        except Exception as exc:
+            experiments.record_search(route, _code_name(exc), self._clock() - started)
+            raise
+        if self._is_late(deadline):
+            experiments.record_search(route, DeadlineExceeded.code_name, self._clock() - started)
+            raise DeadlineExceeded(_LATE_MESSAGE)
+        experiments.record_search(route, "OK", self._clock() - started)
+        search_id = experiments.issue_search_id(route) if route.counted else ""
+        info = RouteInfo(arm, route.collection, experiment=route.experiment, variant=route.arm)
+        trace.get_current_span().set_attributes({
+            "searchgw.arm": arm.value, "searchgw.collection": route.collection,
+            "searchgw.experiment": route.experiment, "searchgw.variant": route.arm})
+        next_token = ""
+        if len(points) == limit:
+            next_token = self._pages.issue_search(SearchPage(offset + limit, route.collection, arm.value, ""),
+                                                  query_print)
+        return SearchOutcome(points=points, route=info, next_page_token=next_token, search_id=search_id)
     # -- shadow searches (result quality; gateway/shadow.py, rollout/quality.py) ---------------------
     def _offer_shadow(self, params: SearchParams, route: RouteInfo, points: Sequence[ScoredPoint], limit: int) -> None:
         """With the answer computed: if the rollout samples this search, run it on the other arm in the
@@ -586,6 +655,8 @@ class SearchCore:
         """The physical collections a write to `collection` must reach: both arms during a rollout."""
         self._check_collection(collection)
         arms = self._router.write_targets(collection)
+        if not arms and self._experiments is not None:
+            arms = self._experiments.write_targets(collection)  # every arm of an experiment
         if arms:
             return list(arms)
         return [await self._backend.resolve(collection)]
@@ -632,12 +703,13 @@ class SearchCore:
         targets = await self.write_targets(collection)  # the route table, read once for this write
         if len(targets) > 1:
             vector_rows = [i for i, p in enumerate(points) if p.text is None]
-            split = await self._split_spaces(targets[0], targets[1]) if vector_rows else None
+            split = await self._first_split(targets) if vector_rows else None
             if split is not None:
                 primary, canary = split
                 raise InvalidArgument(
                     f"points[{vector_rows[0]}].vector",
-                    f"collection {collection!r} is in a model canary ({primary.name!r}: {_space(primary)}; "
+                    f"collection {collection!r} is in a model canary or an experiment across models "
+                    f"({primary.name!r}: {_space(primary)}; "
                     f"{canary.name!r}: {_space(canary)}): a raw vector belongs to one model's space and would "
                     f"leave the arms apart; send text, which each arm embeds with its own model")
         # Prepare every arm's points first (embedding, dimension checks): nothing is written
@@ -674,6 +746,14 @@ class SearchCore:
             for physical, batch in prepared:
                 await self._backend.upsert(physical, batch)
         return len(points), targets
+
+    async def _first_split(self, targets: Sequence[str]) -> tuple[CollectionSpec, CollectionSpec] | None:
+        """The first arm (of a rollout's two, or an experiment's N) in another vector space than the first."""
+        for other in targets[1:]:
+            split = await self._split_spaces(targets[0], other)
+            if split is not None:
+                return split
+        return None
 
     def _ordered(self, collection: str, targets: Sequence[str],
                  ids: Sequence[PointId] | None) -> contextlib.AbstractAsyncContextManager[None]:

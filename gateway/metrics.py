@@ -160,6 +160,7 @@ class GatewayMetrics:
                                     registry=r)
         self.rollout_leader = Gauge("searchgw_controller_leader", "1 while this replica leads the rollout analysis "
                                     "(always 1 with --state sqlite)", registry=r)
+        self._init_experiment_metrics(r)
         #: Rollouts with exported series, and the collection each is labelled with.
         self._exported_rollouts: dict[str, str] = {}
         #: Ended rollouts still exported, and when they ended (clock seconds).
@@ -302,3 +303,56 @@ class GatewayMetrics:
                 metric.remove(*values)
             except KeyError:
                 pass  # never set (e.g. no check ran, so no analysis numbers)
+
+
+    # -- experiments (the ExperimentManager's observer) --------------------------------------------
+    def _init_experiment_metrics(self, r: CollectorRegistry) -> None:
+        self.experiment_searches = Counter(
+            "searchgw_experiment_searches", "Searches an experiment routed, by arm and status code name",
+            ["experiment", "arm", "code"], registry=r)
+        self.experiment_search_duration = Histogram(
+            "searchgw_experiment_search_duration_seconds", "Duration of the searches an experiment routed, by arm",
+            ["experiment", "arm"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.experiment_outcomes = Counter(
+            "searchgw_experiment_outcomes", "Outcomes clients reported, by arm, kind and status (accepted, "
+            "duplicate, expired, ended, overloaded)", ["experiment", "arm", "kind", "status"], registry=r)
+        self.experiment_state = Gauge("searchgw_experiment_state", "1 for the experiment's current state",
+                                      ["experiment", "collection", "state"], registry=r)
+        self.experiment_test_p_value = Gauge(
+            "searchgw_experiment_test_p_value", "Each variant's always-valid p-value against control at the last "
+            "analysis (test: goal_better, goal_worse, errors, latency)", ["experiment", "arm", "test"], registry=r)
+        self.experiment_test_rejected = Gauge(
+            "searchgw_experiment_test_rejected", "1 when the test rejected at the experiment's alpha / N",
+            ["experiment", "arm", "test"], registry=r)
+        self._experiment_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self.experiment_winner = Gauge("searchgw_experiment_winner", "1 for the arm the tests name the winner",
+                                       ["experiment", "arm"], registry=r)
+
+    def observe_experiment_search(self, experiment: str, arm: str, code: str, seconds: float) -> None:
+        # On the request path: the labelled children are looked up once (`labels()` costs microseconds).
+        children = self._experiment_children.get((experiment, arm, code))
+        if children is None:
+            children = self._experiment_children[(experiment, arm, code)] = (
+                self.experiment_searches.labels(experiment, arm, code),
+                self.experiment_search_duration.labels(experiment, arm))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_experiment_outcome(self, experiment: str, arm: str, kind: str, status: str) -> None:
+        self.experiment_outcomes.labels(experiment, arm, kind, status).inc()
+
+    def on_experiment(self, experiment, verdict) -> None:
+        """State, winner and the tests after a transition or an analysis (label values: names the
+        manager validated; arms and tests are bounded per experiment)."""
+        for state in ("created", "running", "paused", "stopped", "concluded"):
+            self.experiment_state.labels(experiment.name, experiment.collection, state).set(
+                1 if experiment.state.name.lower() == state else 0)
+        for arm in experiment.arms:
+            self.experiment_winner.labels(experiment.name, arm.name).set(1 if experiment.winner == arm.name else 0)
+        if verdict is None:
+            return
+        for variant in verdict.variants:
+            for comparison in variant.comparisons:
+                labels = (experiment.name, variant.variant, comparison.comparison.value)
+                self.experiment_test_p_value.labels(*labels).set(comparison.result.p_value)
+                self.experiment_test_rejected.labels(*labels).set(1 if comparison.result.rejected else 0)

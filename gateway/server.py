@@ -78,7 +78,14 @@ from searchgw.gateway.rollout.backfill import Backfill
 from searchgw.gateway.rollout.preflight import PreflightRunner
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
 from searchgw.gateway.routing.writes import WriteOrder
-from searchgw.gateway.services import CollectionServicer, RolloutServicer, SearchServicer
+from searchgw.gateway.experiments import (
+    ExperimentManager,
+    ExperimentStore,
+    RedisExperimentStore,
+    SearchIds,
+    SqliteExperimentStore,
+)
+from searchgw.gateway.services import CollectionServicer, ExperimentServicer, RolloutServicer, SearchServicer
 from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
@@ -87,6 +94,8 @@ from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
 from searchgw.v1 import (
     collection_service_pb2,
     collection_service_pb2_grpc,
+    experiment_service_pb2,
+    experiment_service_pb2_grpc,
     rollout_service_pb2,
     rollout_service_pb2_grpc,
     search_service_pb2,
@@ -99,8 +108,9 @@ SERVICE_NAMES = (
     search_service_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name,
     collection_service_pb2.DESCRIPTOR.services_by_name["CollectionService"].full_name,
     rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"].full_name,
+    experiment_service_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
 )
-_SEARCH, _COLLECTION, _ROLLOUT = SERVICE_NAMES
+_SEARCH, _COLLECTION, _ROLLOUT, _EXPERIMENT = SERVICE_NAMES
 #: The scope each RPC needs when authentication is on: reads, writes, and administration.
 METHOD_SCOPES = {
     f"/{_SEARCH}/Search": "read",
@@ -111,8 +121,11 @@ METHOD_SCOPES = {
     f"/{_SEARCH}/GetPoints": "read",
     **{f"/{service.full_name}/{method.name}": "admin"
        for service in (collection_service_pb2.DESCRIPTOR.services_by_name["CollectionService"],
-                       rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"])
+                       rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"],
+                       experiment_service_pb2.DESCRIPTOR.services_by_name["ExperimentService"])
        for method in service.methods},
+    # Outcomes come from the applications that search (like writes), not from operators.
+    f"/{_EXPERIMENT}/ReportOutcome": "write",
 }
 
 
@@ -139,6 +152,8 @@ class GatewayServer:
     snapshot_task: asyncio.Task[None] | None = None
     #: With `--state redis`: the leadership, counts and feed shared with the other replicas.
     shared: SharedState | None = None
+    #: Experiments (ExperimentService), on the same store as the rollouts.
+    experiments: ExperimentManager | None = None
 
     @property
     def address(self) -> str:
@@ -157,6 +172,9 @@ class GatewayServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.experiments is not None:
+            await self.experiments.stop_loop()
+            await self.experiments.store.close()
         await self.core.shadow.close()  # shadow searches nobody waits for
         await self.controller.stop()
         if self.shared is not None:
@@ -264,10 +282,24 @@ async def create_server(
         vector_space=vector_space, has_bm25=has_bm25,
         backfill=backfill, preflight=PreflightRunner(served_backend, embedder),
     )
+    experiment_store: ExperimentStore
+    if shared is not None:
+        experiment_store = RedisExperimentStore(shared.store.client)
+    else:
+        experiment_store = SqliteExperimentStore(settings.data_dir / "rollouts.sqlite3")
+    experiments = ExperimentManager(
+        experiment_store, switch_alias=served_backend.update_alias, resolve_alias=served_backend.resolve,
+        clock=rollout_clock or clock, wall_clock=wall_clock,
+        search_ids=SearchIds(settings.page_token_secret.encode()), outcome_ttl_s=settings.outcome_ttl_s,
+        max_tracked_search_ids=settings.outcome_max_search_ids, observer=metrics, write_order=write_order,
+        creation_lock=controller.creation_lock, rollout_on=controller.active_rollout_on, vector_space=vector_space,
+        page_tokens=page_tokens, tick_interval=settings.controller_tick_s)
+    controller.alias_guards.append(experiments.refuse_rollout)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
-                      page_tokens=page_tokens, write_order=write_order)
+                      page_tokens=page_tokens, write_order=write_order, experiments=experiments)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
                             default_embedding_model=settings.default_embedding_model,
+                            experiment_on=experiments.holding, experiment_arms=experiments.arms_of,
                             on_build_start=metrics.observe_index_build_start, on_build_end=metrics.observe_index_build)
     demo = DemoSeeder(served_backend, embedder, core)
 
@@ -285,6 +317,7 @@ async def create_server(
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
         CollectionServicer(admin), server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(controller), server)
+    experiment_service_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(experiments), server)
     await add_health_and_reflection(server, state)
     port = security.bind(server, f"{settings.host}:{settings.port}", cert=settings.tls_cert, key=settings.tls_key,
                          client_ca=settings.tls_client_ca)
@@ -292,6 +325,7 @@ async def create_server(
     if shared is not None:
         await shared.leadership.step()  # the first replica leads at once
     await controller.start(run_loop=run_controller)
+    await experiments.start_loop(run_loop=run_controller)
     if shared is not None:
         shared.start(controller, served_backend, run_loops=run_controller)
     await monitor.probe_once()  # the known collection names, and each dependency's first state
@@ -319,7 +353,7 @@ async def create_server(
     return GatewayServer(settings=settings, server=server, port=port, state=state, metrics=metrics, core=core,
                          admin=admin, demo=demo, router=router, controller=controller, store=store, backend=backend, embedder_client=embedder_client,
                          metrics_endpoint=endpoint, dependencies=monitor, probe_task=probe_task,
-                         snapshot_task=snapshot_task, shared=shared)
+                         snapshot_task=snapshot_task, shared=shared, experiments=experiments)
 
 
 @dataclass

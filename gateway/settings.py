@@ -88,12 +88,20 @@ class GatewaySettings(ServerSettings):
     snapshot_max_age_s: float = setting(0.0, "after a scheduled snapshot, keep those younger than this "
                                              "(0: no age rule); a snapshot either rule keeps stays, the newest "
                                              "always does")
+    outcome_ttl_s: float = setting(1800.0, "how long after its search an experiment's search id is accepted "
+                                           "by ReportOutcome (seconds)")
+    outcome_max_search_ids: int = setting(200_000, "search ids remembered for the once-per-kind outcome rule; "
+                                                   "over it, outcomes are refused as OVERLOADED")
     shadow_max_in_flight: int = setting(4, "shadow searches (a rollout's quality sample, run on the other arm off "
                                            "the request path) in flight at once; more are dropped and counted "
                                            "(dropped_busy); 0: no shadow searches")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not (math.isfinite(self.outcome_ttl_s) and self.outcome_ttl_s > 0):
+            raise SettingsError(f"--outcome-ttl-s: {self.outcome_ttl_s}; must be a finite number above 0")
+        if self.outcome_max_search_ids < 1:
+            raise SettingsError("--outcome-max-search-ids: must be at least 1")
         if self.backend not in ("edge", "qdrant"):
             raise SettingsError(f"--backend: {self.backend!r} is not edge or qdrant")
         if self.backend == "qdrant" and not self.qdrant_url:

@@ -23,6 +23,7 @@ DOMAIN_ROOMS = (
     "searchgw.gateway.rules",
     "searchgw.gateway.routing",
     "searchgw.gateway.rollout",
+    "searchgw.gateway.experiments",
     "searchgw.gateway.backends",
     "searchgw.gateway.core",
     "searchgw.gateway.collections",

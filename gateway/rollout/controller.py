@@ -343,6 +343,9 @@ class RolloutController:
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
         self._create_lock = asyncio.Lock()
+        #: Checks a new rollout's collection must pass (under the creation lock): each raises (e.g.
+        #: FailedPrecondition while an experiment holds the alias) or returns. Appended by the server.
+        self.alias_guards: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         #: Ended rollouts (promoted, aborted, rolled back) the store has not taken yet: the end took
         #: effect in routing at once, and the save is tried again on every tick until the store recovers.
@@ -653,11 +656,22 @@ class RolloutController:
             async with self._write_order.publishing(spec.collection):
                 return await self._create_locked(spec, actor)
 
+    @property
+    def creation_lock(self) -> asyncio.Lock:
+        """Held while a rollout is created or prepared; whatever else claims aliases (experiments) takes it too."""
+        return self._create_lock
+
+    def active_rollout_on(self, collection: str) -> str | None:
+        """The name of the active rollout on logical `collection`, or None."""
+        return next((a.rollout.name for a in self._active.values() if a.rollout.collection == collection), None)
+
     async def _claim(self, spec: Rollout) -> str:
         """Check that `spec` may start on its collection now; the physical collection its alias points at."""
         if spec.name in self._rollouts:
             raise AlreadyExists(f"a rollout named {spec.name!r} already exists; pick another name",
                                 reason="ROLLOUT_EXISTS", metadata={"rollout": spec.name})
+        for guard in self.alias_guards:
+            guard(spec.collection)
         busy = next((a.rollout for a in self._active.values() if a.rollout.collection == spec.collection), None)
         if busy is not None:
             raise AlreadyExists(

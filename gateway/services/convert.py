@@ -8,6 +8,7 @@ message. tests/gateway/test_convert.py round-trips every pair.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
@@ -45,6 +46,17 @@ from searchgw.gateway.backends import (
 )
 from searchgw.gateway.backends.types import IndexBuild, QuantizationParams, SearchParams
 from searchgw.gateway.core import RouteInfo
+from searchgw.gateway.experiments import (
+    CONTROL as EXPERIMENT_CONTROL,
+    ArmCounts,
+    ArmSpec,
+    Experiment,
+    ExperimentPolicy,
+    ExperimentState,
+    ExperimentVerdict,
+    OutcomeStatus,
+    VariantStatus,
+)
 from searchgw.gateway.rollout import (
     AnalysisPolicy,
     ArmStats,
@@ -71,6 +83,7 @@ from searchgw.gateway.rules import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, Filt
 from searchgw.errors import InvalidArgument
 from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import common_pb2 as common_pb
+from searchgw.v1 import experiment_service_pb2 as experiment_pb
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from searchgw.v1 import search_service_pb2 as search_pb
 
@@ -313,7 +326,7 @@ def order_by_to_proto(order_by: OrderBy) -> search_pb.OrderBy:
 
 def route_to_proto(route: RouteInfo) -> common_pb.Route:
     return common_pb.Route(arm=_ARM[route.arm], collection=route.collection, rollout=route.rollout,
-                           fallback=route.fallback)
+                           fallback=route.fallback, experiment=route.experiment, variant=route.variant)
 
 
 # -- collections -----------------------------------------------------------------------------
@@ -683,3 +696,86 @@ def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_p
         old_collection_time=_time_or_none(rollout.old_collection_time),
         quality=None if rollout.quality is None else quality_report_to_proto(rollout.quality),
     )
+
+
+# -- experiments (ExperimentService) ----------------------------------------------------------------
+
+
+def experiment_from_proto(message: experiment_pb.Experiment) -> Experiment:
+    """A new experiment's spec (output-only fields ignored; defaults filled in by the manager)."""
+    policy = message.policy
+    return Experiment(
+        name=message.name, collection=message.collection,
+        control=ArmSpec(EXPERIMENT_CONTROL, message.control_collection, message.control_split_bps),
+        variants=tuple(ArmSpec(v.name, v.collection, v.split_bps) for v in message.variants),
+        policy=ExperimentPolicy(
+            alpha=policy.alpha, goal=policy.goal, outcome_kinds=tuple(policy.outcome_kinds),
+            latency_threshold_s=duration_from_proto(policy.latency_threshold) if policy.HasField(
+                "latency_threshold") else 0.0,
+            interval_s=duration_from_proto(policy.interval) if policy.HasField("interval") else 0.0))
+
+
+_EXPERIMENT_STATE: dict[ExperimentState, Any] = {
+    state: experiment_pb.Experiment.State.Value(f"STATE_{state.name}") for state in ExperimentState}
+_VARIANT_STATUS: dict[VariantStatus, Any] = {
+    status: experiment_pb.VariantVerdict.Status.Value(f"STATUS_{status.name}") for status in VariantStatus}
+_OUTCOME_STATUS: dict[OutcomeStatus, Any] = {
+    status: experiment_pb.OutcomeResult.Status.Value(f"STATUS_{status.name}") for status in OutcomeStatus}
+
+
+def _finite_or_zero(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _bound(value: float) -> float:
+    return value if not math.isnan(value) else 0.0
+
+
+def experiment_to_proto(experiment: Experiment, verdict: ExperimentVerdict | None = None, *,
+                        with_decisions: bool = True) -> experiment_pb.Experiment:
+    policy = experiment.policy
+    message = experiment_pb.Experiment(
+        name=experiment.name, collection=experiment.collection, control_collection=experiment.control.collection,
+        control_split_bps=experiment.control.split_bps,
+        variants=[experiment_pb.ExperimentArm(name=v.name, collection=v.collection, split_bps=v.split_bps)
+                  for v in experiment.variants],
+        policy=experiment_pb.ExperimentPolicy(
+            alpha=policy.alpha, goal=policy.goal, outcome_kinds=list(policy.outcome_kinds),
+            latency_threshold=duration_to_proto(policy.latency_threshold_s),
+            interval=duration_to_proto(policy.interval_s)),
+        state=_EXPERIMENT_STATE[experiment.state], winner=experiment.winner, summary=experiment.summary,
+        concluded_arm=experiment.concluded_arm, promoted=experiment.promoted,
+        create_time=timestamp_to_proto(experiment.create_time), update_time=timestamp_to_proto(experiment.update_time))
+    if experiment.start_time:
+        message.start_time.CopyFrom(timestamp_to_proto(experiment.start_time))
+    if experiment.end_time:
+        message.end_time.CopyFrom(timestamp_to_proto(experiment.end_time))
+    for arm in experiment.arms:
+        counts = experiment.counts.get(arm.name, ArmCounts())
+        message.arms.append(experiment_pb.ArmResult(
+            arm=arm.name, collection=arm.collection, searches=counts.searches, errors=counts.errors,
+            slow=counts.slow, mean_latency=duration_to_proto(_finite_or_zero(counts.mean_latency_s)),
+            outcomes=[experiment_pb.OutcomeCount(kind=kind, count=totals.count, value_sum=totals.value_sum,
+                                                 rate=_finite_or_zero(counts.outcome_rate(kind)))
+                      for kind, totals in sorted(counts.outcomes.items())]))
+    if verdict is not None:
+        for variant in verdict.variants:
+            message.verdicts.append(experiment_pb.VariantVerdict(
+                arm=variant.variant, status=_VARIANT_STATUS[variant.status],
+                tests=[experiment_pb.ComparisonTest(
+                    name=c.comparison.value, e_value=_bound(c.result.e_value), p_value=_bound(c.result.p_value),
+                    rejected=c.result.rejected, estimate=c.result.estimate, lower=c.result.lower,
+                    upper=c.result.upper, alpha=c.alpha) for c in variant.comparisons]))
+    if with_decisions:
+        message.decisions.extend(experiment_pb.ExperimentDecision(
+            time=timestamp_to_proto(d.time), kind=d.kind, reason=d.reason, actor=d.actor)
+            for d in experiment.decisions)
+    return message
+
+
+def outcomes_from_proto(outcomes: Iterable[experiment_pb.Outcome]) -> list[tuple[str, str, float]]:
+    return [(o.search_id, o.kind, o.value) for o in outcomes]
+
+
+def outcome_status_to_proto(status: OutcomeStatus) -> experiment_pb.OutcomeResult:
+    return experiment_pb.OutcomeResult(status=_OUTCOME_STATUS[status])

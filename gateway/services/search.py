@@ -110,7 +110,8 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         outcome = await self._core.search(params, deadline=_deadline(context, self._clock),
                                           on_route=lambda arm: labels.__setitem__("arm", arm.value))
         return pb.SearchResponse(points=[scored_point_to_proto(p) for p in outcome.points],
-                                 route=route_to_proto(outcome.route), next_page_token=outcome.next_page_token)
+                                 route=route_to_proto(outcome.route), next_page_token=outcome.next_page_token,
+                                 search_id=outcome.search_id)
 
     async def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
         current_rpc().labels["collection"] = request.collection

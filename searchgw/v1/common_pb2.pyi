@@ -103,16 +103,20 @@ class Range(_message.Message):
     def __init__(self, gt: _Optional[float] = ..., gte: _Optional[float] = ..., lt: _Optional[float] = ..., lte: _Optional[float] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("arm", "collection", "rollout", "fallback")
+    __slots__ = ("arm", "collection", "rollout", "fallback", "experiment", "variant")
     ARM_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     arm: Arm
     collection: str
     rollout: str
     fallback: bool
-    def __init__(self, arm: _Optional[_Union[Arm, str]] = ..., collection: _Optional[str] = ..., rollout: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
+    experiment: str
+    variant: str
+    def __init__(self, arm: _Optional[_Union[Arm, str]] = ..., collection: _Optional[str] = ..., rollout: _Optional[str] = ..., fallback: _Optional[bool] = ..., experiment: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class MinShould(_message.Message):
     __slots__ = ("conditions", "min_count")

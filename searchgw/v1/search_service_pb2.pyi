@@ -68,14 +68,16 @@ class ScoredPoint(_message.Message):
     def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., score: _Optional[float] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("points", "route", "next_page_token")
+    __slots__ = ("points", "route", "next_page_token", "search_id")
     POINTS_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     points: _containers.RepeatedCompositeFieldContainer[ScoredPoint]
     route: _common_pb2.Route
     next_page_token: str
-    def __init__(self, points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    search_id: str
+    def __init__(self, points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., next_page_token: _Optional[str] = ..., search_id: _Optional[str] = ...) -> None: ...
 
 class PointInput(_message.Message):
     __slots__ = ("id", "text", "vector", "payload", "bm25_text")

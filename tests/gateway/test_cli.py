@@ -40,7 +40,7 @@ def test_every_command_and_operation_is_listed_with_one_line_and_has_an_example(
     top = root.format_help()
     for name, command in subparsers(root).items():
         assert name in top
-        if name not in ("serve", "search", "ingest", "collections", "rollout"):
+        if name not in ("serve", "search", "ingest", "collections", "rollout", "experiment"):
             continue  # the embedder's and the load generator's commands document themselves
         operations = subparsers(command)
         assert "example" in command.format_help(), name

@@ -21,10 +21,10 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from searchgw.gateway.services import convert
-from searchgw.v1 import collection_service_pb2, rollout_service_pb2, search_service_pb2
+from searchgw.v1 import collection_service_pb2, experiment_service_pb2, rollout_service_pb2, search_service_pb2
 
 #: The proto files whose services the gateway serves.
-GATEWAY_FILES = (search_service_pb2, collection_service_pb2, rollout_service_pb2)
+GATEWAY_FILES = (search_service_pb2, collection_service_pb2, rollout_service_pb2, experiment_service_pb2)
 
 #: Messages converted inside the converter of another message: message → that parent message.
 PARTS = {
@@ -42,6 +42,14 @@ PARTS = {
     "searchgw.v1.HnswConfig": "searchgw.v1.Collection",  # collection_spec_from_proto / collection_to_proto
     "searchgw.v1.ScalarQuantization": "searchgw.v1.Collection",
     "searchgw.v1.Stage": "searchgw.v1.Rollout",  # rollout_from_proto / rollout_to_proto
+    # experiment_from_proto / experiment_to_proto
+    "searchgw.v1.ExperimentArm": "searchgw.v1.Experiment",
+    "searchgw.v1.ExperimentPolicy": "searchgw.v1.Experiment",
+    "searchgw.v1.ArmResult": "searchgw.v1.Experiment",
+    "searchgw.v1.OutcomeCount": "searchgw.v1.Experiment",
+    "searchgw.v1.VariantVerdict": "searchgw.v1.Experiment",
+    "searchgw.v1.ComparisonTest": "searchgw.v1.Experiment",
+    "searchgw.v1.ExperimentDecision": "searchgw.v1.Experiment",
     "searchgw.v1.DifferingId": "searchgw.v1.QualityReport",  # quality_report_to_proto
     "google.protobuf.Value": "google.protobuf.Struct",  # payloads (payload_from_proto / payload_to_proto)
     "google.protobuf.ListValue": "google.protobuf.Struct",

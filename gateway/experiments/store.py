@@ -1,0 +1,231 @@
+"""Where experiments persist: the same store as rollouts.
+
+`ExperimentStore` is the protocol (save one, load all, get one). `SqliteExperimentStore` keeps one row per
+experiment (its fields as JSON) in the rollouts' SQLite file (`experiments` table, created if missing;
+the rollouts' tables and schema version are untouched), in WAL mode with synchronous=FULL, each save
+one transaction, all work in a worker thread. `RedisExperimentStore` keeps the same JSON in
+`searchgw:experiment:{name}` with the names in `searchgw:experiments` (one MULTI per save). With
+Redis, every replica can read and change experiments, but each replica counts and judges only the
+searches it served (see docs/experiments.md, "Several replicas").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from searchgw.errors import Unavailable
+from searchgw.gateway.experiments.model import (
+    ArmCounts,
+    ArmSpec,
+    Experiment,
+    ExperimentDecision,
+    ExperimentPolicy,
+    ExperimentState,
+    OutcomeTotals,
+)
+
+ResultT = TypeVar("ResultT")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name        TEXT PRIMARY KEY,
+    collection  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    create_time REAL NOT NULL,
+    body        TEXT NOT NULL
+);
+"""
+
+
+class ExperimentStore(Protocol):
+    async def save(self, experiment: Experiment) -> None:
+        """Store `experiment` as it is, atomically."""
+        ...
+
+    async def load_all(self) -> list[Experiment]:
+        """Every stored experiment, oldest first."""
+        ...
+
+    async def get(self, name: str) -> Experiment | None:
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+class MemoryExperimentStore:
+    def __init__(self) -> None:
+        self._experiments: dict[str, Experiment] = {}
+
+    async def save(self, experiment: Experiment) -> None:
+        self._experiments[experiment.name] = experiment
+
+    async def load_all(self) -> list[Experiment]:
+        return sorted(self._experiments.values(), key=lambda e: (e.create_time, e.name))
+
+    async def get(self, name: str) -> Experiment | None:
+        return self._experiments.get(name)
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteExperimentStore:
+    """Experiments in a SQLite file (normally the rollouts' file)."""
+
+    def __init__(self, path: str | pathlib.Path) -> None:
+        self.path = pathlib.Path(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    async def save(self, experiment: Experiment) -> None:
+        await self._run(self._save, experiment)
+
+    async def load_all(self) -> list[Experiment]:
+        return await self._run(self._load, None)
+
+    async def get(self, name: str) -> Experiment | None:
+        found = await self._run(self._load, name)
+        return found[0] if found else None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    async def _run(self, work: Callable[[sqlite3.Connection, Any], ResultT], argument: Any) -> ResultT:
+        def locked() -> ResultT:
+            with self._lock:
+                if self._db is None:
+                    self._db = self._open()
+                return work(self._db, argument)
+
+        try:
+            return await asyncio.to_thread(locked)
+        except (sqlite3.Error, OSError) as exc:
+            raise Unavailable(f"the experiment store {self.path} failed: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @staticmethod
+    def _save(db: sqlite3.Connection, experiment: Experiment) -> None:
+        db.execute(
+            "INSERT INTO experiments (name, collection, state, create_time, body) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET collection = excluded.collection, state = excluded.state, "
+            "create_time = excluded.create_time, body = excluded.body",
+            (experiment.name, experiment.collection, experiment.state.name, experiment.create_time,
+             json.dumps(experiment_to_json(experiment))))
+
+    @staticmethod
+    def _load(db: sqlite3.Connection, name: str | None) -> list[Experiment]:
+        where, arguments = ("WHERE name = ?", (name,)) if name is not None else ("", ())
+        rows = db.execute(f"SELECT body FROM experiments {where} ORDER BY create_time, name", arguments).fetchall()
+        return [experiment_from_json(json.loads(body)) for (body,) in rows]
+
+
+class RedisExperimentStore:
+    """Experiments in Redis (the `--state redis://…` control plane), beside the rollouts."""
+
+    def __init__(self, client: Any, prefix: str = "searchgw:") -> None:
+        self.client = client
+        self._prefix = prefix
+
+    async def save(self, experiment: Experiment) -> None:
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(f"{self._prefix}experiment:{experiment.name}", json.dumps(experiment_to_json(experiment)))
+                pipe.sadd(f"{self._prefix}experiments", experiment.name)
+                await pipe.execute()
+        except Exception as exc:  # redis errors and connection failures alike
+            raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
+
+    async def load_all(self) -> list[Experiment]:
+        try:
+            names = sorted(await self.client.smembers(f"{self._prefix}experiments"))
+            bodies = await self.client.mget([f"{self._prefix}experiment:{_text(n)}" for n in names]) if names else []
+        except Exception as exc:
+            raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
+        found = [experiment_from_json(json.loads(body)) for body in bodies if body]
+        return sorted(found, key=lambda e: (e.create_time, e.name))
+
+    async def get(self, name: str) -> Experiment | None:
+        try:
+            body = await self.client.get(f"{self._prefix}experiment:{name}")
+        except Exception as exc:
+            raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
+        return None if body is None else experiment_from_json(json.loads(body))
+
+    async def close(self) -> None:
+        return None  # the client belongs to the rollout store
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- JSON forms -------------------------------------------------------------------------------------
+
+
+def experiment_to_json(experiment: Experiment) -> dict[str, Any]:
+    policy = experiment.policy
+    return {
+        "name": experiment.name, "collection": experiment.collection,
+        "arms": [[arm.name, arm.collection, arm.split_bps] for arm in experiment.arms],
+        "policy": {"alpha": policy.alpha, "goal": policy.goal, "outcome_kinds": list(policy.outcome_kinds),
+                   "latency_threshold_s": policy.latency_threshold_s, "interval_s": policy.interval_s,
+                   "error_codes": list(policy.error_codes)},
+        "state": experiment.state.name, "salt": experiment.salt, "create_time": experiment.create_time,
+        "update_time": experiment.update_time, "start_time": experiment.start_time,
+        "end_time": experiment.end_time, "winner": experiment.winner, "summary": experiment.summary,
+        "concluded_arm": experiment.concluded_arm, "promoted": experiment.promoted,
+        "counts": {name: {"searches": c.searches, "errors": c.errors, "slow": c.slow,
+                          "latency_sum_s": c.latency_sum_s,
+                          "outcomes": {kind: [t.count, t.value_sum] for kind, t in c.outcomes.items()}}
+                   for name, c in experiment.counts.items()},
+        "evidence": dict(experiment.evidence),
+        "decisions": [[d.time, d.kind, d.reason, d.actor] for d in experiment.decisions],
+    }
+
+
+def experiment_from_json(data: dict[str, Any]) -> Experiment:
+    arms = [ArmSpec(name, collection, bps) for name, collection, bps in data["arms"]]
+    policy = data["policy"]
+    return Experiment(
+        name=data["name"], collection=data["collection"], control=arms[0], variants=tuple(arms[1:]),
+        policy=ExperimentPolicy(alpha=policy["alpha"], goal=policy["goal"],
+                                outcome_kinds=tuple(policy["outcome_kinds"]),
+                                latency_threshold_s=policy["latency_threshold_s"], interval_s=policy["interval_s"],
+                                error_codes=tuple(policy["error_codes"])),
+        state=ExperimentState[data["state"]], salt=data["salt"], create_time=data["create_time"],
+        update_time=data["update_time"], start_time=data["start_time"], end_time=data["end_time"],
+        winner=data["winner"], summary=data["summary"], concluded_arm=data["concluded_arm"],
+        promoted=data["promoted"],
+        counts={name: ArmCounts(searches=c["searches"], errors=c["errors"], slow=c["slow"],
+                                latency_sum_s=c["latency_sum_s"],
+                                outcomes={kind: OutcomeTotals(count, value) for kind, (count, value)
+                                          in c["outcomes"].items()})
+                for name, c in data["counts"].items()},
+        evidence=data.get("evidence") or {},
+        decisions=tuple(ExperimentDecision(time, kind, reason, actor) for time, kind, reason, actor
+                        in data.get("decisions", ())),
+    )
