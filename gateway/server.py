@@ -78,7 +78,7 @@ from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import NOT_SERVING, SERVING, drain, server_options
-from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
+from searchgw.telemetry import MetricsEndpoint
 from searchgw.v1 import (
     collection_service_pb2,
     collection_service_pb2_grpc,
@@ -259,9 +259,11 @@ async def create_server(
     demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(
-        interceptors=[server_tracing_interceptor(),
-                      DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL}),
-                      *security.interceptors_for(settings, METHOD_SCOPES)],
+        # One interceptor: the call's span (W3C context from the caller), authentication and rate
+        # limits, error mapping and the per-RPC metrics (see searchgw.rpc.errors).
+        interceptors=[DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL},
+                                             admission=security.admission_for(settings, METHOD_SCOPES),
+                                             tracing=True)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,
                                keepalive_timeout_s=settings.keepalive_timeout_s),
@@ -369,6 +371,9 @@ class _NameTrackingBackend:
         self.inner = inner
         self.kind = inner.kind
         self._metrics = metrics
+        # The request path's calls go straight to the backend (no coroutine of ours around them).
+        self.search = inner.search  # type: ignore[method-assign]
+        self.resolve = inner.resolve  # type: ignore[method-assign]
 
     async def refresh_names(self) -> None:
         collections = await self.inner.list_collections()
