@@ -71,7 +71,7 @@ from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
-from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.routing import UNROUTED, Arm, KeySource, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
     TEXT_PAYLOAD_KEY,
@@ -83,6 +83,7 @@ from searchgw.gateway.rules import (
     checked_payload,
 )
 from searchgw.gateway.settings import GatewaySettings
+from searchgw.telemetry.tracing import tracing_records
 from searchgw.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -111,7 +112,7 @@ _LATE_MESSAGE = "the answer was ready after the caller's deadline"
 class SearchParams:
     collection: str
     text: str | None = None
-    vector: Sequence[float] | None = None
+    vector: Sequence[float] | np.ndarray | None = None
     limit: int = 0
     routing_key: str = ""
     metadata_key: str = ""
@@ -186,6 +187,15 @@ class CanarySlots:
     def hold(self, decision: RouteDecision) -> Iterator[None]:
         """Count the search of `decision` as in flight for the length of a `with` block; ResourceExhausted
         for a canary search over the limit."""
+        key = self.take(decision)
+        try:
+            yield
+        finally:
+            self.give_back(key)
+
+    def take(self, decision: RouteDecision) -> tuple[str, Arm]:
+        """Count the search of `decision` as in flight (ResourceExhausted for a canary search over the
+        limit); hand the returned key to `give_back` when it ends. `hold` without a context manager."""
         key = (decision.rollout, decision.arm)
         held = self._in_flight.get(key, 0)
         if decision.arm is Arm.CANARY and held >= self.limit(decision.rollout, decision.canary_share):
@@ -193,14 +203,14 @@ class CanarySlots:
                 f"the canary of rollout {decision.rollout!r} has {held} searches in flight, its limit "
                 f"(--canary-max-concurrency, or twice its share of primary's searches in flight)")
         self._in_flight[key] = held + 1
-        try:
-            yield
-        finally:
-            left = self._in_flight[key] - 1
-            if left:
-                self._in_flight[key] = left
-            else:
-                del self._in_flight[key]
+        return key
+
+    def give_back(self, key: tuple[str, Arm]) -> None:
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
 
 
 class CollectionSpecs:
@@ -305,26 +315,34 @@ class SearchCore:
 
     async def search(self, params: SearchParams, *, deadline: float | None = None,
                      on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
-        """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
+        """`on_route(arm)` hears the arm that serves the request as soon as it is known.
+
+        The request is checked once, its vector converted once (`SearchParams.vector` may already be
+        a float32 array: the servicer reads it off the wire as one), and one `SearchQuery` serves every
+        arm a vector search reaches. The backend is asked for one hit more than the page holds, so a
+        next-page token (a fingerprint of the query and an HMAC) is made only when a next page exists.
+        """
         limit, checked = self._validate_search(params)
-        vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
-        query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
-                                  params.score_threshold)
-        page = self._pages.read_search(params.page_token, query_print)
+        vector = None if params.vector is None else np.asarray(params.vector, dtype=np.float32)
+        query_print = ""
+        page = None
+        if params.page_token:
+            query_print = self._fingerprint(params, vector, limit)
+            page = self._pages.read_search(params.page_token, query_print)
         offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
             raise InvalidArgument("page_token", f"paging past {self._settings.max_limit} hits is not supported")
+        query = self._query(params, vector, checked, limit + 1, offset)
 
-        params = replace(params, filter=checked)
         key, source = resolve_routing_key(params.routing_key, params.metadata_key, params.peer,
                                           self._settings.routing_key_fallback)
-        if source not in ("request", "metadata"):
+        if source is not KeySource.REQUEST and source is not KeySource.METADATA:
             self._metrics.unkeyed.labels(source).inc()
         if page is not None and page.collection:  # a later page: served where the first one was
             decision = await self._pinned_decision(params.collection, page)
         else:
             decision = self._router.route(params.collection, key, params.forced_arm)
-            if decision.in_analysis and params.vector is not None and await self._model_canary(params.collection):
+            if decision.in_analysis and vector is not None and await self._model_canary(params.collection):
                 # a raw vector belongs to primary's space: primary serves it, outside the analysis
                 decision = self._router.route(params.collection, key, Arm.PRIMARY)
                 self._metrics.model_canary_vector_queries.labels(params.collection).inc()
@@ -335,24 +353,46 @@ class SearchCore:
             physical = await self._backend.resolve(params.collection)
             if page is not None and page.collection and physical != page.collection:
                 raise self._stale_page(params.collection, page)
-            points = await self._search_arm(physical, params, limit, offset, deadline)
+            points = await self._search_arm(physical, params, query, deadline)
             self._refuse_late(deadline)
             route = RouteInfo(Arm.PRIMARY, physical)
         else:
-            points, route = await self._search_routed(decision, key, params, limit, offset, deadline, on_route)
-        trace.get_current_span().set_attributes({
-            "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
-            "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
+            points, route = await self._search_routed(decision, key, params, query, deadline, on_route)
+        if tracing_records():
+            trace.get_current_span().set_attributes({
+                "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
+                "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
         next_token = ""
-        if len(points) == limit:
+        if len(points) > limit:  # the extra hit: a next page exists
+            del points[limit:]
             next_token = self._pages.issue_search(
-                SearchPage(offset + limit, route.collection, route.arm.value, route.rollout), query_print)
+                SearchPage(offset + limit, route.collection, route.arm.value, route.rollout),
+                query_print or self._fingerprint(params, vector, limit))
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
+
+    @staticmethod
+    def _fingerprint(params: SearchParams, vector: np.ndarray | None, limit: int) -> str:
+        """What a search's page tokens are bound to: the query, not where it was served."""
+        return fingerprint(params.collection, params.text, b"" if vector is None else vector.tobytes(), limit,
+                           params.filter, params.score_threshold)
+
+    @staticmethod
+    def _query(params: SearchParams, vector: np.ndarray | None, filter: Filter | None, limit: int,
+               offset: int) -> SearchQuery:
+        """The backend query of a search (`vector` None for a text search until an arm embeds it)."""
+        return SearchQuery(vector=vector, limit=limit, offset=offset, filter=filter,  # type: ignore[arg-type]
+                           score_threshold=params.score_threshold, with_payload=params.with_payload)
 
     async def _model_canary(self, collection: str) -> tuple[CollectionSpec, CollectionSpec] | None:
         """Primary's and the canary's specs when a rollout on `collection` has arms in different vector spaces."""
         table = self._router.table(collection)
-        return None if table is None else await self._split_spaces(table.primary, table.canary)
+        if table is None:
+            return None
+        primary, canary = self._specs.cached(table.primary), self._specs.cached(table.canary)
+        if primary is not None and canary is not None:  # the usual case: no await
+            same = (primary.dimension, primary.embedding_model) == (canary.dimension, canary.embedding_model)
+            return None if same else (primary, canary)
+        return await self._split_spaces(table.primary, table.canary)
 
     async def _split_spaces(self, primary_name: str, canary_name: str) -> tuple[CollectionSpec, CollectionSpec] | None:
         """The two arms' specs when they hold different vector spaces (model or dimension); None otherwise,
@@ -391,8 +431,8 @@ class SearchCore:
             reason="PAGE_TOKEN_STALE",
             metadata={"field": "page_token", "collection": page.collection, "rollout": page.rollout})
 
-    async def _search_routed(self, decision: RouteDecision, key: str, params: SearchParams, limit: int,
-                             offset: int, deadline: float | None,
+    async def _search_routed(self, decision: RouteDecision, key: str, params: SearchParams, query: SearchQuery,
+                             deadline: float | None,
                              on_route: Callable[[Arm], None] | None) -> tuple[list[ScoredPoint], RouteInfo]:
         """Search the arm a rollout routed the request to, recording how that arm's attempt ended.
 
@@ -406,7 +446,7 @@ class SearchCore:
         assert physical is not None  # search() routes here only the decisions of an active rollout
         started = self._clock()
         try:
-            points = await self._attempt_arm(decision, physical, params, limit, offset, deadline)
+            points = await self._attempt_arm(decision, physical, params, query, deadline)
         except asyncio.CancelledError:
             self._record(decision, key, self._ending_of_cancelled(deadline), started)
             raise
@@ -421,7 +461,7 @@ class SearchCore:
                 on_route(Arm.PRIMARY)
             primary = decision.primary
             assert primary is not None  # a rollout's decision names its primary
-            points = await self._search_arm(primary, params, limit, offset, deadline, routed=True)
+            points = await self._search_arm(primary, params, query, deadline, routed=True)
             self._refuse_late(deadline)
             return points, RouteInfo(Arm.PRIMARY, primary, decision.rollout, fallback=True)
         if self._is_late(deadline):
@@ -430,14 +470,18 @@ class SearchCore:
         self._record(decision, key, "OK", started)
         return points, RouteInfo(decision.arm, physical, decision.rollout)
 
-    async def _attempt_arm(self, decision: RouteDecision, physical: str, params: SearchParams, limit: int,
-                           offset: int, deadline: float | None) -> list[ScoredPoint]:
+    async def _attempt_arm(self, decision: RouteDecision, physical: str, params: SearchParams, query: SearchQuery,
+                           deadline: float | None) -> list[ScoredPoint]:
         """One search on the routed arm (its collection: `physical`); a canary over its rollout's
         concurrency limit is refused at once."""
-        if not self.canary_slots.floor:
-            return await self._search_arm(physical, params, limit, offset, deadline, routed=True)
-        with self.canary_slots.hold(decision):
-            return await self._search_arm(physical, params, limit, offset, deadline, routed=True)
+        slots = self.canary_slots
+        if not slots.floor:
+            return await self._search_arm(physical, params, query, deadline, routed=True)
+        key = slots.take(decision)
+        try:
+            return await self._search_arm(physical, params, query, deadline, routed=True)
+        finally:
+            slots.give_back(key)
 
     def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:
         if decision.in_analysis:
@@ -466,33 +510,30 @@ class SearchCore:
             return False  # the request itself is wrong (or not found): primary would say the same
         return deadline is None or deadline > self._clock()
 
-    async def _search_arm(self, physical: str, params: SearchParams, limit: int, offset: int,
+    async def _search_arm(self, physical: str, params: SearchParams, query: SearchQuery,
                           deadline: float | None, *, routed: bool = False) -> list[ScoredPoint]:
         """Search one physical collection. For a rollout's arm (`routed`), the collection was chosen by
         the gateway, not the caller: if it has vanished that is our failure (UNAVAILABLE), not NOT_FOUND."""
         try:
-            return await self._search_physical(physical, params, limit, offset, deadline)
+            return await self._search_physical(physical, params, query, deadline)
         except NotFound as exc:
             if not routed:
                 raise
             self._specs.forget(physical)
             raise Unavailable(f"collection {physical!r} of the rollout cannot be searched: {exc.message}") from exc
 
-    async def _search_physical(self, physical: str, params: SearchParams, limit: int, offset: int,
+    async def _search_physical(self, physical: str, params: SearchParams, query: SearchQuery,
                                deadline: float | None) -> list[ScoredPoint]:
-        spec = await self._specs.get(physical)
+        spec = self._specs.cached(physical) or await self._specs.get(physical)
         if params.text is not None:
             if not spec.embedding_model:
                 raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
                                               "search it by vector")
             vector = (await self._embed([params.text], spec.embedding_model, "text", deadline))[0]
-        else:
-            vector = np.asarray(params.vector, dtype=np.float32)
-            if vector.shape != (spec.dimension,):
-                raise InvalidArgument("vector.values", f"has {vector.size} values; collection "
-                                                       f"{params.collection!r} holds {spec.dimension}-d vectors")
-        query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
-                            score_threshold=params.score_threshold, with_payload=params.with_payload)
+            query = replace(query, vector=vector)
+        elif len(query.vector) != spec.dimension:  # a 1-d float32 array (search() made it)
+            raise InvalidArgument("vector.values", f"has {len(query.vector)} values; collection "
+                                                   f"{params.collection!r} holds {spec.dimension}-d vectors")
         return await self._backend.search(physical, query)
 
     # -- writes ------------------------------------------------------------------------------
