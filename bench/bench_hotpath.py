@@ -13,7 +13,8 @@ per call of each (this process: what a loaded machine distorts least), with (c) 
 `--record FILE` appends the run's figures as one JSON line under `--label`, so a series of code
 changes can be compared step by step (docs/benchmarks.md's hot-path table is made from such lines).
 `--profile FILE` then loads the rollout configuration for `--profile-seconds` more while py-spy
-(if installed) samples this process, and writes its collapsed stacks there.
+(if installed) samples the thread holding the interpreter lock in this process, and writes its
+collapsed stacks there.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ async def profile(runner: LoadRunner, target: Target, durations: Durations, path
     await asyncio.sleep(1.5)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        spy, "record", "-p", str(os.getpid()), "-d", str(int(seconds)), "-r", "250", "-f", "raw", "-o", path,
+        spy, "record", "-p", str(os.getpid()), "-d", str(int(seconds)), "-r", "250", "-f", "raw", "--gil", "-o", path,
         "--nonblocking", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await process.wait()
     await load

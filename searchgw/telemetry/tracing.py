@@ -52,7 +52,12 @@ def tracing_records() -> bool:
     (OpenTelemetry's global provider is set at most once)."""
     global _records
     if not _records:
-        _records = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+        # The global provider itself: get_tracer_provider() reads an environment variable on every call
+        # until one is set.
+        provider = getattr(trace, "_TRACER_PROVIDER", None) if hasattr(trace, "_TRACER_PROVIDER") \
+            else trace.get_tracer_provider()
+        _records = provider is not None and not isinstance(provider, (trace.ProxyTracerProvider,
+                                                                      trace.NoOpTracerProvider))
     return _records
 
 
