@@ -171,6 +171,7 @@ async def create_server(
     wall_clock: Callable[[], float] = time.time,
     run_controller: bool = True,
     probe_interval_s: float | None = PROBE_INTERVAL_S,
+    reuse_port: bool = False,
 ) -> GatewayServer:
     """Build and start the gateway.
 
@@ -178,6 +179,7 @@ async def create_server(
     rollout controller, and `run_controller=False` leaves its ticks to the caller (tests).
     `probe_interval_s=None` probes the dependencies only at start-up (tests call
     `server.dependencies.probe_once()`); finished rollouts' series are swept after each round.
+    `reuse_port` binds with SO_REUSEPORT (a worker of `searchgw serve --workers N`, see gateway.workers).
     """
     metrics = GatewayMetrics(clock=rollout_clock or clock)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +268,7 @@ async def create_server(
                                              tracing=True)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,
-                               keepalive_timeout_s=settings.keepalive_timeout_s),
+                               keepalive_timeout_s=settings.keepalive_timeout_s, reuse_port=reuse_port),
     )
     search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock), server)
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
