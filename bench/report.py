@@ -203,7 +203,8 @@ def plot_gateway_throughput(results: bench_gateway.GatewayResults) -> str:
     ax.set_title(f"Search by vector, {_gateway.CONCURRENCY} concurrent callers (closed loop)")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
-    footer(fig, stamp(results.machine, f"targets: c >= {bench_gateway_load.TARGET_VS_BACKEND:.2f}x b; "
+    by_size = ", ".join(f"{t:.2f}x b at {n}" for n, t in bench_gateway_load.TARGET_VS_BACKEND_BY_SIZE.items())
+    footer(fig, stamp(results.machine, f"targets: c >= {by_size}; "
                                        f"on 1000 points c >= {bench_gateway_load.TARGET_VS_ECHO_1K:.2f}x a"))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, "gateway_throughput.png")
