@@ -10,6 +10,11 @@ no rollout and with a rollout at 50 %, at 16 callers and at 1 caller. Printed: c
 the issue's table quotes ((c) / (b), (c) / (a), p50 (c) − p50 (b) at one caller), and the server CPU
 per call of each (this process: what a loaded machine distorts least), with (c) − (b) in µs.
 
+`--overhead` measures the gateway's own cost instead: echo against the gateway over an instant backend
+(every search answers 11 fixed hits at once, no engine, no executor), so gateway CPU/call − echo
+CPU/call is what the gateway itself spends per call (its interceptor, servicer, core, conversions,
+metrics), free of the engine's noise. Run it on two commits to compare them.
+
 `--record FILE` appends the run's figures as one JSON line under `--label`, so a series of code
 changes can be compared step by step (docs/benchmarks.md's hot-path table is made from such lines).
 `--profile FILE` then loads the rollout configuration for `--profile-seconds` more while py-spy
@@ -34,11 +39,41 @@ from typing import Any
 from bench._common import LoadRunner, Machine, configure_like_production, loadavg_text, print_table
 from bench._gateway import Durations, SharedBackend, analysis, build_dataset, gateway_settings
 from bench.bench_gateway_load import BackendSearch, EchoSearch, Run, Target, load_config, measure, start_bare_server
-from searchgw.gateway.backends import EdgeBackend
+from searchgw.gateway.backends import EdgeBackend, ScoredPoint
 from searchgw.gateway.client import GatewayClient, stage
 from searchgw.gateway.server import create_server
 
 CONCURRENCY = 16
+
+
+class InstantBackend:
+    """The backend, but every search answers the same hits at once (no engine, no executor)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.kind = inner.kind
+        self._hits = [ScoredPoint(id=i, score=1.0 - i / 100) for i in range(1, 12)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def search(self, collection: str, query: Any) -> list[ScoredPoint]:
+        return self._hits[:query.limit]
+
+    async def close(self) -> None:
+        pass
+
+
+def summarise_overhead(runs: list[Run]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for concurrency in (CONCURRENCY, 1):
+        echo = next(r for r in runs if (r.kind, r.concurrency) == ("echo", concurrency))
+        for run_ in runs:
+            if run_.kind != "echo" and run_.concurrency == concurrency:
+                out[f"{run_.kind} x{concurrency}"] = {"own_cpu_us": run_.cpu_us_per_call - echo.cpu_us_per_call,
+                                                     "vs_echo": run_.calls_per_s / echo.calls_per_s,
+                                                     "p50_delta_ms": run_.p(0.5) - echo.p(0.5)}
+    return out
 
 
 def summarise(runs: list[Run], sizes: list[int]) -> dict[str, Any]:
@@ -84,15 +119,28 @@ async def run(args: argparse.Namespace) -> None:
                                                 analysis=analysis(10.0, 60.0, 50),
                                                 stages=[stage(50, 30 * 24 * 3600.0, 0), stage(100)])
             targets = [Target("echo", 0, echo_address, "any")]
-            for dataset in datasets.values():
+            if args.overhead:
+                instant = await create_server(gateway_settings(root / "instant"), backend=InstantBackend(backend))
+                servers.append(instant)
+                async with GatewayClient(instant.address) as client:
+                    for dataset in datasets.values():
+                        await client.create_rollout(f"instant-{dataset.size}", dataset.rollout, dataset.canary,
+                                                    analysis=analysis(10.0, 60.0, 50),
+                                                    stages=[stage(50, 30 * 24 * 3600.0, 0), stage(100)])
+                dataset = next(iter(datasets.values()))
+                targets += [Target("gateway", dataset.size, instant.address, dataset.plain),
+                            Target("gateway+rollout", dataset.size, instant.address, dataset.rollout)]
+            for dataset in ([] if args.overhead else datasets.values()):
                 targets += [Target("backend", dataset.size, bare_address, dataset.plain),
                             Target("gateway", dataset.size, gateway.address, dataset.plain),
                             Target("gateway+rollout", dataset.size, gateway.address, dataset.rollout)]
             runs = await measure(runner, targets, (CONCURRENCY, 1), durations)
             load_end = loadavg_text()
             if args.profile:
-                await profile(runner, targets[-1], durations, args.profile, args.profile_seconds)
+                await profile(runner, targets[-1], durations, args.profile, args.profile_seconds, args.native)
             await gateway.stop(0)
+            if args.overhead:
+                await servers.pop().stop(0)
         finally:
             for server in servers:
                 await server.stop(0)
@@ -104,19 +152,27 @@ async def run(args: argparse.Namespace) -> None:
                      f"{run_.p(0.5):.2f}", f"{run_.cpu_us_per_call:.0f}",
                      " ".join(f"{x:.0f}" for x in run_.rounds)])
     print_table(rows, ["", "calls/s", "p50 ms", "server CPU µs/call", "rounds"])
-    summary = summarise(runs, list(args.sizes))
-    print(f"ratios ({load_end} at the end of the measured rounds):")
-    for name, figures in summary.items():
+    if args.overhead:
+        summary = summarise_overhead(runs)
+        print(f"the gateway's own cost per call, over an instant backend ({load_end} at the end):")
+        for name, figures in summary.items():
+            print(f"  {name:<24} CPU/call over echo {figures['own_cpu_us']:+.0f} µs, calls/s {figures['vs_echo']:.2f}x "
+                  f"echo, p50 {figures['p50_delta_ms']:+.2f} ms over echo")
+    else:
+        summary = summarise(runs, list(args.sizes))
+        print(f"ratios ({load_end} at the end of the measured rounds):")
+    for name, figures in ({} if args.overhead else summary).items():
         print(f"  {name:<22} (c)/(b) {figures['vs_bare']:.2f}x  (c)/(a) {figures['vs_echo']:.2f}x  "
               f"p50 delta at 1 caller {figures['p50_delta_ms_1']:+.2f} ms  "
               f"CPU/call {figures['cpu_us']:.0f} µs ({figures['cpu_delta_us']:+.0f} µs over (b))")
     if args.record:
         with open(args.record, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"label": args.label, "date": machine.date, "load_end": load_end,
+            out.write(json.dumps({"label": args.label, "overhead": args.overhead, "date": machine.date, "load_end": load_end,
                                   "rounds": args.rounds, "seconds": args.seconds, "figures": summary}) + "\n")
 
 
-async def profile(runner: LoadRunner, target: Target, durations: Durations, path: str, seconds: float) -> None:
+async def profile(runner: LoadRunner, target: Target, durations: Durations, path: str, seconds: float,
+                  native: bool = False) -> None:
     """Load `target` for `seconds` while py-spy samples this process (collapsed stacks into `path`)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -128,7 +184,7 @@ async def profile(runner: LoadRunner, target: Target, durations: Durations, path
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         spy, "record", "-p", str(os.getpid()), "-d", str(int(seconds)), "-r", "250", "-f", "raw", "--gil", "-o", path,
-        "--nonblocking", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        *(["--native"] if native else ["--nonblocking"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await process.wait()
     await load
     print(f"profile: {path} ({time.monotonic() - started:.0f} s of {target.kind} {target.size} x{CONCURRENCY})")
@@ -139,10 +195,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000])
+    parser.add_argument("--overhead", action="store_true", help="echo against the gateway over an instant backend")
     parser.add_argument("--label", default="")
     parser.add_argument("--record", help="append this run's figures as a JSON line to this file")
     parser.add_argument("--profile", help="collapsed py-spy stacks of the gateway under load, into this file")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--native", action="store_true", help="py-spy --native: C and Cython frames too (grpc)")
     asyncio.run(run(parser.parse_args()))
 
 
