@@ -536,6 +536,9 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
     add((Path(__file__).resolve().parent / "rollout_decisions.md").read_text(encoding="utf-8").strip() + "\n")
+    # The hot path's step-by-step figures and the --workers scaling, kept by hand in bench/hotpath.md
+    # (they compare commits, and bench_workers needs redis-server and the Qdrant-protocol test server).
+    add((Path(__file__).resolve().parent / "hotpath.md").read_text(encoding="utf-8").strip() + "\n")
 
     add("## Reading the numbers\n")
     add("- On 2 cores the load generator, the server's event loop, onnxruntime's or qdrant-edge's threads and "
