@@ -37,6 +37,8 @@ import matplotlib.ticker  # noqa: E402
 
 from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
 from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
+from bench import bench_shadow  # noqa: E402
+from bench import bench_payload_index  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
 from searchgw.loadgen import LatencyHistogram, Tally  # noqa: E402
 
@@ -366,7 +368,7 @@ def run_bench_model(quick: bool) -> tuple[str, float] | None:
 def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResults,
            gateway: bench_gateway.GatewayResults, backends: bench_backends.BackendResults | None,
            backends_log: str, model: tuple[str, float] | None, images: dict[str, str], elapsed_s: float,
-           loads: dict[str, tuple[float, float, float]]) -> str:
+           loads: dict[str, tuple[float, float, float]], extra: dict | None = None) -> str:
     out: list[str] = []
     add = out.append
     add("# Benchmarks\n")
@@ -532,6 +534,20 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
             "concurrent callers, micro-batching off and on.\n")
         add("```text\n" + backends_log.strip() + "\n```\n")
 
+    shadow_log = extra.get("shadow_log") if extra else None
+    if shadow_log:
+        add("## Shadow searches: what result-quality sampling costs primary (issue 15 §4; `bench/bench_shadow.py`)\n")
+        add("Search by vector under a rollout at 10 %, closed loop; the same load with the rollout's "
+            "`quality.shadow_sample_rate` at 0 and at 0.05, interleaved; the goal is ≥ 0.95× throughput.\n")
+        add("```text\n" + shadow_log.strip() + "\n```\n")
+
+    payload_index_log = extra.get("payload_index_log") if extra else None
+    if payload_index_log:
+        add("## Payload indexes: filtered counts and searches (issue 14 §2; `bench/bench_payload_index.py`)\n")
+        add("The embedded backend, the same points in two collections, one with indexes on the filtered fields; "
+            "calls interleaved, median per call, and the ratio unindexed / indexed.\n")
+        add("```text\n" + payload_index_log.strip() + "\n```\n")
+
     # Rollout decisions: simulated (tests/gateway/test_rollout_simulation.py) and bench_detection's live
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
@@ -562,13 +578,23 @@ async def collect(quick: bool, log=print) -> dict:
     with redirect_stdout(buffer):
         backends = await bench_backends.run(300 if quick else 1600, with_local=not quick)
     loads["after backends"] = load_average()
+    log(f"shadow searches benchmark ({loadavg_text()})")
+    shadow = io.StringIO()
+    with redirect_stdout(shadow):
+        await bench_shadow.run(quick, log=print)
+    loads["after shadow"] = load_average()
+    log(f"payload index benchmark ({loadavg_text()})")
+    payload_index = io.StringIO()
+    with redirect_stdout(payload_index):
+        await bench_payload_index.run(5_000, 10) if quick else await bench_payload_index.run(20_000, 30)
+    loads["after payload index"] = load_average()
     model = None
     if not quick:
         log(f"model benchmark, its own process ({loadavg_text()})")
         model = await asyncio.to_thread(run_bench_model, quick)
         loads["after model"] = load_average()
     return dict(embedder=embedder, gateway=gateway, backends=backends, backends_log=buffer.getvalue(), model=model,
-                loads=loads)
+                loads=loads, shadow_log=shadow.getvalue(), payload_index_log=payload_index.getvalue())
 
 
 def one_run_at_a_time():
@@ -613,7 +639,8 @@ def main() -> None:
     if gateway.ramp is not None:
         images["ramp"] = plot_ramp(gateway.ramp, machine)
     text = render(machine, args.quick, embedder, gateway, data["backends"], data["backends_log"], data["model"], images,
-                  time.perf_counter() - started, data["loads"])
+                  time.perf_counter() - started, data["loads"], extra={"shadow_log": data.get("shadow_log"),
+                                                              "payload_index_log": data.get("payload_index_log")})
     DOC.write_text(text, encoding="utf-8")
     print(f"\nwrote {DOC.relative_to(ROOT)} and {len(images)} plots in {IMG.relative_to(ROOT)}/ "
           f"in {(time.perf_counter() - started) / 60:.1f} min ({loadavg_text()})")

@@ -282,7 +282,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prune.add_argument("--max-age", type=_non_negative_seconds, default=0.0,
                        help="keep those younger than this (e.g. 36h, 7d) [0: no age rule]; "
                             "a snapshot either rule keeps stays")
+    index = _operation(ops, "index", "index a payload field (both arms during a rollout)",
+                       "searchgw collections index docs published --type datetime\n"
+                       "  searchgw collections index docs title --type text --tokenizer prefix --min-token-length 2")
+    index.add_argument("name", help="collection or alias")
+    index.add_argument("key", help="the payload key, dotted for nested fields")
+    index.add_argument("--type", required=True, choices=tuple(_INDEX_TYPES), help="what the index holds")
+    index.add_argument("--tokenizer", choices=tuple(_TOKENIZERS), help="text index: how texts split [word]")
+    index.add_argument("--case-sensitive", action="store_true", help="text index: keep the tokens' case")
+    index.add_argument("--min-token-length", type=_non_negative_int, default=0, help="text index: drop shorter tokens")
+    index.add_argument("--max-token-length", type=_non_negative_int, default=0, help="text index: drop longer tokens")
+    unindex = _operation(ops, "unindex", "remove a payload field's index", "searchgw collections unindex docs title")
+    unindex.add_argument("name", help="collection or alias")
+    unindex.add_argument("key", help="the indexed payload key")
     collections.set_defaults(run=lambda a: _client(a, _collections))
+
+    points = _command(subparsers, "points", "count, page through and read the points of a collection",
+                      "  searchgw points count docs --filter '{\"must\": [{\"field\": {\"key\": \"lang\", "
+                      "\"keyword\": \"en\"}}]}'\n"
+                      "  searchgw points scroll docs --order-by published --descending --limit 20 --payload\n"
+                      "  searchgw points get docs 1 2 6f1c2d4e-8a3b-4c5d-9e7f-0a1b2c3d4e5f")
+    pops = _operations(points)
+    for name, help_text, example in (
+            ("count", "count the points that match a filter (exact)", "searchgw points count docs"),
+            ("scroll", "list points by id, or ordered by an indexed payload field; follows every page up to --limit",
+             "searchgw points scroll docs --order-by published --descending --limit 20"),
+            ("get", "read points by id (missing ids are left out)", "searchgw points get docs 1 2 3 --vector")):
+        operation = _operation(pops, name, help_text, example)
+        operation.add_argument("collection", help="collection or alias (primary during a rollout)")
+        operation.add_argument("--arm", choices=("primary", "canary"), help="during a rollout, read this arm [primary]")
+        if name == "get":
+            operation.add_argument("ids", nargs="+", help="point ids: unsigned integers or UUIDs")
+        else:
+            operation.add_argument("--filter", type=_filter_json,
+                                   help="a searchgw.v1.Filter as JSON (the proto's JSON form)")
+        if name == "scroll":
+            operation.add_argument("--order-by", default="", help="a payload key with an integer, float or "
+                                                                  "datetime index [by id]")
+            operation.add_argument("--descending", action="store_true", help="with --order-by: largest first")
+            operation.add_argument("--limit", type=_positive_int, default=100, help="points to list at most [100]")
+        if name != "count":
+            operation.add_argument("--no-payload", dest="payload", action="store_false", help="leave payloads out")
+            operation.add_argument("--vector", action="store_true", help="include each point's vector")
+    points.set_defaults(run=lambda a: _client(a, _points))
 
     rollout = _command(subparsers, "rollout", "start, watch and steer canary rollouts",
                        "  searchgw rollout start r1 --collection docs --canary docs-v2\n"
@@ -312,6 +354,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--old-collection", choices=("keep", "delete"), default=None,
                        help="what happens to the old collection after the grace period [keep]")
     _add_policy_flags(start)
+    _add_quality_flags(start)
     start.add_argument("--reason", default="", help="why (StartRollout of a PREPARED rollout only)")
     prepare = _operation(rops, "prepare", "create the canary from primary's spec and backfill it from primary "
                                           "(writes reach both arms meanwhile; no searches reach the canary)",
@@ -421,6 +464,34 @@ def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=dest, type=_policy_number(int), metavar="N", help=help_text)
 
 
+#: AnalysisPolicy.quality's flags: --shadow-sample-rate, then --quality-<field> for the others.
+_QUALITY_HELP = {
+    "shadow_sample_rate": "share of searches also run on the other arm, off the request path (e.g. 0.05; 0: none)",
+    "k": "depth compared (overlap@k, RBO)", "min_overlap": "a comparison below this overlap@k counts against the canary",
+    "max_below_share": "the canary fails when more than this share is below (0.5: the median)",
+    "min_samples": "no verdict on fewer comparisons per stage", "alpha": "the quality guard's false-rollback bound",
+    "rbo_p": "rank-biased overlap's p",
+}
+
+
+def _quality_flag(name: str) -> str:
+    return "--shadow-sample-rate" if name == "shadow_sample_rate" else f"--quality-{name.replace('_', '-')}"
+
+
+def _add_quality_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("result quality (AnalysisPolicy.quality: shadow comparisons and their guard; "
+                                      "docs/canary.md)")
+    for name, help_text in _QUALITY_HELP.items():
+        kind = int if name in ("k", "min_samples") else float
+        group.add_argument(_quality_flag(name), dest=f"quality__{name}", type=_policy_number(kind),
+                           metavar="N" if kind is int else "X", help=help_text)
+
+
+def _quality_from(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: value for name in _QUALITY_HELP
+            if (value := getattr(args, f"quality__{name}", None)) is not None}
+
+
 def _policy_number(kind: type) -> Callable[[str], float | int]:
     def parse(text: str):
         try:
@@ -471,6 +542,14 @@ def rollout_from(args: argparse.Namespace):
         elif kind == "list":
             value = [part.strip() for part in value.split(",") if part.strip()]
         policy[field.name] = value
+    quality = _quality_from(args)
+    if quality:
+        section = document.get("analysis")
+        spec_quality = section.get("quality") if isinstance(section, dict) else None
+        merged = dict(spec_quality) if isinstance(spec_quality, dict) else {}
+        for name in quality:
+            _drop_key(merged, name)
+        policy["quality"] = {**merged, **quality}
     _override_section(document, "analysis", policy, args.spec)
     try:
         rollout = ParseDict(document, roll_pb.Rollout())
@@ -760,7 +839,12 @@ async def _ingest(client, args) -> int:
 def _collection_lines(collection) -> list[str]:
     return [f"name         {collection.name}", f"dimension    {collection.dimension}",
             f"points       {collection.points_count}", f"model        {collection.embedding_model or '-'}",
-            f"aliases      {', '.join(collection.aliases) or '-'}"]
+            f"aliases      {', '.join(collection.aliases) or '-'}"] + [
+                f"index        {index.key}: {_index_type_name(index.type)}" for index in collection.payload_indexes]
+
+
+def _index_type_name(number: int) -> str:
+    return next((name for name, value in _INDEX_TYPES.items() if value == number), str(number))
 
 
 def _time(stamp) -> str:
@@ -812,6 +896,9 @@ async def _collections(client, args) -> int:
     elif args.op == "delete-snapshot":
         await client.delete_snapshot(args.name, args.snapshot, timeout=timeout)
         _emit(args, {"deleted": args.snapshot, "collection": args.name}, lambda: [f"deleted {args.snapshot}"])
+    elif args.op in ("index", "unindex"):
+        collection = await _payload_index(client, args)
+        _emit(args, collection, lambda: _collection_lines(collection))
     elif args.op == "prune-snapshots":
         pruned = await client.prune_snapshots(args.name, keep_last=args.keep_last, max_age_s=args.max_age,
                                               timeout=max(timeout, 600.0))
@@ -821,6 +908,75 @@ async def _collections(client, args) -> int:
 
 
 _SNAPSHOT_HEADER = ("NAME", "COLLECTION", "CREATED", "BYTES", "SHA256")
+_INDEX_TYPES = {"keyword": 1, "integer": 2, "float": 3, "bool": 4, "datetime": 5, "uuid": 6, "text": 7}
+_TOKENIZERS = {"word": 1, "whitespace": 2, "prefix": 3, "multilingual": 4}
+
+
+async def _payload_index(client, args) -> Any:
+    from searchgw.v1 import collection_service_pb2 as coll_pb
+
+    if args.op == "unindex":
+        return await client.delete_payload_index(args.name, args.key, timeout=args.timeout)
+    text = None
+    if args.type == "text":
+        text = coll_pb.TextIndexParams(tokenizer=f"TOKENIZER_{(args.tokenizer or 'word').upper()}",
+                                       lowercase=not args.case_sensitive, min_token_length=args.min_token_length,
+                                       max_token_length=args.max_token_length)
+    elif args.tokenizer or args.case_sensitive or args.min_token_length or args.max_token_length:
+        raise SystemExit("--tokenizer, --case-sensitive and the token lengths are for --type text")
+    return await client.create_payload_index(args.name, args.key,
+                                             coll_pb.PayloadIndexType.Value(f"PAYLOAD_INDEX_TYPE_{args.type.upper()}"),
+                                             text=text,
+                                             timeout=max(args.timeout, 600.0))
+
+
+def _filter_json(text: str):
+    from searchgw.v1 import common_pb2
+
+    try:
+        return json_format.Parse(text, common_pb2.Filter())
+    except json_format.ParseError as exc:
+        raise argparse.ArgumentTypeError(f"not a searchgw.v1.Filter in JSON: {exc}") from None
+
+
+def _point_row(point) -> tuple[str, ...]:
+    kind = point.id.WhichOneof("kind")
+    payload = json.dumps(json_format.MessageToDict(point.payload), ensure_ascii=False) if point.HasField("payload") \
+        else "-"
+    return (str(getattr(point.id, kind or "num")), payload[:100])
+
+
+async def _points(client, args) -> int:
+    from searchgw.v1 import common_pb2
+
+    arm = {None: common_pb2.ARM_UNSPECIFIED, "primary": common_pb2.ARM_PRIMARY,
+           "canary": common_pb2.ARM_CANARY}[args.arm]
+    timeout = args.timeout
+    if args.op == "count":
+        counted = await client.count_points(args.collection, filter=args.filter, arm=arm, timeout=timeout)
+        _emit(args, counted, lambda: [f"{counted.count} points in {counted.route.collection}"])
+        return 0
+    if args.op == "get":
+        ids = [int(i) if i.isdigit() else i for i in args.ids]
+        got = await client.get_points(args.collection, ids, with_payload=args.payload, with_vector=args.vector,
+                                      timeout=timeout)
+        _emit(args, got, lambda: _columns([_point_row(p) for p in got.points], ("ID", "PAYLOAD")))
+        return 0
+    found: list[Any] = []
+    token = ""
+    while len(found) < args.limit:
+        page = await client.scroll_points(args.collection, filter=args.filter, page_size=min(args.limit - len(found),
+                                                                                             1000),
+                                          page_token=token, order_by=args.order_by, descending=args.descending,
+                                          with_payload=args.payload, with_vector=args.vector, arm=arm,
+                                          timeout=timeout)
+        found.extend(page.points)
+        token = page.next_page_token
+        if not token:
+            break
+    _emit(args, {"points": [_as_dict(p) for p in found], "next_page_token": token},
+          lambda: _columns([_point_row(p) for p in found], ("ID", "PAYLOAD")))
+    return 0
 
 
 def _snapshot_row(snapshot) -> tuple[str, ...]:

@@ -156,15 +156,65 @@ class GatewayClient:
             request.filter.CopyFrom(filter)
         return await self._call(self.search_stub.Delete, request, timeout)
 
+    async def count_points(self, collection: str, *, filter: common_pb.Filter | None = None,
+                           arm: common_pb.Arm = common_pb.ARM_UNSPECIFIED,
+                           timeout: float | None = None) -> search_pb.CountPointsResponse:
+        """How many points match `filter` (every point without one), exactly; primary's during a rollout
+        unless `arm` names the canary."""
+        return await self._call(self.search_stub.CountPoints,
+                                search_pb.CountPointsRequest(collection=collection, filter=filter, arm=arm), timeout)
+
+    async def scroll_points(self, collection: str, *, filter: common_pb.Filter | None = None, page_size: int = 0,
+                            page_token: str = "", order_by: str = "", descending: bool = False,
+                            with_payload: bool = False, with_vector: bool = False,
+                            arm: common_pb.Arm = common_pb.ARM_UNSPECIFIED,
+                            timeout: float | None = None) -> search_pb.ScrollPointsResponse:
+        """One page of points, by id or ordered by the payload field `order_by` (which needs an integer,
+        float or datetime index); `every_page(lambda token: client.scroll_points(..., page_token=token))`
+        follows them all."""
+        request = search_pb.ScrollPointsRequest(collection=collection, filter=filter, page_size=_page_size(page_size),
+                                                page_token=page_token, with_payload=with_payload,
+                                                with_vector=with_vector, arm=arm)
+        if order_by:
+            request.order_by.key = order_by
+            request.order_by.direction = (search_pb.OrderBy.DIRECTION_DESC if descending
+                                          else search_pb.OrderBy.DIRECTION_ASC)
+        return await self._call(self.search_stub.ScrollPoints, request, timeout)
+
+    async def get_points(self, collection: str, ids: Sequence[PointIdLike], *, with_payload: bool = True,
+                         with_vector: bool = False, arm: common_pb.Arm = common_pb.ARM_UNSPECIFIED,
+                         timeout: float | None = None) -> search_pb.GetPointsResponse:
+        """The points with these ids, in that order; ids the collection does not hold are left out."""
+        request = search_pb.GetPointsRequest(collection=collection, ids=[point_id(i) for i in ids],
+                                             with_payload=with_payload, with_vector=with_vector, arm=arm)
+        return await self._call(self.search_stub.GetPoints, request, timeout)
+
     # -- CollectionService -----------------------------------------------------------------
     async def create_collection(self, name: str, *, dimension: int = 0, embedding_model: str = "",
                                 distance: coll_pb.Distance = coll_pb.DISTANCE_COSINE,
                                 hnsw: coll_pb.HnswConfig | None = None,
+                                payload_indexes: Sequence[coll_pb.PayloadIndex] = (),
                                 timeout: float | None = None) -> coll_pb.Collection:
         collection = coll_pb.Collection(name=name, dimension=dimension, embedding_model=embedding_model,
-                                        distance=distance, hnsw=hnsw)
+                                        distance=distance, hnsw=hnsw, payload_indexes=payload_indexes)
         response = await self._call(self.collection_stub.CreateCollection,
                                     coll_pb.CreateCollectionRequest(collection=collection), timeout)
+        return response.collection
+
+    async def create_payload_index(self, collection: str, key: str, type: coll_pb.PayloadIndexType, *,
+                                   text: coll_pb.TextIndexParams | None = None,
+                                   timeout: float | None = None) -> coll_pb.Collection:
+        """Index a payload field (both arms during a rollout); the collection with its indexes."""
+        index = coll_pb.PayloadIndex(key=key, type=type, text=text)
+        response = await self._call(self.collection_stub.CreatePayloadIndex,
+                                    coll_pb.CreatePayloadIndexRequest(collection=collection, index=index), timeout)
+        return response.collection
+
+    async def delete_payload_index(self, collection: str, key: str, *,
+                                   timeout: float | None = None) -> coll_pb.Collection:
+        """Remove a payload field's index (both arms during a rollout); the collection with its indexes."""
+        response = await self._call(self.collection_stub.DeletePayloadIndex,
+                                    coll_pb.DeletePayloadIndexRequest(collection=collection, key=key), timeout)
         return response.collection
 
     async def get_collection(self, name: str, *, timeout: float | None = None) -> coll_pb.Collection:

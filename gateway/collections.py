@@ -21,17 +21,28 @@ Names are checked with `searchgw.gateway.rules`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from searchgw.gateway.backends import CollectionInfo, CollectionSpec, SnapshotInfo, VectorBackend
+from searchgw.gateway.backends import CollectionInfo, CollectionSpec, PayloadIndex, SnapshotInfo, VectorBackend
 from searchgw.gateway.core import CollectionSpecs
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.routing import Router
-from searchgw.gateway.rules import check_name, check_snapshot_name
+from searchgw.gateway.rules import (
+    check_key,
+    check_name,
+    check_snapshot_name,
+    checked_payload_index,
+    with_payload_index,
+    without_payload_index,
+)
 from searchgw.gateway.snapshotting import Pruning, RetentionPolicy, plan_pruning
 from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
 
 
 class CollectionAdmin:
@@ -159,6 +170,71 @@ class CollectionAdmin:
         """A page of (alias, collection) pairs by alias (see `PageTokens.paginate`)."""
         return self._pages.paginate((await self._backend.list_aliases()).items(), key=lambda pair: pair[0],
                                     page_size=page_size, page_token=page_token, listing="aliases")
+
+    # -- payload indexes ---------------------------------------------------------------------
+    async def _index_targets(self, name: str) -> Sequence[str]:
+        """The physical collections an index change on `name` reaches: both arms while a rollout is
+        active on it (named by its logical name or either arm), so that filters select the same
+        points on both and the analysis compares like with like; otherwise the collection it means."""
+        for collection, table in self._router.tables().items():
+            if name in (collection, table.primary, table.canary):
+                return [table.primary, table.canary]
+        return [await self._backend.resolve(name)]
+
+    async def create_payload_index(self, name: str, index: PayloadIndex) -> CollectionInfo:
+        """Index a payload field (replacing the key's index); on every target or none (see `_index_targets`).
+        The collection (primary's during a rollout) with its indexes."""
+        check_name("collection", name)
+        index = checked_payload_index("index", index)
+        targets = await self._index_targets(name)
+        specs = [(await self._backend.get_collection(target)).spec for target in targets]
+        for spec in specs:
+            with_payload_index(spec, index)  # the limit on indexes, on every arm, before any change
+        return await self._change_indexes(name, targets, specs, lambda target: self._backend.create_payload_index(
+            target, index), f"create index {index.key!r} ({index.type.value})")
+
+    async def delete_payload_index(self, name: str, key: str) -> CollectionInfo:
+        """Remove a payload field's index from every target (NotFound, and nothing removed, when one has none)."""
+        check_name("collection", name)
+        check_key("key", key)
+        targets = await self._index_targets(name)
+        specs = [(await self._backend.get_collection(target)).spec for target in targets]
+        for spec in specs:
+            without_payload_index(spec, key)
+        return await self._change_indexes(name, targets, specs, lambda target: self._backend.delete_payload_index(
+            target, key), f"delete index {key!r}")
+
+    async def _change_indexes(self, name: str, targets: Sequence[str], specs: Sequence[CollectionSpec],
+                              change: Callable[[str], Awaitable[CollectionInfo]], what: str) -> CollectionInfo:
+        """Apply `change` to each target in order; when one fails, the ones done are put back as they were."""
+        done: builtins.list[CollectionSpec] = []
+        infos: builtins.list[CollectionInfo] = []
+        try:
+            for target, spec in zip(targets, specs, strict=True):
+                infos.append(await change(target))
+                done.append(spec)
+                self._specs.forget(target)
+        except BaseException:
+            for spec in done:
+                await self._restore_indexes(spec)
+            raise
+        log.info("payload index changed", extra={"collection": name, "targets": targets, "change": what,
+                                                 "indexes": len(infos[0].spec.payload_indexes)})
+        return infos[0]
+
+    async def _restore_indexes(self, spec: CollectionSpec) -> None:
+        """Put `spec`'s payload indexes back on its collection (after a change that failed on another arm)."""
+        try:
+            current = (await self._backend.get_collection(spec.name)).spec.payload_indexes
+            for index in current:
+                if index not in spec.payload_indexes:
+                    await self._backend.delete_payload_index(spec.name, index.key)
+            for index in spec.payload_indexes:
+                if index not in current:
+                    await self._backend.create_payload_index(spec.name, index)
+        except Exception:  # the original failure is what the caller sees; this one is logged
+            log.exception("could not put back the payload indexes of %r", spec.name)
+        self._specs.forget(spec.name)
 
     def _refuse_if_in_rollout(self, name: str, action: str) -> None:
         for collection, table in self._router.tables().items():

@@ -71,6 +71,7 @@ from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
+from searchgw.gateway.rollout.quality import ShadowComparison
 from searchgw.gateway.routing import UNROUTED, Arm, KeySource, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
@@ -84,6 +85,7 @@ from searchgw.gateway.rules import (
 )
 from searchgw.gateway.settings import GatewaySettings
 from searchgw.telemetry.tracing import tracing_records
+from searchgw.gateway.shadow import SKIPPED_FALLBACK, SKIPPED_VECTOR, ShadowSampler, shadow_comparison
 from searchgw.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -250,6 +252,7 @@ class SearchCore:
         clock: Callable[[], float] = time.monotonic,
         page_tokens: PageTokens | None = None,
         write_order: WriteOrder | None = None,
+        shadow: ShadowSampler | None = None,
     ) -> None:
         self._backend = backend
         #: Orders dual writes per point id; holds writes while a rollout is being created (shared with
@@ -267,6 +270,8 @@ class SearchCore:
                                            max_value_bytes=settings.max_payload_bytes)
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
         self.canary_slots = CanarySlots(settings.canary_max_concurrency)
+        #: Runs a rollout's sampled searches on its other arm in the background (`_offer_shadow`).
+        self.shadow = shadow or ShadowSampler(settings.shadow_max_in_flight, observe=metrics.observe_shadow)
 
     async def _embed(self, texts: Sequence[str], model: str, field: str, deadline: float | None) -> np.ndarray:
         """Vectors for `texts`, in calls of at most `embed_batch_texts` texts (run together)."""
@@ -368,6 +373,8 @@ class SearchCore:
             next_token = self._pages.issue_search(
                 SearchPage(offset + limit, route.collection, route.arm.value, route.rollout),
                 query_print or self._fingerprint(params, vector, limit))
+        if route.rollout and not offset and params.forced_arm is None:
+            self._offer_shadow(params, route, points, limit, query)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
 
     @staticmethod
@@ -382,6 +389,54 @@ class SearchCore:
         """The backend query of a search (`vector` None for a text search until an arm embeds it)."""
         return SearchQuery(vector=vector, limit=limit, offset=offset, filter=filter,  # type: ignore[arg-type]
                            score_threshold=params.score_threshold, with_payload=params.with_payload)
+
+    # -- shadow searches (result quality; gateway/shadow.py, rollout/quality.py) ---------------------
+    def _offer_shadow(self, params: SearchParams, route: RouteInfo, points: Sequence[ScoredPoint], limit: int,
+                      served_query: SearchQuery) -> None:
+        """With the answer computed: if the rollout samples this search, run it on the other arm in the
+        background and compare the two top k. Never waits, never raises into the caller's search. The
+        shadow search is not recorded for the analysis (it is no user's call); its failures are counted."""
+        try:
+            policy = self._controller.quality_policy(route.rollout)
+            if policy is None or not self.shadow.sampled(policy.shadow_sample_rate):
+                return
+            rollout = route.rollout
+            if route.fallback:
+                self.shadow.skip(rollout, SKIPPED_FALLBACK)
+                return
+            table = self._router.table(params.collection)
+            if table is None or table.rollout != rollout:
+                return  # the rollout ended while this search ran
+            if params.vector is not None and self._spaces_differ(table.primary, table.canary):
+                self.shadow.skip(rollout, SKIPPED_VECTOR)
+                return
+            other = table.canary if route.collection == table.primary else table.primary
+            depth = min(policy.k, limit)
+            query = replace(served_query, limit=depth, offset=0)  # the served query (checked filter), top k
+            served_ids = [point.id for point in points[:depth]]
+
+            async def served() -> Sequence[PointId]:
+                return served_ids
+
+            async def shadow() -> Sequence[PointId]:  # embedded with the other arm's own model
+                return [point.id for point in await self._search_physical(other, params, query, None)]
+
+            first, second = (served, shadow) if route.collection == table.primary else (shadow, served)
+            job = shadow_comparison(first, second, depth, policy.rbo_p)  # primary's ranking first
+
+            def record(comparison: ShadowComparison) -> None:
+                self._controller.record_comparison(rollout, comparison.overlap, comparison.rbo, comparison.differing)
+                self._metrics.observe_comparison(rollout, comparison.overlap, comparison.rbo)
+
+            self.shadow.submit(rollout, job, record)
+        except Exception:
+            log.exception("offering a shadow search failed", extra={"rollout": route.rollout})
+
+    def _spaces_differ(self, primary: str, canary: str) -> bool:
+        """Whether the arms hold different vector spaces (a model canary); True when unknown."""
+        first, second = self._specs.cached(primary), self._specs.cached(canary)
+        return (first is None or second is None
+                or (first.dimension, first.embedding_model) != (second.dimension, second.embedding_model))
 
     async def _model_canary(self, collection: str) -> tuple[CollectionSpec, CollectionSpec] | None:
         """Primary's and the canary's specs when a rollout on `collection` has arms in different vector spaces."""
@@ -633,7 +688,7 @@ class SearchCore:
             raise InvalidArgument("ids.ids", f"{len(ids)} ids; at most {self._settings.max_filter_values} per "
                                              "request (--max-filter-values)")
         if filter is not None:
-            if not (filter.must or filter.should or filter.must_not):
+            if not (filter.must or filter.should or filter.must_not or filter.min_should):
                 raise InvalidArgument("filter", "an empty filter would delete every point; to empty a collection, "
                                                 "delete and re-create it")
             filter = self._check_filter("filter", filter)

@@ -44,6 +44,9 @@ _ACTIVE_STATES = frozenset({"running", "paused", "awaiting_promotion", "baking",
 #: How a backfilled point ended (`searchgw_backfill_points_total{result}`).
 BACKFILL_RESULTS = ("copied", "reembedded", "failed", "superseded")
 _ARMS = ("primary", "canary")
+#: How a sampled shadow search ended (`searchgw_shadow_queries_total{outcome}`; see gateway/shadow.py).
+SHADOW_OUTCOMES = ("compared", "failed", "dropped_busy", "skipped_vector", "skipped_fallback")
+_AGREEMENT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 #: The RPCs labelled with a collection and an arm: the data plane.
 SEARCH_SERVICE = "searchgw.v1.SearchService"
@@ -124,6 +127,17 @@ class GatewayMetrics:
         self.backfill_progress = Gauge("searchgw_backfill_progress_ratio",
                                        "A preparing rollout's backfill progress (0..1, 1 when done)",
                                        ["rollout"], registry=r)
+        self.shadow_queries = Counter(
+            "searchgw_shadow_queries", "Sampled searches also run on a rollout's other arm, off the request path, by "
+            "outcome: compared, failed (the shadow call; the caller never sees it), dropped_busy (too many in "
+            "flight), skipped_vector (a raw vector on a model canary), skipped_fallback (primary answered for "
+            "a failed canary)", ["rollout", "outcome"], registry=r)
+        self.shadow_overlap = Histogram("searchgw_shadow_overlap_ratio",
+                                        "overlap@k between a rollout's arms per shadow comparison", ["rollout"],
+                                        buckets=_AGREEMENT_BUCKETS, registry=r)
+        self.shadow_rbo = Histogram("searchgw_shadow_rbo_ratio",
+                                    "Rank-biased overlap between a rollout's arms per shadow comparison", ["rollout"],
+                                    buckets=_AGREEMENT_BUCKETS, registry=r)
         self.dependency_up = Gauge("searchgw_dependency_up", "1 when the dependency answered its last probe",
                                    ["dependency"], registry=r)
         self.ready = Gauge("searchgw_ready", "1 when the gateway is SERVING", registry=r)
@@ -219,6 +233,14 @@ class GatewayMetrics:
         """`points` points of `rollout`'s backfill ended as `result` (one of BACKFILL_RESULTS)."""
         self.backfill_points.labels(rollout, result).inc(points)
 
+    def observe_shadow(self, rollout: str, outcome: str) -> None:
+        """A sampled shadow search of `rollout` ended as `outcome` (one of SHADOW_OUTCOMES)."""
+        self.shadow_queries.labels(rollout, outcome).inc()
+
+    def observe_comparison(self, rollout: str, overlap: float, rbo: float) -> None:
+        self.shadow_overlap.labels(rollout).observe(overlap)
+        self.shadow_rbo.labels(rollout).observe(rbo)
+
     def on_decision(self, rollout, decision) -> None:
         self.on_change(rollout)
         if rollout.name not in self._exported_rollouts:
@@ -249,11 +271,13 @@ class GatewayMetrics:
     def _remove_rollout(self, name: str) -> None:
         collection = self._exported_rollouts.pop(name)
         self._ended_at.pop(name, None)
-        removals: list[tuple[Gauge | Counter, tuple[str, ...]]] = [(self.rollout_weight, (name, collection))]
+        removals: list[tuple[Gauge | Counter | Histogram, tuple[str, ...]]] = [(self.rollout_weight, (name, collection))]
         removals += [(self.rollout_state, (name, collection, state)) for state in ROLLOUT_STATES]
         removals += [(self.decisions, (name, kind.name.lower())) for kind in DecisionKind]
         removals += [(self.backfill_progress, (name,))]
         removals += [(self.backfill_points, (name, result)) for result in BACKFILL_RESULTS]
+        removals += [(self.shadow_queries, (name, outcome)) for outcome in SHADOW_OUTCOMES]
+        removals += [(self.shadow_overlap, (name,)), (self.shadow_rbo, (name,))]
         removals += [(gauge, (name, arm)) for arm in _ARMS
                      for gauge in (self.analysis_requests, self.analysis_error_rate, self.analysis_latency)]
         removals += [(gauge, (name, kind.name.lower())) for kind in TestKind

@@ -31,26 +31,39 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
 import numpy as np
 
-from searchgw.errors import FailedPrecondition, InvalidArgument
+from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
 from searchgw.gateway.backends.types import (
     DEFAULT_FULL_SCAN_THRESHOLD_KB,
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,
     DEFAULT_QUANTILE,
+    ORDERABLE_INDEX_TYPES,
     CollectionSpec,
     Condition,
+    DatetimeRange,
     Distance,
     FieldCondition,
     Filter,
     HasId,
+    IsEmpty,
+    IsNull,
+    MinShould,
+    OrderBy,
     Payload,
+    PayloadIndex,
+    PayloadIndexType,
     Point,
     PointId,
     Range,
     ScalarQuantization,
     SearchQuery,
+    TextIndexParams,
+    Tokenizer,
+    ValuesCount,
     Vector,
 )
 
@@ -68,6 +81,10 @@ MAX_FILTER_DEPTH = 8
 #: Most conditions in one filter, nested ones included.
 MAX_FILTER_CONDITIONS = 256
 MAX_POINT_ID = 2**64 - 1
+#: Most payload indexes one collection may declare.
+MAX_PAYLOAD_INDEXES = 64
+#: Longest token a full-text index can be told to keep or drop (its min/max token length).
+MAX_TOKEN_LENGTH = 1024
 _MAX_ARRAY_INDEX = 2**64 - 1
 #: How much of a bad value an error message repeats: status messages travel in HTTP/2 trailers,
 #: which clients refuse beyond a few KiB (RESOURCE_EXHAUSTED instead of the real error).
@@ -160,7 +177,82 @@ def normalized_spec(spec: CollectionSpec) -> CollectionSpec:
                                       spec.full_scan_threshold or DEFAULT_FULL_SCAN_THRESHOLD_KB, 10, 2**31 - 1),
         scalar_quantization=quantization,
         embedding_model=spec.embedding_model or "",
+        payload_indexes=checked_payload_indexes("collection.payload_indexes", spec.payload_indexes),
     )
+
+
+# -- payload indexes ---------------------------------------------------------------------------------
+def checked_payload_index(field: str, index: PayloadIndex) -> PayloadIndex:
+    """A payload index in canonical form: a valid key and type, and text params for a TEXT index only
+    (filled with the defaults when unset); InvalidArgument naming the field otherwise."""
+    key = check_key(f"{field}.key", index.key)
+    try:
+        kind = PayloadIndexType(index.type)
+    except ValueError:
+        raise InvalidArgument(f"{field}.type", f"{shown(index.type)} is not one of "
+                                               f"{', '.join(t.value for t in PayloadIndexType)}") from None
+    if kind is not PayloadIndexType.TEXT:
+        if index.text is not None:
+            raise InvalidArgument(f"{field}.text", f"only a text index takes text params, not a {kind.value} index")
+        return PayloadIndex(key, kind)
+    text = index.text or TextIndexParams()
+    try:
+        tokenizer = Tokenizer(text.tokenizer)
+    except ValueError:
+        raise InvalidArgument(f"{field}.text.tokenizer", f"{shown(text.tokenizer)} is not one of "
+                                                         f"{', '.join(t.value for t in Tokenizer)}") from None
+    low = _in_range(f"{field}.text.min_token_length", text.min_token_length, 0, MAX_TOKEN_LENGTH)
+    high = _in_range(f"{field}.text.max_token_length", text.max_token_length, 0, MAX_TOKEN_LENGTH)
+    if high and high < low:
+        raise InvalidArgument(f"{field}.text.max_token_length", f"{high} is below min_token_length {low}")
+    return PayloadIndex(key, kind, TextIndexParams(tokenizer, bool(text.lowercase), low, high))
+
+
+def checked_payload_indexes(field: str, indexes: Sequence[PayloadIndex]) -> tuple[PayloadIndex, ...]:
+    """Every index checked, one per key, sorted by key."""
+    if len(indexes) > MAX_PAYLOAD_INDEXES:
+        raise InvalidArgument(field, f"{len(indexes)} indexes; at most {MAX_PAYLOAD_INDEXES} per collection")
+    seen: dict[str, int] = {}
+    checked = []
+    for i, index in enumerate(indexes):
+        index = checked_payload_index(f"{field}[{i}]", index)
+        if index.key in seen:
+            raise InvalidArgument(f"{field}[{i}].key", f"{shown(index.key)} is indexed already by "
+                                                       f"{field}[{seen[index.key]}]; one index per key")
+        seen[index.key] = i
+        checked.append(index)
+    return tuple(sorted(checked, key=lambda index: index.key))
+
+
+def with_payload_index(spec: CollectionSpec, index: PayloadIndex) -> CollectionSpec:
+    """The spec with `index` (checked already) added, or replacing the index of its key."""
+    others = [existing for existing in spec.payload_indexes if existing.key != index.key]
+    if len(others) >= MAX_PAYLOAD_INDEXES:
+        raise InvalidArgument("index", f"collection {spec.name!r} has {len(others)} indexes; at most "
+                                       f"{MAX_PAYLOAD_INDEXES}")
+    return replace(spec, payload_indexes=tuple(sorted([*others, index], key=lambda i: i.key)))
+
+
+def without_payload_index(spec: CollectionSpec, key: str) -> CollectionSpec:
+    """The spec without the index of `key`; NotFound when it has none."""
+    if all(existing.key != key for existing in spec.payload_indexes):
+        raise NotFound(f"collection {spec.name!r} has no payload index on {shown(key)}")
+    return replace(spec, payload_indexes=tuple(i for i in spec.payload_indexes if i.key != key))
+
+
+def checked_order_by(spec: CollectionSpec, order_by: OrderBy) -> OrderBy:
+    """An order for a scroll of `spec`'s collection: its key needs an integer, float or datetime index."""
+    key = check_key("order_by.key", order_by.key)
+    kinds = {index.key: index.type for index in spec.payload_indexes}
+    if kinds.get(key) not in ORDERABLE_INDEX_TYPES:
+        has = f"a {kinds[key].value} index" if key in kinds else "no index"
+        raise InvalidArgument("order_by.key", f"{shown(key)} has {has} in collection {spec.name!r}; ordering "
+                                              "needs an integer, float or datetime payload index on the key")
+    start = order_by.start_from
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int | float)
+                              or not math.isfinite(start)):
+        raise InvalidArgument("order_by.start_from", f"{start!r} is not a finite number")
+    return replace(order_by, key=key, descending=bool(order_by.descending))
 
 
 # -- texts, ids, vectors, payloads -------------------------------------------------------------------
@@ -347,6 +439,30 @@ def _bound(field: str, value: float | None) -> float | None:
     return float(value)
 
 
+def _datetime_bound(field: str, value: object) -> str | None:
+    """An RFC 3339 date-time (an offset or `Z`; none means UTC) as UTC with microseconds and `Z`."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(field, f"{shown(value)} is not an RFC 3339 date-time")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidArgument(field, f"{shown(value)} is not an RFC 3339 date-time "
+                                     "(like 2024-05-01T12:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _count_bound(field: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise InvalidArgument(field, f"{shown(value)} is not a count from 0 to {2**32 - 1}")
+    return value
+
+
 class _FilterCheck:
     """One walk over a filter that checks every rule and limit and builds its canonical form."""
 
@@ -357,11 +473,24 @@ class _FilterCheck:
 
     def filter(self, path: str, filter: Filter, depth: int) -> Filter:
         self._budget.enter(path, depth)
-        return Filter(**{
+        clauses = {
             clause: tuple(self._condition(f"{path}.{clause}[{i}]", c, depth)
                           for i, c in enumerate(getattr(filter, clause)))
             for clause in ("must", "should", "must_not")
-        })
+        }
+        return Filter(**clauses, min_should=None if filter.min_should is None
+                      else self._min_should(f"{path}.min_should", filter.min_should, depth))
+
+    def _min_should(self, path: str, min_should: MinShould, depth: int) -> MinShould:
+        conditions = tuple(self._condition(f"{path}.conditions[{i}]", c, depth)
+                           for i, c in enumerate(min_should.conditions))
+        if not conditions:
+            raise InvalidArgument(f"{path}.conditions", "at least one condition is required")
+        count = min_should.min_count
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(conditions):
+            raise InvalidArgument(f"{path}.min_count", f"{count!r} is not from 1 to the {len(conditions)} "
+                                                       "conditions given")
+        return MinShould(conditions, count)
 
     def _count(self, path: str, values: int) -> None:
         self._values += values
@@ -384,6 +513,10 @@ class _FilterCheck:
             return HasId(tuple(checked_ids(f"{path}.has_id.ids", condition.ids)))
         if isinstance(condition, FieldCondition):
             return self._field(path, condition)
+        if isinstance(condition, IsNull | IsEmpty):
+            name = "is_null" if isinstance(condition, IsNull) else "is_empty"
+            self._size(f"{path}.{name}.key", condition.key)
+            return type(condition)(check_key(f"{path}.{name}.key", condition.key))
         raise InvalidArgument(path, f"{type(condition).__name__} is not a filter condition")
 
     def _field(self, path: str, condition: FieldCondition) -> FieldCondition:
@@ -398,6 +531,27 @@ class _FilterCheck:
             bounds = condition.range
             return replace(condition, range=Range(*(_bound(f"{path}.field.range.{name}", getattr(bounds, name))
                                                     for name in ("gt", "gte", "lt", "lte"))))
+        if condition.text is not None:
+            self._size(f"{path}.field.text", condition.text)
+            if not isinstance(condition.text, str) or not condition.text.strip():
+                raise InvalidArgument(f"{path}.field.text", "must hold at least one word")
+            return condition
+        if condition.datetime_range is not None:
+            dates = condition.datetime_range
+            values = {}
+            for name in ("gt", "gte", "lt", "lte"):
+                self._size(f"{path}.field.datetime_range.{name}", getattr(dates, name))
+                values[name] = _datetime_bound(f"{path}.field.datetime_range.{name}", getattr(dates, name))
+            if all(value is None for value in values.values()):
+                raise InvalidArgument(f"{path}.field.datetime_range", "set at least one bound")
+            return replace(condition, datetime_range=DatetimeRange(**values))
+        if condition.values_count is not None:
+            counts = condition.values_count
+            values_count = {name: _count_bound(f"{path}.field.values_count.{name}", getattr(counts, name))
+                            for name in ("gt", "gte", "lt", "lte")}
+            if all(value is None for value in values_count.values()):
+                raise InvalidArgument(f"{path}.field.values_count", "set at least one bound")
+            return replace(condition, values_count=ValuesCount(**values_count))
         if condition.any_keyword is not None:
             if not all(isinstance(keyword, str) for keyword in condition.any_keyword):
                 raise InvalidArgument(f"{path}.field.any_keyword", "must hold strings only")
@@ -445,6 +599,7 @@ __all__ = [
     "MAX_FILTER_CONDITIONS",
     "MAX_FILTER_DEPTH",
     "MAX_NAME_LENGTH",
+    "MAX_PAYLOAD_INDEXES",
     "MAX_POINT_ID",
     "MAX_ROLLOUT_NAME_LENGTH",
     "MAX_SNAPSHOT_NAME_LENGTH",
@@ -459,6 +614,9 @@ __all__ = [
     "check_text",
     "checked_filter",
     "checked_ids",
+    "checked_order_by",
+    "checked_payload_index",
+    "checked_payload_indexes",
     "checked_payload",
     "checked_points",
     "checked_query",
@@ -469,4 +627,6 @@ __all__ = [
     "refuse_if_aliased",
     "shown",
     "vector_values",
+    "with_payload_index",
+    "without_payload_index",
 ]

@@ -40,12 +40,15 @@ from searchgw.gateway.backends import (
     CollectionSpec,
     Filter,
     InstrumentedBackend,
+    OrderBy,
+    PayloadIndex,
     Point,
     PointId,
     ScoredPoint,
     ScrollPage,
     SearchQuery,
     SnapshotInfo,
+    StoredPoint,
     VectorBackend,
     open_backend,
 )
@@ -66,6 +69,7 @@ from searchgw.gateway.demo import DemoSeeder
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.metrics import FORCED_ARM_LABEL, GatewayMetrics
 from searchgw.gateway.paging import PageTokens
+from searchgw.gateway.reading import PointReader
 from searchgw.gateway.remote_embedder import RemoteEmbedder
 from searchgw.gateway.rollout import Rollout, RolloutController, RolloutState, SqliteRolloutStore
 from searchgw.gateway.rollout import redis_store
@@ -101,6 +105,9 @@ METHOD_SCOPES = {
     f"/{_SEARCH}/Search": "read",
     f"/{_SEARCH}/Upsert": "write",
     f"/{_SEARCH}/Delete": "write",
+    f"/{_SEARCH}/CountPoints": "read",
+    f"/{_SEARCH}/ScrollPoints": "read",
+    f"/{_SEARCH}/GetPoints": "read",
     **{f"/{service.full_name}/{method.name}": "admin"
        for service in (collection_service_pb2.DESCRIPTOR.services_by_name["CollectionService"],
                        rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"])
@@ -149,6 +156,7 @@ class GatewayServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.core.shadow.close()  # shadow searches nobody waits for
         await self.controller.stop()
         if self.shared is not None:
             await self.shared.leadership.resign()
@@ -270,7 +278,9 @@ async def create_server(
                                keepalive_time_s=settings.keepalive_time_s,
                                keepalive_timeout_s=settings.keepalive_timeout_s, reuse_port=reuse_port),
     )
-    search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock), server)
+    reader = PointReader(served_backend, router, settings, page_tokens)
+    search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock, reader=reader),
+                                                                server)
     collection_service_pb2_grpc.add_CollectionServiceServicer_to_server(
         CollectionServicer(admin), server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(RolloutServicer(controller), server)
@@ -422,12 +432,24 @@ class _NameTrackingBackend:
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         return await self.inner.search(collection, query)
 
-    async def count(self, collection: str) -> int:
-        return await self.inner.count(collection)
+    async def count(self, collection: str, filter: Filter | None = None) -> int:
+        return await self.inner.count(collection, filter)
 
     async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
-                     filter: Filter | None = None) -> ScrollPage:
-        return await self.inner.scroll(collection, offset=offset, limit=limit, filter=filter)
+                     filter: Filter | None = None, order_by: OrderBy | None = None,
+                     with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
+        return await self.inner.scroll(collection, offset=offset, limit=limit, filter=filter, order_by=order_by,
+                                       with_payload=with_payload, with_vector=with_vector)
+
+    async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
+                       with_vector: bool = False) -> list[StoredPoint]:
+        return await self.inner.retrieve(collection, ids, with_payload=with_payload, with_vector=with_vector)
+
+    async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:
+        return await self.inner.create_payload_index(collection, index)
+
+    async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
+        return await self.inner.delete_payload_index(collection, key)
 
     async def optimize(self, collection: str) -> None:
         await self.inner.optimize(collection)

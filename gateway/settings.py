@@ -88,6 +88,9 @@ class GatewaySettings(ServerSettings):
     snapshot_max_age_s: float = setting(0.0, "after a scheduled snapshot, keep those younger than this "
                                              "(0: no age rule); a snapshot either rule keeps stays, the newest "
                                              "always does")
+    shadow_max_in_flight: int = setting(4, "shadow searches (a rollout's quality sample, run on the other arm off "
+                                           "the request path) in flight at once; more are dropped and counted "
+                                           "(dropped_busy); 0: no shadow searches")
     workers: int = setting(1, "gateway processes serving the one port (SO_REUSEPORT), each with its own event "
                               "loop; more than 1 needs --backend qdrant and --state redis://…")
 
@@ -103,6 +106,8 @@ class GatewaySettings(ServerSettings):
                      "max_payload_bytes", "max_filter_values", "embed_batch_texts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')}: must be at least 1")
+        if self.shadow_max_in_flight < 0:
+            raise SettingsError("--shadow-max-in-flight: must not be negative (0: no shadow searches)")
         if self.canary_max_concurrency < 0:
             raise SettingsError("--canary-max-concurrency: must not be negative (0 turns the limit off)")
         if self.default_limit > self.max_limit:

@@ -29,6 +29,7 @@ DOMAIN_ROOMS = (
     "searchgw.gateway.snapshotting",
     "searchgw.gateway.paging",
     "searchgw.gateway.embedding",
+    "searchgw.gateway.shadow",
     "searchgw.gateway.metrics",
     "searchgw.gateway.dependencies",
     "searchgw.gateway.demo",

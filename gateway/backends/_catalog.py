@@ -17,7 +17,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from searchgw.gateway.backends.types import CollectionSpec, Distance, ScalarQuantization
+from searchgw.gateway.backends.types import (
+    CollectionSpec,
+    Distance,
+    PayloadIndex,
+    PayloadIndexType,
+    ScalarQuantization,
+    TextIndexParams,
+    Tokenizer,
+)
 from searchgw.gateway.rules import aliases_of
 
 _FORMAT = 1
@@ -84,10 +92,18 @@ def _spec_to_json(spec: CollectionSpec) -> dict[str, Any]:
     return asdict(spec) | {"distance": spec.distance.value}
 
 
+def _index_from_json(data: dict[str, Any]) -> PayloadIndex:
+    text = data.get("text")
+    return PayloadIndex(key=data["key"], type=PayloadIndexType(data["type"]), text=None if text is None else
+                        TextIndexParams(**{**text, "tokenizer": Tokenizer(text["tokenizer"])}))
+
+
 def _spec_from_json(data: dict[str, Any]) -> CollectionSpec:
+    """A spec as `_spec_to_json` wrote it; a catalog written before payload indexes existed has none."""
     quantization = data.get("scalar_quantization")
     return CollectionSpec(**{
         **data,
         "distance": Distance(data["distance"]),
         "scalar_quantization": None if quantization is None else ScalarQuantization(**quantization),
+        "payload_indexes": tuple(_index_from_json(index) for index in data.get("payload_indexes", ())),
     })

@@ -36,12 +36,15 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    OrderBy,
+    PayloadIndex,
     Point,
     PointId,
     ScoredPoint,
     ScrollPage,
     SearchQuery,
     SnapshotInfo,
+    StoredPoint,
 )
 
 
@@ -100,17 +103,37 @@ class VectorBackend(Protocol):
         """The points nearest to `query.vector`, best first."""
         ...
 
-    async def count(self, collection: str) -> int:
-        """How many points the collection holds (exact)."""
+    async def count(self, collection: str, filter: Filter | None = None) -> int:
+        """How many points the collection holds (exact); with `filter`, how many match it."""
         ...
 
     async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
-                     filter: Filter | None = None) -> ScrollPage:
+                     filter: Filter | None = None, order_by: OrderBy | None = None,
+                     with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
         """Up to `limit` points in id order (integer ids before UUIDs), starting at the id `offset`
-        (inclusive; None: the first), each with its vector and payload; `next_offset` is the id the
-        next page starts at (None after the last). With `filter`, only the points that match it.
-        A backfill or export walks a collection with it page by page.
+        (inclusive; None: the first), each with its vector and payload (unless `with_vector` /
+        `with_payload` are False); `next_offset` is the id the next page starts at (None after the
+        last). With `filter`, only the points that match it. A backfill or export walks a collection
+        with it page by page.
+
+        With `order_by` (then `offset` must be None) the points come ordered by that payload field,
+        which needs an integer, float or datetime index (InvalidArgument naming `order_by.key`
+        otherwise), starting at `order_by.start_from`; the page's `order_values` say where the next
+        one starts (points without the field are left out, as the engines do).
         """
+        ...
+
+    async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
+                       with_vector: bool = False) -> list[StoredPoint]:
+        """The points with these ids, in the order of `ids` (each once); ids it does not hold are left out."""
+        ...
+
+    async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:
+        """Index a payload field (replacing the key's index, if any); the collection with its indexes."""
+        ...
+
+    async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
+        """Remove a payload field's index (NotFound when it has none); the collection with its indexes."""
         ...
 
     async def optimize(self, collection: str) -> None:

@@ -3,7 +3,7 @@
 Layout of `data_dir`::
 
     LOCK                      flock()ed while a backend has the directory open (one at a time)
-    catalog.json              every collection's spec (embedding model included) and every alias
+    catalog.json              every collection's spec (embedding model and payload indexes included) and every alias
     collections/<name>/       one qdrant-edge shard per collection (its WAL, segments, config)
     snapshots/<name>/         that collection's snapshots (see `_snapshots`); they outlive it
 
@@ -12,9 +12,10 @@ Aliases are ours, not the engine's: they live in the catalog, which is replaced 
 
 Durability — what is on disk when a call returns:
 
-- create_collection, delete_collection, update_alias, delete_alias: the catalog is fsynced (and the
-  new shard flushed) before the call returns, so the change survives a crash of the process or of
-  the machine.
+- create_collection, delete_collection, update_alias, delete_alias, create_payload_index,
+  delete_payload_index: the catalog is fsynced (and the shard flushed) before the call returns, so the
+  change survives a crash of the process or of the machine. An index change is made in the engine
+  first, then committed to the catalog; if the commit fails the engine's change is undone.
 - upsert, delete_points: the engine appends the operation to the shard's write-ahead log before it
   applies it, and the call returns after both. The WAL is a memory-mapped file, so an acknowledged
   write is in the kernel's page cache: it survives SIGKILL or any crash of the process, and the next
@@ -77,8 +78,14 @@ from searchgw.gateway.backends.types import (
     CollectionSpec,
     Condition,
     Distance,
+    FieldCondition,
     Filter,
     HasId,
+    IsEmpty,
+    IsNull,
+    OrderBy,
+    PayloadIndex,
+    PayloadIndexType,
     Point,
     PointId,
     ScoredPoint,
@@ -86,19 +93,26 @@ from searchgw.gateway.backends.types import (
     SearchQuery,
     SnapshotInfo,
     StoredPoint,
+    Tokenizer,
 )
 from searchgw.gateway.rules import (
+    check_key,
     check_name,
     check_snapshot_name,
     checked_filter,
+    checked_ids,
+    checked_order_by,
+    checked_payload_index,
     checked_points,
     checked_query,
     checked_selector,
     normalized_spec,
     point_id,
     refuse_if_aliased,
+    with_payload_index,
+    without_payload_index,
 )
-from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
+from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SearchgwError, Unavailable
 
 ResultT = TypeVar("ResultT")
 
@@ -124,11 +138,59 @@ def _engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
     )
 
 
+_INDEX_SCHEMAS = {
+    PayloadIndexType.KEYWORD: qe.PayloadSchemaType.Keyword,
+    PayloadIndexType.INTEGER: qe.PayloadSchemaType.Integer,
+    PayloadIndexType.FLOAT: qe.PayloadSchemaType.Float,
+    PayloadIndexType.BOOL: qe.PayloadSchemaType.Bool,
+    PayloadIndexType.DATETIME: qe.PayloadSchemaType.Datetime,
+    PayloadIndexType.UUID: qe.PayloadSchemaType.Uuid,
+}
+_TOKENIZERS = {
+    Tokenizer.WORD: qe.TokenizerType.Word,
+    Tokenizer.WHITESPACE: qe.TokenizerType.Whitespace,
+    Tokenizer.PREFIX: qe.TokenizerType.Prefix,
+    Tokenizer.MULTILINGUAL: qe.TokenizerType.Multilingual,
+}
+
+
+def _engine_index_schema(index: PayloadIndex) -> Any:
+    """The engine's schema for a checked index (`rules.checked_payload_index`)."""
+    if index.type is not PayloadIndexType.TEXT:
+        return _INDEX_SCHEMAS[index.type]
+    assert index.text is not None  # checked_payload_index fills a text index's params
+    return qe.TextIndexParams(tokenizer=_TOKENIZERS[index.text.tokenizer], lowercase=index.text.lowercase,
+                              min_token_len=index.text.min_token_length or None,
+                              max_token_len=index.text.max_token_length or None)
+
+
+def _engine_field_condition(condition: FieldCondition) -> Any:
+    """The new kinds of field test (text, datetime range, values count); None for the others."""
+    if condition.text is not None:
+        return qe.FieldCondition(key=condition.key, match=qe.MatchText(condition.text))
+    if condition.datetime_range is not None:
+        dates = condition.datetime_range
+        return qe.FieldCondition(key=condition.key, range=qe.RangeDateTime(gt=dates.gt, gte=dates.gte,
+                                                                           lt=dates.lt, lte=dates.lte))
+    if condition.values_count is not None:
+        counts = condition.values_count
+        return qe.FieldCondition(key=condition.key, values_count=qe.ValuesCount(gt=counts.gt, gte=counts.gte,
+                                                                                lt=counts.lt, lte=counts.lte))
+    return None
+
+
 def _engine_condition(condition: Condition) -> Any:
     if isinstance(condition, Filter):
         return _engine_filter(condition)
     if isinstance(condition, HasId):
         return qe.HasIdCondition(set(condition.ids))
+    if isinstance(condition, IsNull):
+        return qe.IsNullCondition(condition.key)
+    if isinstance(condition, IsEmpty):
+        return qe.IsEmptyCondition(condition.key)
+    engine_condition = _engine_field_condition(condition)
+    if engine_condition is not None:
+        return engine_condition
     if condition.range is not None:
         bounds = condition.range
         return qe.FieldCondition(key=condition.key, range=qe.RangeFloat(gt=bounds.gt, gte=bounds.gte,
@@ -151,7 +213,12 @@ def _engine_filter(filter: Filter) -> qe.Filter:
     def clause(conditions: tuple[Condition, ...]) -> list[Any] | None:
         return [_engine_condition(c) for c in conditions] or None
 
-    return qe.Filter(must=clause(filter.must), should=clause(filter.should), must_not=clause(filter.must_not))
+    min_should = None
+    if filter.min_should is not None:
+        min_should = qe.MinShould([_engine_condition(c) for c in filter.min_should.conditions],
+                                  filter.min_should.min_count)
+    return qe.Filter(must=clause(filter.must), should=clause(filter.should), must_not=clause(filter.must_not),
+                     min_should=min_should)
 
 
 def _engine_query(query: SearchQuery) -> qe.QueryRequest:
@@ -175,8 +242,20 @@ def _create_shard(path: Path, spec: CollectionSpec) -> qe.EdgeShard:
     if path.exists():  # left by a create or a delete that a crash cut short; the catalog never named it
         shutil.rmtree(path)
     engine = qe.EdgeShard.create(str(path), _engine_config(spec))
+    for index in spec.payload_indexes:
+        engine.update(qe.UpdateOperation.create_field_index(index.key, _engine_index_schema(index)))
     engine.flush()
     return engine
+
+
+def _create_index(engine: qe.EdgeShard, index: PayloadIndex) -> None:
+    engine.update(qe.UpdateOperation.create_field_index(index.key, _engine_index_schema(index)))
+    engine.flush()
+
+
+def _delete_index(engine: qe.EdgeShard, key: str) -> None:
+    engine.update(qe.UpdateOperation.delete_field_index(key))
+    engine.flush()
 
 
 def _close_shard(engine: qe.EdgeShard) -> None:
@@ -207,17 +286,39 @@ def _delete(engine: qe.EdgeShard, selector: list[PointId] | Filter) -> None:
         engine.update(qe.UpdateOperation.delete_points(ids))
 
 
-def _count(engine: qe.EdgeShard) -> int:
-    return engine.count(qe.CountRequest(exact=True))
+def _count(engine: qe.EdgeShard, filter: Filter | None = None) -> int:
+    return engine.count(qe.CountRequest(exact=True, filter=None if filter is None else _engine_filter(filter)))
 
 
-def _scroll(engine: qe.EdgeShard, offset: PointId | None, limit: int, filter: Filter | None) -> ScrollPage:
+_NO_VECTOR = np.zeros(0, dtype=np.float32)
+
+
+def _stored_point(record: qe.Record) -> StoredPoint:
+    vector = _NO_VECTOR if record.vector is None else np.asarray(record.vector, dtype=np.float32)
+    return StoredPoint(id=_domain_id(record.id), vector=vector, payload=dict(record.payload or {}))
+
+
+def _scroll(engine: qe.EdgeShard, offset: PointId | None, limit: int, filter: Filter | None,
+            order_by: OrderBy | None = None, with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
+    engine_order = None
+    if order_by is not None:
+        engine_order = qe.OrderBy(order_by.key, qe.Direction.Desc if order_by.descending else qe.Direction.Asc,
+                                  start_from=order_by.start_from)
     records, next_offset = engine.scroll(qe.ScrollRequest(
         offset=offset, limit=limit, filter=None if filter is None else _engine_filter(filter),
-        with_payload=True, with_vector=True))
-    points = tuple(StoredPoint(id=_domain_id(record.id), vector=np.asarray(record.vector, dtype=np.float32),
-                               payload=dict(record.payload or {})) for record in records)
+        with_payload=with_payload, with_vector=with_vector, order_by=engine_order))
+    points = tuple(_stored_point(record) for record in records)
+    if order_by is not None:
+        values = tuple(record.order_value for record in records)
+        return ScrollPage(points, None, tuple(value for value in values if value is not None))
     return ScrollPage(points, None if next_offset is None else _domain_id(next_offset))
+
+
+def _retrieve_points(engine: qe.EdgeShard, ids: list[PointId], with_payload: bool, with_vector: bool) -> list[StoredPoint]:
+    engine_ids: list[qe.PointId] = list(ids)
+    found = {point.id: point for point in map(_stored_point, engine.retrieve(engine_ids, with_payload=with_payload,
+                                                                             with_vector=with_vector))}
+    return [found[i] for i in dict.fromkeys(ids) if i in found]
 
 
 def _optimize(engine: qe.EdgeShard) -> None:
@@ -522,17 +623,71 @@ class EdgeBackend:
         shard = await self._shard(collection)
         return await shard.search(checked_query(shard.spec.name, shard.spec.dimension, query))
 
-    async def count(self, collection: str) -> int:
+    async def count(self, collection: str, filter: Filter | None = None) -> int:
         shard = await self._shard(collection)
-        return await shard.call(_count)
+        return await shard.call(_count, None if filter is None else checked_filter("filter", filter))
 
     async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
-                     filter: Filter | None = None) -> ScrollPage:
+                     filter: Filter | None = None, order_by: OrderBy | None = None,
+                     with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
         shard = await self._shard(collection)
         if offset is not None:
             offset = point_id("offset", offset)
         checked = None if filter is None else checked_filter("filter", filter)
-        return await shard.call(_scroll, offset, max(1, limit), checked)
+        if order_by is not None:
+            order_by = checked_order_by(shard.spec, order_by)
+            if offset is not None:
+                raise InvalidArgument("offset", "an ordered scroll starts at order_by.start_from, not at an id")
+        return await shard.call(_scroll, offset, max(1, limit), checked, order_by, bool(with_payload),
+                                bool(with_vector))
+
+    async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
+                       with_vector: bool = False) -> list[StoredPoint]:
+        shard = await self._shard(collection)
+        checked = checked_ids("ids", ids)
+        if not checked:
+            return []
+        return await shard.call(_retrieve_points, checked, bool(with_payload), bool(with_vector))
+
+    # -- payload indexes ---------------------------------------------------------------------
+    async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:
+        index = checked_payload_index("index", index)
+        shard = await self._shard(collection)
+        async with self._admin:
+            self._check_open()
+            spec = self._catalog.specs.get(shard.spec.name)
+            if spec is None:
+                raise NotFound(f"collection {shard.spec.name!r} does not exist")
+            updated = with_payload_index(spec, index)
+            previous = next((i for i in spec.payload_indexes if i.key == index.key), None)
+            await shard.write(_create_index, index)
+            try:
+                await self._commit(self._catalog.with_collection(updated))
+            except BaseException:  # the catalog stays as it was: so does the engine
+                await shard.write(_create_index, previous) if previous else await shard.write(_delete_index,
+                                                                                              index.key)
+                raise
+            shard.spec = updated
+        return await self.get_collection(updated.name)
+
+    async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
+        check_key("key", key)
+        shard = await self._shard(collection)
+        async with self._admin:
+            self._check_open()
+            spec = self._catalog.specs.get(shard.spec.name)
+            if spec is None:
+                raise NotFound(f"collection {shard.spec.name!r} does not exist")
+            updated = without_payload_index(spec, key)
+            removed = next(i for i in spec.payload_indexes if i.key == key)
+            await shard.write(_delete_index, key)
+            try:
+                await self._commit(self._catalog.with_collection(updated))
+            except BaseException:
+                await shard.write(_create_index, removed)
+                raise
+            shard.spec = updated
+        return await self.get_collection(updated.name)
 
     async def optimize(self, collection: str) -> None:
         shard = await self._shard(collection)

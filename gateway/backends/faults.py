@@ -26,12 +26,15 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    OrderBy,
+    PayloadIndex,
     Point,
     PointId,
     ScoredPoint,
     ScrollPage,
     SearchQuery,
     SnapshotInfo,
+    StoredPoint,
 )
 from searchgw.errors import Unavailable
 
@@ -40,7 +43,8 @@ ResultT = TypeVar("ResultT")
 #: The operations a fault can be limited to: the VectorBackend methods that name a collection.
 OPERATIONS = frozenset({"create_collection", "get_collection", "delete_collection", "update_alias", "delete_alias",
                         "resolve", "upsert", "delete_points", "search", "count", "scroll", "optimize",
-                        "create_snapshot", "list_snapshots", "restore_snapshot", "delete_snapshot"})
+                        "create_snapshot", "list_snapshots", "restore_snapshot", "delete_snapshot", "retrieve",
+                        "create_payload_index", "delete_payload_index"})
 
 
 class FaultKind(enum.Enum):
@@ -138,13 +142,28 @@ class FaultInjectingBackend:
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         return await self._call("search", collection, lambda: self.inner.search(collection, query))
 
-    async def count(self, collection: str) -> int:
-        return await self._call("count", collection, lambda: self.inner.count(collection))
+    async def count(self, collection: str, filter: Filter | None = None) -> int:
+        return await self._call("count", collection, lambda: self.inner.count(collection, filter))
 
     async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
-                     filter: Filter | None = None) -> ScrollPage:
-        return await self._call("scroll", collection, lambda: self.inner.scroll(collection, offset=offset,
-                                                                                limit=limit, filter=filter))
+                     filter: Filter | None = None, order_by: OrderBy | None = None,
+                     with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
+        return await self._call("scroll", collection, lambda: self.inner.scroll(
+            collection, offset=offset, limit=limit, filter=filter, order_by=order_by, with_payload=with_payload,
+            with_vector=with_vector))
+
+    async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
+                       with_vector: bool = False) -> list[StoredPoint]:
+        return await self._call("retrieve", collection, lambda: self.inner.retrieve(
+            collection, ids, with_payload=with_payload, with_vector=with_vector))
+
+    async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:
+        return await self._call("create_payload_index", collection,
+                                lambda: self.inner.create_payload_index(collection, index))
+
+    async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
+        return await self._call("delete_payload_index", collection,
+                                lambda: self.inner.delete_payload_index(collection, key))
 
     async def optimize(self, collection: str) -> None:
         await self._call("optimize", collection, lambda: self.inner.optimize(collection))

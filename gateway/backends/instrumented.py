@@ -32,12 +32,15 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    OrderBy,
+    PayloadIndex,
     Point,
     PointId,
     ScoredPoint,
     ScrollPage,
     SearchQuery,
     SnapshotInfo,
+    StoredPoint,
 )
 
 ResultT = TypeVar("ResultT")
@@ -137,13 +140,26 @@ class InstrumentedBackend:
         finally:
             self._observe("search", self.kind, self._clock() - started)
 
-    async def count(self, collection: str) -> int:
-        return await self._call("count", lambda: self.inner.count(collection))
+    async def count(self, collection: str, filter: Filter | None = None) -> int:
+        return await self._call("count", lambda: self.inner.count(collection, filter))
 
     async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
-                     filter: Filter | None = None) -> ScrollPage:
-        return await self._call("scroll", lambda: self.inner.scroll(collection, offset=offset, limit=limit,
-                                                                    filter=filter))
+                     filter: Filter | None = None, order_by: OrderBy | None = None,
+                     with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
+        return await self._call("scroll", lambda: self.inner.scroll(
+            collection, offset=offset, limit=limit, filter=filter, order_by=order_by, with_payload=with_payload,
+            with_vector=with_vector))
+
+    async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
+                       with_vector: bool = False) -> list[StoredPoint]:
+        return await self._call("retrieve", lambda: self.inner.retrieve(collection, ids, with_payload=with_payload,
+                                                                        with_vector=with_vector))
+
+    async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:
+        return await self._call("create_payload_index", lambda: self.inner.create_payload_index(collection, index))
+
+    async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
+        return await self._call("delete_payload_index", lambda: self.inner.delete_payload_index(collection, key))
 
     async def optimize(self, collection: str) -> None:
         await self._call("optimize", lambda: self.inner.optimize(collection))

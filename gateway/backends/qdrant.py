@@ -12,7 +12,11 @@ the create, which the server applies atomically. A collection's embedding model 
 collection's metadata (`metadata.embedding_model`), which server and local mode both store.
 
 To check vector sizes without I/O the backend keeps each collection's spec (a collection's spec
-never changes), and a snapshot of the collection and alias names for `resolve` and the data calls.
+never changes, but for its payload indexes, which `get_collection`, an ordered scroll and the index
+calls read afresh from the server's payload schema), and a snapshot of the collection and alias names
+for `resolve` and the data calls. Payload indexes are the server's own (`create_payload_index`);
+qdrant-client's local mode builds none, so there their declarations live in the collection's metadata
+(`metadata.payload_indexes`, JSON) and the filters scan.
 The snapshot is refreshed by this backend's own changes, on a name it does not know, and when older
 than `names_ttl` seconds — so an alias switched by another process is seen within that time.
 
@@ -36,11 +40,12 @@ NotFound and 409 AlreadyExists; anything else from the engine is unexpected and 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, TypedDict, cast
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
@@ -50,14 +55,21 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from searchgw.gateway.backends._catalog import _index_from_json
 from searchgw.gateway.backends.types import (
     DEFAULT_QUANTILE,
     CollectionInfo,
     CollectionSpec,
     Condition,
     Distance,
+    FieldCondition,
     Filter,
     HasId,
+    IsEmpty,
+    IsNull,
+    OrderBy,
+    PayloadIndex,
+    PayloadIndexType,
     Point,
     PointId,
     ScalarQuantization,
@@ -66,22 +78,33 @@ from searchgw.gateway.backends.types import (
     SearchQuery,
     SnapshotInfo,
     StoredPoint,
+    TextIndexParams,
+    Tokenizer,
 )
 from searchgw.gateway.rules import (
     aliases_of,
+    check_key,
     check_name,
     check_snapshot_name,
     checked_filter,
+    checked_ids,
+    checked_order_by,
+    checked_payload_index,
     checked_points,
     checked_query,
     checked_selector,
     normalized_spec,
     point_id,
     refuse_if_aliased,
+    with_payload_index,
+    without_payload_index,
 )
-from searchgw.errors import AlreadyExists, FailedPrecondition, NotFound, SearchgwError, Unavailable
+from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SearchgwError, Unavailable
 
 _EMBEDDING_MODEL_KEY = "embedding_model"
+#: qdrant-client's local mode accepts payload indexes but keeps none (it has no index to build): there
+#: the backend keeps their declarations in the collection's metadata under this key, as JSON.
+_LOCAL_INDEXES_KEY = "payload_indexes"
 
 _DISTANCES = {
     Distance.COSINE: models.Distance.COSINE,
@@ -137,11 +160,79 @@ def _engine_errors(subject: str) -> Iterator[None]:
 
 
 # -- domain ⇄ client models ---------------------------------------------------------------------
+_INDEX_SCHEMAS = {
+    PayloadIndexType.KEYWORD: models.PayloadSchemaType.KEYWORD,
+    PayloadIndexType.INTEGER: models.PayloadSchemaType.INTEGER,
+    PayloadIndexType.FLOAT: models.PayloadSchemaType.FLOAT,
+    PayloadIndexType.BOOL: models.PayloadSchemaType.BOOL,
+    PayloadIndexType.DATETIME: models.PayloadSchemaType.DATETIME,
+    PayloadIndexType.UUID: models.PayloadSchemaType.UUID,
+    PayloadIndexType.TEXT: models.PayloadSchemaType.TEXT,
+}
+_INDEX_TYPES_BACK = {schema: kind for kind, schema in _INDEX_SCHEMAS.items()}
+_TOKENIZERS = {
+    Tokenizer.WORD: models.TokenizerType.WORD,
+    Tokenizer.WHITESPACE: models.TokenizerType.WHITESPACE,
+    Tokenizer.PREFIX: models.TokenizerType.PREFIX,
+    Tokenizer.MULTILINGUAL: models.TokenizerType.MULTILINGUAL,
+}
+_TOKENIZERS_BACK = {engine: domain for domain, engine in _TOKENIZERS.items()}
+
+
+def _index_schema(index: PayloadIndex) -> Any:
+    """The client's schema for a checked index (`rules.checked_payload_index`)."""
+    if index.type is not PayloadIndexType.TEXT:
+        return _INDEX_SCHEMAS[index.type]
+    assert index.text is not None  # checked_payload_index fills a text index's params
+    return models.TextIndexParams(type=models.TextIndexType.TEXT, tokenizer=_TOKENIZERS[index.text.tokenizer],
+                                  lowercase=index.text.lowercase, min_token_len=index.text.min_token_length or None,
+                                  max_token_len=index.text.max_token_length or None)
+
+
+def _index_from_info(key: str, info: models.PayloadIndexInfo) -> PayloadIndex | None:
+    """The domain index of a field the server reports; None for a kind searchgw does not declare (geo)."""
+    kind = _INDEX_TYPES_BACK.get(models.PayloadSchemaType(info.data_type))
+    if kind is None:
+        return None
+    if kind is not PayloadIndexType.TEXT:
+        return PayloadIndex(key, kind)
+    params = info.params if isinstance(info.params, models.TextIndexParams) else models.TextIndexParams(
+        type=models.TextIndexType.TEXT)
+    tokenizer = _TOKENIZERS_BACK.get(params.tokenizer or models.TokenizerType.WORD, Tokenizer.WORD)
+    return PayloadIndex(key, kind, TextIndexParams(tokenizer=tokenizer,
+                                                   lowercase=True if params.lowercase is None else params.lowercase,
+                                                   min_token_length=params.min_token_len or 0,
+                                                   max_token_length=params.max_token_len or 0))
+
+
+def _field_condition(condition: FieldCondition) -> Any:
+    """The new kinds of field test (text, datetime range, values count); None for the others."""
+    if condition.text is not None:
+        return models.FieldCondition(key=condition.key, match=models.MatchText(text=condition.text))
+    if condition.datetime_range is not None:
+        dates = condition.datetime_range
+        bounds = {name: None if getattr(dates, name) is None else datetime.fromisoformat(getattr(dates, name))
+                  for name in ("gt", "gte", "lt", "lte")}
+        return models.FieldCondition(key=condition.key, range=models.DatetimeRange(**bounds))
+    if condition.values_count is not None:
+        counts = condition.values_count
+        return models.FieldCondition(key=condition.key, values_count=models.ValuesCount(
+            gt=counts.gt, gte=counts.gte, lt=counts.lt, lte=counts.lte))
+    return None
+
+
 def _condition(condition: Condition) -> Any:
     if isinstance(condition, Filter):
         return _filter(condition)
     if isinstance(condition, HasId):
         return models.HasIdCondition(has_id=list(condition.ids))
+    if isinstance(condition, IsNull):
+        return models.IsNullCondition(is_null=models.PayloadField(key=condition.key))
+    if isinstance(condition, IsEmpty):
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=condition.key))
+    client_condition = _field_condition(condition)
+    if client_condition is not None:
+        return client_condition
     if condition.range is not None:
         bounds = condition.range
         return models.FieldCondition(key=condition.key, range=models.Range(gt=bounds.gt, gte=bounds.gte,
@@ -156,10 +247,36 @@ def _filter(filter: Filter) -> models.Filter:
     def clause(conditions: tuple[Condition, ...]) -> list[Any] | None:
         return [_condition(c) for c in conditions] or None
 
-    return models.Filter(must=clause(filter.must), should=clause(filter.should), must_not=clause(filter.must_not))
+    min_should = None
+    if filter.min_should is not None:
+        min_should = models.MinShould(conditions=[_condition(c) for c in filter.min_should.conditions],
+                                      min_count=filter.min_should.min_count)
+    return models.Filter(must=clause(filter.must), should=clause(filter.should), must_not=clause(filter.must_not),
+                         min_should=min_should)
 
 
-def _spec_from_info(name: str, info: models.CollectionInfo) -> CollectionSpec:
+def _stored_point(record: models.Record) -> StoredPoint:
+    vector = np.zeros(0, dtype=np.float32) if record.vector is None else np.asarray(record.vector, dtype=np.float32)
+    return StoredPoint(id=_domain_id(record.id), vector=vector, payload=dict(record.payload or {}))
+
+
+def _indexes_to_json(indexes: Sequence[PayloadIndex]) -> str:
+    return json.dumps([asdict(index) for index in indexes], separators=(",", ":"))
+
+
+def _declared_indexes(name: str, info: models.CollectionInfo, local: bool) -> tuple[PayloadIndex, ...]:
+    """A collection's payload indexes: the server's payload schema, or (local mode) the declarations
+    kept in its metadata."""
+    if local:
+        declared = (info.config.metadata or {}).get(_LOCAL_INDEXES_KEY)
+        indexes = [_index_from_json(entry) for entry in json.loads(declared)] if isinstance(declared, str) else []
+    else:
+        indexes = [index for key, schema in (info.payload_schema or {}).items()
+                   if (index := _index_from_info(key, schema)) is not None]
+    return tuple(sorted(indexes, key=lambda index: index.key))
+
+
+def _spec_from_info(name: str, info: models.CollectionInfo, local: bool = False) -> CollectionSpec:
     vectors = info.config.params.vectors
     if not isinstance(vectors, models.VectorParams):
         raise FailedPrecondition(f"collection {name!r} has named vectors; searchgw serves one unnamed dense vector")
@@ -178,6 +295,7 @@ def _spec_from_info(name: str, info: models.CollectionInfo) -> CollectionSpec:
         full_scan_threshold=hnsw.full_scan_threshold,
         scalar_quantization=scalar,
         embedding_model=str((info.config.metadata or {}).get(_EMBEDDING_MODEL_KEY, "")),
+        payload_indexes=_declared_indexes(name, info, local),
     )
 
 
@@ -292,7 +410,7 @@ class QdrantBackend:
         if spec is None:
             with self._forgetting(physical):
                 info = await self._client.get_collection(physical)
-            spec = self._specs[physical] = _spec_from_info(physical, info)
+            spec = self._specs[physical] = _spec_from_info(physical, info, self._local)
         return spec
 
     @contextmanager
@@ -328,8 +446,12 @@ class QdrantBackend:
                 hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct,
                                                   full_scan_threshold=spec.full_scan_threshold),
                 quantization_config=quantization,
-                metadata={_EMBEDDING_MODEL_KEY: spec.embedding_model},
+                metadata=self._metadata(spec),
             )
+            if not self._local:
+                for index in spec.payload_indexes:
+                    await self._client.create_payload_index(spec.name, index.key, field_schema=_index_schema(index),
+                                                            wait=True)
         self._specs[spec.name] = spec
         self._names = _Names()
         return CollectionInfo(spec=spec, points_count=0)
@@ -339,7 +461,7 @@ class QdrantBackend:
         physical = self._lookup(names, name)
         if physical is None:
             raise NotFound(f"collection or alias {name!r} does not exist")
-        spec = await self._spec(physical)
+        spec = await self._spec_afresh(physical)  # its payload indexes may have changed elsewhere
         return CollectionInfo(spec=spec, points_count=await self.count(physical),
                               aliases=aliases_of(physical, names.aliases))
 
@@ -436,24 +558,92 @@ class QdrantBackend:
                             payload=dict(hit.payload or {}) if query.with_payload else None)
                 for hit in response.points]
 
-    async def count(self, collection: str) -> int:
+    async def count(self, collection: str, filter: Filter | None = None) -> int:
         physical, _ = await self._target(collection)
+        checked = None if filter is None else _filter(checked_filter("filter", filter))
         with self._forgetting(physical):
-            return (await self._client.count(physical, exact=True)).count
+            return (await self._client.count(physical, count_filter=checked, exact=True)).count
 
     async def scroll(self, collection: str, *, offset: PointId | None = None, limit: int = 256,
-                     filter: Filter | None = None) -> ScrollPage:
-        physical, _ = await self._target(collection)
+                     filter: Filter | None = None, order_by: OrderBy | None = None,
+                     with_payload: bool = True, with_vector: bool = True) -> ScrollPage:
+        physical, spec = await self._target(collection)
         if offset is not None:
             offset = point_id("offset", offset)
         checked = None if filter is None else checked_filter("filter", filter)
+        client_order = None
+        if order_by is not None:
+            spec = await self._spec_afresh(physical)  # its indexes may have changed since it was cached
+            order_by = checked_order_by(spec, order_by)
+            if offset is not None:
+                raise InvalidArgument("offset", "an ordered scroll starts at order_by.start_from, not at an id")
+            client_order = models.OrderBy(key=order_by.key, start_from=order_by.start_from,
+                                          direction=models.Direction.DESC if order_by.descending
+                                          else models.Direction.ASC)
         with self._forgetting(physical):
             records, next_offset = await self._client.scroll(
                 physical, scroll_filter=None if checked is None else _filter(checked), limit=max(1, limit),
-                offset=offset, with_payload=True, with_vectors=True)
-        points = tuple(StoredPoint(id=_domain_id(record.id), vector=np.asarray(record.vector, dtype=np.float32),
-                                   payload=dict(record.payload or {})) for record in records)
+                offset=offset, order_by=client_order, with_payload=bool(with_payload),
+                with_vectors=bool(with_vector))
+        points = tuple(_stored_point(record) for record in records)
+        if order_by is not None:
+            return ScrollPage(points, None, tuple(r.order_value for r in records if r.order_value is not None))
         return ScrollPage(points, None if next_offset is None else _domain_id(cast(int | str, next_offset)))
+
+    async def retrieve(self, collection: str, ids: Sequence[PointId], *, with_payload: bool = True,
+                       with_vector: bool = False) -> list[StoredPoint]:
+        physical, _ = await self._target(collection)
+        checked = checked_ids("ids", ids)
+        if not checked:
+            return []
+        with self._forgetting(physical):
+            records = await self._client.retrieve(physical, ids=checked, with_payload=bool(with_payload),
+                                                  with_vectors=bool(with_vector))
+        found = {point.id: point for point in map(_stored_point, records)}
+        return [found[i] for i in dict.fromkeys(checked) if i in found]
+
+    def _metadata(self, spec: CollectionSpec) -> dict[str, Any]:
+        metadata: dict[str, Any] = {_EMBEDDING_MODEL_KEY: spec.embedding_model}
+        if self._local:
+            metadata[_LOCAL_INDEXES_KEY] = _indexes_to_json(spec.payload_indexes)
+        return metadata
+
+    async def _change_indexes(self, physical: str, updated: CollectionSpec, apply: Callable[[], Any]) -> None:
+        """Apply an index change: on a server, `apply()` (the engine's call); in local mode, the new
+        declarations in the collection's metadata."""
+        with self._forgetting(physical):
+            if self._local:
+                await self._client.update_collection(physical, metadata=self._metadata(updated))
+            else:
+                await apply()
+
+    async def _spec_afresh(self, physical: str) -> CollectionSpec:
+        """The spec with the payload indexes as the server has them now (the rest never changes, and
+        local mode reports no HNSW settings: the cached spec keeps what it was created with)."""
+        with self._forgetting(physical):
+            info = await self._client.get_collection(physical)
+        fresh = _spec_from_info(physical, info, self._local)
+        cached = self._specs.get(physical)
+        spec = self._specs[physical] = fresh if cached is None else replace(cached,
+                                                                            payload_indexes=fresh.payload_indexes)
+        return spec
+
+    # -- payload indexes ---------------------------------------------------------------------
+    async def create_payload_index(self, collection: str, index: PayloadIndex) -> CollectionInfo:
+        index = checked_payload_index("index", index)
+        physical = await self.resolve(collection)
+        updated = with_payload_index(await self._spec_afresh(physical), index)  # the limit, before any change
+        await self._change_indexes(physical, updated, lambda: self._client.create_payload_index(
+            physical, index.key, field_schema=_index_schema(index), wait=True))
+        return await self.get_collection(physical)
+
+    async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
+        check_key("key", key)
+        physical = await self.resolve(collection)
+        updated = without_payload_index(await self._spec_afresh(physical), key)  # NotFound when it has none
+        await self._change_indexes(physical, updated,
+                                   lambda: self._client.delete_payload_index(physical, key, wait=True))
+        return await self.get_collection(physical)
 
     async def optimize(self, collection: str) -> None:
         """Nothing to do: a Qdrant server indexes by itself (and local mode has no index)."""

@@ -45,6 +45,51 @@ class ScalarQuantization:
     always_ram: bool = False
 
 
+class PayloadIndexType(enum.StrEnum):
+    """What a payload index holds (and so which filters it serves)."""
+
+    KEYWORD = "keyword"
+    INTEGER = "integer"
+    FLOAT = "float"
+    BOOL = "bool"
+    DATETIME = "datetime"
+    UUID = "uuid"
+    TEXT = "text"
+
+
+#: The index types a scroll can be ordered by (the engines' range indexes).
+ORDERABLE_INDEX_TYPES = frozenset({PayloadIndexType.INTEGER, PayloadIndexType.FLOAT, PayloadIndexType.DATETIME})
+
+
+class Tokenizer(enum.StrEnum):
+    """How a full-text index splits a text into tokens."""
+
+    WORD = "word"
+    WHITESPACE = "whitespace"
+    PREFIX = "prefix"
+    MULTILINGUAL = "multilingual"
+
+
+@dataclass(frozen=True)
+class TextIndexParams:
+    """A full-text index's token rules; a length of 0 means no bound."""
+
+    tokenizer: Tokenizer = Tokenizer.WORD
+    lowercase: bool = True
+    min_token_length: int = 0
+    max_token_length: int = 0
+
+
+@dataclass(frozen=True)
+class PayloadIndex:
+    """An index on one payload field (`key`, dotted for nested objects); `text` only for a TEXT index
+    (None there means the default `TextIndexParams`)."""
+
+    key: str
+    type: PayloadIndexType
+    text: TextIndexParams | None = None
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """What a physical collection is made of. Zero HNSW settings mean the engine's defaults."""
@@ -59,6 +104,8 @@ class CollectionSpec:
     scalar_quantization: ScalarQuantization | None = None
     #: The embedding model whose vectors the collection holds; text queries are embedded with it.
     embedding_model: str = ""
+    #: The indexed payload fields, one per key, sorted by key (`rules.normalized_spec` sorts them).
+    payload_indexes: tuple[PayloadIndex, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +144,8 @@ class Point:
 
 @dataclass(frozen=True)
 class StoredPoint:
-    """A point as the collection holds it (a `scroll` result): its vector as a float32 array."""
+    """A point as the collection holds it (a `scroll` or `retrieve` result): its vector as a float32
+    array (empty when the read did not ask for vectors), its payload ({} when it did not ask for it)."""
 
     id: PointId
     vector: np.ndarray
@@ -106,10 +154,29 @@ class StoredPoint:
 
 @dataclass(frozen=True)
 class ScrollPage:
-    """One page of a collection's points in id order, and where the next page starts (None: none left)."""
+    """One page of a collection's points in id order, and where the next page starts (None: none left).
+
+    Ordered by a payload field (`OrderBy`), `next_offset` is None and `order_values` holds each
+    point's value of that field (a datetime as microseconds since the epoch), which is where the
+    next page starts (`OrderBy.start_from`).
+    """
 
     points: tuple[StoredPoint, ...]
     next_offset: PointId | None = None
+    order_values: tuple[int | float, ...] = ()
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    """Order a scroll by a payload field with an integer, float or datetime index.
+
+    `start_from` (inclusive) is where the page starts: a value of the field (a datetime as
+    microseconds since the epoch, as `ScrollPage.order_values` gives it); None: the first.
+    """
+
+    key: str
+    descending: bool = False
+    start_from: int | float | None = None
 
 
 @dataclass(frozen=True)
@@ -143,11 +210,51 @@ class FieldCondition:
     any_keyword: tuple[str, ...] | None = None
     range: Range | None = None
 
+    #: Full-text match: the field holds every token of this text.
+    text: str | None = None
+    datetime_range: DatetimeRange | None = None
+    values_count: ValuesCount | None = None
+
     def __post_init__(self) -> None:
-        tests = (self.keyword, self.integer, self.boolean, self.any_keyword, self.range)
+        tests = (self.keyword, self.integer, self.boolean, self.any_keyword, self.range, self.text,
+                 self.datetime_range, self.values_count)
         if sum(test is not None for test in tests) != 1:
             raise ValueError(f"FieldCondition({self.key!r}) needs exactly one of keyword, integer, boolean, "
-                             "any_keyword, range")
+                             "any_keyword, range, text, datetime_range, values_count")
+
+
+@dataclass(frozen=True)
+class DatetimeRange:
+    """Bounds on a date-time field, as RFC 3339 strings (`rules.checked_filter` makes them UTC, `Z`)."""
+
+    gt: str | None = None
+    gte: str | None = None
+    lt: str | None = None
+    lte: str | None = None
+
+
+@dataclass(frozen=True)
+class ValuesCount:
+    """Bounds on how many values a field holds (an array's length; 1 for a single value)."""
+
+    gt: int | None = None
+    gte: int | None = None
+    lt: int | None = None
+    lte: int | None = None
+
+
+@dataclass(frozen=True)
+class IsNull:
+    """The field is null (present with the value null)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class IsEmpty:
+    """The field is missing, null or an empty array."""
+
+    key: str
 
 
 @dataclass(frozen=True)
@@ -164,10 +271,20 @@ class Filter:
     must: tuple[Condition, ...] = ()
     should: tuple[Condition, ...] = ()
     must_not: tuple[Condition, ...] = ()
+    #: At least `min_should.min_count` of its conditions hold.
+    min_should: MinShould | None = None
+
+
+@dataclass(frozen=True)
+class MinShould:
+    """At least `min_count` of `conditions` hold."""
+
+    conditions: tuple[Condition, ...]
+    min_count: int
 
 
 #: One clause of a filter; a Filter nests.
-Condition: TypeAlias = FieldCondition | HasId | Filter
+Condition: TypeAlias = FieldCondition | HasId | Filter | IsNull | IsEmpty
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ Evidence
       guard      the canary's error rate against the stage's absolute limit; it needs no comparison
                  and no minimum, so a canary failing every call is rolled back after a few calls;
       split      new routing keys per arm against the weight (sample-ratio mismatch);
+      quality    with the policy's `quality` sampling: the share of shadow comparisons whose overlap@k
+                 with primary is below the minimum, against its limit (`quality.QualityEvidence`); it
+                 fails like the error guard, and a stage waits until it has its minimum of comparisons;
       baseline   at 100 % weight primary serves no analysed calls, so the canary's error and slow
                  rates are tested against the upper confidence bounds of primary's rates over the
                  earlier stages (each side at half the test's α, so the pair keeps it). The slow
@@ -50,6 +53,7 @@ from searchgw.gateway.rollout.model import (
     TestOutcome,
     TestReport,
 )
+from searchgw.gateway.rollout.quality import QualityEvidence, quality_bin
 from searchgw.gateway.rollout.sequential import (
     RateLimitTest,
     RateRatioTest,
@@ -93,9 +97,12 @@ def bucket_upper_edge(index: int) -> float:
 
 
 class ArmSlice:
-    """One arm's analysed calls in one second. Adding is O(1); slices sum exactly."""
+    """One arm's analysed calls in one second. Adding is O(1); slices sum exactly.
 
-    __slots__ = ("codes", "latencies", "new_keys")
+    The canary's slice also holds the shadow comparisons that ended in that second (overlap@k and RBO,
+    binned; see `quality`): they are not calls, and count in no call's numbers."""
+
+    __slots__ = ("codes", "latencies", "new_keys", "overlaps", "rbos")
 
     def __init__(self) -> None:
         #: Calls by gRPC code name.
@@ -104,6 +111,9 @@ class ArmSlice:
         self.latencies: dict[int, int] = {}
         #: Routing keys first seen this stage.
         self.new_keys = 0
+        #: Shadow comparisons by overlap@k bin and by RBO bin (`quality.quality_bin`).
+        self.overlaps: dict[int, int] = {}
+        self.rbos: dict[int, int] = {}
 
     def record(self, code_name: str, latency_s: float, new_key: bool) -> None:
         codes = self.codes
@@ -114,6 +124,13 @@ class ArmSlice:
         if new_key:
             self.new_keys += 1
 
+    def record_comparison(self, overlap: float, rbo: float) -> None:
+        """Count one shadow comparison (not a call)."""
+        index = quality_bin(overlap)
+        self.overlaps[index] = self.overlaps.get(index, 0) + 1
+        index = quality_bin(rbo)
+        self.rbos[index] = self.rbos.get(index, 0) + 1
+
     def add(self, other: ArmSlice) -> None:
         """Add another slice's counts (the same second from another process)."""
         for code, count in other.codes.items():
@@ -121,6 +138,10 @@ class ArmSlice:
         for index, count in other.latencies.items():
             self.latencies[index] = self.latencies.get(index, 0) + count
         self.new_keys += other.new_keys
+        for index, count in other.overlaps.items():
+            self.overlaps[index] = self.overlaps.get(index, 0) + count
+        for index, count in other.rbos.items():
+            self.rbos[index] = self.rbos.get(index, 0) + count
 
     @property
     def calls(self) -> int:
@@ -136,8 +157,13 @@ class ArmSlice:
         return failed + sum(count for index, count in self.latencies.items() if index > threshold_bucket)
 
     def to_json(self) -> dict[str, Any]:
-        return {"codes": dict(self.codes), "latencies": {str(k): v for k, v in self.latencies.items()},
-                "new_keys": self.new_keys}
+        data: dict[str, Any] = {"codes": dict(self.codes),
+                                "latencies": {str(k): v for k, v in self.latencies.items()},
+                                "new_keys": self.new_keys}
+        if self.overlaps:
+            data["overlaps"] = {str(k): v for k, v in self.overlaps.items()}
+            data["rbos"] = {str(k): v for k, v in self.rbos.items()}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ArmSlice:
@@ -145,6 +171,8 @@ class ArmSlice:
         arm.codes = {str(k): int(v) for k, v in data["codes"].items()}
         arm.latencies = {int(k): int(v) for k, v in data["latencies"].items()}
         arm.new_keys = int(data.get("new_keys", 0))
+        arm.overlaps = {int(k): int(v) for k, v in data.get("overlaps", {}).items()}
+        arm.rbos = {int(k): int(v) for k, v in data.get("rbos", {}).items()}
         return arm
 
     def quantile(self, quantile: float) -> float | None:
@@ -247,6 +275,8 @@ class StageEvidence:
         self.error_baseline: RateLimitTest | None = None
         self.latency_baseline: RateLimitTest | None = None
         self._seen_keys: set[str] = set()
+        #: Shadow comparisons with primary and the quality guard (None: the policy samples none).
+        self.quality = QualityEvidence(policy.quality) if policy.quality.enabled else None
         if policy.latency_threshold_s:  # an SLO: fixed before any call
             slo = latency_threshold(policy, _EMPTY)
             assert slo is not None
@@ -324,6 +354,8 @@ class StageEvidence:
         if canary.new_keys or primary.new_keys:
             self.split.update(self.split.canary_units + canary.new_keys,
                               self.split.units + canary.new_keys + primary.new_keys)
+        if self.quality is not None and canary.overlaps:
+            self.quality.add(canary.overlaps, canary.rbos)
 
     # -- persistence -------------------------------------------------------------------------------
 
@@ -339,6 +371,8 @@ class StageEvidence:
             test: RateLimitTest | None = getattr(self, name)
             if test is not None:
                 data[name] = [test.limit, test.events, test.calls, finite_or_none(test.max_log_e)]
+        if self.quality is not None:
+            data["quality"] = self.quality.to_json()
         return data
 
     @classmethod
@@ -365,6 +399,8 @@ class StageEvidence:
                 test.update(int(events), int(calls))
                 test.max_log_e = max(test.max_log_e, _log_or_inf(best))
                 setattr(evidence, name, test)
+        if policy.quality.enabled and data.get("quality"):
+            evidence.quality = QualityEvidence.from_json(policy.quality, data["quality"])
         return evidence
 
 
@@ -434,6 +470,9 @@ def judge(evidence: StageEvidence) -> Verdict:
         tests.append(_limit_report(evidence.guard))
     # the split
     tests.append(_split_report(evidence.split))
+    # result quality (shadow comparisons)
+    if evidence.quality is not None:
+        tests.append(_quality_report(evidence.quality))
 
     rejected = [t for t in tests if t.outcome is TestOutcome.REJECTED]
     failures = [t for t in rejected if t.kind is not TestKind.SAMPLE_RATIO]
@@ -523,6 +562,20 @@ def _split_report(test: SampleRatioTest) -> TestReport:
                       test.alpha, test.canary_units, test.units, test.units - test.canary_units, test.units,
                       result.estimate, result.lower, result.upper, test.weight, result.e_value, result.p_value,
                       0.0, summary)
+
+
+def _quality_report(quality: QualityEvidence) -> TestReport:
+    """The quality guard as a test: events are comparisons below the minimum overlap, calls are comparisons."""
+    policy = quality.policy
+    summary = quality.summary()
+    result = quality.guard.result()
+    if summary.samples < policy.min_samples:
+        outcome = TestOutcome.WAITING
+    else:
+        outcome = TestOutcome.REJECTED if summary.rejected else TestOutcome.NOT_REJECTED
+    return _test_report(TestKind.QUALITY_OVERLAP, outcome, policy.alpha, summary.below, summary.samples, 0, 0,
+                        result.estimate, result.lower, result.upper, policy.max_below_share,
+                        summary.e_value, summary.p_value, 0.0, summary.summary)
 
 
 def _report(kind: TestKind, alpha: float, result: TestResult, canary_events: int, canary_calls: int,

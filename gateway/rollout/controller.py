@@ -46,6 +46,8 @@ Checks
     read, so there is no need to wait for "N failures in a row"). A split that does not match the
     weight pauses a RUNNING rollout for a person to look at; resuming restarts the split test.
     Only a RUNNING rollout advances.
+    Shadow comparisons (`record_comparison`, from SearchCore's sampled searches; see `quality`) are
+    counted per second in the canary's slice like calls, and judged by the quality guard with the rest.
 
 Stage passing
     A stage passes at a passed check when it has lasted `min_duration` and has seen `min_requests`
@@ -132,10 +134,12 @@ from searchgw.gateway.rollout.model import (
     DecisionKind,
     Rollout,
     RolloutState,
+    TestKind,
     check_reason,
     validate_new_rollout,
 )
 from searchgw.gateway.rollout.preflight import PreflightRunner
+from searchgw.gateway.rollout.quality import QualityPolicy
 from searchgw.gateway.rollout.preparation import (
     DEFAULT_BACKFILL_BATCH,
     MAX_BACKFILL_BATCH,
@@ -233,9 +237,11 @@ class _Active:
 
     def live(self, now: float) -> Rollout:
         """The current rollout with its stage time, canary count and evidence as of `now`."""
+        quality = self.evidence.quality
         return dataclasses.replace(self.rollout, stage_elapsed_s=self.elapsed(now),
                                    stage_canary_requests=self.canary_requests,
-                                   evidence=self.evidence.to_json(), baseline=self.baseline.to_json())
+                                   evidence=self.evidence.to_json(), baseline=self.baseline.to_json(),
+                                   quality=None if quality is None else quality.summary())
 
     def fold(self, now: float) -> None:
         """Fold every complete second (before `now`'s) into the evidence; fix the latency threshold
@@ -552,6 +558,32 @@ class RolloutController:
                 active.canary_requests += 1
         else:
             active.last_pair[0].record(code_name, latency_s, new_key)
+
+    def quality_policy(self, rollout: str) -> QualityPolicy | None:
+        """The shadow-comparison policy of an active rollout that takes traffic, when it samples any
+        (None otherwise: no rollout of that name, before StartRollout, or sampling off). O(1)."""
+        active = self._active.get(rollout)
+        if active is None or active.rollout.state in PREPARATION_STATES:
+            return None
+        policy = active.rollout.analysis.quality
+        return policy if policy.enabled else None
+
+    def record_comparison(self, rollout: str, overlap: float, rbo: float, differing: Sequence[str] = ()) -> None:
+        """Count one shadow comparison of `rollout`'s arms (quality.ShadowComparison's numbers) in the
+        second it ended; O(1) but for `differing`, no I/O. Not a call: it changes no arm's numbers.
+        Comparisons of a rollout that has ended, or is not taking traffic, are ignored."""
+        active = self._active.get(rollout)
+        if active is None or active.rollout.state in PREPARATION_STATES or active.evidence.quality is None:
+            return
+        second = int(self._clock())
+        if second != active.last_second:
+            pair = active.seconds.get(second)
+            if pair is None:
+                pair = active.seconds[second] = [ArmSlice(), ArmSlice()]
+            active.last_second, active.last_pair = second, pair
+        active.last_pair[1].record_comparison(overlap, rbo)
+        if differing:
+            active.evidence.quality.differing.add(differing)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -1507,6 +1539,9 @@ def _log_decision(rollout: Rollout, decision: Decision) -> None:
         extra[f"{name}_p_value"] = test.p_value
         extra[f"{name}_estimate"] = test.estimate
         extra[f"{name}_interval"] = [test.lower, test.upper]
+        if test.kind is TestKind.QUALITY_OVERLAP:  # shadow comparisons, and how many were below the minimum
+            extra["quality_comparisons"] = test.canary_calls
+            extra["quality_below"] = test.canary_events
     if decision.repeats > 1:
         extra["repeats"] = decision.repeats
     level = (logging.WARNING if decision.kind in (DecisionKind.CHECK_FAILED, DecisionKind.ROLLED_BACK,

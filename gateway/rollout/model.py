@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from searchgw.gateway.rollout.preparation import BackfillProgress, PreflightPolicy, PreflightResult
+from searchgw.gateway.rollout.quality import QualityPolicy, QualitySummary
 from searchgw.gateway.routing import weight_to_bps
 from searchgw.gateway.rules import check_name, check_rollout_name
 from searchgw.errors import FailedPrecondition, InvalidArgument
@@ -132,6 +133,9 @@ class TestKind(enum.Enum):
     ERROR_BASELINE = 5
     #: At 100 % weight: the canary's slow share against primary's captured before its share reached 0.
     LATENCY_BASELINE = 6
+    #: Shadow comparisons: the share of searches whose overlap@k with primary is below the policy's
+    #: minimum, against its limit (the quality guard; see `quality`).
+    QUALITY_OVERLAP = 7
 
 
 class TestOutcome(enum.Enum):
@@ -246,6 +250,8 @@ class AnalysisPolicy:
     sample_ratio_alpha: float = 0.001
     #: A fixed latency SLO in seconds: when set, a call is slow above it (instead of primary's quantile).
     latency_threshold_s: float = 0.0
+    #: Shadow comparisons with primary and the quality guard (off unless its sample rate is set).
+    quality: QualityPolicy = QualityPolicy()
 
     def with_defaults(self) -> AnalysisPolicy:
         """This policy with every zero or empty field replaced by its default (proto3 semantics)."""
@@ -254,6 +260,9 @@ class AnalysisPolicy:
             for field in dataclasses.fields(self)
             if not getattr(self, field.name)
         }
+        quality = self.quality.with_defaults()
+        if quality != self.quality:
+            changes["quality"] = quality
         return dataclasses.replace(self, **changes) if changes else self
 
     def validate(self, path: str) -> None:
@@ -296,6 +305,7 @@ class AnalysisPolicy:
         if not _finite(self.latency_threshold_s) or not 0 <= self.latency_threshold_s <= MAX_WINDOW_S:
             fail("latency_threshold", f"{self.latency_threshold_s}s; must lie in [0, {MAX_WINDOW_S:.0f}s] "
                                       "(0: primary's quantile sets it)")
+        self.quality.validate(f"{path}.quality")
 
     def error_limit(self, stage: Stage) -> float:
         """The absolute error-rate limit of `stage`."""
@@ -464,6 +474,8 @@ class Rollout:
     preflight_policy: PreflightPolicy | None = None
     #: The last pre-flight.
     preflight: PreflightResult | None = None
+    #: Output only, not stored: the current stage's shadow comparisons (None unless the policy samples).
+    quality: QualitySummary | None = None
 
     @property
     def weight_bps(self) -> int:

@@ -505,10 +505,15 @@ def _fields(pair: list[ArmSlice]) -> Iterable[tuple[str, int]]:
             yield f"{arm}:l:{index}", count
         if counts.new_keys:
             yield f"{arm}:k", counts.new_keys
+        for index, count in counts.overlaps.items():  # shadow comparisons (binned, so they sum too)
+            yield f"{arm}:o:{index}", count
+        for index, count in counts.rbos.items():
+            yield f"{arm}:r:{index}", count
 
 
 def _pair(reply: dict[str, Any]) -> tuple[ArmSlice, ArmSlice]:
-    """One second's hash (fields `{p|c}:c:{code}`, `{p|c}:l:{bucket}`, `{p|c}:k`) as [primary, canary]."""
+    """One second's hash (fields `{p|c}:c:{code}`, `{p|c}:l:{bucket}`, `{p|c}:k`, and the shadow
+    comparisons' `{p|c}:o:{bin}` and `{p|c}:r:{bin}`) as [primary, canary]."""
     pair = (ArmSlice(), ArmSlice())
     for field, value in reply.items():
         arm, kind, _, label = field.partition(":")[0], *field.partition(":")[2].partition(":")
@@ -520,6 +525,10 @@ def _pair(reply: dict[str, Any]) -> tuple[ArmSlice, ArmSlice]:
             target.latencies[int(label)] = target.latencies.get(int(label), 0) + count
         elif kind == "k":
             target.new_keys += count
+        elif kind == "o":
+            target.overlaps[int(label)] = target.overlaps.get(int(label), 0) + count
+        elif kind == "r":
+            target.rbos[int(label)] = target.rbos.get(int(label), 0) + count
     return pair
 
 

@@ -38,6 +38,7 @@ from searchgw.gateway.rollout.model import (
     TestReport,
 )
 from searchgw.gateway.rollout.preparation import BackfillProgress, PreflightPolicy, PreflightResult
+from searchgw.gateway.rollout.quality import QualityPolicy
 from searchgw.errors import Unavailable
 
 ResultT = TypeVar("ResultT")
@@ -246,11 +247,13 @@ def _policy_to_json(policy: AnalysisPolicy) -> dict[str, Any]:
         "max_total_failures": policy.max_total_failures, "latency_quantile": policy.latency_quantile,
         "error_alpha": policy.error_alpha, "latency_alpha": policy.latency_alpha, "guard_alpha": policy.guard_alpha,
         "sample_ratio_alpha": policy.sample_ratio_alpha, "latency_threshold_s": policy.latency_threshold_s,
+        "quality": policy.quality.to_json(),
     }
 
 
 def _policy_from_json(data: dict[str, Any]) -> AnalysisPolicy:
-    return AnalysisPolicy(**{**data, "error_codes": tuple(data["error_codes"])})
+    return AnalysisPolicy(**{**data, "error_codes": tuple(data["error_codes"]),
+                             "quality": QualityPolicy.from_json(data.get("quality"))})
 
 
 def _promotion_to_json(policy: PromotionPolicy) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from searchgw.gateway.services.convert import (
     collection_spec_from_proto,
     collection_to_proto,
     duration_from_proto,
+    payload_index_from_proto,
     snapshot_to_proto,
 )
 from searchgw.v1 import collection_service_pb2 as pb
@@ -79,3 +80,13 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                                                     duration_from_proto(request.max_age), time.time())
         return pb.PruneSnapshotsResponse(deleted=[snapshot_to_proto(s) for s in pruning.delete],
                                          kept=[snapshot_to_proto(s) for s in pruning.keep])
+
+    async def CreatePayloadIndex(self, request: pb.CreatePayloadIndexRequest,
+                                 context: grpc.aio.ServicerContext) -> pb.CreatePayloadIndexResponse:
+        info = await self._admin.create_payload_index(request.collection, payload_index_from_proto(request.index))
+        return pb.CreatePayloadIndexResponse(collection=collection_to_proto(info))
+
+    async def DeletePayloadIndex(self, request: pb.DeletePayloadIndexRequest,
+                                 context: grpc.aio.ServicerContext) -> pb.DeletePayloadIndexResponse:
+        info = await self._admin.delete_payload_index(request.collection, request.key)
+        return pb.DeletePayloadIndexResponse(collection=collection_to_proto(info))

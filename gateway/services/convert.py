@@ -19,15 +19,26 @@ from searchgw.gateway.backends import (
     CollectionInfo,
     CollectionSpec,
     Condition,
+    DatetimeRange,
     Distance,
     FieldCondition,
     Filter,
     HasId,
+    IsEmpty,
+    IsNull,
+    MinShould,
+    OrderBy,
+    PayloadIndex,
+    PayloadIndexType,
     PointId,
     Range,
     ScalarQuantization,
     ScoredPoint,
     SnapshotInfo,
+    StoredPoint,
+    TextIndexParams,
+    Tokenizer,
+    ValuesCount,
 )
 from searchgw.gateway.core import RouteInfo
 from searchgw.gateway.rollout import (
@@ -50,6 +61,7 @@ from searchgw.gateway.rollout.preparation import (
     PreflightPolicy,
     PreflightResult,
 )
+from searchgw.gateway.rollout.quality import QualityPolicy, QualitySummary
 from searchgw.gateway.routing import Arm
 from searchgw.gateway.rules import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, FilterBudget  # noqa: F401 - the limits, here too
 from searchgw.errors import InvalidArgument
@@ -152,11 +164,17 @@ class _FilterReader:
 
     def filter(self, message: common_pb.Filter, field: str, depth: int) -> Filter:
         self._budget.enter(field, depth)
+        min_should = None
+        if message.HasField("min_should"):
+            part = message.min_should
+            min_should = MinShould(tuple(self.condition(c, f"{field}.min_should.conditions[{i}]", depth)
+                                         for i, c in enumerate(part.conditions)), part.min_count)
         return Filter(
             must=tuple(self.condition(c, f"{field}.must[{i}]", depth) for i, c in enumerate(message.must)),
             should=tuple(self.condition(c, f"{field}.should[{i}]", depth) for i, c in enumerate(message.should)),
             must_not=tuple(self.condition(c, f"{field}.must_not[{i}]", depth)
                            for i, c in enumerate(message.must_not)),
+            min_should=min_should,
         )
 
     def condition(self, message: common_pb.Condition, field: str, depth: int) -> Condition:
@@ -169,7 +187,16 @@ class _FilterReader:
                                for i, p in enumerate(message.has_id.ids)))
         if kind == "field":
             return _field_condition(message.field, f"{field}.field")
-        raise InvalidArgument(field, "set field, filter or has_id")
+        if kind == "is_null":
+            return IsNull(message.is_null.key)
+        if kind == "is_empty":
+            return IsEmpty(message.is_empty.key)
+        raise InvalidArgument(field, "set field, filter, has_id, is_null or is_empty")
+
+
+def _bounds(message: Any) -> dict[str, Any]:
+    """The set bounds of a range message (gt, gte, lt, lte)."""
+    return {name: getattr(message, name) for name in ("gt", "gte", "lt", "lte") if message.HasField(name)}
 
 
 def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCondition:
@@ -189,11 +216,25 @@ def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCond
         if not bounds:
             raise InvalidArgument(f"{field}.range", "set at least one bound")
         return FieldCondition(key, range=Range(**bounds))
-    raise InvalidArgument(field, "set keyword, integer, boolean, any_keyword or range")
+    if match == "text":
+        return FieldCondition(key, text=message.text)
+    if match == "datetime_range":
+        return FieldCondition(key, datetime_range=DatetimeRange(**_bounds(message.datetime_range)))
+    if match == "values_count":
+        return FieldCondition(key, values_count=ValuesCount(**_bounds(message.values_count)))
+    raise InvalidArgument(field, "set keyword, integer, boolean, any_keyword, range, text, datetime_range or "
+                                 "values_count")
 
 
 def filter_from_proto(message: common_pb.Filter, field: str = "filter") -> Filter:
     return _FilterReader().filter(message, field, 1)
+
+
+def _set_bounds(target: Any, bounds: Any) -> None:
+    for name in ("gt", "gte", "lt", "lte"):
+        bound = getattr(bounds, name)
+        if bound is not None:
+            setattr(target, name, bound)
 
 
 def filter_to_proto(value: Filter) -> common_pb.Filter:
@@ -202,6 +243,10 @@ def filter_to_proto(value: Filter) -> common_pb.Filter:
             return common_pb.Condition(filter=filter_to_proto(c))
         if isinstance(c, HasId):
             return common_pb.Condition(has_id=common_pb.PointIdList(ids=[point_id_to_proto(i) for i in c.ids]))
+        if isinstance(c, IsNull):
+            return common_pb.Condition(is_null=common_pb.IsNullCondition(key=c.key))
+        if isinstance(c, IsEmpty):
+            return common_pb.Condition(is_empty=common_pb.IsEmptyCondition(key=c.key))
         out = common_pb.FieldCondition(key=c.key)
         if c.keyword is not None:
             out.keyword = c.keyword
@@ -212,14 +257,23 @@ def filter_to_proto(value: Filter) -> common_pb.Filter:
         elif c.any_keyword is not None:
             out.any_keyword.keywords.extend(c.any_keyword)
         elif c.range is not None:
-            for name in ("gt", "gte", "lt", "lte"):
-                bound = getattr(c.range, name)
-                if bound is not None:
-                    setattr(out.range, name, bound)
+            _set_bounds(out.range, c.range)
+        elif c.text is not None:
+            out.text = c.text
+        elif c.datetime_range is not None:
+            out.datetime_range.SetInParent()
+            _set_bounds(out.datetime_range, c.datetime_range)
+        elif c.values_count is not None:
+            out.values_count.SetInParent()
+            _set_bounds(out.values_count, c.values_count)
         return common_pb.Condition(field=out)
 
-    return common_pb.Filter(must=[condition(c) for c in value.must], should=[condition(c) for c in value.should],
-                            must_not=[condition(c) for c in value.must_not])
+    message = common_pb.Filter(must=[condition(c) for c in value.must], should=[condition(c) for c in value.should],
+                               must_not=[condition(c) for c in value.must_not])
+    if value.min_should is not None:
+        message.min_should.conditions.extend(condition(c) for c in value.min_should.conditions)
+        message.min_should.min_count = value.min_should.min_count
+    return message
 
 
 # -- search results --------------------------------------------------------------------------
@@ -230,6 +284,31 @@ _ARM = {Arm.PRIMARY: common_pb.ARM_PRIMARY, Arm.CANARY: common_pb.ARM_CANARY}
 def scored_point_to_proto(point: ScoredPoint) -> search_pb.ScoredPoint:
     return search_pb.ScoredPoint(id=point_id_to_proto(point.id), score=point.score,
                                  payload=payload_to_proto(point.payload))
+
+
+def stored_point_to_proto(point: StoredPoint, *, with_payload: bool, with_vector: bool) -> search_pb.PointRecord:
+    """A point a read returns: its payload and vector when the request asked for them."""
+    message = search_pb.PointRecord(id=point_id_to_proto(point.id))
+    if with_payload:
+        message.payload.update(point.payload)
+    if with_vector:
+        message.vector.values.extend(point.vector.tolist())
+    return message
+
+
+_DIRECTION_DESCENDING = {search_pb.OrderBy.DIRECTION_UNSPECIFIED: False, search_pb.OrderBy.DIRECTION_ASC: False,
+                         search_pb.OrderBy.DIRECTION_DESC: True}
+
+
+def order_by_from_proto(message: search_pb.OrderBy) -> OrderBy:
+    if message.direction not in _DIRECTION_DESCENDING:
+        raise InvalidArgument("order_by.direction", f"{message.direction} is not a known direction")
+    return OrderBy(key=message.key, descending=_DIRECTION_DESCENDING[message.direction])
+
+
+def order_by_to_proto(order_by: OrderBy) -> search_pb.OrderBy:
+    return search_pb.OrderBy(key=order_by.key, direction=search_pb.OrderBy.DIRECTION_DESC if order_by.descending
+                             else search_pb.OrderBy.DIRECTION_ASC)
 
 
 def route_to_proto(route: RouteInfo) -> common_pb.Route:
@@ -257,6 +336,56 @@ def _scalar_quantization_from_proto(message: coll_pb.Collection) -> ScalarQuanti
     return ScalarQuantization(quantile=round(q.quantile, 6) or 0.99, always_ram=q.always_ram)  # float32 on the wire
 
 
+_INDEX_TYPE = {
+    coll_pb.PAYLOAD_INDEX_TYPE_KEYWORD: PayloadIndexType.KEYWORD,
+    coll_pb.PAYLOAD_INDEX_TYPE_INTEGER: PayloadIndexType.INTEGER,
+    coll_pb.PAYLOAD_INDEX_TYPE_FLOAT: PayloadIndexType.FLOAT,
+    coll_pb.PAYLOAD_INDEX_TYPE_BOOL: PayloadIndexType.BOOL,
+    coll_pb.PAYLOAD_INDEX_TYPE_DATETIME: PayloadIndexType.DATETIME,
+    coll_pb.PAYLOAD_INDEX_TYPE_UUID: PayloadIndexType.UUID,
+    coll_pb.PAYLOAD_INDEX_TYPE_TEXT: PayloadIndexType.TEXT,
+}
+_INDEX_TYPE_OUT = {kind: number for number, kind in _INDEX_TYPE.items()}
+_TOKENIZER = {
+    coll_pb.TextIndexParams.TOKENIZER_UNSPECIFIED: Tokenizer.WORD,
+    coll_pb.TextIndexParams.TOKENIZER_WORD: Tokenizer.WORD,
+    coll_pb.TextIndexParams.TOKENIZER_WHITESPACE: Tokenizer.WHITESPACE,
+    coll_pb.TextIndexParams.TOKENIZER_PREFIX: Tokenizer.PREFIX,
+    coll_pb.TextIndexParams.TOKENIZER_MULTILINGUAL: Tokenizer.MULTILINGUAL,
+}
+_TOKENIZER_OUT = {Tokenizer.WORD: coll_pb.TextIndexParams.TOKENIZER_WORD,
+                  Tokenizer.WHITESPACE: coll_pb.TextIndexParams.TOKENIZER_WHITESPACE,
+                  Tokenizer.PREFIX: coll_pb.TextIndexParams.TOKENIZER_PREFIX,
+                  Tokenizer.MULTILINGUAL: coll_pb.TextIndexParams.TOKENIZER_MULTILINGUAL}
+
+
+def payload_index_from_proto(message: coll_pb.PayloadIndex, field: str = "index") -> PayloadIndex:
+    """The index a request declares; its values are the rules' to check (`rules.checked_payload_index`)."""
+    kind = _INDEX_TYPE.get(message.type)
+    if kind is None:
+        raise InvalidArgument(f"{field}.type", "set keyword, integer, float, bool, datetime, uuid or text")
+    text = None
+    if message.HasField("text"):
+        params = message.text
+        tokenizer = _TOKENIZER.get(params.tokenizer)
+        if tokenizer is None:
+            raise InvalidArgument(f"{field}.text.tokenizer", f"{params.tokenizer} is not a known tokenizer")
+        text = TextIndexParams(tokenizer=tokenizer, lowercase=params.lowercase if params.HasField("lowercase")
+                               else True, min_token_length=params.min_token_length,
+                               max_token_length=params.max_token_length)
+    return PayloadIndex(key=message.key, type=kind, text=text)
+
+
+def payload_index_to_proto(index: PayloadIndex) -> coll_pb.PayloadIndex:
+    message = coll_pb.PayloadIndex(key=index.key, type=_INDEX_TYPE_OUT[PayloadIndexType(index.type)])
+    if index.text is not None:
+        message.text.tokenizer = _TOKENIZER_OUT[Tokenizer(index.text.tokenizer)]
+        message.text.lowercase = index.text.lowercase
+        message.text.min_token_length = index.text.min_token_length
+        message.text.max_token_length = index.text.max_token_length
+    return message
+
+
 def collection_spec_from_proto(message: coll_pb.Collection) -> CollectionSpec:
     if message.distance not in _DISTANCE:
         raise InvalidArgument("collection.distance", f"{message.distance} is not a known distance")
@@ -266,6 +395,8 @@ def collection_spec_from_proto(message: coll_pb.Collection) -> CollectionSpec:
         hnsw_m=message.hnsw.m, hnsw_ef_construct=message.hnsw.ef_construct,
         full_scan_threshold=message.hnsw.full_scan_threshold, scalar_quantization=quantization,
         embedding_model=message.embedding_model,
+        payload_indexes=tuple(payload_index_from_proto(index, f"collection.payload_indexes[{i}]")
+                              for i, index in enumerate(message.payload_indexes)),
     )
 
 
@@ -276,6 +407,7 @@ def collection_to_proto(info: CollectionInfo) -> coll_pb.Collection:
         hnsw=coll_pb.HnswConfig(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct,
                                 full_scan_threshold=spec.full_scan_threshold),
         embedding_model=spec.embedding_model, points_count=info.points_count, aliases=list(info.aliases),
+        payload_indexes=[payload_index_to_proto(index) for index in spec.payload_indexes],
     )
     if spec.scalar_quantization is not None:
         message.scalar_quantization.quantile = spec.scalar_quantization.quantile
@@ -316,7 +448,31 @@ def analysis_from_proto(message: roll_pb.AnalysisPolicy) -> AnalysisPolicy:
         error_alpha=message.error_alpha, latency_alpha=message.latency_alpha, guard_alpha=message.guard_alpha,
         sample_ratio_alpha=message.sample_ratio_alpha,
         latency_threshold_s=duration_from_proto(message.latency_threshold),
+        quality=quality_policy_from_proto(message.quality),
     )
+
+
+def quality_policy_from_proto(message: roll_pb.QualityPolicy) -> QualityPolicy:
+    """Zero fields mean 'default' (QualityPolicy.with_defaults fills them; a zero sample rate is off)."""
+    return QualityPolicy(shadow_sample_rate=message.shadow_sample_rate, k=message.k, min_overlap=message.min_overlap,
+                         max_below_share=message.max_below_share, min_samples=message.min_samples,
+                         alpha=message.alpha, rbo_p=message.rbo_p)
+
+
+def quality_policy_to_proto(policy: QualityPolicy) -> roll_pb.QualityPolicy:
+    return roll_pb.QualityPolicy(shadow_sample_rate=policy.shadow_sample_rate, k=policy.k,
+                                 min_overlap=policy.min_overlap, max_below_share=policy.max_below_share,
+                                 min_samples=policy.min_samples, alpha=policy.alpha, rbo_p=policy.rbo_p)
+
+
+def quality_report_to_proto(summary: QualitySummary) -> roll_pb.QualityReport:
+    return roll_pb.QualityReport(
+        samples=summary.samples, below=summary.below, k=summary.k, min_overlap=summary.min_overlap,
+        max_below_share=summary.max_below_share, min_samples=summary.min_samples,
+        median_overlap=summary.median_overlap, mean_overlap=summary.mean_overlap, mean_rbo=summary.mean_rbo,
+        e_value=summary.e_value, p_value=summary.p_value, rejected=summary.rejected,
+        differing_ids=[roll_pb.DifferingId(id=item, count=count) for item, count in summary.differing_ids],
+        summary=summary.summary)
 
 
 def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
@@ -328,6 +484,7 @@ def analysis_to_proto(policy: AnalysisPolicy) -> roll_pb.AnalysisPolicy:
         max_consecutive_failures=policy.max_consecutive_failures, max_total_failures=policy.max_total_failures,
         latency_quantile=policy.latency_quantile, error_alpha=policy.error_alpha, latency_alpha=policy.latency_alpha,
         guard_alpha=policy.guard_alpha, sample_ratio_alpha=policy.sample_ratio_alpha,
+        quality=quality_policy_to_proto(policy.quality),
         latency_threshold=duration_to_proto(policy.latency_threshold_s),
     )
 
@@ -469,4 +626,5 @@ def rollout_to_proto(rollout: Rollout, *, with_decisions: bool = True) -> roll_p
         promotion=promotion_to_proto(rollout.promotion), bake_start_time=_time_or_none(rollout.bake_start_time),
         bake_end_time=_time_or_none(rollout.bake_end_time),
         old_collection_time=_time_or_none(rollout.old_collection_time),
+        quality=None if rollout.quality is None else quality_report_to_proto(rollout.quality),
     )

@@ -5,16 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from searchgw.errors import InvalidArgument
 from searchgw.gateway.core import PointInput, SearchCore, SearchParams
-from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, parse_forced_arm
+from searchgw.gateway.reading import PointReader, ScrollParams
+from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, Arm, parse_forced_arm
 from searchgw.gateway.services.convert import (
     filter_from_proto,
+    order_by_from_proto,
     payload_from_proto,
     point_id_from_proto,
     route_to_proto,
     scored_point_to_proto,
     vector_from_proto,
+    stored_point_to_proto,
 )
+from searchgw.v1 import common_pb2
 from searchgw.rpc import current_rpc
 from searchgw.v1 import search_service_pb2 as pb
 from searchgw.v1 import search_service_pb2_grpc as pb_grpc
@@ -25,10 +30,58 @@ def _deadline(context, clock: Callable[[], float]) -> float | None:
     return None if remaining is None else clock() + remaining
 
 
+_READ_ARM: dict[int, Arm | None] = {common_pb2.ARM_UNSPECIFIED: None, common_pb2.ARM_PRIMARY: Arm.PRIMARY, common_pb2.ARM_CANARY: Arm.CANARY}
+
+
+def _read_arm(value: int) -> Arm | None:
+    if value not in _READ_ARM:
+        raise InvalidArgument("arm", f"{value} is not a known arm")
+    return _READ_ARM[value]
+
+
 class SearchServicer(pb_grpc.SearchServiceServicer):
-    def __init__(self, core: SearchCore, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, core: SearchCore, *, clock: Callable[[], float] = time.monotonic,
+                 reader: PointReader | None = None) -> None:
         self._core = core
         self._clock = clock
+        self._reader = reader
+
+    def _points(self) -> PointReader:
+        if self._reader is None:
+            raise NotImplementedError("this SearchServicer was built without a PointReader")
+        return self._reader
+
+    async def CountPoints(self, request: pb.CountPointsRequest, context) -> pb.CountPointsResponse:
+        current_rpc().labels["collection"] = request.collection
+        count, route = await self._points().count(
+            request.collection, filter_from_proto(request.filter) if request.HasField("filter") else None,
+            _read_arm(request.arm))
+        current_rpc().labels["arm"] = route.arm.value
+        return pb.CountPointsResponse(count=count, route=route_to_proto(route))
+
+    async def ScrollPoints(self, request: pb.ScrollPointsRequest, context) -> pb.ScrollPointsResponse:
+        current_rpc().labels["collection"] = request.collection
+        outcome = await self._points().scroll(ScrollParams(
+            collection=request.collection,
+            filter=filter_from_proto(request.filter) if request.HasField("filter") else None,
+            page_size=request.page_size, page_token=request.page_token,
+            order_by=order_by_from_proto(request.order_by) if request.HasField("order_by") else None,
+            with_payload=request.with_payload, with_vector=request.with_vector, arm=_read_arm(request.arm)))
+        current_rpc().labels["arm"] = outcome.route.arm.value
+        return pb.ScrollPointsResponse(
+            points=[stored_point_to_proto(p, with_payload=request.with_payload, with_vector=request.with_vector)
+                    for p in outcome.points],
+            next_page_token=outcome.next_page_token, route=route_to_proto(outcome.route))
+
+    async def GetPoints(self, request: pb.GetPointsRequest, context) -> pb.GetPointsResponse:
+        current_rpc().labels["collection"] = request.collection
+        ids = [point_id_from_proto(p, f"ids[{i}]") for i, p in enumerate(request.ids)]
+        outcome = await self._points().get(request.collection, ids, with_payload=request.with_payload,
+                                           with_vector=request.with_vector, arm=_read_arm(request.arm))
+        current_rpc().labels["arm"] = outcome.route.arm.value
+        return pb.GetPointsResponse(
+            points=[stored_point_to_proto(p, with_payload=request.with_payload, with_vector=request.with_vector)
+                    for p in outcome.points], route=route_to_proto(outcome.route))
 
     async def Search(self, request: pb.SearchRequest, context) -> pb.SearchResponse:
         labels = current_rpc().labels

@@ -18,11 +18,30 @@ class Distance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DISTANCE_DOT: _ClassVar[Distance]
     DISTANCE_EUCLID: _ClassVar[Distance]
     DISTANCE_MANHATTAN: _ClassVar[Distance]
+
+class PayloadIndexType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYLOAD_INDEX_TYPE_UNSPECIFIED: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_KEYWORD: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_INTEGER: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_FLOAT: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_BOOL: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_DATETIME: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_UUID: _ClassVar[PayloadIndexType]
+    PAYLOAD_INDEX_TYPE_TEXT: _ClassVar[PayloadIndexType]
 DISTANCE_UNSPECIFIED: Distance
 DISTANCE_COSINE: Distance
 DISTANCE_DOT: Distance
 DISTANCE_EUCLID: Distance
 DISTANCE_MANHATTAN: Distance
+PAYLOAD_INDEX_TYPE_UNSPECIFIED: PayloadIndexType
+PAYLOAD_INDEX_TYPE_KEYWORD: PayloadIndexType
+PAYLOAD_INDEX_TYPE_INTEGER: PayloadIndexType
+PAYLOAD_INDEX_TYPE_FLOAT: PayloadIndexType
+PAYLOAD_INDEX_TYPE_BOOL: PayloadIndexType
+PAYLOAD_INDEX_TYPE_DATETIME: PayloadIndexType
+PAYLOAD_INDEX_TYPE_UUID: PayloadIndexType
+PAYLOAD_INDEX_TYPE_TEXT: PayloadIndexType
 
 class HnswConfig(_message.Message):
     __slots__ = ("m", "ef_construct", "full_scan_threshold")
@@ -43,7 +62,7 @@ class ScalarQuantization(_message.Message):
     def __init__(self, quantile: _Optional[float] = ..., always_ram: _Optional[bool] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "distance", "hnsw", "scalar_quantization", "embedding_model", "points_count", "aliases")
+    __slots__ = ("name", "dimension", "distance", "hnsw", "scalar_quantization", "embedding_model", "points_count", "aliases", "payload_indexes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +71,7 @@ class Collection(_message.Message):
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     POINTS_COUNT_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     distance: Distance
@@ -60,7 +80,8 @@ class Collection(_message.Message):
     embedding_model: str
     points_count: int
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., scalar_quantization: _Optional[_Union[ScalarQuantization, _Mapping]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    payload_indexes: _containers.RepeatedCompositeFieldContainer[PayloadIndex]
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., scalar_quantization: _Optional[_Union[ScalarQuantization, _Mapping]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("collection",)
@@ -259,3 +280,65 @@ class PruneSnapshotsResponse(_message.Message):
     deleted: _containers.RepeatedCompositeFieldContainer[Snapshot]
     kept: _containers.RepeatedCompositeFieldContainer[Snapshot]
     def __init__(self, deleted: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., kept: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class TextIndexParams(_message.Message):
+    __slots__ = ("tokenizer", "lowercase", "min_token_length", "max_token_length")
+    class Tokenizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TOKENIZER_UNSPECIFIED: _ClassVar[TextIndexParams.Tokenizer]
+        TOKENIZER_WORD: _ClassVar[TextIndexParams.Tokenizer]
+        TOKENIZER_WHITESPACE: _ClassVar[TextIndexParams.Tokenizer]
+        TOKENIZER_PREFIX: _ClassVar[TextIndexParams.Tokenizer]
+        TOKENIZER_MULTILINGUAL: _ClassVar[TextIndexParams.Tokenizer]
+    TOKENIZER_UNSPECIFIED: TextIndexParams.Tokenizer
+    TOKENIZER_WORD: TextIndexParams.Tokenizer
+    TOKENIZER_WHITESPACE: TextIndexParams.Tokenizer
+    TOKENIZER_PREFIX: TextIndexParams.Tokenizer
+    TOKENIZER_MULTILINGUAL: TextIndexParams.Tokenizer
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    LOWERCASE_FIELD_NUMBER: _ClassVar[int]
+    MIN_TOKEN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKEN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    tokenizer: TextIndexParams.Tokenizer
+    lowercase: bool
+    min_token_length: int
+    max_token_length: int
+    def __init__(self, tokenizer: _Optional[_Union[TextIndexParams.Tokenizer, str]] = ..., lowercase: _Optional[bool] = ..., min_token_length: _Optional[int] = ..., max_token_length: _Optional[int] = ...) -> None: ...
+
+class PayloadIndex(_message.Message):
+    __slots__ = ("key", "type", "text")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    type: PayloadIndexType
+    text: TextIndexParams
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[_Union[PayloadIndexType, str]] = ..., text: _Optional[_Union[TextIndexParams, _Mapping]] = ...) -> None: ...
+
+class CreatePayloadIndexRequest(_message.Message):
+    __slots__ = ("collection", "index")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    index: PayloadIndex
+    def __init__(self, collection: _Optional[str] = ..., index: _Optional[_Union[PayloadIndex, _Mapping]] = ...) -> None: ...
+
+class CreatePayloadIndexResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class DeletePayloadIndexRequest(_message.Message):
+    __slots__ = ("collection", "key")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    key: str
+    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeletePayloadIndexResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...

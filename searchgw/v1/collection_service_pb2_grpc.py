@@ -100,6 +100,16 @@ class CollectionServiceStub:
                 request_serializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsResponse.FromString,
                 _registered_method=True)
+        self.CreatePayloadIndex = channel.unary_unary(
+                '/searchgw.v1.CollectionService/CreatePayloadIndex',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.CreatePayloadIndexRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.CreatePayloadIndexResponse.FromString,
+                _registered_method=True)
+        self.DeletePayloadIndex = channel.unary_unary(
+                '/searchgw.v1.CollectionService/DeletePayloadIndex',
+                request_serializer=searchgw_dot_v1_dot_collection__service__pb2.DeletePayloadIndexRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_collection__service__pb2.DeletePayloadIndexResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -206,6 +216,22 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePayloadIndex(self, request, context):
+        """CreatePayloadIndex indexes a payload field (replacing the field's index when it has one). On a
+        logical name with an active rollout it is applied to both arms, primary first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePayloadIndex(self, request, context):
+        """DeletePayloadIndex removes a payload field's index (NOT_FOUND when it has none). On a logical
+        name with an active rollout it is applied to both arms.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -273,6 +299,16 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.PruneSnapshots,
                     request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsResponse.SerializeToString,
+            ),
+            'CreatePayloadIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayloadIndex,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.CreatePayloadIndexRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.CreatePayloadIndexResponse.SerializeToString,
+            ),
+            'DeletePayloadIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePayloadIndex,
+                    request_deserializer=searchgw_dot_v1_dot_collection__service__pb2.DeletePayloadIndexRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_collection__service__pb2.DeletePayloadIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -627,6 +663,60 @@ class CollectionService:
             '/searchgw.v1.CollectionService/PruneSnapshots',
             searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsRequest.SerializeToString,
             searchgw_dot_v1_dot_collection__service__pb2.PruneSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePayloadIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/CreatePayloadIndex',
+            searchgw_dot_v1_dot_collection__service__pb2.CreatePayloadIndexRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.CreatePayloadIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePayloadIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.CollectionService/DeletePayloadIndex',
+            searchgw_dot_v1_dot_collection__service__pb2.DeletePayloadIndexRequest.SerializeToString,
+            searchgw_dot_v1_dot_collection__service__pb2.DeletePayloadIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,

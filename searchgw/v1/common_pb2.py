@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18searchgw/v1/common.proto\x12\x0bsearchgw.v1\"0\n\x07PointId\x12\r\n\x03num\x18\x01 \x01(\x04H\x00\x12\x0e\n\x04uuid\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"0\n\x0bPointIdList\x12!\n\x03ids\x18\x01 \x03(\x0b\x32\x14.searchgw.v1.PointId\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x80\x01\n\x06\x46ilter\x12$\n\x04must\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.Condition\x12&\n\x06should\x18\x02 \x03(\x0b\x32\x16.searchgw.v1.Condition\x12(\n\x08must_not\x18\x03 \x03(\x0b\x32\x16.searchgw.v1.Condition\"\x99\x01\n\tCondition\x12,\n\x05\x66ield\x18\x01 \x01(\x0b\x32\x1b.searchgw.v1.FieldConditionH\x00\x12%\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x13.searchgw.v1.FilterH\x00\x12*\n\x06has_id\x18\x03 \x01(\x0b\x32\x18.searchgw.v1.PointIdListH\x00\x42\x0b\n\tcondition\"\xb5\x01\n\x0e\x46ieldCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\x07keyword\x18\x02 \x01(\tH\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x11\n\x07\x62oolean\x18\x04 \x01(\x08H\x00\x12/\n\x0b\x61ny_keyword\x18\x05 \x01(\x0b\x32\x18.searchgw.v1.KeywordListH\x00\x12#\n\x05range\x18\x06 \x01(\x0b\x32\x12.searchgw.v1.RangeH\x00\x42\x07\n\x05match\"\x1f\n\x0bKeywordList\x12\x10\n\x08keywords\x18\x01 \x03(\t\"k\n\x05Range\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"]\n\x05Route\x12\x1d\n\x03\x61rm\x18\x01 \x01(\x0e\x32\x10.searchgw.v1.Arm\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0f\n\x07rollout\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08*;\n\x03\x41rm\x12\x13\n\x0f\x41RM_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41RM_PRIMARY\x10\x01\x12\x0e\n\nARM_CANARY\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18searchgw/v1/common.proto\x12\x0bsearchgw.v1\"0\n\x07PointId\x12\r\n\x03num\x18\x01 \x01(\x04H\x00\x12\x0e\n\x04uuid\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"0\n\x0bPointIdList\x12!\n\x03ids\x18\x01 \x03(\x0b\x32\x14.searchgw.v1.PointId\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xac\x01\n\x06\x46ilter\x12$\n\x04must\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.Condition\x12&\n\x06should\x18\x02 \x03(\x0b\x32\x16.searchgw.v1.Condition\x12(\n\x08must_not\x18\x03 \x03(\x0b\x32\x16.searchgw.v1.Condition\x12*\n\nmin_should\x18\x04 \x01(\x0b\x32\x16.searchgw.v1.MinShould\"\xfd\x01\n\tCondition\x12,\n\x05\x66ield\x18\x01 \x01(\x0b\x32\x1b.searchgw.v1.FieldConditionH\x00\x12%\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x13.searchgw.v1.FilterH\x00\x12*\n\x06has_id\x18\x03 \x01(\x0b\x32\x18.searchgw.v1.PointIdListH\x00\x12/\n\x07is_null\x18\x04 \x01(\x0b\x32\x1c.searchgw.v1.IsNullConditionH\x00\x12\x31\n\x08is_empty\x18\x05 \x01(\x0b\x32\x1d.searchgw.v1.IsEmptyConditionH\x00\x42\x0b\n\tcondition\"\xad\x02\n\x0e\x46ieldCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\x07keyword\x18\x02 \x01(\tH\x00\x12\x11\n\x07integer\x18\x03 \x01(\x03H\x00\x12\x11\n\x07\x62oolean\x18\x04 \x01(\x08H\x00\x12/\n\x0b\x61ny_keyword\x18\x05 \x01(\x0b\x32\x18.searchgw.v1.KeywordListH\x00\x12#\n\x05range\x18\x06 \x01(\x0b\x32\x12.searchgw.v1.RangeH\x00\x12\x0e\n\x04text\x18\x07 \x01(\tH\x00\x12\x34\n\x0e\x64\x61tetime_range\x18\x08 \x01(\x0b\x32\x1a.searchgw.v1.DatetimeRangeH\x00\x12\x30\n\x0cvalues_count\x18\t \x01(\x0b\x32\x18.searchgw.v1.ValuesCountH\x00\x42\x07\n\x05match\"\x1f\n\x0bKeywordList\x12\x10\n\x08keywords\x18\x01 \x03(\t\"k\n\x05Range\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"]\n\x05Route\x12\x1d\n\x03\x61rm\x18\x01 \x01(\x0e\x32\x10.searchgw.v1.Arm\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0f\n\x07rollout\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\"J\n\tMinShould\x12*\n\nconditions\x18\x01 \x03(\x0b\x32\x16.searchgw.v1.Condition\x12\x11\n\tmin_count\x18\x02 \x01(\r\"\x1e\n\x0fIsNullCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x1f\n\x10IsEmptyCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\"s\n\rDatetimeRange\x12\x0f\n\x02gt\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\tH\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"q\n\x0bValuesCount\x12\x0f\n\x02gt\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\rH\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte*;\n\x03\x41rm\x12\x13\n\x0f\x41RM_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41RM_PRIMARY\x10\x01\x12\x0e\n\nARM_CANARY\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ARM']._serialized_start=875
-  _globals['_ARM']._serialized_end=934
+  _globals['_ARM']._serialized_start=1512
+  _globals['_ARM']._serialized_end=1571
   _globals['_POINTID']._serialized_start=41
   _globals['_POINTID']._serialized_end=89
   _globals['_POINTIDLIST']._serialized_start=91
@@ -40,15 +40,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VECTOR']._serialized_start=141
   _globals['_VECTOR']._serialized_end=165
   _globals['_FILTER']._serialized_start=168
-  _globals['_FILTER']._serialized_end=296
-  _globals['_CONDITION']._serialized_start=299
-  _globals['_CONDITION']._serialized_end=452
-  _globals['_FIELDCONDITION']._serialized_start=455
-  _globals['_FIELDCONDITION']._serialized_end=636
-  _globals['_KEYWORDLIST']._serialized_start=638
-  _globals['_KEYWORDLIST']._serialized_end=669
-  _globals['_RANGE']._serialized_start=671
-  _globals['_RANGE']._serialized_end=778
-  _globals['_ROUTE']._serialized_start=780
-  _globals['_ROUTE']._serialized_end=873
+  _globals['_FILTER']._serialized_end=340
+  _globals['_CONDITION']._serialized_start=343
+  _globals['_CONDITION']._serialized_end=596
+  _globals['_FIELDCONDITION']._serialized_start=599
+  _globals['_FIELDCONDITION']._serialized_end=900
+  _globals['_KEYWORDLIST']._serialized_start=902
+  _globals['_KEYWORDLIST']._serialized_end=933
+  _globals['_RANGE']._serialized_start=935
+  _globals['_RANGE']._serialized_end=1042
+  _globals['_ROUTE']._serialized_start=1044
+  _globals['_ROUTE']._serialized_end=1137
+  _globals['_MINSHOULD']._serialized_start=1139
+  _globals['_MINSHOULD']._serialized_end=1213
+  _globals['_ISNULLCONDITION']._serialized_start=1215
+  _globals['_ISNULLCONDITION']._serialized_end=1245
+  _globals['_ISEMPTYCONDITION']._serialized_start=1247
+  _globals['_ISEMPTYCONDITION']._serialized_end=1278
+  _globals['_DATETIMERANGE']._serialized_start=1280
+  _globals['_DATETIMERANGE']._serialized_end=1395
+  _globals['_VALUESCOUNT']._serialized_start=1397
+  _globals['_VALUESCOUNT']._serialized_end=1510
 # @@protoc_insertion_point(module_scope)

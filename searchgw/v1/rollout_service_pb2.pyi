@@ -25,7 +25,7 @@ class Stage(_message.Message):
     def __init__(self, weight_percent: _Optional[float] = ..., min_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests: _Optional[int] = ..., max_error_rate: _Optional[float] = ...) -> None: ...
 
 class AnalysisPolicy(_message.Message):
-    __slots__ = ("interval", "window", "error_codes", "max_error_rate", "max_error_rate_delta", "max_latency_ratio", "latency_slack", "min_requests_per_arm", "max_consecutive_failures", "max_total_failures", "latency_quantile", "error_alpha", "latency_alpha", "guard_alpha", "sample_ratio_alpha", "latency_threshold")
+    __slots__ = ("interval", "window", "error_codes", "max_error_rate", "max_error_rate_delta", "max_latency_ratio", "latency_slack", "min_requests_per_arm", "max_consecutive_failures", "max_total_failures", "latency_quantile", "error_alpha", "latency_alpha", "guard_alpha", "sample_ratio_alpha", "latency_threshold", "quality")
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODES_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class AnalysisPolicy(_message.Message):
     GUARD_ALPHA_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATIO_ALPHA_FIELD_NUMBER: _ClassVar[int]
     LATENCY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     window: _duration_pb2.Duration
     error_codes: _containers.RepeatedScalarFieldContainer[str]
@@ -58,10 +59,11 @@ class AnalysisPolicy(_message.Message):
     guard_alpha: float
     sample_ratio_alpha: float
     latency_threshold: _duration_pb2.Duration
-    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ..., error_alpha: _Optional[float] = ..., latency_alpha: _Optional[float] = ..., guard_alpha: _Optional[float] = ..., sample_ratio_alpha: _Optional[float] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    quality: QualityPolicy
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_codes: _Optional[_Iterable[str]] = ..., max_error_rate: _Optional[float] = ..., max_error_rate_delta: _Optional[float] = ..., max_latency_ratio: _Optional[float] = ..., latency_slack: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_requests_per_arm: _Optional[int] = ..., max_consecutive_failures: _Optional[int] = ..., max_total_failures: _Optional[int] = ..., latency_quantile: _Optional[float] = ..., error_alpha: _Optional[float] = ..., latency_alpha: _Optional[float] = ..., guard_alpha: _Optional[float] = ..., sample_ratio_alpha: _Optional[float] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., quality: _Optional[_Union[QualityPolicy, _Mapping]] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures", "backfill", "preflight", "preflight_policy", "promotion", "bake_start_time", "bake_end_time", "old_collection_time")
+    __slots__ = ("name", "collection", "primary_collection", "canary_collection", "stages", "analysis", "auto_promote", "state", "current_stage", "weight_percent", "decisions", "create_time", "update_time", "stage_elapsed", "consecutive_failures", "total_failures", "backfill", "preflight", "preflight_policy", "promotion", "bake_start_time", "bake_end_time", "old_collection_time", "quality")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Rollout.State]
@@ -109,6 +111,7 @@ class Rollout(_message.Message):
     BAKE_START_TIME_FIELD_NUMBER: _ClassVar[int]
     BAKE_END_TIME_FIELD_NUMBER: _ClassVar[int]
     OLD_COLLECTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     collection: str
     primary_collection: str
@@ -132,7 +135,8 @@ class Rollout(_message.Message):
     bake_start_time: _timestamp_pb2.Timestamp
     bake_end_time: _timestamp_pb2.Timestamp
     old_collection_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., preflight: _Optional[_Union[PreflightResult, _Mapping]] = ..., preflight_policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ..., promotion: _Optional[_Union[PromotionPolicy, _Mapping]] = ..., bake_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bake_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., old_collection_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    quality: QualityReport
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., primary_collection: _Optional[str] = ..., canary_collection: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., analysis: _Optional[_Union[AnalysisPolicy, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., state: _Optional[_Union[Rollout.State, str]] = ..., current_stage: _Optional[int] = ..., weight_percent: _Optional[float] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage_elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., total_failures: _Optional[int] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., preflight: _Optional[_Union[PreflightResult, _Mapping]] = ..., preflight_policy: _Optional[_Union[PreflightPolicy, _Mapping]] = ..., promotion: _Optional[_Union[PromotionPolicy, _Mapping]] = ..., bake_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bake_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., old_collection_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quality: _Optional[_Union[QualityReport, _Mapping]] = ...) -> None: ...
 
 class PromotionPolicy(_message.Message):
     __slots__ = ("bake_duration", "grace_period", "old_collection_action")
@@ -241,6 +245,7 @@ class StatisticalTest(_message.Message):
         KIND_SAMPLE_RATIO: _ClassVar[StatisticalTest.Kind]
         KIND_ERROR_BASELINE: _ClassVar[StatisticalTest.Kind]
         KIND_LATENCY_BASELINE: _ClassVar[StatisticalTest.Kind]
+        KIND_QUALITY_OVERLAP: _ClassVar[StatisticalTest.Kind]
     KIND_UNSPECIFIED: StatisticalTest.Kind
     KIND_ERROR_RATIO: StatisticalTest.Kind
     KIND_LATENCY_RATIO: StatisticalTest.Kind
@@ -248,6 +253,7 @@ class StatisticalTest(_message.Message):
     KIND_SAMPLE_RATIO: StatisticalTest.Kind
     KIND_ERROR_BASELINE: StatisticalTest.Kind
     KIND_LATENCY_BASELINE: StatisticalTest.Kind
+    KIND_QUALITY_OVERLAP: StatisticalTest.Kind
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[StatisticalTest.Outcome]
@@ -535,3 +541,61 @@ class StartRolloutResponse(_message.Message):
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     rollout: Rollout
     def __init__(self, rollout: _Optional[_Union[Rollout, _Mapping]] = ...) -> None: ...
+
+class QualityPolicy(_message.Message):
+    __slots__ = ("shadow_sample_rate", "k", "min_overlap", "max_below_share", "min_samples", "alpha", "rbo_p")
+    SHADOW_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    MIN_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    MAX_BELOW_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    RBO_P_FIELD_NUMBER: _ClassVar[int]
+    shadow_sample_rate: float
+    k: int
+    min_overlap: float
+    max_below_share: float
+    min_samples: int
+    alpha: float
+    rbo_p: float
+    def __init__(self, shadow_sample_rate: _Optional[float] = ..., k: _Optional[int] = ..., min_overlap: _Optional[float] = ..., max_below_share: _Optional[float] = ..., min_samples: _Optional[int] = ..., alpha: _Optional[float] = ..., rbo_p: _Optional[float] = ...) -> None: ...
+
+class DifferingId(_message.Message):
+    __slots__ = ("id", "count")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    count: int
+    def __init__(self, id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class QualityReport(_message.Message):
+    __slots__ = ("samples", "below", "k", "min_overlap", "max_below_share", "min_samples", "median_overlap", "mean_overlap", "mean_rbo", "e_value", "p_value", "rejected", "differing_ids", "summary")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BELOW_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    MIN_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    MAX_BELOW_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    MEAN_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    MEAN_RBO_FIELD_NUMBER: _ClassVar[int]
+    E_VALUE_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    DIFFERING_IDS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    below: int
+    k: int
+    min_overlap: float
+    max_below_share: float
+    min_samples: int
+    median_overlap: float
+    mean_overlap: float
+    mean_rbo: float
+    e_value: float
+    p_value: float
+    rejected: bool
+    differing_ids: _containers.RepeatedCompositeFieldContainer[DifferingId]
+    summary: str
+    def __init__(self, samples: _Optional[int] = ..., below: _Optional[int] = ..., k: _Optional[int] = ..., min_overlap: _Optional[float] = ..., max_below_share: _Optional[float] = ..., min_samples: _Optional[int] = ..., median_overlap: _Optional[float] = ..., mean_overlap: _Optional[float] = ..., mean_rbo: _Optional[float] = ..., e_value: _Optional[float] = ..., p_value: _Optional[float] = ..., rejected: _Optional[bool] = ..., differing_ids: _Optional[_Iterable[_Union[DifferingId, _Mapping]]] = ..., summary: _Optional[str] = ...) -> None: ...

@@ -1,6 +1,7 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from searchgw.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -93,3 +94,99 @@ class DeleteResponse(_message.Message):
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     collections: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, collections: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CountPointsRequest(_message.Message):
+    __slots__ = ("collection", "filter", "arm")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    filter: _common_pb2.Filter
+    arm: _common_pb2.Arm
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., arm: _Optional[_Union[_common_pb2.Arm, str]] = ...) -> None: ...
+
+class CountPointsResponse(_message.Message):
+    __slots__ = ("count", "route")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    route: _common_pb2.Route
+    def __init__(self, count: _Optional[int] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ...) -> None: ...
+
+class OrderBy(_message.Message):
+    __slots__ = ("key", "direction")
+    class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        DIRECTION_UNSPECIFIED: _ClassVar[OrderBy.Direction]
+        DIRECTION_ASC: _ClassVar[OrderBy.Direction]
+        DIRECTION_DESC: _ClassVar[OrderBy.Direction]
+    DIRECTION_UNSPECIFIED: OrderBy.Direction
+    DIRECTION_ASC: OrderBy.Direction
+    DIRECTION_DESC: OrderBy.Direction
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    direction: OrderBy.Direction
+    def __init__(self, key: _Optional[str] = ..., direction: _Optional[_Union[OrderBy.Direction, str]] = ...) -> None: ...
+
+class PointRecord(_message.Message):
+    __slots__ = ("id", "payload", "vector")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    id: _common_pb2.PointId
+    payload: _struct_pb2.Struct
+    vector: _common_pb2.Vector
+    def __init__(self, id: _Optional[_Union[_common_pb2.PointId, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ...) -> None: ...
+
+class ScrollPointsRequest(_message.Message):
+    __slots__ = ("collection", "filter", "page_size", "page_token", "order_by", "with_payload", "with_vector", "arm")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    filter: _common_pb2.Filter
+    page_size: int
+    page_token: str
+    order_by: OrderBy
+    with_payload: bool
+    with_vector: bool
+    arm: _common_pb2.Arm
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[_Union[OrderBy, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., arm: _Optional[_Union[_common_pb2.Arm, str]] = ...) -> None: ...
+
+class ScrollPointsResponse(_message.Message):
+    __slots__ = ("points", "next_page_token", "route")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[PointRecord]
+    next_page_token: str
+    route: _common_pb2.Route
+    def __init__(self, points: _Optional[_Iterable[_Union[PointRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ...) -> None: ...
+
+class GetPointsRequest(_message.Message):
+    __slots__ = ("collection", "ids", "with_payload", "with_vector", "arm")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedCompositeFieldContainer[_common_pb2.PointId]
+    with_payload: bool
+    with_vector: bool
+    arm: _common_pb2.Arm
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[_Union[_common_pb2.PointId, _Mapping]]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., arm: _Optional[_Union[_common_pb2.Arm, str]] = ...) -> None: ...
+
+class GetPointsResponse(_message.Message):
+    __slots__ = ("points", "route")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[PointRecord]
+    route: _common_pb2.Route
+    def __init__(self, points: _Optional[_Iterable[_Union[PointRecord, _Mapping]]] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ...) -> None: ...

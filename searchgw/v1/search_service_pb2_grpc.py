@@ -52,6 +52,21 @@ class SearchServiceStub:
                 request_serializer=searchgw_dot_v1_dot_search__service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=searchgw_dot_v1_dot_search__service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.CountPoints = channel.unary_unary(
+                '/searchgw.v1.SearchService/CountPoints',
+                request_serializer=searchgw_dot_v1_dot_search__service__pb2.CountPointsRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_search__service__pb2.CountPointsResponse.FromString,
+                _registered_method=True)
+        self.ScrollPoints = channel.unary_unary(
+                '/searchgw.v1.SearchService/ScrollPoints',
+                request_serializer=searchgw_dot_v1_dot_search__service__pb2.ScrollPointsRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_search__service__pb2.ScrollPointsResponse.FromString,
+                _registered_method=True)
+        self.GetPoints = channel.unary_unary(
+                '/searchgw.v1.SearchService/GetPoints',
+                request_serializer=searchgw_dot_v1_dot_search__service__pb2.GetPointsRequest.SerializeToString,
+                response_deserializer=searchgw_dot_v1_dot_search__service__pb2.GetPointsResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -81,6 +96,30 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountPoints(self, request, context):
+        """CountPoints counts the points that match a filter, exactly. During a rollout it reads primary
+        (or the arm the request names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScrollPoints(self, request, context):
+        """ScrollPoints pages through the points that match a filter, in id order or by a payload field.
+        During a rollout it reads primary (or the arm the request names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPoints(self, request, context):
+        """GetPoints reads points by id; ids the collection does not hold are left out of the response.
+        During a rollout it reads primary (or the arm the request names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +137,21 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=searchgw_dot_v1_dot_search__service__pb2.DeleteRequest.FromString,
                     response_serializer=searchgw_dot_v1_dot_search__service__pb2.DeleteResponse.SerializeToString,
+            ),
+            'CountPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountPoints,
+                    request_deserializer=searchgw_dot_v1_dot_search__service__pb2.CountPointsRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_search__service__pb2.CountPointsResponse.SerializeToString,
+            ),
+            'ScrollPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScrollPoints,
+                    request_deserializer=searchgw_dot_v1_dot_search__service__pb2.ScrollPointsRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_search__service__pb2.ScrollPointsResponse.SerializeToString,
+            ),
+            'GetPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPoints,
+                    request_deserializer=searchgw_dot_v1_dot_search__service__pb2.GetPointsRequest.FromString,
+                    response_serializer=searchgw_dot_v1_dot_search__service__pb2.GetPointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +238,87 @@ class SearchService:
             '/searchgw.v1.SearchService/Delete',
             searchgw_dot_v1_dot_search__service__pb2.DeleteRequest.SerializeToString,
             searchgw_dot_v1_dot_search__service__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.SearchService/CountPoints',
+            searchgw_dot_v1_dot_search__service__pb2.CountPointsRequest.SerializeToString,
+            searchgw_dot_v1_dot_search__service__pb2.CountPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScrollPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.SearchService/ScrollPoints',
+            searchgw_dot_v1_dot_search__service__pb2.ScrollPointsRequest.SerializeToString,
+            searchgw_dot_v1_dot_search__service__pb2.ScrollPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/searchgw.v1.SearchService/GetPoints',
+            searchgw_dot_v1_dot_search__service__pb2.GetPointsRequest.SerializeToString,
+            searchgw_dot_v1_dot_search__service__pb2.GetPointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -114,7 +114,8 @@ keys = st.one_of(
 @st.composite
 def field_conditions(draw) -> common_pb.FieldCondition:
     condition = common_pb.FieldCondition(key=draw(keys))
-    match = draw(st.sampled_from(["keyword", "integer", "boolean", "any_keyword", "range", "unset"]))
+    match = draw(st.sampled_from(["keyword", "integer", "boolean", "any_keyword", "range", "text", "datetime_range",
+                                  "values_count", "unset"]))
     if match == "keyword":
         condition.keyword = draw(any_text)
     elif match == "integer":
@@ -130,6 +131,18 @@ def field_conditions(draw) -> common_pb.FieldCondition:
             setattr(condition.range, bound, draw(float64))
         if draw(st.booleans()):
             condition.range.SetInParent()  # a range with no bound
+    elif match == "text":
+        condition.text = draw(any_text)
+    elif match == "datetime_range":
+        condition.datetime_range.SetInParent()  # possibly with no bound
+        for bound in draw(st.lists(st.sampled_from(["gt", "gte", "lt", "lte"]), unique=True, max_size=4)):
+            setattr(condition.datetime_range, bound, draw(st.one_of(
+                st.sampled_from(["2024-05-01T12:00:00Z", "2024-05-01", "2024-05-01T12:00:00+05:30", "2024-13-01",
+                                 "yesterday", ""]), short_text)))
+    elif match == "values_count":
+        condition.values_count.SetInParent()  # possibly with no bound
+        for bound in draw(st.lists(st.sampled_from(["gt", "gte", "lt", "lte"]), unique=True, max_size=4)):
+            setattr(condition.values_count, bound, draw(uint(32)))
     return condition
 
 
@@ -141,14 +154,25 @@ def has_ids(draw) -> common_pb.PointIdList:
     return common_pb.PointIdList(ids=draw(st.lists(point_ids(), min_size=count, max_size=count)))
 
 
+def _with_min_should(must, should, must_not, min_should) -> common_pb.Filter:
+    message = common_pb.Filter(must=must, should=should, must_not=must_not)
+    if min_should is not None:
+        conditions, count = min_should
+        message.min_should.conditions.extend(conditions)
+        message.min_should.min_count = count
+    return message
+
+
 def _filter_of(children: st.SearchStrategy[common_pb.Condition]) -> st.SearchStrategy[common_pb.Filter]:
     clause = st.lists(children, max_size=3)
-    return st.builds(lambda must, should, must_not: common_pb.Filter(must=must, should=should, must_not=must_not),
-                     clause, clause, clause)
+    min_should = st.none() | st.tuples(st.lists(children, max_size=3), st.integers(0, 4))
+    return st.builds(_with_min_should, clause, clause, clause, min_should)
 
 
 leaf_conditions = st.one_of(field_conditions().map(lambda f: common_pb.Condition(field=f)),
                             has_ids().map(lambda ids: common_pb.Condition(has_id=ids)),
+                            keys.map(lambda key: common_pb.Condition(is_null=common_pb.IsNullCondition(key=key))),
+                            keys.map(lambda key: common_pb.Condition(is_empty=common_pb.IsEmptyCondition(key=key))),
                             st.just(common_pb.Condition()))
 conditions = st.recursive(leaf_conditions, lambda inner: _filter_of(inner).map(
     lambda f: common_pb.Condition(filter=f)), max_leaves=12)

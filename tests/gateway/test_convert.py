@@ -26,6 +26,32 @@ def test_filters_round_trip():
     assert convert.filter_from_proto(convert.filter_to_proto(value)) == value
 
 
+def test_the_new_filter_kinds_round_trip():
+    from searchgw.gateway.backends import DatetimeRange, IsEmpty, IsNull, MinShould, ValuesCount
+
+    value = Filter(
+        must=(FieldCondition("title", text="canary rollout"),
+              FieldCondition("day", datetime_range=DatetimeRange(gte="2024-01-01T00:00:00Z", lt="2024-02-01")),
+              IsNull("owner")),
+        should=(FieldCondition("tags", values_count=ValuesCount(gt=0, lte=3)), IsEmpty("notes")),
+        min_should=MinShould((HasId((1, 2)), Filter(must_not=(IsEmpty("a"),)), FieldCondition("x", text="y")), 2),
+    )
+    assert convert.filter_from_proto(convert.filter_to_proto(value)) == value
+
+
+def test_payload_indexes_and_orders_round_trip():
+    from searchgw.gateway.backends import OrderBy, PayloadIndex, PayloadIndexType, TextIndexParams, Tokenizer
+
+    for index in (PayloadIndex("a.b", PayloadIndexType.DATETIME),
+                  PayloadIndex("t", PayloadIndexType.TEXT, TextIndexParams(Tokenizer.PREFIX, False, 2, 30))):
+        assert convert.payload_index_from_proto(convert.payload_index_to_proto(index)) == index
+    for order in (OrderBy("rank"), OrderBy("day", descending=True)):
+        assert convert.order_by_from_proto(convert.order_by_to_proto(order)) == order
+    spec = CollectionSpec(name="c", dimension=4, payload_indexes=(PayloadIndex("n", PayloadIndexType.FLOAT),))
+    assert convert.collection_spec_from_proto(convert.collection_to_proto(CollectionInfo(spec, 0))).payload_indexes \
+        == spec.payload_indexes
+
+
 def test_a_too_deep_filter_is_refused_naming_where():
     message = common_pb2.Filter()
     inner = message

@@ -32,9 +32,16 @@ PARTS = {
     "searchgw.v1.PointIdList": "searchgw.v1.Filter",  # a has_id condition's ids
     "searchgw.v1.KeywordList": "searchgw.v1.FieldCondition",  # an any_keyword match
     "searchgw.v1.Range": "searchgw.v1.FieldCondition",  # a range match
+    "searchgw.v1.DatetimeRange": "searchgw.v1.FieldCondition",  # a datetime_range match
+    "searchgw.v1.ValuesCount": "searchgw.v1.FieldCondition",  # a values_count match
+    "searchgw.v1.MinShould": "searchgw.v1.Filter",  # a filter's min_should clause
+    "searchgw.v1.IsNullCondition": "searchgw.v1.Filter",  # an is_null condition
+    "searchgw.v1.IsEmptyCondition": "searchgw.v1.Filter",  # an is_empty condition
+    "searchgw.v1.TextIndexParams": "searchgw.v1.PayloadIndex",  # a text index's params
     "searchgw.v1.HnswConfig": "searchgw.v1.Collection",  # collection_spec_from_proto / collection_to_proto
     "searchgw.v1.ScalarQuantization": "searchgw.v1.Collection",
     "searchgw.v1.Stage": "searchgw.v1.Rollout",  # rollout_from_proto / rollout_to_proto
+    "searchgw.v1.DifferingId": "searchgw.v1.QualityReport",  # quality_report_to_proto
     "google.protobuf.Value": "google.protobuf.Struct",  # payloads (payload_from_proto / payload_to_proto)
     "google.protobuf.ListValue": "google.protobuf.Struct",
     "google.protobuf.Struct.FieldsEntry": "google.protobuf.Struct",

@@ -42,7 +42,7 @@ from searchgw.gateway.client import GatewayClient
 from searchgw.v1 import common_pb2
 from tests.faults.processes import ServerProcess, start_gateway
 from tests.gateway import backend_helpers as contract
-from tests.gateway import test_backend_contract, test_backend_snapshots
+from tests.gateway import test_backend_contract, test_backend_contract_points, test_backend_snapshots
 from tests.qdrant_server import QdrantServerProcess, QdrantTestServer
 
 ResultT = TypeVar("ResultT")
@@ -56,7 +56,7 @@ NOT_OVER_THIS_SERVER = {
 }
 
 #: Where the backend contract's tests live.
-CONTRACT_MODULES = (test_backend_contract, test_backend_snapshots)
+CONTRACT_MODULES = (test_backend_contract, test_backend_snapshots, test_backend_contract_points)
 
 
 def _contract_tests() -> dict[str, Callable[..., Any]]:

@@ -154,25 +154,46 @@ def _match(match: qdrant_common_pb2.Match, where: str) -> Any:
         return qe.MatchAny(list(match.keywords.strings))
     if kind == "integers":
         return qe.MatchAny(list(match.integers.integers))
+    if kind == "text":
+        return qe.MatchText(match.text)
     raise unimplemented(f"{where}.match.{kind}")
 
 
+def _bounds(message: Message, convert: Any = lambda value: value) -> dict[str, Any]:
+    return {name: convert(getattr(message, name)) for name in ("gt", "gte", "lt", "lte") if message.HasField(name)}
+
+
+def _rfc3339(timestamp: Any) -> str:
+    """A protobuf Timestamp as the RFC 3339 string qdrant-edge parses."""
+    text: str = timestamp.ToJsonString()
+    return text
+
+
 def _field_condition(field: qdrant_common_pb2.FieldCondition, where: str) -> Any:
-    refuse_set_fields(field, {"key", "match", "range"}, where)
+    tests = {"match", "range", "datetime_range", "values_count"}
+    refuse_set_fields(field, {"key"} | tests, where)
     if not field.key:
         raise invalid(f"{where}.key is empty")
-    if field.HasField("match") == field.HasField("range"):
-        raise invalid(f"{where}: exactly one of match and range is required here")
+    set_tests = [name for name in sorted(tests) if field.HasField(name)]
+    if len(set_tests) != 1:
+        raise invalid(f"{where}: exactly one of match, range, datetime_range and values_count is required here")
     if field.HasField("match"):
         return qe.FieldCondition(key=field.key, match=_match(field.match, where))
-    bounds = {name: getattr(field.range, name) for name in ("gt", "gte", "lt", "lte") if field.range.HasField(name)}
-    return qe.FieldCondition(key=field.key, range=qe.RangeFloat(**bounds))
+    if field.HasField("datetime_range"):
+        return qe.FieldCondition(key=field.key, range=qe.RangeDateTime(**_bounds(field.datetime_range, _rfc3339)))
+    if field.HasField("values_count"):
+        return qe.FieldCondition(key=field.key, values_count=qe.ValuesCount(**_bounds(field.values_count)))
+    return qe.FieldCondition(key=field.key, range=qe.RangeFloat(**_bounds(field.range)))
 
 
 def _condition(condition: qdrant_common_pb2.Condition, where: str) -> Any:
     kind = condition.WhichOneof("condition_one_of")
     if kind == "field":
         return _field_condition(condition.field, f"{where}.field")
+    if kind == "is_null":
+        return qe.IsNullCondition(condition.is_null.key)
+    if kind == "is_empty":
+        return qe.IsEmptyCondition(condition.is_empty.key)
     if kind == "has_id":
         return qe.HasIdCondition({point_id(pid, f"{where}.has_id[{i}]") for i, pid in enumerate(condition.has_id.has_id)})
     if kind == "filter":
@@ -181,11 +202,18 @@ def _condition(condition: qdrant_common_pb2.Condition, where: str) -> Any:
 
 
 def engine_filter(filter: qdrant_common_pb2.Filter, where: str = "filter") -> qe.Filter:
-    """A Qdrant filter of must / should / must_not clauses, nested filters, has_id, match and range."""
-    refuse_set_fields(filter, {"must", "should", "must_not"}, where)
+    """A Qdrant filter of must / should / must_not / min_should clauses, nested filters, has_id, is_null,
+    is_empty, match (keyword, integer, boolean, keywords, integers, text), range, datetime_range and
+    values_count."""
+    refuse_set_fields(filter, {"must", "should", "must_not", "min_should"}, where)
 
     def clause(name: str) -> list[Any] | None:
         conditions = getattr(filter, name)
         return [_condition(c, f"{where}.{name}[{i}]") for i, c in enumerate(conditions)] or None
 
-    return qe.Filter(must=clause("must"), should=clause("should"), must_not=clause("must_not"))
+    min_should = None
+    if filter.HasField("min_should"):
+        min_should = qe.MinShould([_condition(c, f"{where}.min_should.conditions[{i}]")
+                                   for i, c in enumerate(filter.min_should.conditions)], filter.min_should.min_count)
+    return qe.Filter(must=clause("must"), should=clause("should"), must_not=clause("must_not"),
+                     min_should=min_should)

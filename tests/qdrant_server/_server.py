@@ -47,7 +47,7 @@ from tests.qdrant_server._convert import (
     refuse_set_fields,
     unimplemented,
 )
-from tests.qdrant_server._store import Store, retrieved_point, scored_point
+from tests.qdrant_server._store import TOKENIZERS, Store, retrieved_point, scored_point
 
 log = logging.getLogger("tests.qdrant_server")
 R = TypeVar("R")
@@ -211,7 +211,8 @@ def _completed() -> points_pb2.PointsOperationResponse:
 
 
 class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
-    """Upsert, Delete, Query (nearest to a dense vector), Scroll and Count."""
+    """Upsert, Delete, Query (nearest to a dense vector), Scroll (by id or ordered), Count, Get, and
+    CreateFieldIndex / DeleteFieldIndex."""
 
     @rpc
     async def Upsert(self, request: points_pb2.UpsertPoints, context: Any) -> points_pb2.PointsOperationResponse:
@@ -264,7 +265,7 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
     @rpc
     async def Scroll(self, request: points_pb2.ScrollPoints, context: Any) -> points_pb2.ScrollResponse:
         refuse_set_fields(request, {"collection_name", "filter", "offset", "limit", "with_payload", "with_vectors",
-                                    "timeout"}, "ScrollPoints")
+                                    "order_by", "timeout"}, "ScrollPoints")
         with_vectors = request.with_vectors.WhichOneof("selector_options")
         if with_vectors not in (None, "enable"):
             raise unimplemented(f"with_vectors.{with_vectors}")
@@ -273,7 +274,8 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
             offset=point_id(request.offset, "offset") if request.HasField("offset") else None,
             limit=request.limit if request.HasField("limit") else 10,
             filter=engine_filter(request.filter) if request.HasField("filter") else None,
-            with_payload=with_payload, with_vector=request.with_vectors.enable)
+            with_payload=with_payload, with_vector=request.with_vectors.enable,
+            order_by=_order_by(request.order_by) if request.HasField("order_by") else None)
         records, next_offset = await self.engine.run(self.engine.store.scroll, request.collection_name,
                                                      engine_request)
         response = points_pb2.ScrollResponse(result=[retrieved_point(record, with_payload) for record in records])
@@ -289,6 +291,86 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
             filter=engine_filter(request.filter) if request.HasField("filter") else None)
         count = await self.engine.run(self.engine.store.count, request.collection_name, engine_request)
         return points_pb2.CountResponse(result=points_pb2.CountResult(count=count))
+
+
+    @rpc
+    async def Get(self, request: points_pb2.GetPoints, context: Any) -> points_pb2.GetResponse:
+        refuse_set_fields(request, {"collection_name", "ids", "with_payload", "with_vectors", "timeout"}, "GetPoints")
+        with_vectors = request.with_vectors.WhichOneof("selector_options")
+        if with_vectors not in (None, "enable"):
+            raise unimplemented(f"with_vectors.{with_vectors}")
+        with_payload = _with_payload(request.with_payload)
+        ids = [point_id(pid, f"ids[{i}]") for i, pid in enumerate(request.ids)]
+        records = await self.engine.run(self.engine.store.retrieve, request.collection_name, ids, with_payload,
+                                        request.with_vectors.enable)
+        return points_pb2.GetResponse(result=[retrieved_point(record, with_payload) for record in records])
+
+    @rpc
+    async def CreateFieldIndex(self, request: points_pb2.CreateFieldIndexCollection, context: Any
+                               ) -> points_pb2.PointsOperationResponse:
+        refuse_set_fields(request, {"collection_name", "wait", "field_name", "field_type", "field_index_params",
+                                    "timeout"}, "CreateFieldIndexCollection")
+        if not request.field_name:
+            raise invalid("field_name is empty")
+        schema = _index_schema(request)
+        await self.engine.run(self.engine.store.create_field_index, request.collection_name, request.field_name,
+                              schema)
+        return _completed()
+
+    @rpc
+    async def DeleteFieldIndex(self, request: points_pb2.DeleteFieldIndexCollection, context: Any
+                               ) -> points_pb2.PointsOperationResponse:
+        refuse_set_fields(request, {"collection_name", "wait", "field_name", "timeout"}, "DeleteFieldIndexCollection")
+        await self.engine.run(self.engine.store.delete_field_index, request.collection_name, request.field_name)
+        return _completed()
+
+
+_FIELD_TYPES = {
+    points_pb2.FieldType.FieldTypeKeyword: qe.PayloadSchemaType.Keyword,
+    points_pb2.FieldType.FieldTypeInteger: qe.PayloadSchemaType.Integer,
+    points_pb2.FieldType.FieldTypeFloat: qe.PayloadSchemaType.Float,
+    points_pb2.FieldType.FieldTypeBool: qe.PayloadSchemaType.Bool,
+    points_pb2.FieldType.FieldTypeDatetime: qe.PayloadSchemaType.Datetime,
+    points_pb2.FieldType.FieldTypeUuid: qe.PayloadSchemaType.Uuid,
+}
+
+
+def _index_schema(request: points_pb2.CreateFieldIndexCollection) -> Any:
+    """The engine schema of a CreateFieldIndex: a plain type, or a text index with its token rules."""
+    if not request.HasField("field_type"):
+        raise invalid("field_type is required")
+    if request.field_type == points_pb2.FieldType.FieldTypeText:
+        params = request.field_index_params
+        kind = params.WhichOneof("index_params")
+        if kind not in (None, "text_index_params"):
+            raise invalid(f"field_index_params.{kind} does not fit a text index")
+        text = params.text_index_params
+        refuse_set_fields(text, {"tokenizer", "lowercase", "min_token_len", "max_token_len"},
+                          "field_index_params.text_index_params")
+        if text.tokenizer not in TOKENIZERS:
+            raise unimplemented(f"tokenizer {text.tokenizer}")
+        return qe.TextIndexParams(
+            tokenizer=TOKENIZERS[text.tokenizer],
+            lowercase=text.lowercase if text.HasField("lowercase") else None,
+            min_token_len=text.min_token_len if text.HasField("min_token_len") else None,
+            max_token_len=text.max_token_len if text.HasField("max_token_len") else None)
+    if request.HasField("field_index_params"):
+        raise unimplemented("field_index_params other than a text index's")
+    if request.field_type not in _FIELD_TYPES:
+        raise unimplemented(f"field_type {request.field_type}")
+    return _FIELD_TYPES[request.field_type]
+
+
+def _order_by(order_by: points_pb2.OrderBy) -> qe.OrderBy:
+    refuse_set_fields(order_by, {"key", "direction", "start_from"}, "order_by")
+    direction = qe.Direction.Desc if order_by.direction == points_pb2.Direction.Desc else qe.Direction.Asc
+    start: Any = None
+    kind = order_by.start_from.WhichOneof("value") if order_by.HasField("start_from") else None
+    if kind in ("float", "integer", "datetime"):
+        start = getattr(order_by.start_from, kind)
+    elif kind == "timestamp":
+        start = order_by.start_from.timestamp.ToJsonString()
+    return qe.OrderBy(order_by.key, direction, start_from=start)
 
 
 class SnapshotsServicer(_Servicer, snapshots_service_pb2_grpc.SnapshotsServicer):

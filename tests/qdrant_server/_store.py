@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 import qdrant_edge as qe
@@ -262,7 +262,22 @@ class Store:
             info.config.quantization_config.CopyFrom(config.quantization_config)
         for key, value in config.metadata.items():
             info.config.metadata[key].CopyFrom(value)
+        for key, index in shard_info.payload_schema.items():  # the engine keeps its indexes with the shard
+            _fill_schema_info(index, info.payload_schema[key])
         return info
+
+    # -- payload indexes ---------------------------------------------------------------------------
+    def create_field_index(self, name: str, key: str, schema: Any) -> None:
+        _, collection = self.resolve(name)
+        collection.shard.update(qe.UpdateOperation.create_field_index(key, schema))
+
+    def delete_field_index(self, name: str, key: str) -> None:
+        _, collection = self.resolve(name)
+        collection.shard.update(qe.UpdateOperation.delete_field_index(key))
+
+    def retrieve(self, name: str, ids: list[int | str], with_payload: bool, with_vector: bool) -> list[qe.Record]:
+        _, collection = self.resolve(name)
+        return collection.shard.retrieve(list(ids), with_payload=with_payload, with_vector=with_vector)
 
     # -- aliases -----------------------------------------------------------------------------------
     def update_aliases(self, actions: Iterable[collections_pb2.AliasOperations]) -> None:
@@ -457,6 +472,40 @@ def normalized_config(request: collections_pb2.CreateCollection) -> collections_
     return config
 
 
+_SCHEMA_TYPES = {
+    qe.PayloadSchemaType.Keyword: collections_pb2.PayloadSchemaType.Keyword,
+    qe.PayloadSchemaType.Integer: collections_pb2.PayloadSchemaType.Integer,
+    qe.PayloadSchemaType.Float: collections_pb2.PayloadSchemaType.Float,
+    qe.PayloadSchemaType.Geo: collections_pb2.PayloadSchemaType.Geo,
+    qe.PayloadSchemaType.Text: collections_pb2.PayloadSchemaType.Text,
+    qe.PayloadSchemaType.Bool: collections_pb2.PayloadSchemaType.Bool,
+    qe.PayloadSchemaType.Datetime: collections_pb2.PayloadSchemaType.Datetime,
+    qe.PayloadSchemaType.Uuid: collections_pb2.PayloadSchemaType.Uuid,
+}
+TOKENIZERS = {
+    collections_pb2.TokenizerType.Prefix: qe.TokenizerType.Prefix,
+    collections_pb2.TokenizerType.Whitespace: qe.TokenizerType.Whitespace,
+    collections_pb2.TokenizerType.Word: qe.TokenizerType.Word,
+    collections_pb2.TokenizerType.Multilingual: qe.TokenizerType.Multilingual,
+}
+_TOKENIZERS_BACK = {engine: wire for wire, engine in TOKENIZERS.items()}
+
+
+def _fill_schema_info(index: qe.PayloadIndexInfo, target: collections_pb2.PayloadSchemaInfo) -> None:
+    target.data_type = _SCHEMA_TYPES[index.data_type]
+    target.points = index.points
+    params = index.params
+    if isinstance(params, qe.TextIndexParams):
+        text = target.params.text_index_params
+        text.tokenizer = _TOKENIZERS_BACK.get(params.tokenizer, collections_pb2.TokenizerType.Word)
+        if params.lowercase is not None:
+            text.lowercase = params.lowercase
+        if params.min_token_len is not None:
+            text.min_token_len = params.min_token_len
+        if params.max_token_len is not None:
+            text.max_token_len = params.max_token_len
+
+
 def scored_point(hit: qe.ScoredPoint, with_payload: bool) -> points_pb2.ScoredPoint:
     point = points_pb2.ScoredPoint(score=hit.score, version=hit.version)
     fill_point_id(hit.id, point.id)
@@ -472,4 +521,9 @@ def retrieved_point(record: qe.Record, with_payload: bool) -> points_pb2.Retriev
         fill_payload(point.payload, record.payload)
     if record.vector is not None:
         point.vectors.vector.dense.data.extend(float(x) for x in record.vector)
+    if record.order_value is not None:
+        if isinstance(record.order_value, float):
+            point.order_value.float = record.order_value
+        else:
+            point.order_value.int = record.order_value
     return point
