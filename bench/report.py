@@ -37,6 +37,7 @@ import matplotlib.ticker  # noqa: E402
 
 from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
 from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
+from bench import bench_hybrid  # noqa: E402
 from bench import bench_shadow  # noqa: E402
 from bench import bench_payload_index  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
@@ -403,6 +404,12 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
         "(the highest of the sweep and of the raw windows taken between server runs). Server = "
         "`embedder.server.create_server` with the cache off (every text is embedded), one text per Embed "
         f"call, best of {len(embedder.server[0].rounds)} round(s).\n")
+    add("Serving loop (issue 16): no worker task between the callers and the model: an idle model is "
+        "handed the requests of one loop turn by a callback at the end of that turn, and a finished run's "
+        "callback starts the next batch before it answers the finished one's callers. The session's intra-op threads stop spinning "
+        "when a run ends (`session.force_spinning_stop`; the raw rows run on the same session). "
+        "The rows with 2 model runners are a second server (`--model-runners 2`: two sessions of one thread "
+        "each, running batches at once) measured right after the default one in each round.\n")
     for text_set in embedder.text_sets:
         raw = embedder.raw[text_set.name]
         add(f"**{text_set.name} texts ({text_set.tokens} tokens)** — raw batch 1 p50 {raw.batch1_p50_ms:.2f} ms, "
@@ -415,6 +422,12 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
                          " / ".join(f"{w:.0f}" for w in raw.windows), "", "", "", "", ""])
         for run in (r for r in embedder.server if r.text_set == text_set.name):
             rows.append([f"server, {run.concurrency} caller{'s' if run.concurrency > 1 else ''}",
+                         f"{run.texts_per_s:.0f}", f"{run.texts_per_s / raw.ceiling:.2f}x",
+                         f"{run.p(0.5):.2f} / {run.p(0.99):.2f}", f"{run.cpu_ms_per_text:.2f}",
+                         f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
+        for run in (r for r in embedder.compared if r.text_set == text_set.name):
+            rows.append([f"server, {run.model_runners} model runners (sessions of their own), {run.concurrency} "
+                         f"caller{'s' if run.concurrency > 1 else ''}",
                          f"{run.texts_per_s:.0f}", f"{run.texts_per_s / raw.ceiling:.2f}x",
                          f"{run.p(0.5):.2f} / {run.p(0.99):.2f}", f"{run.cpu_ms_per_text:.2f}",
                          f"{100 * run.report.cpu_share:.0f} %", f"{run.load[0]:.2f}"])
@@ -534,6 +547,13 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
             "concurrent callers, micro-batching off and on.\n")
         add("```text\n" + backends_log.strip() + "\n```\n")
 
+    hybrid = extra.get("hybrid") if extra else None
+    if hybrid:
+        add("## Hybrid search (issue 14; `bench/bench_hybrid.py`)\n")
+        add("Hybrid (dense + BM25, RRF) against dense and BM25 alone through the gateway, the real embedder "
+            "embedding every query (cache off), the modes interleaved; the ratio is the figure to read "
+            + ("(quick run: 5 000 points; `python -m bench.bench_hybrid` measures 20 000)" if quick else "") + ".\n")
+        add("```text\n" + "\n".join(hybrid) + "\n```\n")
     shadow_log = extra.get("shadow_log") if extra else None
     if shadow_log:
         add("## Shadow searches: what result-quality sampling costs primary (issue 15 §4; `bench/bench_shadow.py`)\n")
@@ -578,6 +598,9 @@ async def collect(quick: bool, log=print) -> dict:
     with redirect_stdout(buffer):
         backends = await bench_backends.run(300 if quick else 1600, with_local=not quick)
     loads["after backends"] = load_average()
+    log(f"hybrid search benchmark ({loadavg_text()})")
+    hybrid = (await bench_hybrid.run(quick, points=5_000 if quick else 20_000, log=log)).lines()
+    loads["after hybrid"] = load_average()
     log(f"shadow searches benchmark ({loadavg_text()})")
     shadow = io.StringIO()
     with redirect_stdout(shadow):
@@ -594,7 +617,7 @@ async def collect(quick: bool, log=print) -> dict:
         model = await asyncio.to_thread(run_bench_model, quick)
         loads["after model"] = load_average()
     return dict(embedder=embedder, gateway=gateway, backends=backends, backends_log=buffer.getvalue(), model=model,
-                loads=loads, shadow_log=shadow.getvalue(), payload_index_log=payload_index.getvalue())
+                loads=loads, hybrid=hybrid, shadow_log=shadow.getvalue(), payload_index_log=payload_index.getvalue())
 
 
 def one_run_at_a_time():
@@ -639,8 +662,9 @@ def main() -> None:
     if gateway.ramp is not None:
         images["ramp"] = plot_ramp(gateway.ramp, machine)
     text = render(machine, args.quick, embedder, gateway, data["backends"], data["backends_log"], data["model"], images,
-                  time.perf_counter() - started, data["loads"], extra={"shadow_log": data.get("shadow_log"),
-                                                              "payload_index_log": data.get("payload_index_log")})
+                  time.perf_counter() - started, data["loads"],
+                  extra={"shadow_log": data.get("shadow_log"), "payload_index_log": data.get("payload_index_log"),
+                         "hybrid": data.get("hybrid")})
     DOC.write_text(text, encoding="utf-8")
     print(f"\nwrote {DOC.relative_to(ROOT)} and {len(images)} plots in {IMG.relative_to(ROOT)}/ "
           f"in {(time.perf_counter() - started) / 60:.1f} min ({loadavg_text()})")

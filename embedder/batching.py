@@ -12,19 +12,25 @@ the model sees them. The queue is bounded in inputs: a request that would overfl
 whole with ResourceExhausted.
 
 The model run itself is blocking; it happens in an executor thread so the event loop stays free.
+There is no worker task between the callers and the model: an idle model is handed the requests
+of a loop turn by one callback at the end of that turn, and a finished run's loop callback starts
+the next batch before it answers the finished batch's callers, so the model never waits for the
+callers' Python work. Several runners (one onnxruntime session each) may run batches at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from searchgw.errors import DeadlineExceeded, ResourceExhausted, Unavailable
@@ -126,18 +132,29 @@ class _WorkerHealth:
     listeners: list[Callable[[bool], Any]] = field(default_factory=list)
 
 
-class DynamicBatcher(Generic[ItemT]):
-    """Queues inputs for one model and feeds them to `run_batch` in dynamic batches.
+#: The context a batch's span starts in: none of its callers' (they are linked to it instead).
+_NO_PARENT = otel_context.Context()
 
-    `run_batch(items) -> np.ndarray[len(items), dim]` is blocking and runs on `executor`.
+
+class DynamicBatcher(Generic[ItemT]):
+    """Queues inputs for one model and feeds them to its runners in dynamic batches.
+
+    `run_batch(items) -> np.ndarray[len(items), dim]` is blocking and runs on `executor`; pass a
+    sequence of them (one per onnxruntime session, say) to let that many batches run at once, each
+    on a runner of its own (`executor` then needs as many threads).
     `clock` is monotonic seconds; deadlines are on the same clock.
     After `failure_threshold` model runs fail in a row the worker counts as dead (health listeners
     hear False) until a run succeeds again.
+
+    There is no worker task: a batch is planned and handed to the executor when a runner is free and
+    an input waits, i.e. at the end of the loop turn in which a request arrived to an idle runner (so
+    the requests of that turn share the batch), and inside the loop callback that receives a
+    finished run (the next batch starts before the finished batch's callers are resumed).
     """
 
     def __init__(
         self,
-        run_batch: Callable[[list[ItemT]], np.ndarray],
+        run_batch: Callable[[list[ItemT]], np.ndarray] | Sequence[Callable[[list[ItemT]], np.ndarray]],
         executor: Executor | None,
         *,
         max_batch_tokens: int,
@@ -147,7 +164,11 @@ class DynamicBatcher(Generic[ItemT]):
         on_batch: Callable[[BatchStats], None] | None = None,
         failure_threshold: int = 3,
     ) -> None:
-        self._run_batch = run_batch
+        runners = list(run_batch) if isinstance(run_batch, Sequence) else [run_batch]
+        if not runners:
+            raise ValueError("at least one runner is required")
+        self._idle_runners = runners
+        self.runners = len(runners)
         self._executor = executor
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
@@ -157,25 +178,23 @@ class DynamicBatcher(Generic[ItemT]):
         self._failure_threshold = failure_threshold
         self._pending: list[PendingInput[ItemT]] = []
         self._seq = 0
-        self._wakeup = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatch_scheduled = False
         self._stopping = False
         self._health = _WorkerHealth()
 
     # -- lifecycle -------------------------------------------------------------------------
+    def add_runner(self, run_batch: Callable[[list[ItemT]], np.ndarray]) -> None:
+        """One more runner: one more batch may run at once (the executor needs a thread for it)."""
+        self._idle_runners.append(run_batch)
+        self.runners += 1
+
     def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name="embed-batcher")
-            self._worker.add_done_callback(self._worker_ended)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
         self._fail_pending(Unavailable("the embedder is shutting down"))
 
     def add_health_listener(self, listener: Callable[[bool], Any]) -> None:
@@ -183,16 +202,22 @@ class DynamicBatcher(Generic[ItemT]):
 
     @property
     def healthy(self) -> bool:
-        return self._worker is not None and not self._worker.done() and not self._health.dead
+        return self._loop is not None and not self._stopping and not self._health.dead
 
     @property
     def queue_depth(self) -> int:
         return len(self._pending)
 
+    @property
+    def running(self) -> int:
+        """Model runs under way now."""
+        return self.runners - len(self._idle_runners)
+
     # -- submitting ------------------------------------------------------------------------
     async def submit(self, items: Sequence[ItemT], *, deadline: float | None = None) -> list[InputResult]:
         """Queue the inputs of one request and wait for their vectors (request order)."""
-        if self._worker is None or self._worker.done():
+        loop = self._loop
+        if loop is None or self._stopping:
             raise Unavailable("the inference worker is not running")
         if len(self._pending) + len(items) > self.max_queue_size:
             raise ResourceExhausted(
@@ -200,17 +225,19 @@ class DynamicBatcher(Generic[ItemT]):
                 "retry with backoff",
                 retry_after=0.05,
             )
-        loop = asyncio.get_running_loop()
         now = self._clock()
         caller_span = trace.get_current_span().get_span_context()
         entries = []
         for item in items:
             self._seq += 1
-            entry = PendingInput(item=item, future=loop.create_future(), enqueued_at=now, deadline=deadline,
-                                 seq=self._seq, span_context=caller_span)
-            entries.append(entry)
+            entries.append(PendingInput(item=item, future=loop.create_future(), enqueued_at=now, deadline=deadline,
+                                        seq=self._seq, span_context=caller_span))
         self._pending.extend(entries)
-        self._wakeup.set()
+        if self._idle_runners and not self._dispatch_scheduled:
+            # At the end of this loop turn, not now: the other requests that arrived in the same turn join
+            # the batch instead of waiting for a lone first one to finish.
+            self._dispatch_scheduled = True
+            loop.call_soon(self._scheduled_dispatch)
         try:
             if len(entries) == 1:
                 return [await entries[0].future]
@@ -221,7 +248,7 @@ class DynamicBatcher(Generic[ItemT]):
                     entry.future.cancel()
             raise
 
-    # -- the worker ------------------------------------------------------------------------
+    # -- running batches -------------------------------------------------------------------
     def _take_batch(self) -> list[PendingInput[ItemT]]:
         now = self._clock()
         live = []
@@ -232,49 +259,98 @@ class DynamicBatcher(Generic[ItemT]):
                 entry.future.set_exception(DeadlineExceeded("the deadline passed while the input was queued"))
                 continue
             live.append(entry)
+        if len(live) == 1:  # the common case when the model keeps up: no planning
+            self._pending = []
+            return live
         batch = plan_batch(live, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
         chosen = set(map(id, batch))
         self._pending = [entry for entry in live if id(entry) not in chosen]
         return batch
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+    def _scheduled_dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start batches on the idle runners while inputs wait (on the event loop's thread)."""
+        while self._idle_runners and self._pending and not self._stopping:
             batch = self._take_batch()
             if not batch:
-                continue
-            started = self._clock()
-            items = [entry.item for entry in batch]
+                return
+            runner = self._idle_runners.pop()
             links = [trace.Link(e.span_context) for e in batch if e.span_context is not None and e.span_context.is_valid]
+            span = _tracer.start_span(
+                "embed.batch", context=_NO_PARENT, links=links,
+                attributes={"batch.size": len(batch), "batch.padded_tokens": max(e.n_tokens for e in batch) * len(batch)},
+            )
+            started = self._clock()
             try:
-                with _tracer.start_as_current_span(
-                    "embed.batch", links=links,
-                    attributes={"batch.size": len(batch), "batch.padded_tokens": max(e.n_tokens for e in batch) * len(batch)},
-                ):
-                    vectors = await loop.run_in_executor(self._executor, self._run_batch, items)
-            except Exception as exc:  # the model run failed: fail this batch, keep serving
-                log.error("model run failed for a batch of %d", len(batch), exc_info=exc)
-                for entry in batch:
-                    if not entry.future.done():
-                        entry.future.set_exception(Unavailable("the model run failed; retry"))
-                self._note_run(ok=False)
-                continue
-            finished = self._clock()
-            run_seconds = finished - started
-            for row, entry in enumerate(batch):
-                if not entry.future.done():
-                    entry.future.set_result(InputResult(vectors[row], started - entry.enqueued_at, run_seconds))
-            self._note_run(ok=True)
-            if self._on_batch is not None:
-                longest = max(entry.n_tokens for entry in batch)
-                self._on_batch(BatchStats(
-                    size=len(batch), padded_tokens=longest * len(batch),
-                    real_tokens=sum(entry.n_tokens for entry in batch),
-                    queue_seconds=[started - entry.enqueued_at for entry in batch], run_seconds=run_seconds,
-                ))
+                items = [e.item for e in batch]
+                if self._executor is None:
+                    running = self._loop_or_raise().run_in_executor(None, runner, items)
+                    running.add_done_callback(functools.partial(self._finished, batch, runner, span, started))
+                else:
+                    future = self._executor.submit(runner, items)
+                    future.add_done_callback(functools.partial(self._from_thread, batch, runner, span, started))
+            except Exception as exc:  # e.g. the executor is shut down: this run failed before it began
+                span.end()
+                self._idle_runners.append(runner)
+                self._fail_batch(batch, exc)
+
+    def _loop_or_raise(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise Unavailable("the inference worker is not running")
+        return self._loop
+
+    def _from_thread(self, batch: list[PendingInput[ItemT]], runner: Callable[[list[ItemT]], np.ndarray],
+                     span: trace.Span, started: float, done: Future[np.ndarray]) -> None:
+        """The executor's done callback (on its thread): hand the result to the event loop."""
+        try:
+            self._loop_or_raise().call_soon_threadsafe(self._finished, batch, runner, span, started, done)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _finished(self, batch: list[PendingInput[ItemT]], runner: Callable[[list[ItemT]], np.ndarray],
+                  span: trace.Span, started: float, done: Future[np.ndarray] | asyncio.Future[np.ndarray] | None,
+                  error: BaseException | None = None) -> None:
+        """A run ended (on the event loop): start the next batch, then answer this one's callers."""
+        finished = self._clock()
+        vectors = None
+        if error is None and done is not None:
+            if done.cancelled():
+                error = Unavailable("the model run was cancelled")
+            else:
+                error = done.exception()
+                vectors = done.result() if error is None else None
+        span.end()
+        self._idle_runners.append(runner)
+        try:
+            self._dispatch()
+        except Exception:  # a bug in planning must not strand this batch's callers
+            log.exception("could not start the next batch")
+        if error is not None or vectors is None:
+            self._fail_batch(batch, error)
+            return
+        run_seconds = finished - started
+        for row, entry in enumerate(batch):
+            if not entry.future.done():
+                entry.future.set_result(InputResult(vectors[row], started - entry.enqueued_at, run_seconds))
+        self._note_run(ok=True)
+        if self._on_batch is not None:
+            longest = max(entry.n_tokens for entry in batch)
+            self._on_batch(BatchStats(
+                size=len(batch), padded_tokens=longest * len(batch),
+                real_tokens=sum(entry.n_tokens for entry in batch),
+                queue_seconds=[started - entry.enqueued_at for entry in batch], run_seconds=run_seconds,
+            ))
+
+    def _fail_batch(self, batch: list[PendingInput[ItemT]], error: BaseException | None) -> None:
+        """The model run failed: fail this batch's inputs, keep serving."""
+        log.error("model run failed for a batch of %d", len(batch), exc_info=error)
+        for entry in batch:
+            if not entry.future.done():
+                entry.future.set_exception(Unavailable("the model run failed; retry"))
+        self._note_run(ok=False)
 
     def _note_run(self, *, ok: bool) -> None:
         health = self._health
@@ -287,15 +363,6 @@ class DynamicBatcher(Generic[ItemT]):
     def _announce(self, healthy: bool) -> None:
         for listener in self._health.listeners:
             listener(healthy)
-
-    def _worker_ended(self, task: asyncio.Task[None]) -> None:
-        if self._stopping:
-            return
-        exc = task.exception() if not task.cancelled() else None
-        log.error("the inference worker stopped", exc_info=exc)
-        self._health.dead = True
-        self._fail_pending(Unavailable("the inference worker stopped"))
-        self._announce(False)
 
     def _fail_pending(self, exc: Exception) -> None:
         for entry in self._pending:

@@ -82,8 +82,9 @@ class EmbedderCore:
         self.settings = settings
         self.metrics = metrics
         self._clock = clock
-        # One inference thread for all models: the cores belong to onnxruntime's intra-op pool.
-        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx")
+        # One inference thread per runner (--model-runners, 1 by default) shared by all models: the cores
+        # belong to onnxruntime's intra-op pools.
+        self._inference = ThreadPoolExecutor(max_workers=settings.model_runners, thread_name_prefix="onnx")
         self._models: dict[str, ServedModel] = {}
         for model in models:
             name = model.spec.name
@@ -111,13 +112,21 @@ class EmbedderCore:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the batchers and warm every model up (first runs are slow) before serving."""
+        """Give each model its extra runners (--model-runners: sessions of their own), start the batchers
+        and warm every session up (first runs are slow) before serving."""
         loop = asyncio.get_running_loop()
+        threads = self.settings.threads_per_session()
         for served in self._models.values():
+            sessions = [served.model]
+            for _ in range(self.settings.model_runners - 1):
+                sibling = await asyncio.to_thread(served.model.with_own_session, threads)
+                served.batcher.add_runner(sibling.run)
+                sessions.append(sibling)
             served.batcher.start()
             warm = served.model.encode(["warm up", "a somewhat longer sentence to warm up the model " * 4], True)
-            for _ in range(2):
-                await loop.run_in_executor(self._inference, served.model.run, warm)
+            for session in sessions:
+                for _ in range(2):
+                    await loop.run_in_executor(self._inference, session.run, warm)
 
     async def stop(self) -> None:
         for served in self._models.values():
@@ -203,17 +212,20 @@ class EmbedderCore:
                 raise InvalidArgument(f"texts[{misses[position]}]", exc.description) from None
             tokenize_seconds = self._clock() - started
             results = await served.batcher.submit(encoded, deadline=deadline)
+            caching = self._cache.capacity > 0
             for index, item, result in zip(misses, encoded, results):
-                vector = np.array(result.vector, dtype=np.float32, copy=True)
+                # A copy: the batch's array is not kept alive by one row, and a cached vector is read-only.
+                vector = result.vector.copy() if caching else result.vector
                 vector.flags.writeable = False
                 entry = CachedEmbedding(vector, item.n_tokens, item.truncated)
                 cached[index] = entry
-                self._cache.put((spec.name, truncate, texts[index]), entry)
+                if caching:
+                    self._cache.put((spec.name, truncate, texts[index]), entry)
             queue_seconds = max(r.queue_seconds for r in results)
             inference_seconds = max(r.run_seconds for r in results)
         self.metrics.texts.labels(spec.name).inc(len(texts))
         complete = cast(list[CachedEmbedding], cached)  # every miss is filled in above
-        vectors = np.stack([entry.vector for entry in complete])
+        vectors = complete[0].vector[None, :] if len(complete) == 1 else np.stack([e.vector for e in complete])
         if normalize_vectors:
             vectors = normalize(vectors)
         return EmbedResult(

@@ -33,7 +33,7 @@ METHOD_SCOPES = {f"/{SERVICE_NAME}/Embed": "read", f"/{SERVICE_NAME}/GetModelInf
 
 def load_models(settings: EmbedderSettings) -> list[EmbeddingModel]:
     """Load every configured model (blocking: call it in a thread)."""
-    threads = settings.intra_op_threads or None
+    threads = settings.threads_per_session()
     sources = settings.model_sources() or [(DEFAULT_MODEL_NAME, default_model_dir(settings.cache_dir))]
     return [EmbeddingModel.load(path, name=name, intra_op_threads=threads) for name, path in sources]
 

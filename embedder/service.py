@@ -5,20 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from google.protobuf import duration_pb2
-
 from searchgw.embedder.core import EmbedderCore
 from searchgw.errors import Unavailable
 from searchgw.v1 import embed_service_pb2 as pb
 from searchgw.v1 import embed_service_pb2_grpc as pb_grpc
 
 _POOLING = {"mean": pb.POOLING_MEAN, "cls": pb.POOLING_CLS, "max": pb.POOLING_MAX}
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value
 
 
 class EmbedServicer(pb_grpc.EmbedServiceServicer):
@@ -43,16 +35,20 @@ class EmbedServicer(pb_grpc.EmbedServiceServicer):
             normalize_vectors=request.normalize if request.HasField("normalize") else None,
             deadline=None if remaining is None else self._clock() + remaining,
         )
-        return pb.EmbedResponse(
-            embeddings=[pb.Embedding(values=row) for row in result.vectors.tolist()],
-            model=result.model,
-            dimension=result.dimension,
-            usage=pb.EmbedUsage(tokens=result.tokens, truncated_inputs=result.truncated_inputs,
-                                cache_hits=result.cache_hits),
-            timings=pb.EmbedTimings(queue=_duration(result.queue_seconds),
-                                    tokenization=_duration(result.tokenize_seconds),
-                                    inference=_duration(result.inference_seconds)),
-        )
+        # Filled in place: one message tree, no intermediate sub-messages copied into it.
+        response = pb.EmbedResponse(model=result.model, dimension=result.dimension)
+        embeddings = response.embeddings
+        for row in result.vectors.tolist():
+            embeddings.add().values.extend(row)
+        usage = response.usage
+        usage.tokens = result.tokens
+        usage.truncated_inputs = result.truncated_inputs
+        usage.cache_hits = result.cache_hits
+        timings = response.timings
+        timings.queue.FromNanoseconds(int(result.queue_seconds * 1e9))
+        timings.tokenization.FromNanoseconds(int(result.tokenize_seconds * 1e9))
+        timings.inference.FromNanoseconds(int(result.inference_seconds * 1e9))
+        return response
 
     async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
         core = self._ready_core()

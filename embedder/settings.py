@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 from dataclasses import dataclass
 
@@ -25,7 +26,10 @@ class EmbedderSettings(ServerSettings):
     max_batch_tokens: int = setting(16384, "padded token budget of one batch (longest input x inputs)")
     max_batch_size: int = setting(64, "most inputs in one model run")
     max_queue_size: int = setting(2048, "most inputs waiting for the model; more get RESOURCE_EXHAUSTED")
-    intra_op_threads: int = setting(0, "onnxruntime threads per model run; 0 = one per core")
+    intra_op_threads: int = setting(0, "onnxruntime threads per model run; 0 = one per core (divided among "
+                                       "--model-runners)")
+    model_runners: int = setting(1, "batches of one model that may run at once, each on an onnxruntime "
+                                    "session of its own (one copy of the weights each)")
     cache_size: int = setting(20000, "embeddings kept in the LRU cache; 0 turns it off")
     max_texts_per_request: int = setting(512, "most texts in one Embed request")
     max_text_chars: int = setting(100_000, "most characters in one text")
@@ -33,13 +37,22 @@ class EmbedderSettings(ServerSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("max_batch_tokens", "max_batch_size", "max_queue_size", "max_texts_per_request",
-                     "max_text_chars", "max_message_bytes"):
+                     "max_text_chars", "max_message_bytes", "model_runners"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')}: must be at least 1")
         if self.max_batch_size > self.max_queue_size:
             raise SettingsError("--max-batch-size: must not exceed --max-queue-size")
         if self.intra_op_threads < 0 or self.cache_size < 0:
             raise SettingsError("--intra-op-threads and --cache-size must not be negative")
+
+    def threads_per_session(self) -> int | None:
+        """onnxruntime intra-op threads of each session: --intra-op-threads, else the cores shared among
+        --model-runners (None: onnxruntime's one per core)."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        if self.model_runners > 1:
+            return max(1, (os.cpu_count() or 1) // self.model_runners)
+        return None
 
     def model_sources(self) -> list[tuple[str | None, pathlib.Path]]:
         """(name or None, directory) for every --model-dir entry."""

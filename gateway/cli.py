@@ -199,6 +199,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                           "default: the gateway's fallback")
     search.add_argument("--force-arm", choices=("primary", "canary"),
                         help="serve from this arm of a rollout (x-canary-arm; kept out of the analysis)")
+    search.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="dense",
+                        help="rank by the embedding (dense), BM25 (sparse) or both fused (hybrid); sparse and "
+                             "hybrid need a TEXT and a collection created with --bm25 [dense]")
+    search.add_argument("--fusion", choices=("rrf", "dbsf"), default="rrf",
+                        help="how hybrid fuses the two lists: reciprocal rank or distribution-based score [rrf]")
+    search.add_argument("--rrf-k", type=_non_negative_int, default=0, help="RRF's k; 0: 60 [0]")
     search.add_argument("--json", dest="output", action="store_const", const="json", default=argparse.SUPPRESS,
                         help="same as --output json")
     search.set_defaults(run=lambda a: _client(a, _search))
@@ -253,6 +259,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--dimension", type=_non_negative_int, default=0,
                         help="vector length; 0: the embedding model's [0]")
     create.add_argument("--embedding-model", default="", help="model for its texts [the gateway's default]")
+    create.add_argument("--bm25", action="store_true",
+                        help="also index each point's text with BM25, for --mode sparse and hybrid searches")
+    create.add_argument("--bm25-language", default="", help="BM25's stopwords and stemmer, e.g. german [english]")
     _operation(ops, "delete", "delete a collection and its points (not while an alias or a rollout uses it)",
                "searchgw collections delete docs-old").add_argument("name", help="the collection")
     _operation(ops, "optimize", "build the collection's index now",
@@ -745,9 +754,18 @@ async def _search(client, args) -> int:
             raise UsageError("TEXT and --vector: give one of them, not both")
     elif args.text is None or not args.text.strip():
         raise UsageError("TEXT: the query is required (or --vector)")
+    from searchgw.v1 import search_service_pb2 as search_pb
+
+    mode = {"dense": search_pb.SEARCH_MODE_DENSE, "sparse": search_pb.SEARCH_MODE_SPARSE,
+            "hybrid": search_pb.SEARCH_MODE_HYBRID}[getattr(args, "mode", "dense")]
+    fusion = search_pb.Fusion(method=search_pb.FUSION_METHOD_DBSF if getattr(args, "fusion", "rrf") == "dbsf"
+                              else search_pb.FUSION_METHOD_RRF, rrf_k=getattr(args, "rrf_k", 0))
+    if vector is not None and mode != search_pb.SEARCH_MODE_DENSE:
+        raise UsageError("--mode sparse and hybrid rank by BM25 over a TEXT; --vector searches are dense")
     response = await client.search(args.collection, text=args.text if vector is None else None, vector=vector,
                                    limit=args.limit, routing_key=args.routing_key, with_payload=True,
-                                   force_arm=args.force_arm, timeout=args.timeout)
+                                   force_arm=args.force_arm, timeout=args.timeout, mode=mode,
+                                   fusion=fusion if mode == search_pb.SEARCH_MODE_HYBRID else None)
 
     def table() -> Iterable[str]:
         route = response.route
@@ -840,11 +858,18 @@ def _collection_lines(collection) -> list[str]:
     return [f"name         {collection.name}", f"dimension    {collection.dimension}",
             f"points       {collection.points_count}", f"model        {collection.embedding_model or '-'}",
             f"aliases      {', '.join(collection.aliases) or '-'}"] + [
-                f"index        {index.key}: {_index_type_name(index.type)}" for index in collection.payload_indexes]
+                f"index        {index.key}: {_index_type_name(index.type)}" for index in collection.payload_indexes] + _bm25_lines(collection)
 
 
 def _index_type_name(number: int) -> str:
     return next((name for name, value in _INDEX_TYPES.items() if value == number), str(number))
+
+
+def _bm25_lines(collection) -> list[str]:
+    if not collection.HasField("bm25"):
+        return ["bm25         -"]
+    bm25 = collection.bm25
+    return [f"bm25         k1={bm25.k1:g} b={bm25.b:g} avg_len={bm25.avg_len:g} language={bm25.language}"]
 
 
 def _time(stamp) -> str:
@@ -870,8 +895,12 @@ async def _collections(client, args) -> int:
         if args.op == "get":
             collection = await client.get_collection(args.name, timeout=timeout)
         elif args.op == "create":
+            from searchgw.v1 import collection_service_pb2 as coll_pb
+
+            bm25 = coll_pb.Bm25Config(language=args.bm25_language) if args.bm25 or args.bm25_language else None
             collection = await client.create_collection(args.name, dimension=args.dimension,
-                                                        embedding_model=args.embedding_model, timeout=timeout)
+                                                        embedding_model=args.embedding_model, timeout=timeout,
+                                                        bm25=bm25)
         elif args.op == "optimize":
             collection = await client.optimize_collection(args.name, timeout=max(timeout, 600.0))
         else:

@@ -121,9 +121,13 @@ class GatewayClient:
                      limit: int = 0, routing_key: str = "", with_payload: bool = False,
                      filter: common_pb.Filter | None = None, score_threshold: float | None = None,
                      page_token: str = "", force_arm: str | None = None,
-                     timeout: float | None = None) -> search_pb.SearchResponse:
+                     timeout: float | None = None, mode: search_pb.SearchMode = search_pb.SEARCH_MODE_UNSPECIFIED,
+                     fusion: search_pb.Fusion | None = None) -> search_pb.SearchResponse:
+        """`mode` SEARCH_MODE_SPARSE or SEARCH_MODE_HYBRID ranks by BM25 (with `text`); `fusion` says how
+        a hybrid search fuses (unset: RRF, k = 60)."""
         request = search_pb.SearchRequest(collection=collection, limit=limit, routing_key=routing_key,
-                                          with_payload=with_payload, page_token=page_token, filter=filter)
+                                          with_payload=with_payload, page_token=page_token, filter=filter,
+                                          mode=mode, fusion=fusion)
         if text is not None:
             request.text = text
         if vector is not None:
@@ -135,7 +139,8 @@ class GatewayClient:
 
     async def upsert(self, collection: str, points: Sequence[Mapping[str, Any]], *,
                      timeout: float | None = None) -> search_pb.UpsertResponse:
-        """points: mappings with `id`, and `text` or `vector`, and optional `payload`."""
+        """points: mappings with `id`, and `text` or `vector`, and optional `payload` and (with a vector)
+        `bm25_text`."""
         inputs = []
         for point in points:
             item = search_pb.PointInput(id=point_id(point["id"]), payload=_struct(point.get("payload")))
@@ -143,6 +148,8 @@ class GatewayClient:
                 item.text = point["text"]
             if point.get("vector") is not None:
                 item.vector.values.extend(point["vector"])
+            if point.get("bm25_text") is not None:
+                item.bm25_text = point["bm25_text"]
             inputs.append(item)
         return await self._call(self.search_stub.Upsert, search_pb.UpsertRequest(collection=collection,
                                                                                  points=inputs), timeout)
@@ -194,9 +201,11 @@ class GatewayClient:
                                 distance: coll_pb.Distance = coll_pb.DISTANCE_COSINE,
                                 hnsw: coll_pb.HnswConfig | None = None,
                                 payload_indexes: Sequence[coll_pb.PayloadIndex] = (),
-                                timeout: float | None = None) -> coll_pb.Collection:
+                                timeout: float | None = None, bm25: coll_pb.Bm25Config | None = None,
+                                ) -> coll_pb.Collection:
+        """`bm25`: a sparse BM25 index beside the dense one (`coll_pb.Bm25Config()` for the defaults)."""
         collection = coll_pb.Collection(name=name, dimension=dimension, embedding_model=embedding_model,
-                                        distance=distance, hnsw=hnsw, payload_indexes=payload_indexes)
+                                        distance=distance, hnsw=hnsw, payload_indexes=payload_indexes, bm25=bm25)
         response = await self._call(self.collection_stub.CreateCollection,
                                     coll_pb.CreateCollectionRequest(collection=collection), timeout)
         return response.collection

@@ -53,6 +53,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from opentelemetry import trace
@@ -60,10 +61,12 @@ from opentelemetry import trace
 from searchgw.gateway.backends import (
     CollectionSpec,
     Filter,
+    Fusion,
     Payload,
     Point,
     PointId,
     ScoredPoint,
+    SearchMode,
     SearchQuery,
     VectorBackend,
 )
@@ -75,12 +78,15 @@ from searchgw.gateway.rollout.quality import ShadowComparison
 from searchgw.gateway.routing import UNROUTED, Arm, KeySource, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
+    BM25_TEXT_PAYLOAD_KEY,
     TEXT_PAYLOAD_KEY,
     FilterLimits,
     check_name,
     check_query_length,
+    check_search_mode,
     check_text,
     checked_filter,
+    checked_fusion,
     checked_payload,
 )
 from searchgw.gateway.settings import GatewaySettings
@@ -124,6 +130,9 @@ class SearchParams:
     score_threshold: float | None = None
     with_payload: bool = False
     page_token: str = ""
+    #: Dense (the default), sparse (BM25 over `text`) or hybrid (both, fused as `fusion` says).
+    mode: SearchMode = SearchMode.DENSE
+    fusion: Fusion = field(default_factory=Fusion)
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,8 @@ class PointInput:
     text: str | None = None
     vector: Sequence[float] | None = None
     payload: Payload = field(default_factory=dict)
+    #: A raw-vector point's BM25 text (kept in the payload under BM25_TEXT_PAYLOAD_KEY).
+    bm25_text: str | None = None
 
 
 def _space(spec: CollectionSpec) -> str:
@@ -268,6 +279,7 @@ class SearchCore:
         self._pages = page_tokens or PageTokens(settings.page_token_secret)
         self._filter_limits = FilterLimits(max_values=settings.max_filter_values,
                                            max_value_bytes=settings.max_payload_bytes)
+        self._mode_children: dict[tuple[str, str], Any] = {}
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
         self.canary_slots = CanarySlots(settings.canary_max_concurrency)
         #: Runs a rollout's sampled searches on its other arm in the background (`_offer_shadow`).
@@ -313,6 +325,9 @@ class SearchCore:
             check_query_length("vector.values", len(params.vector))
         else:
             raise InvalidArgument("query", "set text or vector")
+        if params.mode is not SearchMode.DENSE and params.text is None:
+            raise InvalidArgument("mode", f"a {params.mode.value} search ranks by BM25 over a text: send `text`, "
+                                          "not a vector (a vector query is dense only)")
         limit = params.limit or self._settings.default_limit
         if limit > self._settings.max_limit:
             raise InvalidArgument("limit", f"{limit} is over the maximum of {self._settings.max_limit}")
@@ -328,16 +343,18 @@ class SearchCore:
         next-page token (a fingerprint of the query and an HMAC) is made only when a next page exists.
         """
         limit, checked = self._validate_search(params)
+        fusion = checked_fusion("fusion", params.fusion)  # kept beside params (no dataclasses.replace)
+        self._count_mode(params.mode, fusion)
         vector = None if params.vector is None else np.asarray(params.vector, dtype=np.float32)
         query_print = ""
         page = None
         if params.page_token:
-            query_print = self._fingerprint(params, vector, limit)
+            query_print = self._fingerprint(params, vector, limit, fusion)
             page = self._pages.read_search(params.page_token, query_print)
         offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
             raise InvalidArgument("page_token", f"paging past {self._settings.max_limit} hits is not supported")
-        query = self._query(params, vector, checked, limit + 1, offset)
+        query = self._query(params, vector, checked, limit + 1, offset, fusion)
 
         key, source = resolve_routing_key(params.routing_key, params.metadata_key, params.peer,
                                           self._settings.routing_key_fallback)
@@ -372,23 +389,35 @@ class SearchCore:
             del points[limit:]
             next_token = self._pages.issue_search(
                 SearchPage(offset + limit, route.collection, route.arm.value, route.rollout),
-                query_print or self._fingerprint(params, vector, limit))
+                query_print or self._fingerprint(params, vector, limit, fusion))
         if route.rollout and not offset and params.forced_arm is None:
             self._offer_shadow(params, route, points, limit, query)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
 
     @staticmethod
-    def _fingerprint(params: SearchParams, vector: np.ndarray | None, limit: int) -> str:
-        """What a search's page tokens are bound to: the query, not where it was served."""
+    def _fingerprint(params: SearchParams, vector: np.ndarray | None, limit: int, fusion: Fusion) -> str:
+        """What a search's page tokens are bound to: the query, not where it was served; also the mode
+        and fusion (a dense query's print is what it always was)."""
+        ranking = () if params.mode is SearchMode.DENSE else (params.mode.value, fusion)
         return fingerprint(params.collection, params.text, b"" if vector is None else vector.tobytes(), limit,
-                           params.filter, params.score_threshold)
+                           params.filter, params.score_threshold, *ranking)
 
     @staticmethod
     def _query(params: SearchParams, vector: np.ndarray | None, filter: Filter | None, limit: int,
-               offset: int) -> SearchQuery:
+               offset: int, fusion: Fusion) -> SearchQuery:
         """The backend query of a search (`vector` None for a text search until an arm embeds it)."""
         return SearchQuery(vector=vector, limit=limit, offset=offset, filter=filter,  # type: ignore[arg-type]
-                           score_threshold=params.score_threshold, with_payload=params.with_payload)
+                           score_threshold=params.score_threshold, with_payload=params.with_payload,
+                           mode=params.mode, text=params.text if params.mode is not SearchMode.DENSE else None,
+                           fusion=fusion)
+
+    def _count_mode(self, mode: SearchMode, fusion: Fusion) -> None:
+        """`searchgw_search_modes_total`, its children cached per label pair."""
+        labels = (mode.value, fusion.method.value if mode is SearchMode.HYBRID else "none")
+        child = self._mode_children.get(labels)
+        if child is None:
+            child = self._mode_children[labels] = self._metrics.search_modes.labels(*labels)
+        child.inc()
 
     # -- shadow searches (result quality; gateway/shadow.py, rollout/quality.py) ---------------------
     def _offer_shadow(self, params: SearchParams, route: RouteInfo, points: Sequence[ScoredPoint], limit: int,
@@ -580,7 +609,12 @@ class SearchCore:
     async def _search_physical(self, physical: str, params: SearchParams, query: SearchQuery,
                                deadline: float | None) -> list[ScoredPoint]:
         spec = self._specs.cached(physical) or await self._specs.get(physical)
-        if params.text is not None:
+        if params.mode is not SearchMode.DENSE:
+            # checked before anything is embedded: a collection without BM25 cannot serve it
+            check_search_mode(spec, SearchQuery(vector=(), mode=params.mode, text=params.text), params.collection)
+        if params.mode is SearchMode.SPARSE:
+            query = replace(query, vector=())  # BM25 alone: nothing to embed
+        elif params.text is not None:
             if not spec.embedding_model:
                 raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
                                               "search it by vector")
@@ -614,6 +648,7 @@ class SearchCore:
             if point.text is not None:
                 self._check_text(f"points[{index}].text", point.text)
             checked_payload(f"points[{index}].payload", point.payload, self._settings.max_payload_bytes)
+            self._check_bm25_text(index, point)
             if point.text is None and TEXT_PAYLOAD_KEY in point.payload:
                 raise InvalidArgument(
                     f"points[{index}].payload.{TEXT_PAYLOAD_KEY}",
@@ -622,6 +657,19 @@ class SearchCore:
                     "`text`, or leave the key out")
         async with self.write_order.writing(collection):
             return await self._upsert(collection, points, deadline)
+
+    def _check_bm25_text(self, index: int, point: PointInput) -> None:
+        """`bm25_text` belongs to a raw-vector point (a text point is BM25-indexed by its text), and the
+        payload key that keeps it is set through that field only."""
+        if BM25_TEXT_PAYLOAD_KEY in point.payload:
+            raise InvalidArgument(f"points[{index}].payload.{BM25_TEXT_PAYLOAD_KEY}",
+                                  "is reserved for the point's BM25 text: send it in `bm25_text`")
+        if point.bm25_text is None:
+            return
+        if point.text is not None:
+            raise InvalidArgument(f"points[{index}].bm25_text", "a text point is BM25-indexed by its `text`; "
+                                                                "bm25_text is for a raw-vector point")
+        self._check_text(f"points[{index}].bm25_text", point.bm25_text)
 
     async def _upsert(self, collection: str, points: Sequence[PointInput],
                       deadline: float | None) -> tuple[int, list[str]]:
@@ -662,6 +710,8 @@ class SearchCore:
                 # The source text is kept in the point (TEXT_PAYLOAD_KEY): a canary with another model is
                 # backfilled by re-embedding it.
                 payload = point.payload if point.text is None else {**point.payload, TEXT_PAYLOAD_KEY: point.text}
+                if point.bm25_text is not None:  # what a collection with BM25 (or a canary) indexes the point by
+                    payload = {**payload, BM25_TEXT_PAYLOAD_KEY: point.bm25_text}
                 batch.append(Point(id=point.id, vector=vector, payload=payload))
             prepared.append((physical, batch))
         async with self._ordered(collection, targets, [point.id for point in points]):

@@ -93,6 +93,9 @@ class GatewayMetrics:
             "searchgw_model_canary_vector_queries",
             "Raw-vector searches during a model canary (arms in different vector spaces): served by primary, "
             "whose space they belong to, and kept out of the rollout analysis", ["collection"], registry=r)
+        self.search_modes = Counter(
+            "searchgw_search_modes", "Searches by ranking: dense, sparse (BM25) or hybrid, and a hybrid's fusion "
+            "(rrf, dbsf; 'none' otherwise); counted once its mode and fusion are valid", ["mode", "fusion"], registry=r)
         self.rollout_weight = Gauge("searchgw_rollout_weight_ratio", "Canary share of keyed traffic (0..1)",
                                     ["rollout", "collection"], registry=r)
         self.rollout_state = Gauge("searchgw_rollout_state", "1 for the rollout's current state",

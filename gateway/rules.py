@@ -37,17 +37,25 @@ import numpy as np
 
 from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
 from searchgw.gateway.backends.types import (
+    DEFAULT_BM25_AVG_LEN,
+    DEFAULT_BM25_K1,
+    DEFAULT_BM25_LANGUAGE,
     DEFAULT_FULL_SCAN_THRESHOLD_KB,
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,
     DEFAULT_QUANTILE,
     ORDERABLE_INDEX_TYPES,
+    DEFAULT_RRF_K,
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionSpec,
     Condition,
     DatetimeRange,
     Distance,
     FieldCondition,
     Filter,
+    Fusion,
+    FusionMethod,
     HasId,
     IsEmpty,
     IsNull,
@@ -60,6 +68,7 @@ from searchgw.gateway.backends.types import (
     PointId,
     Range,
     ScalarQuantization,
+    SearchMode,
     SearchQuery,
     TextIndexParams,
     Tokenizer,
@@ -178,6 +187,7 @@ def normalized_spec(spec: CollectionSpec) -> CollectionSpec:
         scalar_quantization=quantization,
         embedding_model=spec.embedding_model or "",
         payload_indexes=checked_payload_indexes("collection.payload_indexes", spec.payload_indexes),
+        bm25=None if spec.bm25 is None else normalized_bm25(spec.bm25),
     )
 
 
@@ -255,6 +265,49 @@ def checked_order_by(spec: CollectionSpec, order_by: OrderBy) -> OrderBy:
     return replace(order_by, key=key, descending=bool(order_by.descending))
 
 
+
+#: The languages both engines' BM25 know (stopwords and a stemmer), by lowercase name.
+BM25_LANGUAGES = frozenset({
+    "arabic", "azerbaijani", "basque", "bengali", "catalan", "chinese", "danish", "dutch", "english", "finnish",
+    "french", "german", "greek", "hebrew", "hinglish", "hungarian", "indonesian", "italian", "japanese", "kazakh",
+    "nepali", "norwegian", "portuguese", "romanian", "russian", "slovene", "spanish", "swedish", "tajik", "turkish",
+})
+MAX_BM25_K1 = 10.0
+MAX_BM25_AVG_LEN = 100_000.0
+
+
+def normalized_bm25(config: Bm25Config) -> Bm25Config:
+    """A BM25 config with zero `k1` / `avg_len` and an empty language replaced by the defaults, or
+    InvalidArgument naming `collection.bm25.<field>`."""
+    k1 = config.k1 or DEFAULT_BM25_K1
+    if not (isinstance(k1, (int, float)) and math.isfinite(k1) and 0 < k1 <= MAX_BM25_K1):
+        raise InvalidArgument("collection.bm25.k1", f"{k1!r} is not above 0 and at most {MAX_BM25_K1:g}")
+    b = config.b
+    if not (isinstance(b, (int, float)) and math.isfinite(b) and 0.0 <= b <= 1.0):
+        raise InvalidArgument("collection.bm25.b", f"{b!r} is not from 0 to 1")
+    avg_len = config.avg_len or DEFAULT_BM25_AVG_LEN
+    if not (isinstance(avg_len, (int, float)) and math.isfinite(avg_len) and 0 < avg_len <= MAX_BM25_AVG_LEN):
+        raise InvalidArgument("collection.bm25.avg_len", f"{avg_len!r} is not above 0 and at most "
+                                                         f"{MAX_BM25_AVG_LEN:g}")
+    language = config.language or DEFAULT_BM25_LANGUAGE
+    if language not in BM25_LANGUAGES:
+        raise InvalidArgument("collection.bm25.language", f"{shown(language)} is not one of "
+                                                          f"{', '.join(sorted(BM25_LANGUAGES))}")
+    try:
+        tokenizer = Bm25Tokenizer(config.tokenizer)
+    except ValueError:
+        raise InvalidArgument("collection.bm25.tokenizer", f"{shown(config.tokenizer)} is not one of "
+                                                           f"{', '.join(t.value for t in Bm25Tokenizer)}") from None
+    # float32 on the wire: 7 significant digits, so a spec read back compares equal to the one created
+    return Bm25Config(k1=_float32(k1), b=_float32(b), avg_len=_float32(avg_len), language=language,
+                      tokenizer=tokenizer)
+
+
+def _float32(value: float) -> float:
+    """`value` as a float32 holds it, shown as its shortest decimal (1.2, not 1.2000000476837158)."""
+    return float(f"{np.float32(value):.7g}")
+
+
 # -- texts, ids, vectors, payloads -------------------------------------------------------------------
 def check_text(field: str, text: str, max_chars: int) -> None:
     """A text to embed: not blank, at most `max_chars` characters."""
@@ -309,6 +362,19 @@ def vector_values(field: str, vector: Vector, collection: str, dimension: int) -
 #: text upsert overwrites whatever a client put there, an upsert by raw vector may not set it (SearchCore
 #: refuses it, naming the key); search results show it like any payload key.
 TEXT_PAYLOAD_KEY = "_searchgw_text"
+#: The payload key under which SearchCore keeps a raw-vector point's BM25 text (`PointInput.bm25_text`).
+#: Reserved like TEXT_PAYLOAD_KEY: set only through that field. A backfill copies it with the payload,
+#: so a canary with a BM25 config indexes the point by the same text.
+BM25_TEXT_PAYLOAD_KEY = "_searchgw_bm25_text"
+
+
+def bm25_text(payload: Payload) -> str | None:
+    """The text a point is BM25-indexed by: its BM25 text, else the text it was embedded from (None: none)."""
+    for key in (BM25_TEXT_PAYLOAD_KEY, TEXT_PAYLOAD_KEY):
+        text = payload.get(key)
+        if isinstance(text, str) and text:
+            return text
+    return None
 
 
 def checked_payload(field: str, payload: object, max_bytes: int | None = None) -> Payload:
@@ -570,14 +636,58 @@ def checked_filter(path: str, filter: Filter, limits: FilterLimits = FilterLimit
 
 
 # -- queries and selectors ---------------------------------------------------------------------------
+MAX_RRF_K = 1000
+MAX_PREFETCH_LIMIT = 1000
+
+
+def checked_fusion(field: str, fusion: Fusion) -> Fusion:
+    """A fusion with its zero `rrf_k` replaced by the default, or InvalidArgument naming `<field>.<name>`."""
+    try:
+        method = FusionMethod(fusion.method)
+    except ValueError:
+        raise InvalidArgument(f"{field}.method", f"{shown(fusion.method)} is not one of "
+                                                 f"{', '.join(m.value for m in FusionMethod)}") from None
+    rrf_k = fusion.rrf_k or DEFAULT_RRF_K
+    if method is FusionMethod.RRF:
+        _in_range(f"{field}.rrf_k", rrf_k, 1, MAX_RRF_K)
+    elif fusion.rrf_k and fusion.rrf_k != DEFAULT_RRF_K:
+        raise InvalidArgument(f"{field}.rrf_k", "applies to RRF only; leave it 0 with DBSF")
+    _in_range(f"{field}.prefetch_limit", fusion.prefetch_limit, 0, MAX_PREFETCH_LIMIT)
+    return Fusion(method=method, rrf_k=rrf_k, prefetch_limit=fusion.prefetch_limit)
+
+
+def check_search_mode(spec: CollectionSpec, query: SearchQuery, collection: str = "") -> None:
+    """A sparse or hybrid query needs a text and a collection with a BM25 config (FailedPrecondition
+    naming `mode` when it has none: the request is sound, the collection cannot serve it)."""
+    if query.mode is SearchMode.DENSE:
+        return
+    if not query.text or not query.text.strip():
+        raise InvalidArgument("text", f"a {query.mode.value} search ranks by BM25 over a text: set `text` "
+                                      "(a vector query is dense only)")
+    if spec.bm25 is None:
+        name = collection or spec.name
+        raise FailedPrecondition(
+            f"mode: collection {name!r} has no BM25 index, so it cannot serve a {query.mode.value} search; "
+            "create it with a bm25 config (`searchgw collections create --bm25`), or search it in dense mode",
+            reason="NO_BM25_INDEX", metadata={"field": "mode", "collection": spec.name})
+
+
 def checked_query(collection: str, dimension: int, query: SearchQuery) -> SearchQuery:
     if isinstance(query.limit, bool) or not isinstance(query.limit, int) or query.limit < 1:
         raise InvalidArgument("limit", f"{query.limit!r} is not a positive integer")
     if isinstance(query.offset, bool) or not isinstance(query.offset, int) or query.offset < 0:
         raise InvalidArgument("offset", f"{query.offset!r} is not a non-negative integer")
+    try:
+        mode = SearchMode(query.mode)
+    except ValueError:
+        raise InvalidArgument("mode", f"{shown(query.mode)} is not one of "
+                                      f"{', '.join(m.value for m in SearchMode)}") from None
+    sparse_only = mode is SearchMode.SPARSE
     return replace(
         query,
-        vector=vector_values("vector", query.vector, collection, dimension),
+        mode=mode,
+        fusion=checked_fusion("fusion", query.fusion),
+        vector=[] if sparse_only else vector_values("vector", query.vector, collection, dimension),
         filter=None if query.filter is None else checked_filter("filter", query.filter),
         score_threshold=_bound("score_threshold", query.score_threshold),
         with_payload=bool(query.with_payload),
@@ -594,6 +704,8 @@ def checked_selector(ids: Sequence[PointId] | None, filter: Filter | None) -> li
 
 
 __all__ = [
+    "BM25_LANGUAGES",
+    "BM25_TEXT_PAYLOAD_KEY",
     "TEXT_PAYLOAD_KEY",
     "MAX_DIMENSION",
     "MAX_FILTER_CONDITIONS",
@@ -606,6 +718,9 @@ __all__ = [
     "FilterBudget",
     "FilterLimits",
     "aliases_of",
+    "bm25_text",
+    "check_search_mode",
+    "checked_fusion",
     "check_key",
     "check_name",
     "check_query_length",
@@ -622,6 +737,7 @@ __all__ = [
     "checked_query",
     "checked_selector",
     "is_name",
+    "normalized_bm25",
     "normalized_spec",
     "point_id",
     "refuse_if_aliased",

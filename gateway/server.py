@@ -249,6 +249,9 @@ async def create_server(
         spec = await specs.get(name)
         return spec.dimension, spec.embedding_model
 
+    async def has_bm25(name: str) -> bool:
+        return (await specs.get(name)).bm25 is not None
+
     # PrepareRollout's canary creation and backfill, and ValidateRollout's pre-flight, go through the
     # served backend like every RPC; the backfill takes the write stripes SearchCore's dual writes hold.
     backfill = Backfill(served_backend, embedder, write_order, wall_clock=wall_clock, observer=metrics)
@@ -259,7 +262,7 @@ async def create_server(
         tick_interval=settings.controller_tick_s, page_tokens=page_tokens, write_order=write_order,
         leadership=shared.leadership if shared else None, counts=shared.counts if shared else None,
         delete_collection=delete_old_collection, list_aliases=served_backend.list_aliases,
-        vector_space=vector_space,
+        vector_space=vector_space, has_bm25=has_bm25,
         backfill=backfill, preflight=PreflightRunner(served_backend, embedder),
     )
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,

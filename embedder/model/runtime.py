@@ -59,12 +59,17 @@ class Encoded:
 
 def create_session(onnx_path: Path, intra_op_threads: int | None = None) -> ort.InferenceSession:
     """The onnxruntime session a model runs in: CPU, every graph optimisation, sequential execution,
-    one inter-op thread and `intra_op_threads` threads per operator (None or 0: one per core)."""
+    one inter-op thread and `intra_op_threads` threads per operator (None or 0: one per core); the
+    intra-op threads stop spinning when a run ends."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
+    # The intra-op threads spin between the operators of one run (that is what makes them fast), but
+    # not after it: in a server the event loop needs the core between runs, and a thread spinning
+    # there for nothing takes it.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(onnx_path), options, providers=[EXECUTION_PROVIDER])
 
 
@@ -172,6 +177,13 @@ class EmbeddingModel:
             feed["token_type_ids"] = np.zeros(real.shape, dtype=self._type_dtype)
         states = self._session.run([self._output_name], feed)[0]
         return _pool(states, real, lengths, self.spec.pooling)
+
+    def with_own_session(self, intra_op_threads: int | None = None) -> EmbeddingModel:
+        """The same model (spec, tokenizers) on an onnxruntime session of its own, so that two batches
+        can run at once, one per session (each session holds its own copy of the weights)."""
+        onnx_path = next(self.spec.source / f for f in _ONNX_FILES if (self.spec.source / f).is_file())
+        return EmbeddingModel(self.spec, create_session(onnx_path, intra_op_threads), self._tokenizer,
+                              self._truncating_tokenizer, self._pad_id)
 
 
 def _pool(states: np.ndarray, real: np.ndarray, lengths: np.ndarray, pooling: Pooling) -> np.ndarray:

@@ -22,6 +22,9 @@ from searchgw.gateway.backends.base import VectorBackend
 from searchgw.gateway.backends.faults import FaultInjectingBackend, FaultKind
 from searchgw.gateway.backends.instrumented import BackendObserver, InstrumentedBackend
 from searchgw.gateway.backends.types import (
+    BM25_VECTOR,
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionInfo,
     CollectionSpec,
     Condition,
@@ -29,6 +32,8 @@ from searchgw.gateway.backends.types import (
     Distance,
     FieldCondition,
     Filter,
+    Fusion,
+    FusionMethod,
     HasId,
     IsEmpty,
     IsNull,
@@ -43,6 +48,7 @@ from searchgw.gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     ScrollPage,
+    SearchMode,
     StoredPoint,
     SearchQuery,
     SnapshotInfo,
@@ -92,6 +98,9 @@ async def open_backend(kind: str, *, data_dir: str | Path, qdrant_location: str 
 
 
 __all__ = [
+    "BM25_VECTOR",
+    "Bm25Config",
+    "Bm25Tokenizer",
     "BACKEND_KINDS",
     "BackendObserver",
     "CollectionInfo",
@@ -104,6 +113,8 @@ __all__ = [
     "FaultKind",
     "FieldCondition",
     "Filter",
+    "Fusion",
+    "FusionMethod",
     "HasId",
     "InstrumentedBackend",
     "IsEmpty",
@@ -120,6 +131,7 @@ __all__ = [
     "ScalarQuantization",
     "ScoredPoint",
     "ScrollPage",
+    "SearchMode",
     "StoredPoint",
     "SearchQuery",
     "SnapshotInfo",

@@ -18,6 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from searchgw.gateway.backends.types import (
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionSpec,
     Distance,
     PayloadIndex,
@@ -89,7 +91,12 @@ class Catalog:
 
 
 def _spec_to_json(spec: CollectionSpec) -> dict[str, Any]:
-    return asdict(spec) | {"distance": spec.distance.value}
+    document = asdict(spec) | {"distance": spec.distance.value}
+    if spec.bm25 is None:
+        del document["bm25"]  # a catalog without BM25 reads as before (older versions refuse unknown keys)
+    else:
+        document["bm25"]["tokenizer"] = spec.bm25.tokenizer.value
+    return document
 
 
 def _index_from_json(data: dict[str, Any]) -> PayloadIndex:
@@ -101,9 +108,11 @@ def _index_from_json(data: dict[str, Any]) -> PayloadIndex:
 def _spec_from_json(data: dict[str, Any]) -> CollectionSpec:
     """A spec as `_spec_to_json` wrote it; a catalog written before payload indexes existed has none."""
     quantization = data.get("scalar_quantization")
+    bm25 = data.get("bm25")
     return CollectionSpec(**{
         **data,
         "distance": Distance(data["distance"]),
         "scalar_quantization": None if quantization is None else ScalarQuantization(**quantization),
         "payload_indexes": tuple(_index_from_json(index) for index in data.get("payload_indexes", ())),
+        "bm25": None if bm25 is None else Bm25Config(**{**bm25, "tokenizer": Bm25Tokenizer(bm25["tokenizer"])}),
     })

@@ -74,12 +74,16 @@ from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
 from searchgw.gateway.backends._snapshots import SnapshotStore
 from searchgw.gateway.backends.types import (
+    BM25_VECTOR,
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionInfo,
     CollectionSpec,
     Condition,
     Distance,
     FieldCondition,
     Filter,
+    FusionMethod,
     HasId,
     IsEmpty,
     IsNull,
@@ -90,6 +94,7 @@ from searchgw.gateway.backends.types import (
     PointId,
     ScoredPoint,
     ScrollPage,
+    SearchMode,
     SearchQuery,
     SnapshotInfo,
     StoredPoint,
@@ -97,7 +102,9 @@ from searchgw.gateway.backends.types import (
 )
 from searchgw.gateway.rules import (
     check_key,
+    bm25_text,
     check_name,
+    check_search_mode,
     check_snapshot_name,
     checked_filter,
     checked_ids,
@@ -130,8 +137,12 @@ def _engine_config(spec: CollectionSpec) -> qe.EdgeConfig:
     if spec.scalar_quantization is not None:
         quantization = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=spec.scalar_quantization.quantile,
                                                    always_ram=spec.scalar_quantization.always_ram)
+    sparse = None
+    if spec.bm25 is not None:  # the engine applies IDF over the collection at query time
+        sparse = {BM25_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=spec.dimension, distance=_DISTANCES[spec.distance]),
+        sparse_vectors=sparse,
         hnsw_config=qe.HnswIndexConfig(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct,
                                        full_scan_threshold=spec.full_scan_threshold),
         quantization_config=quantization,
@@ -179,6 +190,20 @@ def _engine_field_condition(condition: FieldCondition) -> Any:
     return None
 
 
+_BM25_TOKENIZERS = {
+    Bm25Tokenizer.WORD: qe.TokenizerType.Word,
+    Bm25Tokenizer.WHITESPACE: qe.TokenizerType.Whitespace,
+    Bm25Tokenizer.MULTILINGUAL: qe.TokenizerType.Multilingual,
+}
+
+
+def engine_bm25(config: Bm25Config) -> qe.Bm25:
+    """qdrant-edge's own BM25 model for a collection's config (documents: term-frequency weights;
+    queries: 1 per distinct token; the shard's IDF modifier weighs both at query time)."""
+    return qe.Bm25(qe.Bm25Config(k=config.k1, b=config.b, avg_len=config.avg_len, language=config.language,
+                                 tokenizer=_BM25_TOKENIZERS[config.tokenizer]))
+
+
 def _engine_condition(condition: Condition) -> Any:
     if isinstance(condition, Filter):
         return _engine_filter(condition)
@@ -221,12 +246,30 @@ def _engine_filter(filter: Filter) -> qe.Filter:
                      min_should=min_should)
 
 
-def _engine_query(query: SearchQuery) -> qe.QueryRequest:
+def _engine_query(query: SearchQuery, bm25: qe.Bm25 | None) -> qe.QueryRequest:
+    """The engine's request for a query: nearest to the dense vector, nearest to the BM25 query vector
+    (the `bm25` sparse vector), or both as prefetches fused by the engine (Rrf / Dbsf)."""
+    filter = None if query.filter is None else _engine_filter(query.filter)
+    # checked_query made the vector a list[float] (empty for a sparse query, which has none)
+    dense = None if query.mode is SearchMode.SPARSE else qe.Query.Nearest(cast(list[float], query.vector))
+    prefetches: list[qe.Prefetch] | None = None
+    scoring: Any = dense
+    if query.mode is not SearchMode.DENSE:
+        assert bm25 is not None and query.text is not None  # check_search_mode
+        sparse = qe.Query.Nearest(bm25.embed_query(query.text), using=BM25_VECTOR)
+        scoring = sparse
+        if query.mode is SearchMode.HYBRID:
+            depth = query.fusion.prefetch_for(query.limit, query.offset)
+            prefetches = [qe.Prefetch(limit=depth, query=dense, filter=filter),
+                          qe.Prefetch(limit=depth, query=sparse, filter=filter)]
+            scoring = (qe.Fusion.Rrf(k=query.fusion.rrf_k) if query.fusion.method is FusionMethod.RRF
+                       else qe.Fusion.Dbsf())
     return qe.QueryRequest(
         limit=query.limit,
         offset=query.offset,
-        query=qe.Query.Nearest(cast(list[float], query.vector)),  # checked_query made it a list[float]
-        filter=None if query.filter is None else _engine_filter(query.filter),
+        query=scoring,
+        prefetches=prefetches,
+        filter=filter,
         score_threshold=query.score_threshold,
         with_payload=query.with_payload,
         with_vector=False,
@@ -268,14 +311,23 @@ def _discard_shard(engine: qe.EdgeShard, path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _upsert(engine: qe.EdgeShard, spec: CollectionSpec, points: Sequence[Point]) -> None:
+def _engine_vector(point: Point, bm25: qe.Bm25 | None) -> qe.Vector:
+    """The dense vector, and with a BM25 config the BM25 document vector of the point's text (a point
+    without a text has none: sparse searches never find it)."""
+    dense = cast(list[float], point.vector)  # checked_points gives vectors in engine form (list[float])
+    text = None if bm25 is None else bm25_text(point.payload)
+    if bm25 is None or text is None:
+        return dense
+    return {"": dense, BM25_VECTOR: bm25.embed_document(text)}
+
+
+def _upsert(engine: qe.EdgeShard, spec: CollectionSpec, points: Sequence[Point], bm25: qe.Bm25 | None) -> None:
     # Validated here, off the event loop: a big batch takes a while, and nothing is written unless
     # every point is good. One update is one WAL record, applied whole.
     checked = checked_points(spec.name, spec.dimension, points)
     if checked:
-        # checked_points gives vectors in engine form: list[float] (rules.vector_values).
         engine.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(p.id, cast(list[float], p.vector), p.payload) for p in checked]))
+            [qe.Point(p.id, _engine_vector(p, bm25), p.payload) for p in checked]))
 
 
 def _delete(engine: qe.EdgeShard, selector: list[PointId] | Filter) -> None:
@@ -294,7 +346,7 @@ _NO_VECTOR = np.zeros(0, dtype=np.float32)
 
 
 def _stored_point(record: qe.Record) -> StoredPoint:
-    vector = _NO_VECTOR if record.vector is None else np.asarray(record.vector, dtype=np.float32)
+    vector = _NO_VECTOR if record.vector is None else np.asarray(_dense(record.vector), dtype=np.float32)
     return StoredPoint(id=_domain_id(record.id), vector=vector, payload=dict(record.payload or {}))
 
 
@@ -319,6 +371,11 @@ def _retrieve_points(engine: qe.EdgeShard, ids: list[PointId], with_payload: boo
     found = {point.id: point for point in map(_stored_point, engine.retrieve(engine_ids, with_payload=with_payload,
                                                                              with_vector=with_vector))}
     return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+
+def _dense(vector: Any) -> Any:
+    """The unnamed dense vector of a record (a point with a BM25 vector has its vectors by name)."""
+    return vector[""] if isinstance(vector, dict) else vector
 
 
 def _optimize(engine: qe.EdgeShard) -> None:
@@ -346,9 +403,10 @@ def _adopt_shard(staging: Path, path: Path) -> tuple[qe.EdgeShard, int]:
     return engine, _count(engine)
 
 
-def _run_queries(engine: qe.EdgeShard, queries: Sequence[SearchQuery]) -> list[list[ScoredPoint]]:
+def _run_queries(engine: qe.EdgeShard, queries: Sequence[SearchQuery],
+                 bm25: qe.Bm25 | None = None) -> list[list[ScoredPoint]]:
     """One query alone, several as one planned batch (cheaper per query than one call each)."""
-    requests = [_engine_query(query) for query in queries]
+    requests = [_engine_query(query, bm25) for query in queries]
     if len(requests) == 1:
         hits = [engine.query(requests[0])]
     else:
@@ -378,6 +436,8 @@ class _OpenShard:
         self._writes_idle.set()
         self._paused: asyncio.Event | None = None
         self.batcher = MicroBatcher(self._search_batch, max_batch_size=max_batch_size) if micro_batching else None
+        #: The engine's BM25 model for the collection's config (None: the collection has no BM25 vector).
+        self.bm25 = None if spec.bm25 is None else engine_bm25(spec.bm25)
 
     async def call(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
         """`function(engine, *args)` in the executor; refused once the shard is closing."""
@@ -420,12 +480,12 @@ class _OpenShard:
 
     async def search(self, query: SearchQuery) -> list[ScoredPoint]:
         if self.batcher is None:
-            (hits,) = await self.call(_run_queries, [query])
+            (hits,) = await self.call(_run_queries, [query], self.bm25)
             return hits
         return await self.batcher.submit(query)
 
     async def _search_batch(self, queries: Sequence[SearchQuery]) -> list[list[ScoredPoint]]:
-        return await self.call(_run_queries, queries)
+        return await self.call(_run_queries, queries, self.bm25)
 
     async def close(self, error: SearchgwError, finish: Callable[[qe.EdgeShard], None]) -> None:
         """Refuse new calls with `error`, wait for those in flight, then `finish(engine)`."""
@@ -612,7 +672,7 @@ class EdgeBackend:
     # -- points ------------------------------------------------------------------------------
     async def upsert(self, collection: str, points: Sequence[Point]) -> None:
         shard = await self._shard(collection)
-        await shard.write(_upsert, shard.spec, list(points))
+        await shard.write(_upsert, shard.spec, list(points), shard.bm25)
 
     async def delete_points(self, collection: str, *, ids: Sequence[PointId] | None = None,
                             filter: Filter | None = None) -> None:
@@ -621,7 +681,9 @@ class EdgeBackend:
 
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         shard = await self._shard(collection)
-        return await shard.search(checked_query(shard.spec.name, shard.spec.dimension, query))
+        checked = checked_query(shard.spec.name, shard.spec.dimension, query)
+        check_search_mode(shard.spec, checked, collection)
+        return await shard.search(checked)
 
     async def count(self, collection: str, filter: Filter | None = None) -> int:
         shard = await self._shard(collection)

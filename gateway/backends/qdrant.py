@@ -57,13 +57,17 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from searchgw.gateway.backends._catalog import _index_from_json
 from searchgw.gateway.backends.types import (
+    BM25_VECTOR,
     DEFAULT_QUANTILE,
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionInfo,
     CollectionSpec,
     Condition,
     Distance,
     FieldCondition,
     Filter,
+    FusionMethod,
     HasId,
     IsEmpty,
     IsNull,
@@ -75,6 +79,7 @@ from searchgw.gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     ScrollPage,
+    SearchMode,
     SearchQuery,
     SnapshotInfo,
     StoredPoint,
@@ -84,7 +89,9 @@ from searchgw.gateway.backends.types import (
 from searchgw.gateway.rules import (
     aliases_of,
     check_key,
+    bm25_text,
     check_name,
+    check_search_mode,
     check_snapshot_name,
     checked_filter,
     checked_ids,
@@ -102,6 +109,11 @@ from searchgw.gateway.rules import (
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SearchgwError, Unavailable
 
 _EMBEDDING_MODEL_KEY = "embedding_model"
+#: The collection metadata key that keeps a collection's BM25 config (the server keeps only the sparse
+#: vector's IDF modifier; the BM25 parameters travel with every document and query as the model's options).
+_BM25_KEY = "bm25"
+#: The server-side BM25 inference model of Qdrant ≥ 1.15.2.
+BM25_MODEL = "qdrant/bm25"
 #: qdrant-client's local mode accepts payload indexes but keeps none (it has no index to build): there
 #: the backend keeps their declarations in the collection's metadata under this key, as JSON.
 _LOCAL_INDEXES_KEY = "payload_indexes"
@@ -255,8 +267,32 @@ def _filter(filter: Filter) -> models.Filter:
                          min_should=min_should)
 
 
+def bm25_options(config: Bm25Config) -> dict[str, Any]:
+    """The `qdrant/bm25` model's options for a config (Qdrant's Bm25Config, by its JSON names)."""
+    return {"k": config.k1, "b": config.b, "avg_len": config.avg_len, "language": config.language,
+            "tokenizer": config.tokenizer.value}
+
+
+def _bm25_document(text: str, config: Bm25Config) -> models.Document:
+    return models.Document(text=text, model=BM25_MODEL, options=bm25_options(config))
+
+
+def _bm25_from_metadata(metadata: dict[str, Any]) -> Bm25Config | None:
+    stored = metadata.get(_BM25_KEY)
+    if not isinstance(stored, dict):
+        return None
+    return Bm25Config(k1=float(stored["k1"]), b=float(stored["b"]), avg_len=float(stored["avg_len"]),
+                      language=str(stored["language"]), tokenizer=Bm25Tokenizer(stored["tokenizer"]))
+
+
+def _dense(vector: Any) -> Any:
+    """The unnamed dense vector of a record (a point with a BM25 vector has its vectors by name)."""
+    return vector[""] if isinstance(vector, dict) else vector
+
+
 def _stored_point(record: models.Record) -> StoredPoint:
-    vector = np.zeros(0, dtype=np.float32) if record.vector is None else np.asarray(record.vector, dtype=np.float32)
+    vector = (np.zeros(0, dtype=np.float32) if record.vector is None
+              else np.asarray(_dense(record.vector), dtype=np.float32))
     return StoredPoint(id=_domain_id(record.id), vector=vector, payload=dict(record.payload or {}))
 
 
@@ -296,6 +332,8 @@ def _spec_from_info(name: str, info: models.CollectionInfo, local: bool = False)
         scalar_quantization=scalar,
         embedding_model=str((info.config.metadata or {}).get(_EMBEDDING_MODEL_KEY, "")),
         payload_indexes=_declared_indexes(name, info, local),
+        bm25=(_bm25_from_metadata(info.config.metadata or {})
+              if BM25_VECTOR in (info.config.params.sparse_vectors or {}) else None),
     )
 
 
@@ -337,8 +375,11 @@ def _client(location: str, api_key: str | None, timeout: float, prefer_grpc: boo
         url, options = _server_url(location)
         # No compatibility check: it would be a blocking request in the constructor.
         # qdrant-client annotates `timeout` as int but takes seconds as a float (httpx and grpc timeouts).
+        # cloud_inference: documents (BM25 texts) go to the server, which embeds them (Qdrant ≥ 1.15.2
+        # runs `qdrant/bm25` itself); otherwise the client would embed them with fastembed.
         return AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout,  # type: ignore[arg-type]
-                                 prefer_grpc=prefer_grpc, check_compatibility=False, **options)
+                                 prefer_grpc=prefer_grpc, check_compatibility=False, cloud_inference=True,
+                                 **options)
     if location == ":memory:":
         return AsyncQdrantClient(location=":memory:")
     return AsyncQdrantClient(path=location)
@@ -439,10 +480,18 @@ class QdrantBackend:
             quantization = models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                 type=models.ScalarType.INT8, quantile=spec.scalar_quantization.quantile,
                 always_ram=spec.scalar_quantization.always_ram))
+        sparse = None
+        if spec.bm25 is not None:
+            if self._local:
+                raise FailedPrecondition(
+                    "collection.bm25: qdrant-client's local mode has no BM25 inference; use a Qdrant server "
+                    "(≥ 1.15.2) or the edge backend", metadata={"field": "collection.bm25"})
+            sparse = {BM25_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)}
         with _engine_errors(f"collection {spec.name!r}"):
             await self._client.create_collection(
                 spec.name,
                 vectors_config=models.VectorParams(size=spec.dimension, distance=_DISTANCES[spec.distance]),
+                sparse_vectors_config=sparse,
                 hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct,
                                                   full_scan_threshold=spec.full_scan_threshold),
                 quantization_config=quantization,
@@ -520,11 +569,19 @@ class QdrantBackend:
         checked = checked_points(physical, spec.dimension, points)
         if not checked:
             return
-        # checked_points gives vectors in engine form: list[float] (rules.vector_values).
-        structs = [models.PointStruct(id=p.id, vector=cast(list[float], p.vector), payload=p.payload)
-                   for p in checked]
+        structs = [models.PointStruct(id=p.id, vector=self._vector(spec, p), payload=p.payload) for p in checked]
         with self._forgetting(physical):
             await self._client.upsert(physical, points=structs, wait=True)
+
+    @staticmethod
+    def _vector(spec: CollectionSpec, point: Point) -> Any:
+        """The dense vector, and with a BM25 config the point's text as a `qdrant/bm25` document, which
+        the server turns into the sparse vector (a point without a text has none)."""
+        dense = cast(list[float], point.vector)  # checked_points gives vectors in engine form (list[float])
+        text = None if spec.bm25 is None else bm25_text(point.payload)
+        if spec.bm25 is None or text is None:
+            return dense
+        return {"": dense, BM25_VECTOR: _bm25_document(text, spec.bm25)}
 
     async def delete_points(self, collection: str, *, ids: Sequence[PointId] | None = None,
                             filter: Filter | None = None) -> None:
@@ -543,13 +600,33 @@ class QdrantBackend:
     async def search(self, collection: str, query: SearchQuery) -> list[ScoredPoint]:
         physical, spec = await self._target(collection)
         query = checked_query(physical, spec.dimension, query)
+        check_search_mode(spec, query, collection)
+        query_filter = None if query.filter is None else _filter(query.filter)
+        # checked_query made the vector a list[float] (empty for a sparse query, which has none)
+        scoring: Any = cast(list[float], query.vector)
+        using: str | None = None
+        prefetch: list[models.Prefetch] | None = None
+        if query.mode is not SearchMode.DENSE:
+            assert spec.bm25 is not None and query.text is not None  # check_search_mode
+            document = _bm25_document(query.text, spec.bm25)
+            scoring, using = document, BM25_VECTOR
+            if query.mode is SearchMode.HYBRID:
+                depth = query.fusion.prefetch_for(query.limit, query.offset)
+                prefetch = [models.Prefetch(query=cast(list[float], query.vector), limit=depth, filter=query_filter),
+                            models.Prefetch(query=document, using=BM25_VECTOR, limit=depth, filter=query_filter)]
+                using = None
+                scoring = (models.RrfQuery(rrf=models.Rrf(k=query.fusion.rrf_k))
+                           if query.fusion.method is FusionMethod.RRF
+                           else models.FusionQuery(fusion=models.Fusion.DBSF))
         with self._forgetting(physical):
             response = await self._client.query_points(
                 physical,
-                query=cast(list[float], query.vector),  # checked_query made it a list[float]
+                query=scoring,
+                using=using,
+                prefetch=prefetch,
                 limit=query.limit,
                 offset=query.offset,
-                query_filter=None if query.filter is None else _filter(query.filter),
+                query_filter=query_filter,
                 score_threshold=query.score_threshold,
                 with_payload=query.with_payload,
                 with_vectors=False,
@@ -606,6 +683,10 @@ class QdrantBackend:
         metadata: dict[str, Any] = {_EMBEDDING_MODEL_KEY: spec.embedding_model}
         if self._local:
             metadata[_LOCAL_INDEXES_KEY] = _indexes_to_json(spec.payload_indexes)
+        if spec.bm25 is not None:
+            bm25 = spec.bm25
+            metadata[_BM25_KEY] = {"k1": bm25.k1, "b": bm25.b, "avg_len": bm25.avg_len, "language": bm25.language,
+                                   "tokenizer": bm25.tokenizer.value}
         return metadata
 
     async def _change_indexes(self, physical: str, updated: CollectionSpec, apply: Callable[[], Any]) -> None:

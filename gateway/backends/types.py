@@ -90,6 +90,42 @@ class PayloadIndex:
     text: TextIndexParams | None = None
 
 
+class Bm25Tokenizer(enum.StrEnum):
+    """How a BM25 config splits a text into tokens."""
+
+    #: Unicode words: "XK-4471" is "xk" and "4471".
+    WORD = "word"
+    #: Whitespace only: "XK-4471" is one token.
+    WHITESPACE = "whitespace"
+    #: Words in any script, Chinese, Japanese and Korean included.
+    MULTILINGUAL = "multilingual"
+
+
+#: BM25's standard parameters (Qdrant's defaults), used where the API leaves one at zero.
+DEFAULT_BM25_K1 = 1.2
+DEFAULT_BM25_B = 0.75
+DEFAULT_BM25_AVG_LEN = 256.0
+DEFAULT_BM25_LANGUAGE = "english"
+#: The name the engines store a collection's sparse BM25 vector under (its dense vector is unnamed).
+BM25_VECTOR = "bm25"
+
+
+@dataclass(frozen=True)
+class Bm25Config:
+    """A sparse BM25 vector beside the dense one, computed by the engine from each point's text.
+
+    Documents are weighted by term frequency with `k1`, `b` and `avg_len`; the engine applies the
+    inverse document frequency over the collection at query time.
+    """
+
+    k1: float = DEFAULT_BM25_K1
+    b: float = DEFAULT_BM25_B
+    avg_len: float = DEFAULT_BM25_AVG_LEN
+    #: Stopwords and stemmer: a lowercase language name the engines know (see rules.BM25_LANGUAGES).
+    language: str = DEFAULT_BM25_LANGUAGE
+    tokenizer: Bm25Tokenizer = Bm25Tokenizer.WORD
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """What a physical collection is made of. Zero HNSW settings mean the engine's defaults."""
@@ -106,6 +142,8 @@ class CollectionSpec:
     embedding_model: str = ""
     #: The indexed payload fields, one per key, sorted by key (`rules.normalized_spec` sorts them).
     payload_indexes: tuple[PayloadIndex, ...] = ()
+    #: A sparse BM25 vector beside the dense one (None: dense only); needed by sparse and hybrid searches.
+    bm25: Bm25Config | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +325,45 @@ class MinShould:
 Condition: TypeAlias = FieldCondition | HasId | Filter | IsNull | IsEmpty
 
 
+class SearchMode(enum.StrEnum):
+    """The index a search ranks by."""
+
+    #: Nearest neighbours of `vector` (the embedding of a text query, or a raw vector).
+    DENSE = "dense"
+    #: BM25 over the points' texts, for `text`.
+    SPARSE = "sparse"
+    #: The dense and the sparse ranked lists, fused by the engine.
+    HYBRID = "hybrid"
+
+
+class FusionMethod(enum.StrEnum):
+    """How a hybrid search fuses its two ranked lists."""
+
+    #: Reciprocal rank fusion: sum of 1 / (k + rank) over the lists; scores ignored.
+    RRF = "rrf"
+    #: Distribution-based score fusion: each list's scores normalised (mean ± 3 sd), then summed.
+    DBSF = "dbsf"
+
+
+#: RRF's customary k (Cormack et al.; Qdrant's default when none is given is 2).
+DEFAULT_RRF_K = 60
+#: The least each list contributes to a fusion when the query does not say.
+MIN_PREFETCH_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A hybrid search's fusion: the method, RRF's k, and how many hits each list contributes (0: derived)."""
+
+    method: FusionMethod = FusionMethod.RRF
+    rrf_k: int = DEFAULT_RRF_K
+    prefetch_limit: int = 0
+
+    def prefetch_for(self, limit: int, offset: int) -> int:
+        """How many hits each list contributes: `prefetch_limit`, or max(100, 2 × (offset + limit))."""
+        return self.prefetch_limit or max(MIN_PREFETCH_LIMIT, 2 * (offset + limit))
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     """A nearest-neighbour query: the `limit` best points after skipping `offset`, best first."""
@@ -298,3 +375,10 @@ class SearchQuery:
     #: Only points scoring at least this (at most this, for the euclid and manhattan distances).
     score_threshold: float | None = None
     with_payload: bool = False
+    #: Which index ranks; SPARSE and HYBRID need `text` and a collection with a BM25 config. A SPARSE
+    #: query has no dense vector: `vector` is empty.
+    mode: SearchMode = SearchMode.DENSE
+    #: The query text BM25 scores (SPARSE, HYBRID); None for a dense query.
+    text: str | None = None
+    #: How HYBRID fuses its lists.
+    fusion: Fusion = field(default_factory=Fusion)

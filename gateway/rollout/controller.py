@@ -130,6 +130,7 @@ from searchgw.gateway.rollout.model import (
     ROUTINE_DECISIONS,
     Decision,
     VectorSpace,
+    check_arm_bm25,
     check_arm_spaces,
     DecisionKind,
     Rollout,
@@ -168,6 +169,8 @@ ResolveAlias = Callable[[str], Awaitable[str]]
 DeleteCollection = Callable[[str], Awaitable[object]]
 ListAliases = Callable[[], Awaitable[Mapping[str, str]]]
 DescribeSpace = Callable[[str], Awaitable[VectorSpace]]
+#: Whether a physical collection has a BM25 index (sparse and hybrid searches).
+HasBm25 = Callable[[str], Awaitable[bool]]
 Sleep = Callable[[float], Awaitable[None]]
 
 #: The actor of a manual action whose caller named nobody.
@@ -310,6 +313,7 @@ class RolloutController:
         delete_collection: DeleteCollection | None = None,
         list_aliases: ListAliases | None = None,
         vector_space: DescribeSpace | None = None,
+        has_bm25: HasBm25 | None = None,
     ) -> None:
         if tick_interval <= 0:
             raise ValueError("tick_interval must be positive")
@@ -333,6 +337,8 @@ class RolloutController:
         self._list_aliases = list_aliases
         #: A physical collection's (dimension, model): CreateRollout checks the arms are compatible.
         self._vector_space = vector_space
+        #: Whether a physical collection has a BM25 index: CreateRollout refuses a canary without primary's.
+        self._has_bm25 = has_bm25
         #: Every rollout by name, ended ones too.
         self._rollouts: dict[str, Rollout] = {}
         self._active: dict[str, _Active] = {}
@@ -682,6 +688,9 @@ class RolloutController:
         if self._vector_space is not None:
             check_arm_spaces(target, await self._vector_space(target), spec.canary_collection,
                              await self._vector_space(spec.canary_collection))
+        if self._has_bm25 is not None:
+            check_arm_bm25(target, await self._has_bm25(target), spec.canary_collection,
+                           await self._has_bm25(spec.canary_collection))
         now, wall = self._clock(), self._wall_clock()
         first = spec.stages[0]
         # A spec that asks for a pre-flight waits PREPARED, with no traffic, for ValidateRollout and StartRollout.

@@ -551,6 +551,18 @@ def check_arm_spaces(primary: str, primary_space: VectorSpace, canary: str, cana
     return True
 
 
+def check_arm_bm25(primary: str, primary_has: bool, canary: str, canary_has: bool) -> None:
+    """FailedPrecondition when primary has a BM25 index and the canary does not: the canary could not
+    serve the sparse and hybrid searches primary serves, so every one routed to it would fail."""
+    if primary_has and not canary_has:
+        raise FailedPrecondition(
+            f"rollout.canary_collection: {primary!r} has a BM25 index (sparse and hybrid searches) and "
+            f"{canary!r} has none, so the canary could not serve those searches; create the canary with the "
+            f"primary's bm25 config (PrepareRollout copies it)",
+            reason="INCOMPATIBLE_ARMS",
+            metadata={"field": "rollout.canary_collection", "primary": "bm25", "canary": "no bm25"})
+
+
 def check_reason(reason: str) -> None:
     """An operator's reason must fit the decision history."""
     if len(reason) > MAX_REASON_LENGTH:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from searchgw.gateway.backends import Distance, PointId, ScalarQuantization
+from searchgw.gateway.backends import Bm25Config, Distance, PointId, ScalarQuantization
 from searchgw.errors import InvalidArgument
 
 #: Points per backfill page (one scroll of primary, one embedding call, one canary upsert, one save).
@@ -35,6 +35,8 @@ class CanaryOverrides:
     full_scan_threshold: int = 0
     scalar_quantization: ScalarQuantization | None = None
     embedding_model: str = ""
+    #: Another BM25 config for the canary (None keeps primary's; a canary cannot drop primary's BM25).
+    bm25: Bm25Config | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 
 from searchgw.gateway.backends import (
+    Bm25Config,
+    Bm25Tokenizer,
     CollectionInfo,
     CollectionSpec,
     Condition,
@@ -23,6 +25,8 @@ from searchgw.gateway.backends import (
     Distance,
     FieldCondition,
     Filter,
+    Fusion,
+    FusionMethod,
     HasId,
     IsEmpty,
     IsNull,
@@ -34,6 +38,7 @@ from searchgw.gateway.backends import (
     Range,
     ScalarQuantization,
     ScoredPoint,
+    SearchMode,
     SnapshotInfo,
     StoredPoint,
     TextIndexParams,
@@ -397,7 +402,59 @@ def collection_spec_from_proto(message: coll_pb.Collection) -> CollectionSpec:
         embedding_model=message.embedding_model,
         payload_indexes=tuple(payload_index_from_proto(index, f"collection.payload_indexes[{i}]")
                               for i, index in enumerate(message.payload_indexes)),
+        bm25=bm25_from_proto(message.bm25) if message.HasField("bm25") else None,
     )
+
+
+_BM25_TOKENIZER = {coll_pb.BM25_TOKENIZER_UNSPECIFIED: Bm25Tokenizer.WORD, coll_pb.BM25_TOKENIZER_WORD: Bm25Tokenizer.WORD,
+              coll_pb.BM25_TOKENIZER_WHITESPACE: Bm25Tokenizer.WHITESPACE,
+              coll_pb.BM25_TOKENIZER_MULTILINGUAL: Bm25Tokenizer.MULTILINGUAL}
+_BM25_TOKENIZER_OUT = {Bm25Tokenizer.WORD: coll_pb.BM25_TOKENIZER_WORD, Bm25Tokenizer.WHITESPACE: coll_pb.BM25_TOKENIZER_WHITESPACE,
+                  Bm25Tokenizer.MULTILINGUAL: coll_pb.BM25_TOKENIZER_MULTILINGUAL}
+
+
+def bm25_from_proto(message: coll_pb.Bm25Config, field: str = "collection.bm25") -> Bm25Config:
+    """A BM25 config; zero k1 / avg_len and an empty language stay zero (the domain fills the defaults)."""
+    if message.tokenizer not in _BM25_TOKENIZER:
+        raise InvalidArgument(f"{field}.tokenizer", f"{message.tokenizer} is not a known tokenizer")
+    return Bm25Config(k1=message.k1, b=message.b if message.HasField("b") else Bm25Config.b,
+                      avg_len=message.avg_len, language=message.language, tokenizer=_BM25_TOKENIZER[message.tokenizer])
+
+
+def bm25_to_proto(config: Bm25Config) -> coll_pb.Bm25Config:
+    return coll_pb.Bm25Config(k1=config.k1, b=config.b, avg_len=config.avg_len, language=config.language,
+                              tokenizer=_BM25_TOKENIZER_OUT[Bm25Tokenizer(config.tokenizer)])
+
+
+_SEARCH_MODE = {search_pb.SEARCH_MODE_UNSPECIFIED: SearchMode.DENSE, search_pb.SEARCH_MODE_DENSE: SearchMode.DENSE,
+                search_pb.SEARCH_MODE_SPARSE: SearchMode.SPARSE, search_pb.SEARCH_MODE_HYBRID: SearchMode.HYBRID}
+_SEARCH_MODE_OUT = {SearchMode.DENSE: search_pb.SEARCH_MODE_DENSE, SearchMode.SPARSE: search_pb.SEARCH_MODE_SPARSE,
+                    SearchMode.HYBRID: search_pb.SEARCH_MODE_HYBRID}
+_FUSION_METHOD = {search_pb.FUSION_METHOD_UNSPECIFIED: FusionMethod.RRF, search_pb.FUSION_METHOD_RRF: FusionMethod.RRF,
+                  search_pb.FUSION_METHOD_DBSF: FusionMethod.DBSF}
+_FUSION_METHOD_OUT = {FusionMethod.RRF: search_pb.FUSION_METHOD_RRF, FusionMethod.DBSF: search_pb.FUSION_METHOD_DBSF}
+
+
+def search_mode_from_proto(value: search_pb.SearchMode) -> SearchMode:
+    if value not in _SEARCH_MODE:
+        raise InvalidArgument("mode", f"{value} is not a known search mode")
+    return _SEARCH_MODE[value]
+
+
+def search_mode_to_proto(mode: SearchMode) -> search_pb.SearchMode:
+    return _SEARCH_MODE_OUT[mode]
+
+
+def fusion_from_proto(message: search_pb.Fusion) -> Fusion:
+    """A fusion; a zero rrf_k stays zero (the domain fills the default)."""
+    if message.method not in _FUSION_METHOD:
+        raise InvalidArgument("fusion.method", f"{message.method} is not a known fusion method")
+    return Fusion(method=_FUSION_METHOD[message.method], rrf_k=message.rrf_k, prefetch_limit=message.prefetch_limit)
+
+
+def fusion_to_proto(fusion: Fusion) -> search_pb.Fusion:
+    return search_pb.Fusion(method=_FUSION_METHOD_OUT[fusion.method], rrf_k=fusion.rrf_k,
+                            prefetch_limit=fusion.prefetch_limit)
 
 
 def collection_to_proto(info: CollectionInfo) -> coll_pb.Collection:
@@ -412,6 +469,8 @@ def collection_to_proto(info: CollectionInfo) -> coll_pb.Collection:
     if spec.scalar_quantization is not None:
         message.scalar_quantization.quantile = spec.scalar_quantization.quantile
         message.scalar_quantization.always_ram = spec.scalar_quantization.always_ram
+    if spec.bm25 is not None:
+        message.bm25.CopyFrom(bm25_to_proto(spec.bm25))
     return message
 
 
@@ -571,7 +630,8 @@ def canary_overrides_from_proto(message: coll_pb.Collection) -> CanaryOverrides:
         distance=None if message.distance == coll_pb.DISTANCE_UNSPECIFIED else _DISTANCE[message.distance],
         hnsw_m=message.hnsw.m, hnsw_ef_construct=message.hnsw.ef_construct,
         full_scan_threshold=message.hnsw.full_scan_threshold, scalar_quantization=quantization,
-        embedding_model=message.embedding_model)
+        embedding_model=message.embedding_model,
+        bm25=bm25_from_proto(message.bm25, "canary.bm25") if message.HasField("bm25") else None)
 
 
 def arm_stats_to_proto(stats: ArmStats | None) -> roll_pb.ArmStats | None:

@@ -12,12 +12,14 @@ from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, Arm,
 from searchgw.gateway.services.convert import (
     filter_from_proto,
     order_by_from_proto,
+    fusion_from_proto,
     payload_from_proto,
     point_id_from_proto,
     route_to_proto,
     scored_point_to_proto,
     vector_from_proto,
     stored_point_to_proto,
+    search_mode_from_proto,
 )
 from searchgw.v1 import common_pb2
 from searchgw.rpc import current_rpc
@@ -107,6 +109,8 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=request.with_payload,
             page_token=request.page_token,
+            mode=search_mode_from_proto(request.mode),
+            fusion=fusion_from_proto(request.fusion),
         )
         outcome = await self._core.search(params, deadline=_deadline(context, self._clock),
                                           on_route=lambda arm: labels.__setitem__("arm", arm.value))
@@ -123,6 +127,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
                 text=point.text if content == "text" else None,
                 vector=point.vector.values if content == "vector" else None,
                 payload=payload_from_proto(point.payload, f"points[{index}].payload"),
+                bm25_text=point.bm25_text if point.HasField("bm25_text") else None,
             ))
         count, collections = await self._core.upsert(request.collection, points,
                                                       deadline=_deadline(context, self._clock))

@@ -29,6 +29,13 @@ class PayloadIndexType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYLOAD_INDEX_TYPE_DATETIME: _ClassVar[PayloadIndexType]
     PAYLOAD_INDEX_TYPE_UUID: _ClassVar[PayloadIndexType]
     PAYLOAD_INDEX_TYPE_TEXT: _ClassVar[PayloadIndexType]
+
+class Bm25Tokenizer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BM25_TOKENIZER_UNSPECIFIED: _ClassVar[Bm25Tokenizer]
+    BM25_TOKENIZER_WORD: _ClassVar[Bm25Tokenizer]
+    BM25_TOKENIZER_WHITESPACE: _ClassVar[Bm25Tokenizer]
+    BM25_TOKENIZER_MULTILINGUAL: _ClassVar[Bm25Tokenizer]
 DISTANCE_UNSPECIFIED: Distance
 DISTANCE_COSINE: Distance
 DISTANCE_DOT: Distance
@@ -42,6 +49,10 @@ PAYLOAD_INDEX_TYPE_BOOL: PayloadIndexType
 PAYLOAD_INDEX_TYPE_DATETIME: PayloadIndexType
 PAYLOAD_INDEX_TYPE_UUID: PayloadIndexType
 PAYLOAD_INDEX_TYPE_TEXT: PayloadIndexType
+BM25_TOKENIZER_UNSPECIFIED: Bm25Tokenizer
+BM25_TOKENIZER_WORD: Bm25Tokenizer
+BM25_TOKENIZER_WHITESPACE: Bm25Tokenizer
+BM25_TOKENIZER_MULTILINGUAL: Bm25Tokenizer
 
 class HnswConfig(_message.Message):
     __slots__ = ("m", "ef_construct", "full_scan_threshold")
@@ -62,7 +73,7 @@ class ScalarQuantization(_message.Message):
     def __init__(self, quantile: _Optional[float] = ..., always_ram: _Optional[bool] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "dimension", "distance", "hnsw", "scalar_quantization", "embedding_model", "points_count", "aliases", "payload_indexes")
+    __slots__ = ("name", "dimension", "distance", "hnsw", "scalar_quantization", "embedding_model", "points_count", "aliases", "payload_indexes", "bm25")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +83,7 @@ class Collection(_message.Message):
     POINTS_COUNT_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    BM25_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     distance: Distance
@@ -81,7 +93,8 @@ class Collection(_message.Message):
     points_count: int
     aliases: _containers.RepeatedScalarFieldContainer[str]
     payload_indexes: _containers.RepeatedCompositeFieldContainer[PayloadIndex]
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., scalar_quantization: _Optional[_Union[ScalarQuantization, _Mapping]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ...) -> None: ...
+    bm25: Bm25Config
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., distance: _Optional[_Union[Distance, str]] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., scalar_quantization: _Optional[_Union[ScalarQuantization, _Mapping]] = ..., embedding_model: _Optional[str] = ..., points_count: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ..., bm25: _Optional[_Union[Bm25Config, _Mapping]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("collection",)
@@ -342,3 +355,17 @@ class DeletePayloadIndexResponse(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     collection: Collection
     def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class Bm25Config(_message.Message):
+    __slots__ = ("k1", "b", "avg_len", "language", "tokenizer")
+    K1_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    AVG_LEN_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    k1: float
+    b: float
+    avg_len: float
+    language: str
+    tokenizer: Bm25Tokenizer
+    def __init__(self, k1: _Optional[float] = ..., b: _Optional[float] = ..., avg_len: _Optional[float] = ..., language: _Optional[str] = ..., tokenizer: _Optional[_Union[Bm25Tokenizer, str]] = ...) -> None: ...

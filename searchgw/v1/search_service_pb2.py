@@ -26,47 +26,53 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from searchgw.v1 import common_pb2 as searchgw_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n searchgw/v1/search_service.proto\x12\x0bsearchgw.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18searchgw/v1/common.proto\"\x88\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x13\n\x0brouting_key\x18\x05 \x01(\t\x12#\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x14\n\x0cwith_payload\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\tB\x07\n\x05queryB\x12\n\x10_score_threshold\"h\n\x0bScoredPoint\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"v\n\x0eSearchResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.ScoredPoint\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\x9a\x01\n\nPointInput\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07\x63ontent\"L\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x06points\x18\x02 \x03(\x0b\x32\x17.searchgw.v1.PointInput\"7\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\"\x7f\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x03ids\x18\x02 \x01(\x0b\x32\x18.searchgw.v1.PointIdListH\x00\x12%\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.FilterH\x00\x42\n\n\x08selector\"%\n\x0e\x44\x65leteResponse\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\"l\n\x12\x43ountPointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x1d\n\x03\x61rm\x18\x03 \x01(\x0e\x32\x10.searchgw.v1.Arm\"G\n\x13\x43ountPointsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\"\x98\x01\n\x07OrderBy\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\tdirection\x18\x02 \x01(\x0e\x32\x1e.searchgw.v1.OrderBy.Direction\"M\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x11\n\rDIRECTION_ASC\x10\x01\x12\x12\n\x0e\x44IRECTION_DESC\x10\x02\"~\n\x0bPointRecord\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.Vector\"\xe7\x01\n\x13ScrollPointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12&\n\x08order_by\x18\x05 \x01(\x0b\x32\x14.searchgw.v1.OrderBy\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x12\x1d\n\x03\x61rm\x18\x08 \x01(\x0e\x32\x10.searchgw.v1.Arm\"|\n\x14ScrollPointsResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.PointRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12!\n\x05route\x18\x03 \x01(\x0b\x32\x12.searchgw.v1.Route\"\x93\x01\n\x10GetPointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12!\n\x03ids\x18\x02 \x03(\x0b\x32\x14.searchgw.v1.PointId\x12\x14\n\x0cwith_payload\x18\x03 \x01(\x08\x12\x13\n\x0bwith_vector\x18\x04 \x01(\x08\x12\x1d\n\x03\x61rm\x18\x05 \x01(\x0e\x32\x10.searchgw.v1.Arm\"`\n\x11GetPointsResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.PointRecord\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route2\xcb\x03\n\rSearchService\x12\x41\n\x06Search\x12\x1a.searchgw.v1.SearchRequest\x1a\x1b.searchgw.v1.SearchResponse\x12\x41\n\x06Upsert\x12\x1a.searchgw.v1.UpsertRequest\x1a\x1b.searchgw.v1.UpsertResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.searchgw.v1.DeleteRequest\x1a\x1b.searchgw.v1.DeleteResponse\x12P\n\x0b\x43ountPoints\x12\x1f.searchgw.v1.CountPointsRequest\x1a .searchgw.v1.CountPointsResponse\x12S\n\x0cScrollPoints\x12 .searchgw.v1.ScrollPointsRequest\x1a!.searchgw.v1.ScrollPointsResponse\x12J\n\tGetPoints\x12\x1d.searchgw.v1.GetPointsRequest\x1a\x1e.searchgw.v1.GetPointsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n searchgw/v1/search_service.proto\x12\x0bsearchgw.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18searchgw/v1/common.proto\"\xd4\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x13\n\x0brouting_key\x18\x05 \x01(\t\x12#\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x14\n\x0cwith_payload\x18\x08 \x01(\x08\x12\x12\n\npage_token\x18\t \x01(\t\x12%\n\x04mode\x18\n \x01(\x0e\x32\x17.searchgw.v1.SearchMode\x12#\n\x06\x66usion\x18\x0b \x01(\x0b\x32\x13.searchgw.v1.FusionB\x07\n\x05queryB\x12\n\x10_score_threshold\"h\n\x0bScoredPoint\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"v\n\x0eSearchResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.ScoredPoint\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xc0\x01\n\nPointInput\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12%\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.VectorH\x00\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\tbm25_text\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07\x63ontentB\x0c\n\n_bm25_text\"L\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x06points\x18\x02 \x03(\x0b\x32\x17.searchgw.v1.PointInput\"7\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\"\x7f\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x03ids\x18\x02 \x01(\x0b\x32\x18.searchgw.v1.PointIdListH\x00\x12%\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.FilterH\x00\x42\n\n\x08selector\"%\n\x0e\x44\x65leteResponse\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\"l\n\x12\x43ountPointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x1d\n\x03\x61rm\x18\x03 \x01(\x0e\x32\x10.searchgw.v1.Arm\"G\n\x13\x43ountPointsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\"\x98\x01\n\x07OrderBy\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\tdirection\x18\x02 \x01(\x0e\x32\x1e.searchgw.v1.OrderBy.Direction\"M\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x11\n\rDIRECTION_ASC\x10\x01\x12\x12\n\x0e\x44IRECTION_DESC\x10\x02\"~\n\x0bPointRecord\x12 \n\x02id\x18\x01 \x01(\x0b\x32\x14.searchgw.v1.PointId\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06vector\x18\x03 \x01(\x0b\x32\x13.searchgw.v1.Vector\"\xe7\x01\n\x13ScrollPointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12#\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x13.searchgw.v1.Filter\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12&\n\x08order_by\x18\x05 \x01(\x0b\x32\x14.searchgw.v1.OrderBy\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x12\x1d\n\x03\x61rm\x18\x08 \x01(\x0e\x32\x10.searchgw.v1.Arm\"|\n\x14ScrollPointsResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.PointRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12!\n\x05route\x18\x03 \x01(\x0b\x32\x12.searchgw.v1.Route\"\x93\x01\n\x10GetPointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12!\n\x03ids\x18\x02 \x03(\x0b\x32\x14.searchgw.v1.PointId\x12\x14\n\x0cwith_payload\x18\x03 \x01(\x08\x12\x13\n\x0bwith_vector\x18\x04 \x01(\x08\x12\x1d\n\x03\x61rm\x18\x05 \x01(\x0e\x32\x10.searchgw.v1.Arm\"`\n\x11GetPointsResponse\x12(\n\x06points\x18\x01 \x03(\x0b\x32\x18.searchgw.v1.PointRecord\x12!\n\x05route\x18\x02 \x01(\x0b\x32\x12.searchgw.v1.Route\"Z\n\x06\x46usion\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.searchgw.v1.FusionMethod\x12\r\n\x05rrf_k\x18\x02 \x01(\r\x12\x16\n\x0eprefetch_limit\x18\x03 \x01(\r*p\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x16\n\x12SEARCH_MODE_SPARSE\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03*\\\n\x0c\x46usionMethod\x12\x1d\n\x19\x46USION_METHOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46USION_METHOD_RRF\x10\x01\x12\x16\n\x12\x46USION_METHOD_DBSF\x10\x02\x32\xcb\x03\n\rSearchService\x12\x41\n\x06Search\x12\x1a.searchgw.v1.SearchRequest\x1a\x1b.searchgw.v1.SearchResponse\x12\x41\n\x06Upsert\x12\x1a.searchgw.v1.UpsertRequest\x1a\x1b.searchgw.v1.UpsertResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.searchgw.v1.DeleteRequest\x1a\x1b.searchgw.v1.DeleteResponse\x12P\n\x0b\x43ountPoints\x12\x1f.searchgw.v1.CountPointsRequest\x1a .searchgw.v1.CountPointsResponse\x12S\n\x0cScrollPoints\x12 .searchgw.v1.ScrollPointsRequest\x1a!.searchgw.v1.ScrollPointsResponse\x12J\n\tGetPoints\x12\x1d.searchgw.v1.GetPointsRequest\x1a\x1e.searchgw.v1.GetPointsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.search_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SEARCHMODE']._serialized_start=2338
+  _globals['_SEARCHMODE']._serialized_end=2450
+  _globals['_FUSIONMETHOD']._serialized_start=2452
+  _globals['_FUSIONMETHOD']._serialized_end=2544
   _globals['_SEARCHREQUEST']._serialized_start=106
-  _globals['_SEARCHREQUEST']._serialized_end=370
-  _globals['_SCOREDPOINT']._serialized_start=372
-  _globals['_SCOREDPOINT']._serialized_end=476
-  _globals['_SEARCHRESPONSE']._serialized_start=478
-  _globals['_SEARCHRESPONSE']._serialized_end=596
-  _globals['_POINTINPUT']._serialized_start=599
-  _globals['_POINTINPUT']._serialized_end=753
-  _globals['_UPSERTREQUEST']._serialized_start=755
-  _globals['_UPSERTREQUEST']._serialized_end=831
-  _globals['_UPSERTRESPONSE']._serialized_start=833
-  _globals['_UPSERTRESPONSE']._serialized_end=888
-  _globals['_DELETEREQUEST']._serialized_start=890
-  _globals['_DELETEREQUEST']._serialized_end=1017
-  _globals['_DELETERESPONSE']._serialized_start=1019
-  _globals['_DELETERESPONSE']._serialized_end=1056
-  _globals['_COUNTPOINTSREQUEST']._serialized_start=1058
-  _globals['_COUNTPOINTSREQUEST']._serialized_end=1166
-  _globals['_COUNTPOINTSRESPONSE']._serialized_start=1168
-  _globals['_COUNTPOINTSRESPONSE']._serialized_end=1239
-  _globals['_ORDERBY']._serialized_start=1242
-  _globals['_ORDERBY']._serialized_end=1394
-  _globals['_ORDERBY_DIRECTION']._serialized_start=1317
-  _globals['_ORDERBY_DIRECTION']._serialized_end=1394
-  _globals['_POINTRECORD']._serialized_start=1396
-  _globals['_POINTRECORD']._serialized_end=1522
-  _globals['_SCROLLPOINTSREQUEST']._serialized_start=1525
-  _globals['_SCROLLPOINTSREQUEST']._serialized_end=1756
-  _globals['_SCROLLPOINTSRESPONSE']._serialized_start=1758
-  _globals['_SCROLLPOINTSRESPONSE']._serialized_end=1882
-  _globals['_GETPOINTSREQUEST']._serialized_start=1885
-  _globals['_GETPOINTSREQUEST']._serialized_end=2032
-  _globals['_GETPOINTSRESPONSE']._serialized_start=2034
-  _globals['_GETPOINTSRESPONSE']._serialized_end=2130
-  _globals['_SEARCHSERVICE']._serialized_start=2133
-  _globals['_SEARCHSERVICE']._serialized_end=2592
+  _globals['_SEARCHREQUEST']._serialized_end=446
+  _globals['_SCOREDPOINT']._serialized_start=448
+  _globals['_SCOREDPOINT']._serialized_end=552
+  _globals['_SEARCHRESPONSE']._serialized_start=554
+  _globals['_SEARCHRESPONSE']._serialized_end=672
+  _globals['_POINTINPUT']._serialized_start=675
+  _globals['_POINTINPUT']._serialized_end=867
+  _globals['_UPSERTREQUEST']._serialized_start=869
+  _globals['_UPSERTREQUEST']._serialized_end=945
+  _globals['_UPSERTRESPONSE']._serialized_start=947
+  _globals['_UPSERTRESPONSE']._serialized_end=1002
+  _globals['_DELETEREQUEST']._serialized_start=1004
+  _globals['_DELETEREQUEST']._serialized_end=1131
+  _globals['_DELETERESPONSE']._serialized_start=1133
+  _globals['_DELETERESPONSE']._serialized_end=1170
+  _globals['_COUNTPOINTSREQUEST']._serialized_start=1172
+  _globals['_COUNTPOINTSREQUEST']._serialized_end=1280
+  _globals['_COUNTPOINTSRESPONSE']._serialized_start=1282
+  _globals['_COUNTPOINTSRESPONSE']._serialized_end=1353
+  _globals['_ORDERBY']._serialized_start=1356
+  _globals['_ORDERBY']._serialized_end=1508
+  _globals['_ORDERBY_DIRECTION']._serialized_start=1431
+  _globals['_ORDERBY_DIRECTION']._serialized_end=1508
+  _globals['_POINTRECORD']._serialized_start=1510
+  _globals['_POINTRECORD']._serialized_end=1636
+  _globals['_SCROLLPOINTSREQUEST']._serialized_start=1639
+  _globals['_SCROLLPOINTSREQUEST']._serialized_end=1870
+  _globals['_SCROLLPOINTSRESPONSE']._serialized_start=1872
+  _globals['_SCROLLPOINTSRESPONSE']._serialized_end=1996
+  _globals['_GETPOINTSREQUEST']._serialized_start=1999
+  _globals['_GETPOINTSREQUEST']._serialized_end=2146
+  _globals['_GETPOINTSRESPONSE']._serialized_start=2148
+  _globals['_GETPOINTSRESPONSE']._serialized_end=2244
+  _globals['_FUSION']._serialized_start=2246
+  _globals['_FUSION']._serialized_end=2336
+  _globals['_SEARCHSERVICE']._serialized_start=2547
+  _globals['_SEARCHSERVICE']._serialized_end=3006
 # @@protoc_insertion_point(module_scope)

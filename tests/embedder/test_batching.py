@@ -158,3 +158,48 @@ async def test_repeated_model_failures_mark_the_worker_unhealthy_until_a_run_suc
     assert result.vector[0] == 2
     assert seen == [False, True]
     assert batcher.healthy
+
+
+async def test_requests_of_one_loop_turn_share_the_batch_that_starts_at_the_end_of_that_turn(rig):
+    model, clock, batcher = rig
+    model.gate.clear()
+    calls = [asyncio.ensure_future(batcher.submit([Item(4, tag=i)])) for i in range(3)]
+    await asyncio.sleep(0)  # one turn: the three submits run up to their awaits
+    await asyncio.sleep(0)  # the end of that turn: one batch of all three is on the model
+    assert (batcher.running, batcher.queue_depth) == (1, 0)
+    model.gate.set()
+    results = await asyncio.gather(*calls)
+    assert [len(b) for b in model.batches] == [3]
+    assert [r[0].vector.tolist() for r in results] == [[4.0, 0.0], [4.0, 1.0], [4.0, 2.0]]
+
+
+async def test_two_runners_run_two_batches_at_once_and_each_caller_gets_its_own_vector():
+    first, second = HeldModel(), HeldModel()
+    for model in (first, second):
+        model.gate.clear()
+    executor = ThreadPoolExecutor(max_workers=2)
+    batcher = DynamicBatcher(first, executor, max_batch_tokens=1000, max_batch_size=16, max_queue_size=8,
+                             clock=ManualClock(0.0))
+    batcher.add_runner(second)
+    batcher.start()
+    try:
+        one = asyncio.ensure_future(batcher.submit([Item(3, tag=1)]))
+        await asyncio.sleep(0)
+        two = asyncio.ensure_future(batcher.submit([Item(5, tag=2)]))
+        await wait_for_run_start(first)
+        await wait_for_run_start(second)  # the second batch runs while the first is still held
+        assert (batcher.running, batcher.queue_depth) == (2, 0)
+        third = asyncio.ensure_future(batcher.submit([Item(7, tag=3)]))
+        await asyncio.sleep(0)
+        assert batcher.queue_depth == 1  # both runners busy: it waits
+        second.gate.set()
+        [[b], [c]] = await asyncio.gather(two, third)
+        first.gate.set()
+        [a] = await one
+        assert [r.vector.tolist() for r in (a, b, c)] == [[3.0, 1.0], [5.0, 2.0], [7.0, 3.0]]
+        assert len(first.batches) + len(second.batches) == 3
+    finally:
+        first.gate.set()
+        second.gate.set()
+        await batcher.stop()
+        executor.shutdown(wait=True)

@@ -159,3 +159,19 @@ async def test_health_is_not_serving_until_loaded_and_again_when_the_worker_dies
             assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         await server.stop(0)
+
+
+async def test_two_model_runners_answer_like_one(embedding_models, stub):
+    """--model-runners 2: a second onnxruntime session runs batches beside the first; concurrent
+    callers get the same vectors as from the one-session server."""
+    server = await create_server(embedder_settings(model_runners=2, intra_op_threads=1, cache_size=0))
+    await server.load(embedding_models)
+    try:
+        texts = [f"runner check {i} " + "word " * (i % 7) for i in range(24)]
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            two = pb_grpc.EmbedServiceStub(channel)
+            responses = await asyncio.gather(*(two.Embed(pb.EmbedRequest(texts=[text])) for text in texts))
+        expected = vectors(await stub.Embed(pb.EmbedRequest(texts=texts)))
+        np.testing.assert_allclose(np.concatenate([vectors(r) for r in responses]), expected, atol=1e-5)
+    finally:
+        await server.stop(0)

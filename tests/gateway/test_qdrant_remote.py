@@ -158,7 +158,13 @@ async def test_the_server_answers_like_qdrant_to_wrong_and_unsupported_requests(
         code, message = await status(points.Query(qdrant.QueryPoints(
             collection_name="c", query=qdrant.Query(sample=qdrant.Sample.Random))))
         assert code == grpc.StatusCode.UNIMPLEMENTED and "queries other than nearest" in message
-        code, _ = await status(points.Get(qdrant.GetPoints(collection_name="c")))
+        document = qdrant.Query(nearest=qdrant.VectorInput(document=qdrant.Document(text="x", model="acme/splade")))
+        code, message = await status(points.Query(qdrant.QueryPoints(collection_name="c", query=document, using="s")))
+        assert code == grpc.StatusCode.UNIMPLEMENTED and "only qdrant/bm25" in message
+        bm25 = qdrant.Query(nearest=qdrant.VectorInput(document=qdrant.Document(text="x", model="qdrant/bm25")))
+        code, message = await status(points.Query(qdrant.QueryPoints(collection_name="c", query=bm25, using="bm25")))
+        assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "Wrong input: Not existing vector name error: bm25")
+        code, _ = await status(points.Recommend(qdrant.RecommendPoints(collection_name="c")))  # Get is served now
         assert code == grpc.StatusCode.UNIMPLEMENTED
         collections = collections_service_pb2_grpc.CollectionsStub(channel)
         code, message = await status(collections.Create(qdrant.CreateCollection(collection_name="x")))

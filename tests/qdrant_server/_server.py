@@ -48,6 +48,7 @@ from tests.qdrant_server._convert import (
     unimplemented,
 )
 from tests.qdrant_server._store import TOKENIZERS, Store, retrieved_point, scored_point
+from tests.qdrant_server._inference import fusion, named_vectors, nearest, prefetches
 
 log = logging.getLogger("tests.qdrant_server")
 R = TypeVar("R")
@@ -218,10 +219,19 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
     async def Upsert(self, request: points_pb2.UpsertPoints, context: Any) -> points_pb2.PointsOperationResponse:
         refuse_set_fields(request, {"collection_name", "wait", "points", "timeout"}, "UpsertPoints")
         points, dimensions = [], []
+        sparse_names: set[str] = set()
         for i, point in enumerate(request.points):
-            vector = point_vector(point.vectors, f"points[{i}].vectors")
-            dimensions.append((i, len(vector)))
+            vector: Any
+            if point.vectors.WhichOneof("vectors_options") == "vectors":  # by name: dense, sparse, documents
+                vector, dense = named_vectors(point.vectors.vectors, f"points[{i}].vectors")
+                sparse_names.update(name for name in vector if name)
+            else:
+                vector = dense = point_vector(point.vectors, f"points[{i}].vectors")
+            if dense is not None:
+                dimensions.append((i, len(dense)))
             points.append(qe.Point(point_id(point.id, f"points[{i}].id"), vector, payload_to_python(point.payload)))
+        if sparse_names:
+            await self.engine.run(self.engine.store.check_sparse_names, request.collection_name, sparse_names)
         await self.engine.run(self.engine.store.upsert, request.collection_name, points, dimensions)
         return _completed()
 
@@ -241,25 +251,33 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
     @rpc
     async def Query(self, request: points_pb2.QueryPoints, context: Any) -> points_pb2.QueryResponse:
         refuse_set_fields(request, {"collection_name", "query", "filter", "score_threshold", "limit", "offset",
-                                    "with_payload", "with_vectors", "timeout"}, "QueryPoints")
-        if request.query.WhichOneof("variant") != "nearest":
-            raise unimplemented("queries other than nearest")
-        if request.query.nearest.WhichOneof("variant") != "dense":
-            raise unimplemented("nearest to anything but a dense vector")
+                                    "with_payload", "with_vectors", "timeout", "using", "prefetch"}, "QueryPoints")
         if request.with_vectors.WhichOneof("selector_options") not in (None, "enable") or request.with_vectors.enable:
             raise unimplemented("with_vectors")
-        vector = dense_values(request.query.nearest.dense.data, "query.nearest.dense")
+        # nearest to a dense vector, a sparse vector or a qdrant/bm25 document; or a fusion of prefetches
+        stages, dense, names = prefetches(request, "prefetch")
+        if stages:
+            if request.using:
+                raise unimplemented("using with prefetch")
+            query: Any = fusion(request.query, "query")
+        else:
+            query, vector = nearest(request.query, request.using, "query")
+            dense = [] if vector is None else [vector]
+            names = {request.using} if request.using else set()
         with_payload = _with_payload(request.with_payload)
         engine_request = qe.QueryRequest(
             limit=request.limit if request.HasField("limit") else 10,
             offset=request.offset if request.HasField("offset") else None,
-            query=qe.Query.Nearest(vector),
+            query=query,
+            prefetches=stages or None,
             filter=engine_filter(request.filter) if request.HasField("filter") else None,
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=with_payload,
             with_vector=False,
         )
-        hits = await self.engine.run(self.engine.store.query, request.collection_name, vector, engine_request)
+        if names:
+            await self.engine.run(self.engine.store.check_sparse_names, request.collection_name, names)
+        hits = await self.engine.run(self.engine.store.query_vectors, request.collection_name, dense, engine_request)
         return points_pb2.QueryResponse(result=[scored_point(hit, with_payload) for hit in hits])
 
     @rpc

@@ -42,6 +42,7 @@ import qdrant_edge as qe
 from google.protobuf import json_format
 from qdrant_client.grpc import collections_pb2, points_pb2, snapshots_service_pb2
 
+from tests.qdrant_server._inference import fill_vectors_output
 from tests.qdrant_server._convert import (
     QdrantStatus,
     fill_payload,
@@ -107,8 +108,12 @@ def engine_config(config: collections_pb2.CreateCollection) -> qe.EdgeConfig:
         quantization = qe.ScalarQuantizationConfig(
             type=qe.ScalarType.Int8, quantile=scalar.quantile if scalar.HasField("quantile") else None,
             always_ram=scalar.always_ram if scalar.HasField("always_ram") else None)
+    sparse = {name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if sparse_params.modifier == collections_pb2.Modifier.Idf
+                                              else None)
+              for name, sparse_params in config.sparse_vectors_config.map.items()} or None
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=params.size, distance=_DISTANCES[params.distance]),
+        sparse_vectors=sparse,
         hnsw_config=qe.HnswIndexConfig(m=config.hnsw_config.m, ef_construct=config.hnsw_config.ef_construct,
                                        full_scan_threshold=config.hnsw_config.full_scan_threshold),
         quantization_config=quantization,
@@ -255,6 +260,8 @@ class Store:
         )
         info.config.params.shard_number = 1
         info.config.params.vectors_config.CopyFrom(config.vectors_config)
+        if config.HasField("sparse_vectors_config"):
+            info.config.params.sparse_vectors_config.CopyFrom(config.sparse_vectors_config)
         info.config.hnsw_config.CopyFrom(config.hnsw_config)
         info.config.optimizer_config.CopyFrom(OPTIMIZERS)
         info.config.wal_config.CopyFrom(WAL)
@@ -331,10 +338,22 @@ class Store:
             collection.shard.update(qe.UpdateOperation.delete_points(selector))
 
     def query(self, name: str, vector: list[float], request: qe.QueryRequest) -> list[qe.ScoredPoint]:
+        return self.query_vectors(name, [vector], request)
+
+    def query_vectors(self, name: str, dense: list[list[float]], request: qe.QueryRequest) -> list[qe.ScoredPoint]:
+        """`query` for a request with any number of dense vectors (none for a sparse query; a fusion's
+        prefetches may have one each), each checked against the collection's size."""
         _, collection = self.resolve(name)
-        if len(vector) != collection.dimension:
-            raise invalid(f"Vector dimension error: expected dim: {collection.dimension}, got {len(vector)}")
+        for vector in dense:
+            if len(vector) != collection.dimension:
+                raise invalid(f"Vector dimension error: expected dim: {collection.dimension}, got {len(vector)}")
         return collection.shard.query(request)
+
+    def check_sparse_names(self, name: str, names: set[str]) -> None:
+        """Every name is one of the collection's sparse vectors (Qdrant: "Not existing vector name")."""
+        _, collection = self.resolve(name)
+        for vector in sorted(names - set(collection.config.sparse_vectors_config.map)):
+            raise invalid(f"Not existing vector name error: {vector}")
 
     def scroll(self, name: str, request: qe.ScrollRequest) -> tuple[list[qe.Record], int | str | None]:
         _, collection = self.resolve(name)
@@ -443,7 +462,11 @@ def _add_shard(archive: tarfile.TarFile, shard: Path) -> dict[str, int]:
 def normalized_config(request: collections_pb2.CreateCollection) -> collections_pb2.CreateCollection:
     """The part of a CreateCollection this server implements, defaults filled in; the rest is refused."""
     refuse_set_fields(request, {"collection_name", "vectors_config", "hnsw_config", "quantization_config",
-                                "metadata", "timeout", "on_disk_payload"}, "CreateCollection")
+                                "metadata", "timeout", "on_disk_payload", "sparse_vectors_config"}, "CreateCollection")
+    for name, sparse in request.sparse_vectors_config.map.items():
+        refuse_set_fields(sparse, {"modifier"}, f"sparse_vectors_config.map[{name}]")
+        if not name:
+            raise invalid("sparse_vectors_config: a sparse vector needs a name")
     if request.vectors_config.WhichOneof("config") != "params":
         raise unimplemented("collections without one unnamed dense vector (vectors_config.params)")
     params = request.vectors_config.params
@@ -467,6 +490,8 @@ def normalized_config(request: collections_pb2.CreateCollection) -> collections_
                 else default)
     if request.HasField("quantization_config"):
         config.quantization_config.CopyFrom(quantization)
+    if request.HasField("sparse_vectors_config"):
+        config.sparse_vectors_config.CopyFrom(request.sparse_vectors_config)
     for key, value in request.metadata.items():
         config.metadata[key].CopyFrom(value)
     return config
@@ -520,7 +545,7 @@ def retrieved_point(record: qe.Record, with_payload: bool) -> points_pb2.Retriev
     if with_payload and record.payload:
         fill_payload(point.payload, record.payload)
     if record.vector is not None:
-        point.vectors.vector.dense.data.extend(float(x) for x in record.vector)
+        fill_vectors_output(record.vector, point.vectors)
     if record.order_value is not None:
         if isinstance(record.order_value, float):
             point.order_value.float = record.order_value
