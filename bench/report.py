@@ -207,7 +207,8 @@ def plot_gateway_throughput(results: bench_gateway.GatewayResults) -> str:
     ax.set_title(f"Search by vector, {_gateway.CONCURRENCY} concurrent callers (closed loop)")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
-    footer(fig, stamp(results.machine, f"targets: c >= {bench_gateway_load.TARGET_VS_BACKEND:.2f}x b; "
+    by_size = ", ".join(f"{t:.2f}x b at {n}" for n, t in bench_gateway_load.TARGET_VS_BACKEND_BY_SIZE.items())
+    footer(fig, stamp(results.machine, f"targets: c >= {by_size}; "
                                        f"on 1000 points c >= {bench_gateway_load.TARGET_VS_ECHO_1K:.2f}x a"))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, "gateway_throughput.png")
@@ -573,6 +574,9 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
     add((Path(__file__).resolve().parent / "rollout_decisions.md").read_text(encoding="utf-8").strip() + "\n")
+    # The hot path's step-by-step figures and the --workers scaling, kept by hand in bench/hotpath.md
+    # (they compare commits, and bench_workers needs redis-server and the Qdrant-protocol test server).
+    add((Path(__file__).resolve().parent / "hotpath.md").read_text(encoding="utf-8").strip() + "\n")
     # Scale (10k → 1M vectors, index builds while serving): measured by bench/bench_scale.py and
     # bench/bench_index_build.py (an hour or more at 1M points), rendered into bench/scale.md.
     scale = Path(__file__).resolve().parent / "scale.md"

@@ -632,11 +632,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"searchgw serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:  # several processes on one port (see gateway.workers)
+        from searchgw.gateway.workers import run_workers
+
+        return run_workers(settings)
     configure_tracing("searchgw-gateway", settings.tracing_exporter)
-    return asyncio.run(_run_gateway(settings, embedder_settings))
+    return asyncio.run(run_gateway(settings, embedder_settings))
 
 
-async def _run_gateway(settings, embedder_settings) -> int:
+async def run_gateway(settings, embedder_settings, *, reuse_port: bool = False,
+                      on_ready: Callable[[str, int | None], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain. `on_ready(address, metrics_port)` announces it (default:
+    the `gateway serving on …` line); `reuse_port` for a worker of `--workers N`."""
     from searchgw.embedder.server import create_server as create_embedder
     from searchgw.gateway.server import create_server
     from searchgw.rpc.server import run_until_signalled
@@ -646,7 +653,7 @@ async def _run_gateway(settings, embedder_settings) -> int:
         embedder = await create_embedder(embedder_settings)
         await embedder.load()
         settings = dataclasses.replace(settings, embedder_addr=embedder.address)
-    gateway = await create_server(settings)
+    gateway = await create_server(settings, reuse_port=reuse_port)
     if settings.demo:
         await gateway.demo.ensure()
 
@@ -655,9 +662,14 @@ async def _run_gateway(settings, embedder_settings) -> int:
         if embedder is not None:
             await embedder.stop()
 
-    await run_until_signalled(stop, on_ready=lambda: print(
-        f"gateway serving on {gateway.address}" + (f" (embedder on {embedder.address})" if embedder else ""),
-        flush=True))
+    def announce() -> None:
+        if on_ready is not None:
+            on_ready(gateway.address, gateway.metrics_endpoint.port if gateway.metrics_endpoint else None)
+            return
+        print(f"gateway serving on {gateway.address}" + (f" (embedder on {embedder.address})" if embedder else ""),
+              flush=True)
+
+    await run_until_signalled(stop, on_ready=announce)
     return 0
 
 

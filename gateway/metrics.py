@@ -166,6 +166,9 @@ class GatewayMetrics:
         #: Ended rollouts still exported, and when they ended (clock seconds).
         self._ended_at: dict[str, float] = {}
         self._collections: frozenset[str] = frozenset()
+        #: Labelled children of the per-call metrics, by label values (see `observe`).
+        self._rpc_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._backend_children: dict[tuple[str, str], Histogram] = {}
 
     # -- collection label ------------------------------------------------------------------
     def set_known_collections(self, names: Iterable[str]) -> None:
@@ -208,21 +211,32 @@ class GatewayMetrics:
 
     # -- RpcObserver -----------------------------------------------------------------------
     def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:
-        """One RPC: its full method name, the name of its final status code, duration and labels."""
-        service, _, rpc = method.lstrip("/").rpartition("/")
+        """One RPC: its full method name, the name of its final status code, duration and labels.
+
+        The labelled children are cached per label tuple (`Counter.labels()` costs a lock and several
+        dict operations per call); every label value is bounded (see the module docstring), so the
+        caches are too."""
         arm = labels.get("arm", "none")
         if arm != "none" and labels.get(FORCED_ARM_LABEL):
             arm = f"{arm}_forced"
-        if service == SEARCH_SERVICE:
-            self.requests.labels(rpc, self.collection_label(labels.get("collection", "")), arm, code).inc()
-        else:
-            self.admin_requests.labels(rpc, code).inc()
-        self.request_duration.labels(rpc, arm).observe(seconds)
+        collection = self.collection_label(labels.get("collection", ""))
+        key = (method, collection, arm, code)
+        children = self._rpc_children.get(key)
+        if children is None:
+            service, _, rpc = method.lstrip("/").rpartition("/")
+            counter = (self.requests.labels(rpc, collection, arm, code) if service == SEARCH_SERVICE
+                       else self.admin_requests.labels(rpc, code))
+            children = self._rpc_children[key] = (counter, self.request_duration.labels(rpc, arm))
+        children[0].inc()
+        children[1].observe(seconds)
 
     # -- backend observer ------------------------------------------------------------------
     def observe_backend(self, operation: str, backend: str, seconds: float) -> None:
-        """One vector backend call (the InstrumentedBackend's observer)."""
-        self.backend_duration.labels(operation, backend).observe(seconds)
+        """One vector backend call (the InstrumentedBackend's observer); children cached as in `observe`."""
+        child = self._backend_children.get((operation, backend))
+        if child is None:
+            child = self._backend_children[(operation, backend)] = self.backend_duration.labels(operation, backend)
+        child.observe(seconds)
 
     # -- rollout observer ------------------------------------------------------------------
     def on_change(self, rollout) -> None:

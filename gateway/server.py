@@ -90,7 +90,7 @@ from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import NOT_SERVING, SERVING, drain, server_options
-from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
+from searchgw.telemetry import MetricsEndpoint
 from searchgw.v1 import (
     collection_service_pb2,
     collection_service_pb2_grpc,
@@ -198,6 +198,7 @@ async def create_server(
     wall_clock: Callable[[], float] = time.time,
     run_controller: bool = True,
     probe_interval_s: float | None = PROBE_INTERVAL_S,
+    reuse_port: bool = False,
 ) -> GatewayServer:
     """Build and start the gateway.
 
@@ -205,6 +206,7 @@ async def create_server(
     rollout controller, and `run_controller=False` leaves its ticks to the caller (tests).
     `probe_interval_s=None` probes the dependencies only at start-up (tests call
     `server.dependencies.probe_once()`); finished rollouts' series are swept after each round.
+    `reuse_port` binds with SO_REUSEPORT (a worker of `searchgw serve --workers N`, see gateway.workers).
     """
     metrics = GatewayMetrics(clock=rollout_clock or clock)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -304,12 +306,14 @@ async def create_server(
     demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(
-        interceptors=[server_tracing_interceptor(),
-                      DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL}),
-                      *security.interceptors_for(settings, METHOD_SCOPES)],
+        # One interceptor: the call's span (W3C context from the caller), authentication and rate
+        # limits, error mapping and the per-RPC metrics (see searchgw.rpc.errors).
+        interceptors=[DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL},
+                                             admission=security.admission_for(settings, METHOD_SCOPES),
+                                             tracing=True)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,
-                               keepalive_timeout_s=settings.keepalive_timeout_s),
+                               keepalive_timeout_s=settings.keepalive_timeout_s, reuse_port=reuse_port),
     )
     reader = PointReader(served_backend, router, settings, page_tokens)
     search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock, reader=reader),
@@ -418,6 +422,9 @@ class _NameTrackingBackend:
         self.inner = inner
         self.kind = inner.kind
         self._metrics = metrics
+        # The request path's calls go straight to the backend (no coroutine of ours around them).
+        self.search = inner.search  # type: ignore[method-assign]
+        self.resolve = inner.resolve  # type: ignore[method-assign]
 
     async def refresh_names(self) -> None:
         collections = await self.inner.list_collections()

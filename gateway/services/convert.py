@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 
@@ -145,6 +147,28 @@ def timestamp_to_proto(epoch_seconds: float) -> timestamp_pb2.Timestamp:
     message = timestamp_pb2.Timestamp()
     message.FromNanoseconds(round(epoch_seconds * 1e9))
     return message
+
+
+_FLOAT32_LE = np.dtype("<f4")  # the wire's floats; numpy's float32 on every platform we run on
+
+
+def vector_from_proto(message: common_pb.Vector) -> np.ndarray:
+    """A Vector's values as one (read-only) float32 array, read from its packed wire form in one copy
+    (about half the cost of converting the repeated field value by value); any other encoding is
+    converted the slow way."""
+    raw = message.SerializeToString()
+    if raw[:1] == b"\x0a":  # field 1, length-delimited: the packed floats
+        size, start, shift = 0, 1, 0
+        while start < len(raw) and start < 6:
+            byte = raw[start]
+            size |= (byte & 0x7F) << shift
+            start += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        if start + size == len(raw) and size % 4 == 0:
+            return np.frombuffer(raw, dtype=_FLOAT32_LE, offset=start, count=size // 4)
+    return np.array(message.values, dtype=np.float32)
 
 
 # -- filters ---------------------------------------------------------------------------------
