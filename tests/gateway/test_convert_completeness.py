@@ -61,7 +61,6 @@ PASS_THROUGH = {
     "searchgw.v1.Alias": "two names; ListAliases builds it from the alias → collection mapping (services/collection.py)",
     "searchgw.v1.PointInput": "Upsert reads each point field by field, naming points[i] in errors (services/search.py); "
                               "its id and payload go through point_id_from_proto / payload_from_proto",
-    "searchgw.v1.Vector": "a list of floats; Search and Upsert read `.values` directly (services/search.py)",
 }
 
 
