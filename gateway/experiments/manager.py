@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,10 +52,12 @@ from searchgw.gateway.experiments.model import (
     validate_new_experiment,
 )
 from searchgw.gateway.experiments.outcomes import OutcomeLedger, OutcomeStatus, SearchIds
+from searchgw.gateway.experiments.quality import ExperimentQuality, ShadowQualityGuard
 from searchgw.gateway.experiments.significance import ExperimentEvidence, ExperimentVerdict, SliceCounts
 from searchgw.gateway.experiments.store import ExperimentStore
 from searchgw.gateway.paging import Page, PageTokens
 from searchgw.gateway.rollout.model import check_arm_spaces, check_reason
+from searchgw.gateway.rollout.quality import QualityPolicy, QualitySummary
 from searchgw.gateway.routing.buckets import BUCKETS, BucketLayout, salt_prefix
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import check_rollout_name
@@ -163,6 +165,9 @@ class _Live:
         self.counts = {arm.name: _LiveCounts(experiment.counts.get(arm.name)) for arm in experiment.arms}
         self.evidence = ExperimentEvidence.from_json(experiment.policy.alpha, [v.name for v in experiment.variants],
                                                      experiment.evidence)
+        self.quality = ExperimentQuality(experiment, _stored_quality(experiment))
+        #: The variants vetoed at the last fold (a new veto is logged and kept as a decision once).
+        self.vetoed = frozenset(v.name for v in experiment.variants if self.quality.veto(v.name) is not None)
         self.verdict: ExperimentVerdict | None = None
         self.next_fold = now + experiment.policy.interval_s
         self.watchers: set[asyncio.Queue[Experiment | None]] = set()
@@ -190,7 +195,9 @@ class ExperimentManager:
         tick_interval: float = 1.0,
         quality_guard: QualityGuard | None = None,
     ) -> None:
-        self.quality_guard = quality_guard
+        #: Judges the variants' shadow quality (default: the policy's own guard over the shadow comparisons
+        #: SearchCore records here; it vetoes only when the experiment's policy turns it on).
+        self.quality_guard: QualityGuard = quality_guard or ShadowQualityGuard(self.quality_of)
         self._store = store
         self._switch_alias = switch_alias
         self._resolve_alias = resolve_alias
@@ -264,6 +271,26 @@ class ExperimentManager:
             counts.slow += 1  # a failed search counts as slow: a variant cannot look fast by failing
         if self._observer is not None:
             self._observer.observe_experiment_search(route.experiment, route.arm, code, seconds)
+
+    # -- shadow quality (SearchCore runs the shadow searches; experiments/quality.py counts them) ------------
+    def shadow_policy(self, experiment: str) -> QualityPolicy | None:
+        """The quality policy of a RUNNING experiment that samples shadow searches; None otherwise."""
+        live = self._live.get(experiment)
+        if live is None or live.experiment.state is not _RUNNING or not live.quality.enabled:
+            return None
+        return live.experiment.policy.quality
+
+    def record_comparison(self, experiment: str, variant: str, overlap: float, rbo: float,
+                          differing: Sequence[str] = ()) -> None:
+        """Count one shadow comparison of `variant` with control (event loop; no I/O). Dropped when the
+        experiment no longer runs (it ended while the shadow search ran)."""
+        live = self._live.get(experiment)
+        if live is not None and live.experiment.state is _RUNNING:
+            live.quality.record(variant, overlap, rbo, differing)
+
+    def quality_of(self, experiment: str) -> ExperimentQuality | None:
+        live = self._live.get(experiment)
+        return None if live is None else live.quality
 
     def issue_search_id(self, route: ArmRoute) -> str:
         return self.search_ids.issue(route.experiment, route.index, self._wall_clock())
@@ -503,11 +530,18 @@ class ExperimentManager:
         control = live.counts[CONTROL].slice(goal)
         variants = {v.name: live.counts[v.name].slice(goal) for v in experiment.variants}
         changed = live.evidence.fold(control, variants)
+        changed = live.quality.fold() or changed
         guard = self.quality_guard
-        vetoes = {v.name: reason for v in experiment.variants
-                  if guard is not None and (reason := guard.veto(experiment, v)) is not None}
-        live.verdict = verdict = live.evidence.verdict(goal, control, variants, vetoes)
+        vetoes = {v.name: reason for v in experiment.variants if (reason := guard.veto(experiment, v)) is not None}
+        live.verdict = verdict = _with_quality(live.evidence.verdict(goal, control, variants, vetoes),
+                                               live.quality.summaries())
         updated = dataclasses.replace(self._with_counts(live), summary=verdict.summary)
+        for name in sorted(set(vetoes) - live.vetoed):
+            updated = updated.with_decision(ExperimentDecision(self._wall_clock(), "vetoed",
+                                                               f"{name}: {vetoes[name]}", "controller"))
+            log.warning("experiment variant vetoed by the quality guard", extra={
+                "experiment": experiment.name, "variant": name, "reason": vetoes[name]})
+        live.vetoed = frozenset(vetoes)
         if verdict.winner != experiment.winner:
             updated = updated.with_decision(ExperimentDecision(self._wall_clock(), "verdict", verdict.summary,
                                                                "controller"), winner=verdict.winner)
@@ -522,8 +556,11 @@ class ExperimentManager:
         return changed
 
     def _with_counts(self, live: _Live) -> Experiment:
+        evidence: dict[str, object] = dict(live.evidence.to_json())
+        if live.quality.enabled:
+            evidence["quality"] = live.quality.to_json()
         return dataclasses.replace(live.experiment, counts={arm: c.frozen() for arm, c in live.counts.items()},
-                                   evidence=live.evidence.to_json())
+                                   evidence=evidence)
 
     async def tick(self) -> None:
         """Fold and save every running experiment whose interval has passed."""
@@ -589,9 +626,26 @@ class ExperimentManager:
                                                 experiment.evidence)
         goal = experiment.policy.goal
         counts = {arm: _LiveCounts(c).slice(goal) for arm, c in experiment.counts.items()}
-        return evidence.verdict(goal, counts.get(CONTROL, SliceCounts()),
-                                {v.name: counts.get(v.name, SliceCounts()) for v in experiment.variants})
+        quality = ExperimentQuality(experiment, _stored_quality(experiment))
+        vetoes = {v.name: reason for v in experiment.variants if (reason := quality.veto(v.name)) is not None}
+        return _with_quality(evidence.verdict(goal, counts.get(CONTROL, SliceCounts()),
+                                              {v.name: counts.get(v.name, SliceCounts()) for v in experiment.variants},
+                                              vetoes), quality.summaries())
 
 
 def _arms_text(experiment: Experiment) -> str:
     return ", ".join(f"{arm.name}={arm.collection} ({arm.split_bps / 100:g} %)" for arm in experiment.arms)
+
+
+def _stored_quality(experiment: Experiment) -> Mapping[str, object] | None:
+    stored = experiment.evidence.get("quality")
+    return stored if isinstance(stored, Mapping) else None
+
+
+def _with_quality(verdict: ExperimentVerdict, quality: Mapping[str, QualitySummary]) -> ExperimentVerdict:
+    """The verdict with each variant's shadow quality, in its summary too (a vetoed variant's numbers are
+    in its veto already)."""
+    if not quality:
+        return verdict
+    notes = "".join(f"; {name} {summary.summary}" for name, summary in quality.items() if name not in verdict.vetoes)
+    return dataclasses.replace(verdict, summary=verdict.summary + notes, quality=quality)

@@ -29,6 +29,7 @@ from searchgw.gateway.experiments.model import (
     ExperimentState,
     OutcomeTotals,
 )
+from searchgw.gateway.rollout.quality import QualityPolicy
 
 ResultT = TypeVar("ResultT")
 
@@ -193,7 +194,8 @@ def experiment_to_json(experiment: Experiment) -> dict[str, Any]:
         "arms": [[arm.name, arm.collection, arm.split_bps] for arm in experiment.arms],
         "policy": {"alpha": policy.alpha, "goal": policy.goal, "outcome_kinds": list(policy.outcome_kinds),
                    "latency_threshold_s": policy.latency_threshold_s, "interval_s": policy.interval_s,
-                   "error_codes": list(policy.error_codes)},
+                   "error_codes": list(policy.error_codes), "quality": policy.quality.to_json(),
+                   "quality_guard": policy.quality_guard},
         "state": experiment.state.name, "salt": experiment.salt, "create_time": experiment.create_time,
         "update_time": experiment.update_time, "start_time": experiment.start_time,
         "end_time": experiment.end_time, "winner": experiment.winner, "summary": experiment.summary,
@@ -215,7 +217,9 @@ def experiment_from_json(data: dict[str, Any]) -> Experiment:
         policy=ExperimentPolicy(alpha=policy["alpha"], goal=policy["goal"],
                                 outcome_kinds=tuple(policy["outcome_kinds"]),
                                 latency_threshold_s=policy["latency_threshold_s"], interval_s=policy["interval_s"],
-                                error_codes=tuple(policy["error_codes"])),
+                                error_codes=tuple(policy["error_codes"]),
+                                quality=QualityPolicy.from_json(policy.get("quality")),
+                                quality_guard=bool(policy.get("quality_guard", False))),
         state=ExperimentState[data["state"]], salt=data["salt"], create_time=data["create_time"],
         update_time=data["update_time"], start_time=data["start_time"], end_time=data["end_time"],
         winner=data["winner"], summary=data["summary"], concluded_arm=data["concluded_arm"],

@@ -20,6 +20,7 @@ from searchgw.gateway.experiments import (
     SqliteExperimentStore,
 )
 from searchgw.gateway.rollout import SqliteRolloutStore
+from searchgw.gateway.rollout.quality import QualityPolicy
 from searchgw.gateway.rollout.redis_store import connect
 from tests.redis_rig import RedisServer
 
@@ -29,7 +30,9 @@ def experiment(name: str = "e1", create_time: float = 100.0) -> Experiment:
         name=name, collection="docs", control=ArmSpec("control", "docs-v1", 5000),
         variants=(ArmSpec("m32", "docs-m32", 2500), ArmSpec("int8", "docs-int8", 2500)),
         policy=ExperimentPolicy(alpha=0.01, goal="buy", outcome_kinds=("click", "buy"), latency_threshold_s=0.2,
-                                interval_s=2.0, error_codes=("UNAVAILABLE",)),
+                                interval_s=2.0, error_codes=("UNAVAILABLE",),
+                                quality=QualityPolicy(shadow_sample_rate=0.05, k=20, min_overlap=0.7),
+                                quality_guard=True),
         state=ExperimentState.RUNNING, salt="abc123", create_time=create_time, update_time=create_time + 5,
         start_time=create_time + 1, winner="m32", summary="winner m32: ...",
         counts={"control": ArmCounts(10, 1, 2, 0.5, {"buy": OutcomeTotals(3, 30.5)}),
