@@ -12,7 +12,8 @@ Evidence:
   rebuilt index is not vetoed and shows overlap ≈ 1;
 - with the guard off (the default) the same numbers are shown but nothing is vetoed: the variant may win;
 - the caller never waits on shadow work: while control hangs, a variant's searches answer; a full sampler
-  drops (counted); the shadow searches are counted for no arm.
+  drops (counted); the shadow searches are counted for no arm;
+- a model variant's shadow search embeds the query with control's own model.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from searchgw.v1 import collection_service_pb2 as coll_pb
 from searchgw.v1 import experiment_service_pb2 as exp_pb
 from searchgw.v1 import rollout_service_pb2 as roll_pb
 from tests.gateway.outcome_rig import OutcomeRig
+from tests.gateway.test_model_canary import model_rig  # noqa: F401 - a fixture used below
 
 DIMENSION = 384
 POINTS = 200
@@ -213,3 +215,28 @@ async def test_a_hanging_control_never_delays_a_variants_caller_and_a_full_sampl
     # the users' five searches are counted for the variant; the shadow search for nobody
     experiment = await client.get_experiment("exp")
     assert {a.arm: a.searches for a in experiment.arms} == {"control": 0, "rebuilt": 5}
+
+
+# -- a model variant -----------------------------------------------------------------------------------
+
+async def test_a_model_variants_shadow_embeds_the_query_with_controls_own_model(model_rig):  # noqa: F811
+    """docs-v2 embeds with CANARY_MODEL (the same weights under another name: no shared embedding cache).
+    A text search served by the variant is embedded once with the variant's model for the answer and once
+    with control's for the shadow search; each arm's own embedding finds the same top 3."""
+    rig, server, client = model_rig
+    await client.abort_rollout("r1", "an experiment instead")
+    await client.create_experiment("exp", "docs", [("model", "docs-v2", 9999)], control_split_bps=1, interval_s=1.0,
+                                   quality=roll_pb.QualityPolicy(shadow_sample_rate=0.5))
+    await client.start_experiment("exp")
+    sampler = ShadowSampler(4, observe=server.metrics.observe_shadow, random=lambda: 0.0)
+    server.core.shadow = sampler
+    key = next(k for k in (f"k{i}" for i in range(40)) if server.experiments.held("docs").assign(k).arm == "model")
+    before = sample(server, "searchgw_embed_duration_seconds_count", {})
+    answer = await client.search("docs", text="how long should bread dough rise?", limit=3, routing_key=key)
+    assert answer.route.variant == "model" and answer.route.collection == "docs-v2"
+    await sampler.drain()
+    assert sample(server, "searchgw_embed_duration_seconds_count", {}) - before == 2
+    rig.clock.advance(1.0)
+    await server.experiments.tick()
+    report = verdict_of(await client.get_experiment("exp"), "model").quality
+    assert (report.samples, report.median_overlap, report.mean_rbo) == (1, 1.0, 1.0)
