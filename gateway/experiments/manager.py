@@ -41,6 +41,12 @@ from typing import Protocol
 import xxhash
 
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from searchgw.gateway.experiments.cluster import (
+    CountsDelta,
+    ExperimentCounts,
+    VersionedExperimentStore,
+    add_counts,
+)
 from searchgw.gateway.experiments.model import (
     CONTROL,
     ArmCounts,
@@ -54,8 +60,9 @@ from searchgw.gateway.experiments.model import (
 from searchgw.gateway.experiments.outcomes import OutcomeLedger, OutcomeStatus, SearchIds
 from searchgw.gateway.experiments.quality import ExperimentQuality, ShadowQualityGuard
 from searchgw.gateway.experiments.significance import ExperimentEvidence, ExperimentVerdict, SliceCounts
-from searchgw.gateway.experiments.store import ExperimentStore
+from searchgw.gateway.experiments.store import ExperimentChanged, ExperimentStore
 from searchgw.gateway.paging import Page, PageTokens
+from searchgw.gateway.rollout.cluster import Leadership
 from searchgw.gateway.rollout.model import check_arm_spaces, check_reason
 from searchgw.gateway.rollout.quality import QualityPolicy, QualitySummary
 from searchgw.gateway.routing.buckets import BUCKETS, BucketLayout, salt_prefix
@@ -106,6 +113,16 @@ class _LiveCounts:
         self.searches, self.errors, self.slow = counts.searches, counts.errors, counts.slow
         self.latency_sum_s = counts.latency_sum_s
         self.outcomes: dict[str, list[float]] = {k: [t.count, t.value_sum] for k, t in counts.outcomes.items()}
+
+    def add(self, counts: ArmCounts) -> None:
+        self.searches += counts.searches
+        self.errors += counts.errors
+        self.slow += counts.slow
+        self.latency_sum_s += counts.latency_sum_s
+        for kind, totals in counts.outcomes.items():
+            mine = self.outcomes.setdefault(kind, [0, 0.0])
+            mine[0] += totals.count
+            mine[1] += totals.value_sum
 
     def frozen(self) -> ArmCounts:
         return ArmCounts(self.searches, self.errors, self.slow, self.latency_sum_s,
@@ -163,6 +180,11 @@ class _Live:
     def __init__(self, experiment: Experiment, now: float) -> None:
         self.experiment = experiment
         self.counts = {arm.name: _LiveCounts(experiment.counts.get(arm.name)) for arm in experiment.arms}
+        #: Several replicas: the counts the store has (as of the save this replica last adopted or made), and
+        #: those plus what this replica shared since. live counts − `pushed` is what nobody else knows yet.
+        self.base: dict[str, ArmCounts] = {arm.name: experiment.counts.get(arm.name, ArmCounts())
+                                           for arm in experiment.arms}
+        self.pushed = dict(self.base)
         self.evidence = ExperimentEvidence.from_json(experiment.policy.alpha, [v.name for v in experiment.variants],
                                                      experiment.evidence)
         self.quality = ExperimentQuality(experiment, _stored_quality(experiment))
@@ -194,7 +216,12 @@ class ExperimentManager:
         page_tokens: PageTokens | None = None,
         tick_interval: float = 1.0,
         quality_guard: QualityGuard | None = None,
+        leadership: Leadership | None = None,
+        shared_counts: ExperimentCounts | None = None,
     ) -> None:
+        """Several replicas (`--state redis`): `leadership` (the rollouts' lease) says whether this replica
+        judges, `shared_counts` carries the followers' counts to it, and `store` must then be versioned
+        (`VersionedExperimentStore`, polled at every tick). Without them this replica does everything."""
         #: Judges the variants' shadow quality (default: the policy's own guard over the shadow comparisons
         #: SearchCore records here; it vetoes only when the experiment's policy turns it on).
         self.quality_guard: QualityGuard = quality_guard or ShadowQualityGuard(self.quality_of)
@@ -216,6 +243,13 @@ class ExperimentManager:
         self._live: dict[str, _Live] = {}
         self._held: dict[str, HeldAlias] = {}
         self._task: asyncio.Task[None] | None = None
+        self._leadership = leadership
+        self._shared_counts = shared_counts
+        self._versioned: VersionedExperimentStore | None = None
+        if shared_counts is not None:
+            if not all(hasattr(store, m) for m in ("versions", "known_version", "read")):
+                raise TypeError("shared experiment counts need a versioned store (RedisExperimentStore)")
+            self._versioned = store  # type: ignore[assignment]
 
     # -- the request path -------------------------------------------------------------------------
     def held(self, alias: str) -> HeldAlias | None:
@@ -422,7 +456,12 @@ class ExperimentManager:
                 counts={}, evidence={}, decisions=())
             experiment = experiment.with_decision(ExperimentDecision(
                 wall, "created", _arms_text(experiment), actor or ANONYMOUS_ACTOR))
-            await self._store.save(experiment)
+            try:
+                await self._store.save(experiment)
+            except ExperimentChanged:
+                raise AlreadyExists(f"an experiment named {spec.name!r} already exists (created at another "
+                                    f"replica); pick another name", reason="EXPERIMENT_EXISTS",
+                                    metadata={"experiment": spec.name}) from None
             self._experiments[experiment.name] = experiment
             self._live[experiment.name] = _Live(experiment, self._clock())
             self._publish()
@@ -442,12 +481,12 @@ class ExperimentManager:
 
     async def pause(self, name: str, reason: str = "", actor: str = "") -> Experiment:
         async with self._transition(name, "pause", {_RUNNING}) as live:
-            self._fold(live)
+            await self._settle(live)
             return await self._move(live, _PAUSED, "paused", reason, actor)
 
     async def stop(self, name: str, reason: str = "", actor: str = "") -> Experiment:
         async with self._transition(name, "stop", _HOLDING) as live:
-            self._fold(live)
+            await self._settle(live)
             return await self._move(live, _STOPPED, "stopped", reason, actor, end_time=self._wall_clock())
 
     async def conclude(self, name: str, arm: str = "", promote: bool = False, reason: str = "",
@@ -455,7 +494,7 @@ class ExperimentManager:
         """End the experiment with `arm` (default: the verdict's winner); with `promote`, the alias
         switches to that arm's collection. FailedPrecondition NO_WINNER when there is none and no arm is named."""
         async with self._transition(name, "conclude", _HOLDING) as live:
-            self._fold(live)
+            await self._settle(live)
             experiment = live.experiment
             chosen = arm or experiment.winner
             if not chosen:
@@ -480,6 +519,8 @@ class ExperimentManager:
     @contextlib.asynccontextmanager
     async def _transition(self, name: str, action: str, allowed: frozenset[ExperimentState] | set[ExperimentState]
                           ) -> AsyncIterator[_Live]:
+        if self._versioned is not None:
+            await self._refresh(name)  # act on the newest saved state (another replica may have moved it)
         experiment = self.get(name)
         live = self._live.get(name)
         if live is None or experiment.state not in allowed:
@@ -500,6 +541,7 @@ class ExperimentManager:
         decision = ExperimentDecision(self._wall_clock(), kind, reason, actor or ANONYMOUS_ACTOR)
         moved = experiment.with_decision(decision, state=state, **changes)
         await self._store.save(moved)  # a failed save changes nothing
+        self._saved(live, moved)
         live.experiment = moved
         self._experiments[moved.name] = moved
         if not state.holds_alias:
@@ -556,6 +598,8 @@ class ExperimentManager:
         return changed
 
     def _with_counts(self, live: _Live) -> Experiment:
+        if not self.judges:  # a follower saves the counts it adopted: its own travel through the shared counts
+            return dataclasses.replace(live.experiment, counts=dict(live.base))
         evidence: dict[str, object] = dict(live.evidence.to_json())
         if live.quality.enabled:
             evidence["quality"] = live.quality.to_json()
@@ -563,22 +607,162 @@ class ExperimentManager:
                                    evidence=evidence)
 
     async def tick(self) -> None:
-        """Fold and save every running experiment whose interval has passed."""
+        """Fold and save every running experiment whose interval has passed. With several replicas: first
+        adopt the others' saves; a follower then shares its counts instead (the leader folds them)."""
+        if self._versioned is not None:
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("could not read the shared experiments (the next tick tries again)")
         now = self._clock()
         for live in list(self._live.values()):
+            if not self.judges:
+                async with live.lock:
+                    if live.experiment.name in self._live:
+                        await self._share_quietly(live)
+                continue
             if live.experiment.state is not _RUNNING or now < live.next_fold:
                 continue
             async with live.lock:
                 if live.experiment.state is not _RUNNING:
                     continue
                 live.next_fold = now + live.experiment.policy.interval_s
+                try:
+                    await self._gather(live)
+                except Exception:
+                    log.exception("could not gather the shared counts of experiment %s", live.experiment.name)
                 if self._fold(live):
                     try:
                         await self._store.save(live.experiment)
+                        self._saved(live, live.experiment)
                     except Exception:
                         log.exception("could not save experiment %s (the counts stay in memory; the next fold "
                                       "tries again)", live.experiment.name)
                     self._announce(live.experiment, live)
+
+    # -- several replicas (experiments/cluster.py) -----------------------------------------------------
+    @property
+    def judges(self) -> bool:
+        """Whether this replica folds the tests and saves verdicts (alone, or the leader)."""
+        return self._leadership is None or self._leadership.is_leader
+
+    def _saved(self, live: _Live, saved: Experiment) -> None:
+        """`saved` is in the store: its counts are what the store has (and what this replica accounted for)."""
+        if self.judges:
+            live.base = dict(saved.counts)
+            live.pushed = dict(saved.counts)
+
+    def _unshared(self, live: _Live) -> dict[str, ArmCounts]:
+        return {arm: add_counts(c.frozen(), live.pushed.get(arm, ArmCounts()), -1) for arm, c in live.counts.items()}
+
+    async def _share(self, live: _Live) -> None:
+        """A follower: hand what it counted since it last did to the leader (through the shared counts)."""
+        if self._shared_counts is None:
+            return
+        delta = CountsDelta(self._unshared(live), live.quality.take_pending())
+        if delta.empty:
+            return
+        try:
+            await self._shared_counts.share(live.experiment.name, delta)
+        except Exception:
+            live.quality.add_pending(delta.quality)  # kept for the next try
+            raise
+        live.pushed = {arm: c.frozen() for arm, c in live.counts.items()}
+
+    async def _share_quietly(self, live: _Live) -> None:
+        try:
+            await self._share(live)
+        except Exception:
+            log.exception("could not share the counts of experiment %s (kept; the next tick tries again)",
+                          live.experiment.name)
+
+    async def _gather(self, live: _Live) -> None:
+        """The leader: add every follower's shared counts to its own (before folding)."""
+        if self._shared_counts is None:
+            return
+        delta = await self._shared_counts.gather(live.experiment.name)
+        for arm, counts in delta.arms.items():
+            if arm in live.counts:
+                live.counts[arm].add(counts)
+        live.quality.add_pending(delta.quality)
+
+    async def _settle(self, live: _Live) -> None:
+        """Before a transition: the leader gathers and folds; a follower shares what it counted."""
+        if self.judges:
+            if live.experiment.state is _RUNNING:
+                try:
+                    await self._gather(live)
+                except Exception:
+                    log.exception("could not gather the shared counts of experiment %s", live.experiment.name)
+            self._fold(live)
+        else:
+            await self._share_quietly(live)
+
+    async def _final_counts(self, live: _Live, stored: Experiment) -> Experiment:
+        """The leader, adopting an end saved at another replica: its counts gathered and saved into it (the
+        verdict stays the one the experiment ended with)."""
+        try:
+            await self._gather(live)
+            final = dataclasses.replace(stored, counts={arm: c.frozen() for arm, c in live.counts.items()})
+            await self._store.save(final)
+        except Exception:
+            log.exception("could not save the final counts of experiment %s", stored.name)
+            return stored
+        self._experiments[stored.name] = final
+        return final
+
+    async def _sync(self) -> None:
+        """Adopt every experiment whose stored version is newer than the one this replica knows."""
+        store = self._versioned
+        assert store is not None
+        for name, version in sorted((await store.versions()).items()):
+            if version > store.known_version(name):
+                await self._refresh(name)
+
+    async def _refresh(self, name: str) -> None:
+        store = self._versioned
+        assert store is not None
+        known = store.known_version(name)
+        stored = await store.read(name)
+        if stored is not None and store.known_version(name) > known:
+            await self._adopt(stored)
+
+    async def _adopt(self, stored: Experiment) -> None:
+        """Make a save of another replica current here, keeping what this replica has counted and not yet
+        handed over (live counts − pushed, and its pending shadow comparisons)."""
+        name = stored.name
+        self._experiments[name] = stored
+        live = self._live.get(name)
+        if not stored.state.holds_alias:
+            if live is not None and self.judges and stored.state.value > live.experiment.state.value:
+                stored = await self._final_counts(live, stored)
+            if live is not None:
+                del self._live[name]
+                self._publish()
+                for queue in live.watchers:
+                    queue.put_nowait(stored)
+            return
+        if live is None:
+            live = self._live[name] = _Live(stored, self._clock())
+        else:
+            unshared = self._unshared(live)
+            pending = live.quality.take_pending()
+            live.experiment = stored
+            live.counts = {arm.name: _LiveCounts(add_counts(stored.counts.get(arm.name, ArmCounts()),
+                                                            unshared.get(arm.name, ArmCounts())))
+                           for arm in stored.arms}
+            live.base = {arm.name: stored.counts.get(arm.name, ArmCounts()) for arm in stored.arms}
+            live.pushed = dict(live.base)
+            live.evidence = ExperimentEvidence.from_json(stored.policy.alpha, [v.name for v in stored.variants],
+                                                         stored.evidence)
+            live.quality = ExperimentQuality(stored, _stored_quality(stored))
+            live.quality.add_pending(pending)
+            live.vetoed = frozenset(v.name for v in stored.variants if live.quality.veto(v.name) is not None)
+        live.verdict = None  # the stored verdict (verdict() reads it) until this replica folds
+        log.info("experiment adopted from the shared store", extra={
+            "experiment": name, "state": stored.state.name, "winner": stored.winner or None})
+        self._publish()
+        self._announce(stored, live)
 
     async def restore(self) -> None:
         """Load every experiment; those that held their alias hold it again (RUNNING ones keep running)."""
@@ -610,9 +794,10 @@ class ExperimentManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for live in list(self._live.values()):
-            self._fold(live)
             with contextlib.suppress(Exception):
-                await self._store.save(live.experiment)
+                await self._settle(live)
+                if self.judges:
+                    await self._store.save(live.experiment)
             for queue in live.watchers:
                 queue.put_nowait(None)
 

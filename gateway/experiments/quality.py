@@ -55,6 +55,19 @@ class VariantQuality:
         if differing:
             self.evidence.differing.add(differing)
 
+    def take_pending(self) -> tuple[dict[int, int], dict[int, int]]:
+        """The comparisons since the last fold, removed (a follower hands them to the leader)."""
+        taken = self.pending_overlaps, self.pending_rbos
+        self.pending_overlaps, self.pending_rbos = {}, {}
+        return taken
+
+    def add_pending(self, overlaps: Mapping[int, int], rbos: Mapping[int, int]) -> None:
+        """Comparisons counted elsewhere (another replica's), folded with this one's at the next fold."""
+        for index, count in overlaps.items():
+            self.pending_overlaps[index] = self.pending_overlaps.get(index, 0) + count
+        for index, count in rbos.items():
+            self.pending_rbos[index] = self.pending_rbos.get(index, 0) + count
+
     def fold(self) -> bool:
         """Fold the pending comparisons into the evidence (and the guard); True if there were any."""
         if not self.pending_overlaps:
@@ -98,6 +111,16 @@ class ExperimentQuality:
         for quality in self.variants.values():
             changed = quality.fold() or changed
         return changed
+
+    def take_pending(self) -> dict[str, tuple[dict[int, int], dict[int, int]]]:
+        taken = {name: q.take_pending() for name, q in self.variants.items()}
+        return {name: bins for name, bins in taken.items() if bins[0]}
+
+    def add_pending(self, pending: Mapping[str, tuple[Mapping[int, int], Mapping[int, int]]]) -> None:
+        for name, (overlaps, rbos) in pending.items():
+            quality = self.variants.get(name)
+            if quality is not None:
+                quality.add_pending(overlaps, rbos)
 
     def summaries(self) -> dict[str, QualitySummary]:
         return {name: q.evidence.summary(*_SUBJECTS) for name, q in self.variants.items()}

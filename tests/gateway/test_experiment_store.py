@@ -88,3 +88,29 @@ async def test_experiments_share_the_rollouts_sqlite_file_without_touching_its_t
     reopened = SqliteRolloutStore(path)
     assert await reopened.load_all() == []  # the schema version check still passes
     await reopened.close()
+
+
+async def test_redis_saves_are_compare_and_set_on_the_version_a_replica_knows(tmp_path):
+    """Two replicas' stores on one redis-server: a save made without having read the other's newer one is
+    refused (FAILED_PRECONDITION EXPERIMENT_CHANGED) and changes nothing; after reading it, it succeeds."""
+    from searchgw.gateway.experiments.store import ExperimentChanged
+
+    server = await RedisServer(tmp_path / "redis").start()
+    first, second = connect(server.url), connect(server.url)
+    try:
+        mine, theirs = RedisExperimentStore(first), RedisExperimentStore(second)
+        await mine.save(experiment())
+        assert await theirs.versions() == {"e1": 1}
+        assert (await theirs.read("e1")) == experiment() and theirs.known_version("e1") == 1
+        await theirs.save(experiment(create_time=150.0))
+        with pytest.raises(ExperimentChanged) as refused:
+            await mine.save(experiment(create_time=999.0))
+        assert refused.value.reason == "EXPERIMENT_CHANGED"
+        assert (await mine.get("e1")).create_time == 150.0 and await mine.versions() == {"e1": 2}
+        await mine.read("e1")
+        await mine.save(experiment(create_time=999.0))
+        assert (await theirs.get("e1")).create_time == 999.0 and await theirs.versions() == {"e1": 3}
+    finally:
+        await first.aclose()
+        await second.aclose()
+        await server.stop()
