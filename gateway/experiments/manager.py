@@ -23,6 +23,16 @@ Counting: each routed search's ending (status code name, latency) is added to it
 the tests (significance.ExperimentEvidence), records the verdict, and saves the experiment (counts and
 test state), so a restart continues where it was. A change of verdict is logged with its numbers and
 kept as a decision.
+
+Several replicas (`leadership`, `shared_counts`, a versioned store; experiments/cluster.py): each tick
+first adopts the other replicas' newer saves (`_sync`/`_adopt`). Only the leader folds and saves; a
+follower shares its counts instead. Per experiment, `base` is what the store has, `pushed` that plus what
+this replica has shared since: live counts − `pushed` is what only this replica knows, kept across an
+adoption and handed over at its next share (or saved, when it leads), so nothing is lost or counted
+twice when the leader changes.
+
+Shadow quality (experiments/quality.py): SearchCore records a variant's comparisons with control
+(`record_comparison`); they are folded with the counts, and the default `QualityGuard` reads them.
 """
 
 from __future__ import annotations
