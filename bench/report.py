@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import matplotlib.ticker  # noqa: E402
 
 from bench import _gateway, bench_backends, bench_embedder, bench_gateway  # noqa: E402
+from bench import bench_index_build  # noqa: E402
 from bench import bench_gateway_load, bench_gateway_ramp, bench_gateway_timeline  # noqa: E402
 from bench import bench_hybrid  # noqa: E402
 from bench import bench_shadow  # noqa: E402
@@ -206,7 +207,8 @@ def plot_gateway_throughput(results: bench_gateway.GatewayResults) -> str:
     ax.set_title(f"Search by vector, {_gateway.CONCURRENCY} concurrent callers (closed loop)")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, axis="y")
-    footer(fig, stamp(results.machine, f"targets: c >= {bench_gateway_load.TARGET_VS_BACKEND:.2f}x b; "
+    by_size = ", ".join(f"{t:.2f}x b at {n}" for n, t in bench_gateway_load.TARGET_VS_BACKEND_BY_SIZE.items())
+    footer(fig, stamp(results.machine, f"targets: c >= {by_size}; "
                                        f"on 1000 points c >= {bench_gateway_load.TARGET_VS_ECHO_1K:.2f}x a"))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, "gateway_throughput.png")
@@ -543,7 +545,8 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     if backends is not None:
         add("## Vector backend (`bench/bench_backends.py`)\n")
         add("The edge backend against qdrant-edge called directly (one thread, no asyncio), sequential and 16 "
-            "concurrent callers, micro-batching off and on.\n")
+            "concurrent callers, micro-batching off and on; last, searches while an index is built (in a child process, "
+            "and in-process as before issue 16.3; `bench/bench_index_build.py`).\n")
         add("```text\n" + backends_log.strip() + "\n```\n")
 
     hybrid = extra.get("hybrid") if extra else None
@@ -571,6 +574,14 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
     add((Path(__file__).resolve().parent / "rollout_decisions.md").read_text(encoding="utf-8").strip() + "\n")
+    # The hot path's step-by-step figures and the --workers scaling, kept by hand in bench/hotpath.md
+    # (they compare commits, and bench_workers needs redis-server and the Qdrant-protocol test server).
+    add((Path(__file__).resolve().parent / "hotpath.md").read_text(encoding="utf-8").strip() + "\n")
+    # Scale (10k → 1M vectors, index builds while serving): measured by bench/bench_scale.py and
+    # bench/bench_index_build.py (an hour or more at 1M points), rendered into bench/scale.md.
+    scale = Path(__file__).resolve().parent / "scale.md"
+    if scale.exists():
+        add(scale.read_text(encoding="utf-8").strip() + "\n")
 
     add("## Reading the numbers\n")
     add("- On 2 cores the load generator, the server's event loop, onnxruntime's or qdrant-edge's threads and "
@@ -594,6 +605,12 @@ async def collect(quick: bool, log=print) -> dict:
     with redirect_stdout(buffer):
         backends = await bench_backends.run(300 if quick else 1600, with_local=not quick)
     loads["after backends"] = load_average()
+    # searches during an index build (child process) against idle and the in-process build: bench_index_build
+    log(f"index build benchmark ({loadavg_text()})")
+    with tempfile.TemporaryDirectory(prefix="bench-index-build-") as work:
+        await bench_index_build.run(10_000 if quick else 20_000, 4, Path(work),
+                                    log=lambda *parts: print(*parts, file=buffer))
+    loads["after index build"] = load_average()
     log(f"hybrid search benchmark ({loadavg_text()})")
     hybrid = (await bench_hybrid.run(quick, points=5_000 if quick else 20_000, log=log)).lines()
     loads["after hybrid"] = load_average()

@@ -265,8 +265,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--bm25-language", default="", help="BM25's stopwords and stemmer, e.g. german [english]")
     _operation(ops, "delete", "delete a collection and its points (not while an alias or a rollout uses it)",
                "searchgw collections delete docs-old").add_argument("name", help="the collection")
-    _operation(ops, "optimize", "build the collection's index now",
-               "searchgw collections optimize docs-v2").add_argument("name", help="collection or alias")
+    optimize = _operation(ops, "optimize", "build the collection's index now (searches go on meanwhile)",
+                          "searchgw collections optimize docs-v2 --background")
+    optimize.add_argument("name", help="collection or alias")
+    optimize.add_argument("--background", action="store_true",
+                          help="return once the build has started; it runs to its end in the gateway")
     alias = _operation(ops, "alias", "point ALIAS at COLLECTION (one atomic switch)",
                        "searchgw collections alias docs docs-v2")
     alias.add_argument("alias", help="the alias (created when new)")
@@ -631,11 +634,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"searchgw serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:  # several processes on one port (see gateway.workers)
+        from searchgw.gateway.workers import run_workers
+
+        return run_workers(settings)
     configure_tracing("searchgw-gateway", settings.tracing_exporter)
-    return asyncio.run(_run_gateway(settings, embedder_settings))
+    return asyncio.run(run_gateway(settings, embedder_settings))
 
 
-async def _run_gateway(settings, embedder_settings) -> int:
+async def run_gateway(settings, embedder_settings, *, reuse_port: bool = False,
+                      on_ready: Callable[[str, int | None], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain. `on_ready(address, metrics_port)` announces it (default:
+    the `gateway serving on …` line); `reuse_port` for a worker of `--workers N`."""
     from searchgw.embedder.server import create_server as create_embedder
     from searchgw.gateway.server import create_server
     from searchgw.rpc.server import run_until_signalled
@@ -645,7 +655,7 @@ async def _run_gateway(settings, embedder_settings) -> int:
         embedder = await create_embedder(embedder_settings)
         await embedder.load()
         settings = dataclasses.replace(settings, embedder_addr=embedder.address)
-    gateway = await create_server(settings)
+    gateway = await create_server(settings, reuse_port=reuse_port)
     if settings.demo:
         await gateway.demo.ensure()
 
@@ -654,9 +664,14 @@ async def _run_gateway(settings, embedder_settings) -> int:
         if embedder is not None:
             await embedder.stop()
 
-    await run_until_signalled(stop, on_ready=lambda: print(
-        f"gateway serving on {gateway.address}" + (f" (embedder on {embedder.address})" if embedder else ""),
-        flush=True))
+    def announce() -> None:
+        if on_ready is not None:
+            on_ready(gateway.address, gateway.metrics_endpoint.port if gateway.metrics_endpoint else None)
+            return
+        print(f"gateway serving on {gateway.address}" + (f" (embedder on {embedder.address})" if embedder else ""),
+              flush=True)
+
+    await run_until_signalled(stop, on_ready=announce)
     return 0
 
 
@@ -897,7 +912,8 @@ async def _collections(client, args) -> int:
                                                         embedding_model=args.embedding_model, timeout=timeout,
                                                         bm25=bm25)
         elif args.op == "optimize":
-            collection = await client.optimize_collection(args.name, timeout=max(timeout, 600.0))
+            collection = (await client.optimize_collection_report(args.name, background=args.background,
+                                                                  timeout=max(timeout, 600.0))).collection
         else:
             collection = await client.restore_snapshot(args.snapshot, args.new_name, timeout=max(timeout, 600.0))
         _emit(args, collection, lambda: _collection_lines(collection))

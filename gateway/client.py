@@ -125,12 +125,14 @@ class GatewayClient:
                      filter: common_pb.Filter | None = None, score_threshold: float | None = None,
                      page_token: str = "", force_arm: str | None = None,
                      timeout: float | None = None, mode: search_pb.SearchMode = search_pb.SEARCH_MODE_UNSPECIFIED,
-                     fusion: search_pb.Fusion | None = None) -> search_pb.SearchResponse:
+                     fusion: search_pb.Fusion | None = None,
+                     params: search_pb.SearchParams | None = None) -> search_pb.SearchResponse:
         """`mode` SEARCH_MODE_SPARSE or SEARCH_MODE_HYBRID ranks by BM25 (with `text`); `fusion` says how
-        a hybrid search fuses (unset: RRF, k = 60)."""
+        a hybrid search fuses (unset: RRF, k = 60); `params`: the per-query knobs (hnsw_ef, exact,
+        quantization)."""
         request = search_pb.SearchRequest(collection=collection, limit=limit, routing_key=routing_key,
                                           with_payload=with_payload, page_token=page_token, filter=filter,
-                                          mode=mode, fusion=fusion)
+                                          mode=mode, fusion=fusion, params=params)
         if text is not None:
             request.text = text
         if vector is not None:
@@ -249,9 +251,13 @@ class GatewayClient:
         return response.previous_collection
 
     async def optimize_collection(self, name: str, *, timeout: float | None = None) -> coll_pb.Collection:
-        response = await self._call(self.collection_stub.OptimizeCollection,
-                                    coll_pb.OptimizeCollectionRequest(name=name), timeout)
-        return response.collection
+        return (await self.optimize_collection_report(name, timeout=timeout)).collection
+
+    async def optimize_collection_report(self, name: str, *, background: bool = False,
+                                         timeout: float | None = None) -> coll_pb.OptimizeCollectionResponse:
+        """The whole response: the collection and the build's report (none with `background`)."""
+        return await self._call(self.collection_stub.OptimizeCollection,
+                                coll_pb.OptimizeCollectionRequest(name=name, background=background), timeout)
 
     async def list_aliases_page(self, *, page_size: int = 0, page_token: str = "",
                                 timeout: float | None = None) -> coll_pb.ListAliasesResponse:

@@ -21,12 +21,20 @@ Names are checked with `searchgw.gateway.rules`.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from searchgw.gateway.backends import CollectionInfo, CollectionSpec, PayloadIndex, SnapshotInfo, VectorBackend
+from searchgw.gateway.backends import (
+    CollectionInfo,
+    CollectionSpec,
+    IndexBuild,
+    PayloadIndex,
+    SnapshotInfo,
+    VectorBackend,
+)
 from searchgw.gateway.core import CollectionSpecs
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.paging import Page, PageTokens
@@ -44,13 +52,18 @@ from searchgw.errors import FailedPrecondition, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 
+#: Hears index builds: started (collection), then finished (collection, what it did; None: it failed).
+IndexBuildObserver = Callable[[str, IndexBuild | None], None]
+
 
 class CollectionAdmin:
     def __init__(self, backend: VectorBackend, specs: CollectionSpecs, router: Router,
                  embedder: TextEmbedder | None, page_tokens: PageTokens, *,
                  default_embedding_model: str = "",
                  experiment_on: Callable[[str], str | None] | None = None,
-                 experiment_arms: Callable[[str], Sequence[str]] | None = None) -> None:
+                 experiment_arms: Callable[[str], Sequence[str]] | None = None,
+                 on_build_start: Callable[[str], None] | None = None,
+                 on_build_end: IndexBuildObserver | None = None) -> None:
         """`default_embedding_model` ("": the embedder's own default) is what a collection created
         without a model or dimension holds. `experiment_on(name)` names the experiment that holds `name`
         (its alias or one of its arms' collections), if any: such a name is not deleted or repointed."""
@@ -63,6 +76,10 @@ class CollectionAdmin:
         self._embedder = embedder
         self._pages = page_tokens
         self._default_embedding_model = default_embedding_model
+        self._on_build_start = on_build_start
+        self._on_build_end = on_build_end
+        #: Builds run in the background (OptimizeCollection with background set), kept until they end.
+        self._background: set[asyncio.Task[IndexBuild | None]] = set()
 
     async def create(self, spec: CollectionSpec) -> CollectionInfo:
         check_name("collection.name", spec.name)
@@ -113,11 +130,39 @@ class CollectionAdmin:
         self._refuse_if_in_rollout(alias, "delete")
         await self._backend.delete_alias(alias)
 
-    async def optimize(self, name: str) -> CollectionInfo:
+    async def optimize(self, name: str, *, background: bool = False) -> tuple[CollectionInfo, IndexBuild | None]:
+        """Build the collection's index; the collection after it and what the build did. `background`:
+        start it and return at once (the collection as it is now, no report); the build is logged and
+        counted when it ends either way."""
         check_name("name", name)
         physical = await self._backend.resolve(name)
-        await self._backend.optimize(physical)
-        return await self._backend.get_collection(physical)
+        if background:
+            task = asyncio.ensure_future(self._build(physical))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return await self._backend.get_collection(physical), None
+        build = await self._build(physical, raise_errors=True)
+        return await self._backend.get_collection(physical), build
+
+    async def _build(self, physical: str, *, raise_errors: bool = False) -> IndexBuild | None:
+        if self._on_build_start is not None:
+            self._on_build_start(physical)
+        build: IndexBuild | None = None
+        try:
+            build = await self._backend.optimize(physical)
+        except Exception:
+            log.exception("index build of %r failed", physical)
+            if raise_errors:
+                raise
+        finally:
+            if self._on_build_end is not None:
+                self._on_build_end(physical, build)
+        if build is not None:
+            log.info("index build of %r: %s in %.2f s (build %.2f s in its own process; writes paused %.3f s, "
+                     "searches paused %.3f s; %d writes replayed)", physical,
+                     "optimized" if build.optimized else "already optimal", build.seconds, build.build_seconds,
+                     build.writes_paused_seconds, build.searches_paused_seconds, build.replayed_writes)
+        return build
 
     async def create_snapshot(self, name: str) -> SnapshotInfo:
         check_name("name", name)

@@ -61,6 +61,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from opentelemetry import trace
@@ -77,13 +78,14 @@ from searchgw.gateway.backends import (
     SearchQuery,
     VectorBackend,
 )
+from searchgw.gateway.backends.types import SearchParams as EngineSearchParams
 from searchgw.gateway.embedding import TextEmbedder
 from searchgw.gateway.experiments import ArmRoute, ExperimentManager, HeldAlias
 from searchgw.gateway.metrics import GatewayMetrics
 from searchgw.gateway.paging import PageTokens, SearchPage, fingerprint
 from searchgw.gateway.rollout import RolloutController
 from searchgw.gateway.rollout.quality import ShadowComparison
-from searchgw.gateway.routing import UNROUTED, Arm, RouteDecision, Router, resolve_routing_key
+from searchgw.gateway.routing import UNROUTED, Arm, KeySource, RouteDecision, Router, resolve_routing_key
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import (
     BM25_TEXT_PAYLOAD_KEY,
@@ -94,10 +96,12 @@ from searchgw.gateway.rules import (
     check_search_mode,
     check_text,
     checked_filter,
+    checked_params,
     checked_fusion,
     checked_payload,
 )
 from searchgw.gateway.settings import GatewaySettings
+from searchgw.telemetry.tracing import tracing_records
 from searchgw.gateway.shadow import SKIPPED_FALLBACK, SKIPPED_VECTOR, ShadowSampler, shadow_comparison
 from searchgw.errors import (
     DeadlineExceeded,
@@ -127,7 +131,7 @@ _LATE_MESSAGE = "the answer was ready after the caller's deadline"
 class SearchParams:
     collection: str
     text: str | None = None
-    vector: Sequence[float] | None = None
+    vector: Sequence[float] | np.ndarray | None = None
     limit: int = 0
     routing_key: str = ""
     metadata_key: str = ""
@@ -140,6 +144,8 @@ class SearchParams:
     #: Dense (the default), sparse (BM25 over `text`) or hybrid (both, fused as `fusion` says).
     mode: SearchMode = SearchMode.DENSE
     fusion: Fusion = field(default_factory=Fusion)
+    #: The engine's knobs (ef, exact, quantization), checked against `rules.checked_params`.
+    search_params: EngineSearchParams | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,15 @@ class CanarySlots:
     def hold(self, decision: RouteDecision) -> Iterator[None]:
         """Count the search of `decision` as in flight for the length of a `with` block; ResourceExhausted
         for a canary search over the limit."""
+        key = self.take(decision)
+        try:
+            yield
+        finally:
+            self.give_back(key)
+
+    def take(self, decision: RouteDecision) -> tuple[str, Arm]:
+        """Count the search of `decision` as in flight (ResourceExhausted for a canary search over the
+        limit); hand the returned key to `give_back` when it ends. `hold` without a context manager."""
         key = (decision.rollout, decision.arm)
         held = self._in_flight.get(key, 0)
         if decision.arm is Arm.CANARY and held >= self.limit(decision.rollout, decision.canary_share):
@@ -219,14 +234,14 @@ class CanarySlots:
                 f"the canary of rollout {decision.rollout!r} has {held} searches in flight, its limit "
                 f"(--canary-max-concurrency, or twice its share of primary's searches in flight)")
         self._in_flight[key] = held + 1
-        try:
-            yield
-        finally:
-            left = self._in_flight[key] - 1
-            if left:
-                self._in_flight[key] = left
-            else:
-                del self._in_flight[key]
+        return key
+
+    def give_back(self, key: tuple[str, Arm]) -> None:
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
 
 
 class CollectionSpecs:
@@ -285,6 +300,7 @@ class SearchCore:
         self._pages = page_tokens or PageTokens(settings.page_token_secret)
         self._filter_limits = FilterLimits(max_values=settings.max_filter_values,
                                            max_value_bytes=settings.max_payload_bytes)
+        self._mode_children: dict[tuple[str, str], Any] = {}
         #: Bounds the canary's searches in flight per rollout; the overflow is a canary failure.
         self.canary_slots = CanarySlots(settings.canary_max_concurrency)
         #: Runs a rollout's sampled searches on its other arm in the background (`_offer_shadow`).
@@ -340,35 +356,42 @@ class SearchCore:
 
     async def search(self, params: SearchParams, *, deadline: float | None = None,
                      on_route: Callable[[Arm], None] | None = None) -> SearchOutcome:
-        """`on_route(arm)` hears the arm that serves the request as soon as it is known."""
+        """`on_route(arm)` hears the arm that serves the request as soon as it is known.
+
+        The request is checked once, its vector converted once (`SearchParams.vector` may already be
+        a float32 array: the servicer reads it off the wire as one), and one `SearchQuery` serves every
+        arm a vector search reaches. The backend is asked for one hit more than the page holds, so a
+        next-page token (a fingerprint of the query and an HMAC) is made only when a next page exists.
+        """
         limit, checked = self._validate_search(params)
-        params = replace(params, fusion=checked_fusion("fusion", params.fusion))
-        self._metrics.search_modes.labels(
-            params.mode.value, params.fusion.method.value if params.mode is SearchMode.HYBRID else "none").inc()
-        vector_bytes = b"" if params.vector is None else np.asarray(params.vector, dtype=np.float32).tobytes()
-        # a page token is bound to the mode and fusion too (a dense query's print is what it always was)
-        ranking = () if params.mode is SearchMode.DENSE else (params.mode.value, params.fusion)
-        query_print = fingerprint(params.collection, params.text, vector_bytes, limit, params.filter,
-                                  params.score_threshold, *ranking)
-        page = self._pages.read_search(params.page_token, query_print)
+        fusion = checked_fusion("fusion", params.fusion)  # kept beside params (no dataclasses.replace)
+        if params.search_params is not None:  # the knobs, canonical (a replace only for a search that sets them)
+            params = replace(params, search_params=checked_params("params", params.search_params))
+        self._count_mode(params.mode, fusion)
+        vector = None if params.vector is None else np.asarray(params.vector, dtype=np.float32)
+        query_print = ""
+        page = None
+        if params.page_token:
+            query_print = self._fingerprint(params, vector, limit, fusion)
+            page = self._pages.read_search(params.page_token, query_print)
         offset = 0 if page is None else page.offset
         if offset + limit > self._settings.max_limit:
             raise InvalidArgument("page_token", f"paging past {self._settings.max_limit} hits is not supported")
+        query = self._query(params, vector, checked, limit + 1, offset, fusion)
 
-        params = replace(params, filter=checked)
         key, source = resolve_routing_key(params.routing_key, params.metadata_key, params.peer,
                                           self._settings.routing_key_fallback)
-        if source not in ("request", "metadata"):
+        if source is not KeySource.REQUEST and source is not KeySource.METADATA:
             self._metrics.unkeyed.labels(source).inc()
         held = self._experiments.held(params.collection) if self._experiments is not None else None
         if held is not None:  # an experiment holds the alias (no rollout can, at the same time)
-            return await self._search_experiment(held, key, params, limit, offset, page, query_print, deadline,
+            return await self._search_experiment(held, key, params, query, limit, page, query_print, deadline,
                                                  on_route)
         if page is not None and page.collection:  # a later page: served where the first one was
             decision = await self._pinned_decision(params.collection, page)
         else:
             decision = self._router.route(params.collection, key, params.forced_arm)
-            if decision.in_analysis and params.vector is not None and await self._model_canary(params.collection):
+            if decision.in_analysis and vector is not None and await self._model_canary(params.collection):
                 # a raw vector belongs to primary's space: primary serves it, outside the analysis
                 decision = self._router.route(params.collection, key, Arm.PRIMARY)
                 self._metrics.model_canary_vector_queries.labels(params.collection).inc()
@@ -379,24 +402,27 @@ class SearchCore:
             physical = await self._backend.resolve(params.collection)
             if page is not None and page.collection and physical != page.collection:
                 raise self._stale_page(params.collection, page)
-            points = await self._search_arm(physical, params, limit, offset, deadline)
+            points = await self._search_arm(physical, params, query, deadline)
             self._refuse_late(deadline)
             route = RouteInfo(Arm.PRIMARY, physical)
         else:
-            points, route = await self._search_routed(decision, key, params, limit, offset, deadline, on_route)
-        trace.get_current_span().set_attributes({
-            "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
-            "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
+            points, route = await self._search_routed(decision, key, params, query, deadline, on_route)
+        if tracing_records():
+            trace.get_current_span().set_attributes({
+                "searchgw.arm": route.arm.value, "searchgw.collection": route.collection,
+                "searchgw.rollout": route.rollout, "searchgw.fallback": route.fallback})
         next_token = ""
-        if len(points) == limit:
+        if len(points) > limit:  # the extra hit: a next page exists
+            del points[limit:]
             next_token = self._pages.issue_search(
-                SearchPage(offset + limit, route.collection, route.arm.value, route.rollout), query_print)
+                SearchPage(offset + limit, route.collection, route.arm.value, route.rollout),
+                query_print or self._fingerprint(params, vector, limit, fusion))
         if route.rollout and not offset and params.forced_arm is None:
-            self._offer_shadow(params, route, points, limit)
+            self._offer_shadow(params, route, points, limit, query)
         return SearchOutcome(points=points, route=route, next_page_token=next_token)
 
-    async def _search_experiment(self, held: HeldAlias, key: str, params: SearchParams, limit: int, offset: int,
-                                 page: SearchPage | None, query_print: str, deadline: float | None,
+    async def _search_experiment(self, held: HeldAlias, key: str, params: SearchParams, query: SearchQuery,
+                                 limit: int, page: SearchPage | None, query_print: str, deadline: float | None,
                                  on_route: Callable[[Arm], None] | None) -> SearchOutcome:
         """A search to an alias an experiment holds. While it RUNS the routing key picks the arm, whose
         ending (code, latency) is counted for it, and the answer carries a search id; otherwise control
@@ -424,7 +450,7 @@ class SearchCore:
             on_route(arm)
         started = self._clock()
         try:
-            points = await self._search_arm(route.collection, params, limit, offset, deadline, routed=True)
+            points = await self._search_arm(route.collection, params, query, deadline, routed=True)
         except asyncio.CancelledError:
             experiments.record_search(route, self._ending_of_cancelled(deadline), self._clock() - started)
             raise
@@ -435,6 +461,7 @@ class SearchCore:
             experiments.record_search(route, DeadlineExceeded.code_name, self._clock() - started)
             raise DeadlineExceeded(_LATE_MESSAGE)
         experiments.record_search(route, "OK", self._clock() - started)
+        params_vector = None if params.vector is None else np.asarray(params.vector, dtype=np.float32)
         search_id = experiments.issue_search_id(route) if route.counted else ""
         if route.counted and not route.is_control and not offset:
             self._offer_experiment_shadow(params, held, route, points, limit)
@@ -443,12 +470,41 @@ class SearchCore:
             "searchgw.arm": arm.value, "searchgw.collection": route.collection,
             "searchgw.experiment": route.experiment, "searchgw.variant": route.arm})
         next_token = ""
-        if len(points) == limit:
-            next_token = self._pages.issue_search(SearchPage(offset + limit, route.collection, arm.value, ""),
-                                                  query_print)
+        if len(points) > limit:  # the extra hit: a next page exists
+            del points[limit:]
+            next_token = self._pages.issue_search(SearchPage(query.offset + limit, route.collection, arm.value, ""),
+                                                  query_print or self._fingerprint(params, params_vector, limit,
+                                                                                   query.fusion))
         return SearchOutcome(points=points, route=info, next_page_token=next_token, search_id=search_id)
+    @staticmethod
+    def _fingerprint(params: SearchParams, vector: np.ndarray | None, limit: int, fusion: Fusion) -> str:
+        """What a search's page tokens are bound to: the query, not where it was served; also the mode,
+        fusion and knobs (a dense query without knobs prints as it always did)."""
+        ranking = () if params.mode is SearchMode.DENSE else (params.mode.value, fusion)
+        knobs = () if params.search_params is None else (params.search_params,)
+        return fingerprint(params.collection, params.text, b"" if vector is None else vector.tobytes(), limit,
+                           params.filter, params.score_threshold, *ranking, *knobs)
+
+    @staticmethod
+    def _query(params: SearchParams, vector: np.ndarray | None, filter: Filter | None, limit: int,
+               offset: int, fusion: Fusion) -> SearchQuery:
+        """The backend query of a search (`vector` None for a text search until an arm embeds it)."""
+        return SearchQuery(vector=vector, limit=limit, offset=offset, filter=filter,  # type: ignore[arg-type]
+                           score_threshold=params.score_threshold, with_payload=params.with_payload,
+                           mode=params.mode, text=params.text if params.mode is not SearchMode.DENSE else None,
+                           fusion=fusion, params=params.search_params)
+
+    def _count_mode(self, mode: SearchMode, fusion: Fusion) -> None:
+        """`searchgw_search_modes_total`, its children cached per label pair."""
+        labels = (mode.value, fusion.method.value if mode is SearchMode.HYBRID else "none")
+        child = self._mode_children.get(labels)
+        if child is None:
+            child = self._mode_children[labels] = self._metrics.search_modes.labels(*labels)
+        child.inc()
+
     # -- shadow searches (result quality; gateway/shadow.py, rollout/quality.py) ---------------------
-    def _offer_shadow(self, params: SearchParams, route: RouteInfo, points: Sequence[ScoredPoint], limit: int) -> None:
+    def _offer_shadow(self, params: SearchParams, route: RouteInfo, points: Sequence[ScoredPoint], limit: int,
+                      served_query: SearchQuery) -> None:
         """With the answer computed: if the rollout samples this search, run it on the other arm in the
         background and compare the two top k. Never waits, never raises into the caller's search. The
         shadow search is not recorded for the analysis (it is no user's call); its failures are counted."""
@@ -468,14 +524,14 @@ class SearchCore:
                 return
             other = table.canary if route.collection == table.primary else table.primary
             depth = min(policy.k, limit)
-            query = replace(params, page_token="")
+            query = replace(served_query, limit=depth, offset=0)  # the served query (checked filter), top k
             served_ids = [point.id for point in points[:depth]]
 
             async def served() -> Sequence[PointId]:
                 return served_ids
 
             async def shadow() -> Sequence[PointId]:  # embedded with the other arm's own model
-                return [point.id for point in await self._search_physical(other, query, depth, 0, None)]
+                return [point.id for point in await self._search_physical(other, params, query, None)]
 
             first, second = (served, shadow) if route.collection == table.primary else (shadow, served)
             job = shadow_comparison(first, second, depth, policy.rbo_p)  # primary's ranking first
@@ -534,7 +590,13 @@ class SearchCore:
     async def _model_canary(self, collection: str) -> tuple[CollectionSpec, CollectionSpec] | None:
         """Primary's and the canary's specs when a rollout on `collection` has arms in different vector spaces."""
         table = self._router.table(collection)
-        return None if table is None else await self._split_spaces(table.primary, table.canary)
+        if table is None:
+            return None
+        primary, canary = self._specs.cached(table.primary), self._specs.cached(table.canary)
+        if primary is not None and canary is not None:  # the usual case: no await
+            same = (primary.dimension, primary.embedding_model) == (canary.dimension, canary.embedding_model)
+            return None if same else (primary, canary)
+        return await self._split_spaces(table.primary, table.canary)
 
     async def _split_spaces(self, primary_name: str, canary_name: str) -> tuple[CollectionSpec, CollectionSpec] | None:
         """The two arms' specs when they hold different vector spaces (model or dimension); None otherwise,
@@ -573,8 +635,8 @@ class SearchCore:
             reason="PAGE_TOKEN_STALE",
             metadata={"field": "page_token", "collection": page.collection, "rollout": page.rollout})
 
-    async def _search_routed(self, decision: RouteDecision, key: str, params: SearchParams, limit: int,
-                             offset: int, deadline: float | None,
+    async def _search_routed(self, decision: RouteDecision, key: str, params: SearchParams, query: SearchQuery,
+                             deadline: float | None,
                              on_route: Callable[[Arm], None] | None) -> tuple[list[ScoredPoint], RouteInfo]:
         """Search the arm a rollout routed the request to, recording how that arm's attempt ended.
 
@@ -588,7 +650,7 @@ class SearchCore:
         assert physical is not None  # search() routes here only the decisions of an active rollout
         started = self._clock()
         try:
-            points = await self._attempt_arm(decision, physical, params, limit, offset, deadline)
+            points = await self._attempt_arm(decision, physical, params, query, deadline)
         except asyncio.CancelledError:
             self._record(decision, key, self._ending_of_cancelled(deadline), started)
             raise
@@ -603,7 +665,7 @@ class SearchCore:
                 on_route(Arm.PRIMARY)
             primary = decision.primary
             assert primary is not None  # a rollout's decision names its primary
-            points = await self._search_arm(primary, params, limit, offset, deadline, routed=True)
+            points = await self._search_arm(primary, params, query, deadline, routed=True)
             self._refuse_late(deadline)
             return points, RouteInfo(Arm.PRIMARY, primary, decision.rollout, fallback=True)
         if self._is_late(deadline):
@@ -612,14 +674,18 @@ class SearchCore:
         self._record(decision, key, "OK", started)
         return points, RouteInfo(decision.arm, physical, decision.rollout)
 
-    async def _attempt_arm(self, decision: RouteDecision, physical: str, params: SearchParams, limit: int,
-                           offset: int, deadline: float | None) -> list[ScoredPoint]:
+    async def _attempt_arm(self, decision: RouteDecision, physical: str, params: SearchParams, query: SearchQuery,
+                           deadline: float | None) -> list[ScoredPoint]:
         """One search on the routed arm (its collection: `physical`); a canary over its rollout's
         concurrency limit is refused at once."""
-        if not self.canary_slots.floor:
-            return await self._search_arm(physical, params, limit, offset, deadline, routed=True)
-        with self.canary_slots.hold(decision):
-            return await self._search_arm(physical, params, limit, offset, deadline, routed=True)
+        slots = self.canary_slots
+        if not slots.floor:
+            return await self._search_arm(physical, params, query, deadline, routed=True)
+        key = slots.take(decision)
+        try:
+            return await self._search_arm(physical, params, query, deadline, routed=True)
+        finally:
+            slots.give_back(key)
 
     def _record(self, decision: RouteDecision, key: str, code_name: str, started: float) -> None:
         if decision.in_analysis:
@@ -648,40 +714,35 @@ class SearchCore:
             return False  # the request itself is wrong (or not found): primary would say the same
         return deadline is None or deadline > self._clock()
 
-    async def _search_arm(self, physical: str, params: SearchParams, limit: int, offset: int,
+    async def _search_arm(self, physical: str, params: SearchParams, query: SearchQuery,
                           deadline: float | None, *, routed: bool = False) -> list[ScoredPoint]:
         """Search one physical collection. For a rollout's arm (`routed`), the collection was chosen by
         the gateway, not the caller: if it has vanished that is our failure (UNAVAILABLE), not NOT_FOUND."""
         try:
-            return await self._search_physical(physical, params, limit, offset, deadline)
+            return await self._search_physical(physical, params, query, deadline)
         except NotFound as exc:
             if not routed:
                 raise
             self._specs.forget(physical)
             raise Unavailable(f"collection {physical!r} of the rollout cannot be searched: {exc.message}") from exc
 
-    async def _search_physical(self, physical: str, params: SearchParams, limit: int, offset: int,
+    async def _search_physical(self, physical: str, params: SearchParams, query: SearchQuery,
                                deadline: float | None) -> list[ScoredPoint]:
-        spec = await self._specs.get(physical)
+        spec = self._specs.cached(physical) or await self._specs.get(physical)
         if params.mode is not SearchMode.DENSE:
             # checked before anything is embedded: a collection without BM25 cannot serve it
             check_search_mode(spec, SearchQuery(vector=(), mode=params.mode, text=params.text), params.collection)
         if params.mode is SearchMode.SPARSE:
-            vector: np.ndarray | Sequence[float] = ()  # BM25 alone: nothing to embed
+            query = replace(query, vector=())  # BM25 alone: nothing to embed
         elif params.text is not None:
             if not spec.embedding_model:
                 raise InvalidArgument("text", f"collection {params.collection!r} has no embedding model; "
                                               "search it by vector")
             vector = (await self._embed([params.text], spec.embedding_model, "text", deadline))[0]
-        else:
-            vector = np.asarray(params.vector, dtype=np.float32)
-            if vector.shape != (spec.dimension,):
-                raise InvalidArgument("vector.values", f"has {vector.size} values; collection "
-                                                       f"{params.collection!r} holds {spec.dimension}-d vectors")
-        query = SearchQuery(vector=vector, limit=limit, offset=offset, filter=params.filter,
-                            score_threshold=params.score_threshold, with_payload=params.with_payload,
-                            mode=params.mode, text=params.text if params.mode is not SearchMode.DENSE else None,
-                            fusion=params.fusion)
+            query = replace(query, vector=vector)
+        elif len(query.vector) != spec.dimension:  # a 1-d float32 array (search() made it)
+            raise InvalidArgument("vector.values", f"has {len(query.vector)} values; collection "
+                                                   f"{params.collection!r} holds {spec.dimension}-d vectors")
         return await self._backend.search(physical, query)
 
     # -- writes ------------------------------------------------------------------------------

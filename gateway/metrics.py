@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from searchgw.gateway.backends.types import IndexBuild
 from searchgw.gateway.rollout import DecisionKind, TestKind
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,16 @@ class GatewayMetrics:
         self.snapshots = Counter("searchgw_snapshots", "Scheduled snapshots by collection (as scheduled) and "
                                  "result: ok, error, pruned (one the retention policy deleted), prune_error",
                                  ["collection", "result"], registry=r)
+        self.index_builds = Counter("searchgw_index_builds", "Index builds (OptimizeCollection) by collection and "
+                                    "result: ok, error", ["collection", "result"], registry=r)
+        self.index_build_seconds = Histogram(
+            "searchgw_index_build_seconds", "Index builds by step: total, build (the child process), writes_paused "
+            "(copy and swap), searches_paused (the swap alone)", ["step"],
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200), registry=r)
+        self.index_build_replayed_writes = Counter(
+            "searchgw_index_build_replayed_writes", "Writes acknowledged during index builds and replayed onto "
+            "the built copy", registry=r)
+        self.index_builds_running = Gauge("searchgw_index_builds_running", "Index builds under way", registry=r)
         self.unkeyed = Counter("searchgw_unkeyed_requests", "Searches without a routing key, by fallback used",
                                ["fallback"], registry=r)
         self.fallbacks = Counter("searchgw_canary_fallbacks", "Canary failures answered from primary",
@@ -155,6 +166,9 @@ class GatewayMetrics:
         #: Ended rollouts still exported, and when they ended (clock seconds).
         self._ended_at: dict[str, float] = {}
         self._collections: frozenset[str] = frozenset()
+        #: Labelled children of the per-call metrics, by label values (see `observe`).
+        self._rpc_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._backend_children: dict[tuple[str, str], Histogram] = {}
 
     # -- collection label ------------------------------------------------------------------
     def set_known_collections(self, names: Iterable[str]) -> None:
@@ -170,6 +184,21 @@ class GatewayMetrics:
         """The snapshot scheduler's outcomes; `collection` is a name from the gateway's own schedule."""
         self.snapshots.labels(collection=collection, result=result).inc()
 
+    def observe_index_build_start(self, collection: str) -> None:
+        self.index_builds_running.inc()
+
+    def observe_index_build(self, collection: str, build: IndexBuild | None) -> None:
+        """One finished index build (None: it failed)."""
+        self.index_builds_running.dec()
+        self.index_builds.labels(collection=self.collection_label(collection),
+                                 result="error" if build is None else "ok").inc()
+        if build is not None:
+            for step, seconds in (("total", build.seconds), ("build", build.build_seconds),
+                                  ("writes_paused", build.writes_paused_seconds),
+                                  ("searches_paused", build.searches_paused_seconds)):
+                self.index_build_seconds.labels(step=step).observe(seconds)
+            self.index_build_replayed_writes.inc(build.replayed_writes)
+
     def add_known_collection(self, name: str) -> None:
         if name not in self._collections and len(self._collections) < MAX_LABELLED_COLLECTIONS:
             self._collections = self._collections | {name}
@@ -182,21 +211,32 @@ class GatewayMetrics:
 
     # -- RpcObserver -----------------------------------------------------------------------
     def observe(self, method: str, code: str, seconds: float, labels: dict[str, str]) -> None:
-        """One RPC: its full method name, the name of its final status code, duration and labels."""
-        service, _, rpc = method.lstrip("/").rpartition("/")
+        """One RPC: its full method name, the name of its final status code, duration and labels.
+
+        The labelled children are cached per label tuple (`Counter.labels()` costs a lock and several
+        dict operations per call); every label value is bounded (see the module docstring), so the
+        caches are too."""
         arm = labels.get("arm", "none")
         if arm != "none" and labels.get(FORCED_ARM_LABEL):
             arm = f"{arm}_forced"
-        if service == SEARCH_SERVICE:
-            self.requests.labels(rpc, self.collection_label(labels.get("collection", "")), arm, code).inc()
-        else:
-            self.admin_requests.labels(rpc, code).inc()
-        self.request_duration.labels(rpc, arm).observe(seconds)
+        collection = self.collection_label(labels.get("collection", ""))
+        key = (method, collection, arm, code)
+        children = self._rpc_children.get(key)
+        if children is None:
+            service, _, rpc = method.lstrip("/").rpartition("/")
+            counter = (self.requests.labels(rpc, collection, arm, code) if service == SEARCH_SERVICE
+                       else self.admin_requests.labels(rpc, code))
+            children = self._rpc_children[key] = (counter, self.request_duration.labels(rpc, arm))
+        children[0].inc()
+        children[1].observe(seconds)
 
     # -- backend observer ------------------------------------------------------------------
     def observe_backend(self, operation: str, backend: str, seconds: float) -> None:
-        """One vector backend call (the InstrumentedBackend's observer)."""
-        self.backend_duration.labels(operation, backend).observe(seconds)
+        """One vector backend call (the InstrumentedBackend's observer); children cached as in `observe`."""
+        child = self._backend_children.get((operation, backend))
+        if child is None:
+            child = self._backend_children[(operation, backend)] = self.backend_duration.labels(operation, backend)
+        child.observe(seconds)
 
     # -- rollout observer ------------------------------------------------------------------
     def on_change(self, rollout) -> None:

@@ -66,8 +66,10 @@ from searchgw.gateway.backends.types import (
     PayloadIndexType,
     Point,
     PointId,
+    QuantizationParams,
     Range,
     ScalarQuantization,
+    SearchParams,
     SearchMode,
     SearchQuery,
     TextIndexParams,
@@ -90,6 +92,13 @@ MAX_FILTER_DEPTH = 8
 #: Most conditions in one filter, nested ones included.
 MAX_FILTER_CONDITIONS = 256
 MAX_POINT_ID = 2**64 - 1
+#: Largest `hnsw_ef` a search may ask for (Qdrant's own default is the collection's ef_construct, 100;
+#: beyond a few thousand an HNSW search costs more than scoring every point of a million).
+MAX_HNSW_EF = 4096
+#: Bounds of a search's quantization oversampling (Qdrant needs at least 1; 16 × limit candidates
+#: rescored is already far past where recall stops improving).
+MIN_OVERSAMPLING = 1.0
+MAX_OVERSAMPLING = 16.0
 #: Most payload indexes one collection may declare.
 MAX_PAYLOAD_INDEXES = 64
 #: Longest token a full-text index can be told to keep or drop (its min/max token length).
@@ -670,6 +679,25 @@ def check_search_mode(spec: CollectionSpec, query: SearchQuery, collection: str 
             f"mode: collection {name!r} has no BM25 index, so it cannot serve a {query.mode.value} search; "
             "create it with a bm25 config (`searchgw collections create --bm25`), or search it in dense mode",
             reason="NO_BM25_INDEX", metadata={"field": "mode", "collection": spec.name})
+def checked_params(field: str, params: SearchParams | None) -> SearchParams | None:
+    """A search's knobs within their limits (`MAX_HNSW_EF`, `MIN_OVERSAMPLING`..`MAX_OVERSAMPLING`);
+    a knob left at its default stays None so the engine applies its own."""
+    if params is None:
+        return None
+    ef = params.hnsw_ef
+    if ef is not None and (isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= MAX_HNSW_EF):
+        raise InvalidArgument(f"{field}.hnsw_ef", f"{shown(ef)} is not an integer from 1 to {MAX_HNSW_EF}")
+    quantization = params.quantization
+    if quantization is not None:
+        oversampling = _bound(f"{field}.quantization.oversampling", quantization.oversampling)
+        if oversampling is not None and not MIN_OVERSAMPLING <= oversampling <= MAX_OVERSAMPLING:
+            raise InvalidArgument(f"{field}.quantization.oversampling",
+                                  f"{oversampling!r} is not from {MIN_OVERSAMPLING:g} to {MAX_OVERSAMPLING:g}")
+        rescore = quantization.rescore
+        quantization = QuantizationParams(ignore=bool(quantization.ignore),
+                                          rescore=None if rescore is None else bool(rescore),
+                                          oversampling=oversampling)
+    return SearchParams(hnsw_ef=ef, exact=bool(params.exact), quantization=quantization)
 
 
 def checked_query(collection: str, dimension: int, query: SearchQuery) -> SearchQuery:
@@ -691,6 +719,7 @@ def checked_query(collection: str, dimension: int, query: SearchQuery) -> Search
         filter=None if query.filter is None else checked_filter("filter", query.filter),
         score_threshold=_bound("score_threshold", query.score_threshold),
         with_payload=bool(query.with_payload),
+        params=checked_params("params", query.params),
     )
 
 
@@ -710,6 +739,9 @@ __all__ = [
     "MAX_DIMENSION",
     "MAX_FILTER_CONDITIONS",
     "MAX_FILTER_DEPTH",
+    "MAX_HNSW_EF",
+    "MAX_OVERSAMPLING",
+    "MIN_OVERSAMPLING",
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_INDEXES",
     "MAX_POINT_ID",
@@ -734,6 +766,7 @@ __all__ = [
     "checked_payload_indexes",
     "checked_payload",
     "checked_points",
+    "checked_params",
     "checked_query",
     "checked_selector",
     "is_name",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import grpc
 
 from searchgw.embedder.client import EmbedderClient
+from searchgw.gateway.backends.types import IndexBuild
 from searchgw.gateway.backends import (
     CollectionInfo,
     CollectionSpec,
@@ -90,7 +91,7 @@ from searchgw.gateway.settings import GatewaySettings
 from searchgw import security
 from searchgw.rpc import DomainErrorInterceptor, ServingState, add_health_and_reflection
 from searchgw.rpc.server import NOT_SERVING, SERVING, drain, server_options
-from searchgw.telemetry import MetricsEndpoint, server_tracing_interceptor
+from searchgw.telemetry import MetricsEndpoint
 from searchgw.v1 import (
     collection_service_pb2,
     collection_service_pb2_grpc,
@@ -198,6 +199,7 @@ async def create_server(
     wall_clock: Callable[[], float] = time.time,
     run_controller: bool = True,
     probe_interval_s: float | None = PROBE_INTERVAL_S,
+    reuse_port: bool = False,
 ) -> GatewayServer:
     """Build and start the gateway.
 
@@ -205,6 +207,7 @@ async def create_server(
     rollout controller, and `run_controller=False` leaves its ticks to the caller (tests).
     `probe_interval_s=None` probes the dependencies only at start-up (tests call
     `server.dependencies.probe_once()`); finished rollouts' series are swept after each round.
+    `reuse_port` binds with SO_REUSEPORT (a worker of `searchgw serve --workers N`, see gateway.workers).
     """
     metrics = GatewayMetrics(clock=rollout_clock or clock)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -302,16 +305,19 @@ async def create_server(
                       page_tokens=page_tokens, write_order=write_order, experiments=experiments)
     admin = CollectionAdmin(served_backend, specs, router, embedder, page_tokens,
                             default_embedding_model=settings.default_embedding_model,
-                            experiment_on=experiments.holding, experiment_arms=experiments.arms_of)
+                            experiment_on=experiments.holding, experiment_arms=experiments.arms_of,
+                            on_build_start=metrics.observe_index_build_start, on_build_end=metrics.observe_index_build)
     demo = DemoSeeder(served_backend, embedder, core)
 
     server = grpc.aio.server(
-        interceptors=[server_tracing_interceptor(),
-                      DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL}),
-                      *security.interceptors_for(settings, METHOD_SCOPES)],
+        # One interceptor: the call's span (W3C context from the caller), authentication and rate
+        # limits, error mapping and the per-RPC metrics (see searchgw.rpc.errors).
+        interceptors=[DomainErrorInterceptor(metrics, metadata_labels={FORCED_ARM_HEADER: FORCED_ARM_LABEL},
+                                             admission=security.admission_for(settings, METHOD_SCOPES),
+                                             tracing=True)],
         options=server_options(max_message_bytes=settings.max_message_bytes,
                                keepalive_time_s=settings.keepalive_time_s,
-                               keepalive_timeout_s=settings.keepalive_timeout_s),
+                               keepalive_timeout_s=settings.keepalive_timeout_s, reuse_port=reuse_port),
     )
     reader = PointReader(served_backend, router, settings, page_tokens)
     search_service_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core, clock=clock, reader=reader),
@@ -420,6 +426,9 @@ class _NameTrackingBackend:
         self.inner = inner
         self.kind = inner.kind
         self._metrics = metrics
+        # The request path's calls go straight to the backend (no coroutine of ours around them).
+        self.search = inner.search  # type: ignore[method-assign]
+        self.resolve = inner.resolve  # type: ignore[method-assign]
 
     async def refresh_names(self) -> None:
         collections = await self.inner.list_collections()
@@ -485,8 +494,8 @@ class _NameTrackingBackend:
     async def delete_payload_index(self, collection: str, key: str) -> CollectionInfo:
         return await self.inner.delete_payload_index(collection, key)
 
-    async def optimize(self, collection: str) -> None:
-        await self.inner.optimize(collection)
+    async def optimize(self, collection: str) -> IndexBuild:
+        return await self.inner.optimize(collection)
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
         return await self.inner.create_snapshot(collection)

@@ -95,6 +95,8 @@ class GatewaySettings(ServerSettings):
     shadow_max_in_flight: int = setting(4, "shadow searches (a rollout's quality sample, run on the other arm off "
                                            "the request path) in flight at once; more are dropped and counted "
                                            "(dropped_busy); 0: no shadow searches")
+    workers: int = setting(1, "gateway processes serving the one port (SO_REUSEPORT), each with its own event "
+                              "loop; more than 1 needs --backend qdrant and --state redis://…")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,6 +137,25 @@ class GatewaySettings(ServerSettings):
             raise SettingsError(f"--embedder-addr: {self.embedder_addr!r} is not host:port")
         if (self.embedder_tls_cert is None) != (self.embedder_tls_key is None):
             raise SettingsError("--embedder-tls-cert and --embedder-tls-key: set both or neither")
+        self._check_workers()
+
+    def _check_workers(self) -> None:
+        """Several workers are several replicas on one host: each process holds its own engine and
+        rollout controller, so the collections and the rollout state must live outside them."""
+        if self.workers < 1:
+            raise SettingsError(f"--workers: {self.workers}; must be at least 1")
+        if self.workers == 1:
+            return
+        if self.backend == "edge":
+            raise SettingsError(f"--workers {self.workers}: the edge backend is embedded in the process (one "
+                                "engine owns --data-dir), so one process serves it; use --workers 1, or "
+                                "--backend qdrant for several workers")
+        if not self.shared_state:
+            raise SettingsError(f"--workers {self.workers}: the workers are replicas and must share their rollout "
+                                "state; SQLite state belongs to one process: set --state redis://host:port/db")
+        if self.with_embedder:
+            raise SettingsError(f"--workers {self.workers}: --with-embedder would start an embedder in every "
+                                "worker; run one embedder and point --embedder-addr at it")
 
     @property
     def shared_state(self) -> bool:

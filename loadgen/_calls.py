@@ -62,7 +62,8 @@ class SearchCalls:
         return search_service_pb2_grpc.SearchServiceStub(channel).Search
 
     def next_call(self) -> Call:
-        request = search_service_pb2.SearchRequest(collection=self._config.collection, limit=self._config.limit)
+        request = search_service_pb2.SearchRequest(collection=self._config.collection, limit=self._config.limit,
+                                                   params=search_params(self._config))
         if self._config.vector:
             request.vector.values.extend(self._inputs.vector())
         else:
@@ -120,6 +121,21 @@ class UpsertCalls:
 
     def route_of(self, response: search_service_pb2.UpsertResponse) -> tuple[str, bool]:
         return NO_ROUTE, False
+
+
+def search_params(config: LoadConfig, *, hnsw_ef: int | None = None,
+                  exact: bool | None = None) -> search_service_pb2.SearchParams | None:
+    """SearchRequest.params from --hnsw-ef, --exact, --oversampling (None when all are unset);
+    `hnsw_ef` / `exact` override the configured ones."""
+    ef = config.hnsw_ef if hnsw_ef is None else hnsw_ef
+    exact = config.exact if exact is None else exact
+    if not (ef or exact or config.oversampling):
+        return None
+    params = search_service_pb2.SearchParams(hnsw_ef=ef, exact=exact)
+    if config.oversampling:
+        params.quantization.rescore = True
+        params.quantization.oversampling = config.oversampling
+    return params
 
 
 def call_source(config: LoadConfig, inputs: Inputs, rng: random.Random) -> CallSource:

@@ -64,13 +64,21 @@ class LoadConfig:
     metadata: tuple[str, ...] = setting((), "extra metadata on every call, comma-separated k=v pairs")
     connect_timeout_s: float = setting(10.0, "how long to wait for the connection before the run")
     progress_interval_s: float = setting(1.0, "how often workers report progress")
+    # Search knobs (SearchRequest.params) and recall
+    hnsw_ef: int = setting(0, "Search: params.hnsw_ef of every call (0: the engine's default)")
+    exact: bool = setting(False, "Search: params.exact on every call (score every point)")
+    oversampling: float = setting(0.0, "Search: params.quantization.oversampling with rescoring (0: unset)")
+    recall: bool = setting(False, "Search: before the load, run --recall-queries queries exact and as configured "
+                                  "(and at each --recall-ef) one at a time, and report recall@limit and latency")
+    recall_queries: int = setting(100, "how many queries the recall measurement runs")
+    recall_ef: tuple[int, ...] = setting((), "hnsw_ef values to sweep in the recall measurement, comma-separated")
 
     def __post_init__(self) -> None:
         _require_choice("rpc", self.rpc, RPCS)
         _require_choice("mode", self.mode, MODES)
         _require_choice("keys", self.keys, KEY_DISTRIBUTIONS)
         for name in ("limit", "batch_size", "id_space", "dimension", "concurrency", "max_in_flight",
-                     "processes", "key_count"):
+                     "processes", "key_count", "recall_queries"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_flag(name)}: must be at least 1")
         for name in ("rate", "duration_s", "deadline_s", "zipf_s", "connect_timeout_s", "progress_interval_s"):
@@ -79,6 +87,12 @@ class LoadConfig:
         for name in ("warmup_s", "late_after_ms"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_flag(name)}: must not be negative")
+        if self.hnsw_ef < 0 or any(ef < 1 for ef in self.recall_ef):
+            raise SettingsError("--hnsw-ef / --recall-ef: must be at least 1 (0: the engine's default)")
+        if self.oversampling and self.oversampling < 1:
+            raise SettingsError("--oversampling: must be at least 1 (0: unset)")
+        if (self.recall or self.recall_ef) and self.rpc != "search":
+            raise SettingsError("--recall: measures Search only")
         if self.rpc == "embed" and self.vector:
             raise SettingsError("--vector: Embed takes texts only")
         if self.rpc == "upsert" and self.id_space < self.batch_size:

@@ -11,6 +11,7 @@ from typing import Any
 
 from searchgw.loadgen._config import LoadConfig
 from searchgw.loadgen._histogram import LatencyHistogram
+from searchgw.loadgen._recall import RecallPoint
 from searchgw.loadgen._tally import Tally
 from searchgw.loadgen._worker import WorkerResult
 
@@ -43,6 +44,8 @@ class Report:
     wall_s: float  # the whole load, warm-up and draining included
     cpu_seconds: float  # CPU time of the load generator's processes during the load
     cpu_count: int
+    #: --recall: recall@limit and latency per search setting, measured before the load.
+    recall: tuple[RecallPoint, ...] = ()
 
     @classmethod
     def from_results(cls, config: LoadConfig, results: Sequence[WorkerResult], *, cpu_seconds: float,
@@ -116,6 +119,7 @@ class Report:
             "load_generator": {"processes": self.config.processes, "cpu_seconds": round(self.cpu_seconds, 3),
                                "cpu_count": self.cpu_count, "cpu_share": round(self.cpu_share, 4)},
             "latency_histogram": latency.to_dict(),
+            "recall": [point.to_dict() for point in self.recall] or None,
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -127,6 +131,8 @@ class Report:
         lines += ["", *_table("status", self.tally.by_code(), self.calls)]
         if self.config.rpc == "search":
             lines += ["", *_table("arm", self.tally.by_arm(), self.calls, fallbacks=self.tally.fallbacks)]
+        if self.recall:
+            lines += ["", *_recall_table(self.recall, self.config.limit)]
         lines += ["", f"load generator: {self.cpu_seconds:.2f} CPU s in {self.wall_s:.2f} s wall "
                       f"({_plural(self.config.processes, 'process', 'processes')}, {self.cpu_count} cores: "
                       f"{100 * self.cpu_share:.1f} % of the machine)"]
@@ -148,6 +154,17 @@ class Report:
             text += (f"   late starts {self.tally.late_starts} "
                      f"(max lag {self.tally.max_start_lag_ns / _NS_PER_MS:.2f} ms)")
         return text
+
+
+def _recall_table(points: Sequence[RecallPoint], limit: int) -> list[str]:
+    columns = [name for name, _q in QUANTILES] + ["max"]
+    rows = [f"{'setting':<20}{f'recall@{limit}':>10}{'queries':>10}" + "".join(f"{c:>10}" for c in columns)
+            + "   (one call at a time, latency ms)"]
+    for point in points:
+        summary = latency_summary_ms(point.latency)
+        rows.append(f"{point.setting:<20}{point.recall:>10.3f}{point.queries:>10}"
+                    + "".join(f"{summary[c]:>10.2f}" for c in columns))
+    return rows
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:

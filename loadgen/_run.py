@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from searchgw.loadgen._config import LoadConfig
 from searchgw.loadgen._processes import run_in_processes
 from searchgw.loadgen._progress import ProgressCallback, ProgressHub
+from searchgw.loadgen._recall import measure_recall
 from searchgw.loadgen._report import Report
 from searchgw.loadgen._tally import Tally
 from searchgw.loadgen._worker import WorkerPlan, WorkerResult, plan_workers, run_plan
@@ -30,7 +31,9 @@ async def run_load(config: LoadConfig, *, on_progress: ProgressCallback | None =
     if seed is None:  # draw one, so that the report says how to repeat the run
         seed = random.SystemRandom().randrange(2**32)
         config = dataclasses.replace(config, seed=seed)
-    plans = plan_workers(config, queries_for(config), seed=seed)
+    queries = queries_for(config)
+    recall = await measure_recall(config, queries, seed) if config.recall or config.recall_ef else ()
+    plans = plan_workers(config, queries, seed=seed)
     hub = ProgressHub(config)
     started_at = datetime.now(timezone.utc)
     ticker = asyncio.create_task(_tick(hub, on_progress, config.progress_interval_s)) if on_progress else None
@@ -44,7 +47,8 @@ async def run_load(config: LoadConfig, *, on_progress: ProgressCallback | None =
             ticker.cancel()
     if on_progress is not None:
         on_progress(hub.snapshot())
-    return Report.from_results(config, results, cpu_seconds=cpu_seconds, started_at=started_at)
+    report = Report.from_results(config, results, cpu_seconds=cpu_seconds, started_at=started_at)
+    return dataclasses.replace(report, recall=recall) if recall else report
 
 
 def run_load_sync(config: LoadConfig, *, on_progress: ProgressCallback | None = None) -> Report:

@@ -36,6 +36,7 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    IndexBuild,
     OrderBy,
     PayloadIndex,
     Point,
@@ -136,12 +137,12 @@ class VectorBackend(Protocol):
         """Remove a payload field's index (NotFound when it has none); the collection with its indexes."""
         ...
 
-    async def optimize(self, collection: str) -> None:
-        """Index what is not indexed yet, and return when done.
+    async def optimize(self, collection: str) -> IndexBuild:
+        """Index what is not indexed yet, and return when done, with what the build did.
 
-        The embedded engine builds its HNSW graph only when asked (it holds the interpreter while it
-        does, so call this after a bulk load, not on the request path); a Qdrant server indexes by
-        itself, so there this does nothing.
+        The embedded engine builds its HNSW graph only when asked, in a child process on a copy of
+        the collection, and swaps it in (searches go on meanwhile; see `EdgeBackend.optimize`); a
+        Qdrant server indexes by itself, so there this does nothing.
         """
         ...
 

@@ -6,6 +6,7 @@ Layout of `data_dir`::
     catalog.json              every collection's spec (embedding model and payload indexes included) and every alias
     collections/<name>/       one qdrant-edge shard per collection (its WAL, segments, config)
     snapshots/<name>/         that collection's snapshots (see `_snapshots`); they outlive it
+    builds/<name>/            an index build's copy of the shard, while it runs (see Indexing)
 
 Aliases are ours, not the engine's: they live in the catalog, which is replaced atomically (see
 `_catalog`), so an alias switch is one atomic step that survives a restart.
@@ -41,9 +42,14 @@ Threads: every engine call runs in the backend's own executor, never on the even
 call holds the GIL for its whole length (two threads querying one shard do not overlap).
 
 Indexing: the engine builds its HNSW graph only when `optimize()` is called; until then a large
-collection is searched exhaustively (20k × 384: 2 ms per query, 0.5 ms once indexed). The build holds
-the GIL throughout (14-18 s for 20k × 384 here), stalling the whole process: call it after a bulk
-load, not while serving.
+collection is searched exhaustively (20k × 384: 2 ms per query, 0.5 ms once indexed). The engine's
+build holds the GIL throughout (14-18 s for 20k × 384 here, minutes for a million), so `optimize`
+never runs it in this process: it copies the flushed shard (writes wait for the copy, searches do
+not), builds the copy in a child process (`_index_build`, at a lower priority), journals the writes
+acknowledged meanwhile, replays them onto the built copy and swaps it in (writes wait for the
+replay and the swap; searches wait for the swap alone: closing the old shard, two renames, opening
+the new one). A crash mid-swap is undone at the next open (`_recover_builds`); deleting the
+collection or closing the backend kills the child. `builds/<name>/` holds the copy meanwhile.
 
 Micro-batching (on by default): searches on one collection that arrive while a query on it runs go
 together as one `query_batch` call (see `_batching`). With 16 concurrent callers it raised queries/s
@@ -57,10 +63,11 @@ import asyncio
 import fcntl
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -72,6 +79,7 @@ import qdrant_edge as qe
 
 from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
+from searchgw.gateway.backends._index_build import BuildProcess, JournalEntry
 from searchgw.gateway.backends._snapshots import SnapshotStore
 from searchgw.gateway.backends.types import (
     BM25_VECTOR,
@@ -85,6 +93,7 @@ from searchgw.gateway.backends.types import (
     Filter,
     FusionMethod,
     HasId,
+    IndexBuild,
     IsEmpty,
     IsNull,
     OrderBy,
@@ -94,6 +103,7 @@ from searchgw.gateway.backends.types import (
     PointId,
     ScoredPoint,
     ScrollPage,
+    SearchParams,
     SearchMode,
     SearchQuery,
     SnapshotInfo,
@@ -246,6 +256,16 @@ def _engine_filter(filter: Filter) -> qe.Filter:
                      min_should=min_should)
 
 
+def _engine_params(params: SearchParams | None) -> qe.SearchParams | None:
+    if params is None:
+        return None
+    quantization = None
+    if params.quantization is not None:
+        q = params.quantization
+        quantization = qe.QuantizationSearchParams(ignore=q.ignore, rescore=q.rescore, oversampling=q.oversampling)
+    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=params.exact, quantization=quantization)
+
+
 def _engine_query(query: SearchQuery, bm25: qe.Bm25 | None) -> qe.QueryRequest:
     """The engine's request for a query: nearest to the dense vector, nearest to the BM25 query vector
     (the `bm25` sparse vector), or both as prefetches fused by the engine (Rrf / Dbsf)."""
@@ -273,6 +293,7 @@ def _engine_query(query: SearchQuery, bm25: qe.Bm25 | None) -> qe.QueryRequest:
         score_threshold=query.score_threshold,
         with_payload=query.with_payload,
         with_vector=False,
+        params=_engine_params(query.params),
     )
 
 
@@ -366,6 +387,61 @@ def _scroll(engine: qe.EdgeShard, offset: PointId | None, limit: int, filter: Fi
     return ScrollPage(points, None if next_offset is None else _domain_id(next_offset))
 
 
+def _copy_shard(engine: qe.EdgeShard, path: Path, copy: Path) -> None:
+    """Copy the shard's directory to `copy`. Writes are paused, so the copy is the image a SIGKILL
+    would leave: every acknowledged write is in its WAL, which the child's open replays. No flush
+    here: an engine call holds the interpreter, and file copies do not."""
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    copy.parent.mkdir(parents=True)
+    shutil.copytree(path, copy)
+
+
+def _fsync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> tuple[qe.EdgeShard, SearchgwError | None]:
+    """Close the serving shard, put the built copy in its place, open it. The serving directory moves
+    aside first (`retired`, next to the copy): a crash between the two renames leaves it there, and
+    the next open moves it back (see `_recover_builds`). If the copy cannot take its place or does not
+    open, the serving shard goes back and opens again: (the shard now serving, the error or None)."""
+    retired = copy.parent / "retired"
+    engine.close()
+    os.rename(path, retired)
+    try:
+        os.rename(copy, path)
+    except BaseException:
+        os.rename(retired, path)
+        return qe.EdgeShard.load(str(path)), Unavailable("the built index could not be moved into place")
+    _fsync_directory(path.parent)
+    _fsync_directory(copy.parent)
+    try:
+        return qe.EdgeShard.load(str(path)), None
+    except Exception as exc:  # the built copy does not open: put the serving shard back
+        os.rename(path, copy.parent / "failed")
+        os.rename(retired, path)
+        _fsync_directory(path.parent)
+        return qe.EdgeShard.load(str(path)), Unavailable(f"the built index does not open ({exc}); the collection "
+                                                          "is served as before the build")
+
+
+def _recover_builds(builds: Path, collections: Path) -> None:
+    """Index builds a crash cut short: put back a serving directory caught between the two renames
+    of a swap, and drop every copy."""
+    if not builds.is_dir():
+        return
+    for work in builds.iterdir():
+        serving, retired = collections / work.name, work / "retired"
+        if not serving.exists() and retired.is_dir():
+            os.rename(retired, serving)
+            _fsync_directory(collections)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _retrieve_points(engine: qe.EdgeShard, ids: list[PointId], with_payload: bool, with_vector: bool) -> list[StoredPoint]:
     engine_ids: list[qe.PointId] = list(ids)
     found = {point.id: point for point in map(_stored_point, engine.retrieve(engine_ids, with_payload=with_payload,
@@ -377,9 +453,6 @@ def _dense(vector: Any) -> Any:
     """The unnamed dense vector of a record (a point with a BM25 vector has its vectors by name)."""
     return vector[""] if isinstance(vector, dict) else vector
 
-
-def _optimize(engine: qe.EdgeShard) -> None:
-    engine.optimize()
 
 
 def _snapshot(engine: qe.EdgeShard, store: SnapshotStore, path: Path, spec: CollectionSpec,
@@ -422,7 +495,8 @@ class _OpenShard:
     """An open collection: its engine shard, the calls in flight on it, and its search batcher."""
 
     def __init__(self, spec: CollectionSpec, engine: qe.EdgeShard, executor: ThreadPoolExecutor, *,
-                 micro_batching: bool, max_batch_size: int) -> None:
+                 micro_batching: bool, max_batch_size: int,
+                 index_builder: Callable[[str], Awaitable[BuildProcess]] = BuildProcess.start) -> None:
         self.spec = spec
         self._engine = engine
         self._executor = executor
@@ -436,11 +510,24 @@ class _OpenShard:
         self._writes_idle.set()
         self._paused: asyncio.Event | None = None
         self.batcher = MicroBatcher(self._search_batch, max_batch_size=max_batch_size) if micro_batching else None
+        #: While an index build runs: the writes applied since its copy was taken, in the order the
+        #: engine applied them (appended under `_journal_lock` with the write itself).
+        self._journal: list[JournalEntry] | None = None
+        self._journal_lock = threading.Lock()
+        #: Set while the built shard is swapped in: every call waits.
+        self._swapping: asyncio.Event | None = None
+        #: The index build in progress, if any (a second optimize joins it), and while its child
+        #: process runs (the one step `close` may cut short: the copy and the swap run to their end).
+        self.build: asyncio.Task[IndexBuild] | None = None
+        self._building = False
+        self._index_builder = index_builder
         #: The engine's BM25 model for the collection's config (None: the collection has no BM25 vector).
         self.bm25 = None if spec.bm25 is None else engine_bm25(spec.bm25)
 
     async def call(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
         """`function(engine, *args)` in the executor; refused once the shard is closing."""
+        while self._swapping is not None:
+            await self._swapping.wait()
         if self._closed_error is not None:
             raise self._closed_error
         self._in_flight += 1
@@ -459,11 +546,79 @@ class _OpenShard:
         self._writes += 1
         self._writes_idle.clear()
         try:
-            return await self.call(function, *args)
+            return await self.call(self._journaled, function, *args)
         finally:
             self._writes -= 1
             if not self._writes:
                 self._writes_idle.set()
+
+    def _journaled(self, engine: qe.EdgeShard, function: Callable[..., ResultT], *args: Any) -> ResultT:
+        """A write, recorded in the build's journal once the engine took it (in the executor)."""
+        with self._journal_lock:
+            result = function(engine, *args)
+            if self._journal is not None:
+                self._journal.append((function, args))
+            return result
+
+    async def rebuild(self, path: Path, copy: Path) -> IndexBuild:
+        """Build the index without stopping searches or losing writes:
+
+        1. writes pause; the shard's directory is copied to `copy`; the journal starts;
+           writes resume (searches never stop);
+        2. a child process builds the copy's index (`_index_build`); meanwhile every write goes to
+           the serving shard and into the journal;
+        3. writes pause again; the child replays the journal onto the built copy, in order, and
+           closes it;
+        4. searches pause for the swap alone: the serving shard closes, the copy takes its
+           directory's place and opens (the one engine call of the build in this process that
+           holds the interpreter); everything resumes on the built shard.
+
+        A failure before step 4 drops the copy and leaves the serving shard as it was."""
+        started = time.perf_counter()
+        writes_paused = searches_paused = 0.0
+        loop = asyncio.get_running_loop()
+        process: BuildProcess | None = None
+        try:
+            async with self.writes_paused():
+                pause = time.perf_counter()
+                await self.call(_copy_shard, path, copy)
+                self._journal = []
+                writes_paused += time.perf_counter() - pause
+            self._building = True
+            try:
+                process = await self._index_builder(str(copy))
+                build_seconds, optimized = await process.built()
+            finally:
+                self._building = False
+            async with self.writes_paused():
+                pause = time.perf_counter()
+                journal, self._journal = self._journal or [], None
+                if self._closed_error is not None:
+                    raise self._closed_error
+                await process.finish(journal)
+                if self._closed_error is not None:
+                    raise self._closed_error
+                swapping = self._swapping = asyncio.Event()
+                try:
+                    swap = time.perf_counter()
+                    await self._idle.wait()
+                    self._engine, failure = await loop.run_in_executor(self._executor, _swap, self._engine, path,
+                                                                        copy)
+                    searches_paused = time.perf_counter() - swap
+                finally:
+                    self._swapping = None
+                    swapping.set()
+                writes_paused += time.perf_counter() - pause
+            if failure is not None:
+                raise failure
+        finally:
+            self._journal = None
+            if process is not None:
+                await asyncio.shield(process.kill())  # ended already unless something failed
+            await loop.run_in_executor(self._executor, shutil.rmtree, copy.parent, True)
+        return IndexBuild(optimized=optimized, seconds=time.perf_counter() - started, build_seconds=build_seconds,
+                          writes_paused_seconds=writes_paused, searches_paused_seconds=searches_paused,
+                          replayed_writes=len(journal))
 
     @asynccontextmanager
     async def writes_paused(self) -> AsyncIterator[None]:
@@ -488,8 +643,13 @@ class _OpenShard:
         return await self.call(_run_queries, queries, self.bm25)
 
     async def close(self, error: SearchgwError, finish: Callable[[qe.EdgeShard], None]) -> None:
-        """Refuse new calls with `error`, wait for those in flight, then `finish(engine)`."""
+        """Refuse new calls with `error`, stop an index build, wait for the calls in flight, then
+        `finish(engine)`."""
         self._closed_error = error
+        if self.build is not None and not self.build.done():
+            if self._building:
+                self.build.cancel()  # kills the build's process
+            await asyncio.wait([self.build])  # a copy or a swap under way runs to its end, then stops
         await self._idle.wait()
         await asyncio.get_running_loop().run_in_executor(self._executor, finish, self._engine)
 
@@ -531,12 +691,16 @@ class EdgeBackend:
     kind = "edge"
 
     def __init__(self, data_dir: str | Path, *, micro_batching: bool = True, max_batch_size: int = 32,
-                 max_workers: int = 2, wall_clock: Callable[[], float] = time.time) -> None:
+                 max_workers: int = 2, wall_clock: Callable[[], float] = time.time,
+                 index_builder: Callable[[str], Awaitable[BuildProcess]] = BuildProcess.start) -> None:
+        """`index_builder(path)`: starts the child process that builds the index of the shard copy at
+        `path` (`_index_build.BuildProcess.start`); tests wrap it to watch a build."""
         self._root = Path(data_dir)
         (self._root / "collections").mkdir(parents=True, exist_ok=True)
         self._lock = _lock_directory(self._root)
         for staging in (self._root / "collections").glob(_STAGING_PREFIX + "*"):  # restores a crash cut short
             shutil.rmtree(staging, ignore_errors=True)
+        _recover_builds(self._root / "builds", self._root / "collections")
         self._snapshots = SnapshotStore(self._root / "snapshots")
         self._wall_clock = wall_clock
         #: Snapshots being restored (by name, how many restores read each): they cannot be deleted.
@@ -547,6 +711,7 @@ class EdgeBackend:
         self._catalog = Catalog.load(self._catalog_path)
         self._micro_batching = micro_batching
         self._max_batch_size = max_batch_size
+        self._index_builder = index_builder
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="edge-backend")
         self._shards: dict[str, _OpenShard] = {}
         #: Serialises catalog changes and shard opening.
@@ -591,7 +756,7 @@ class EdgeBackend:
 
     def _new_shard(self, spec: CollectionSpec, engine: qe.EdgeShard) -> _OpenShard:
         return _OpenShard(spec, engine, self._executor, micro_batching=self._micro_batching,
-                          max_batch_size=self._max_batch_size)
+                          max_batch_size=self._max_batch_size, index_builder=self._index_builder)
 
     async def _commit(self, catalog: Catalog) -> None:
         """Make `catalog` durable, then current. Call with the admin lock held."""
@@ -751,9 +916,17 @@ class EdgeBackend:
             shard.spec = updated
         return await self.get_collection(updated.name)
 
-    async def optimize(self, collection: str) -> None:
+    async def optimize(self, collection: str) -> IndexBuild:
+        """Build the index in a child process on a copy, replay the writes made meanwhile, swap it in
+        (`_OpenShard.rebuild`); searches go on throughout but for the swap. One build per collection
+        at a time: a second call joins the one under way. The build runs to its end even if the
+        caller leaves."""
         shard = await self._shard(collection)
-        await shard.write(_optimize)
+        if shard.build is None or shard.build.done():
+            copy = self._root / "builds" / shard.spec.name / "shard"
+            shard.build = asyncio.ensure_future(shard.rebuild(self._path(shard.spec.name), copy))
+            shard.build.add_done_callback(_retrieve)
+        return await asyncio.shield(shard.build)
 
     # -- snapshots ---------------------------------------------------------------------------
     async def create_snapshot(self, collection: str) -> SnapshotInfo:

@@ -26,6 +26,7 @@ from searchgw.gateway.backends.types import (
     CollectionInfo,
     CollectionSpec,
     Filter,
+    IndexBuild,
     OrderBy,
     PayloadIndex,
     Point,
@@ -165,8 +166,8 @@ class FaultInjectingBackend:
         return await self._call("delete_payload_index", collection,
                                 lambda: self.inner.delete_payload_index(collection, key))
 
-    async def optimize(self, collection: str) -> None:
-        await self._call("optimize", collection, lambda: self.inner.optimize(collection))
+    async def optimize(self, collection: str) -> IndexBuild:
+        return await self._call("optimize", collection, lambda: self.inner.optimize(collection))
 
     async def create_snapshot(self, collection: str) -> SnapshotInfo:
         return await self._call("create_snapshot", collection, lambda: self.inner.create_snapshot(collection))

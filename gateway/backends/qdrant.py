@@ -67,6 +67,7 @@ from searchgw.gateway.backends.types import (
     Distance,
     FieldCondition,
     Filter,
+    IndexBuild,
     FusionMethod,
     HasId,
     IsEmpty,
@@ -79,6 +80,7 @@ from searchgw.gateway.backends.types import (
     ScalarQuantization,
     ScoredPoint,
     ScrollPage,
+    SearchParams,
     SearchMode,
     SearchQuery,
     SnapshotInfo,
@@ -253,6 +255,16 @@ def _condition(condition: Condition) -> Any:
         return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.any_keyword)))
     value = next(v for v in (condition.keyword, condition.integer, condition.boolean) if v is not None)
     return models.FieldCondition(key=condition.key, match=models.MatchValue(value=value))
+
+
+def _search_params(params: SearchParams | None) -> models.SearchParams | None:
+    if params is None:
+        return None
+    quantization = None
+    if params.quantization is not None:
+        q = params.quantization
+        quantization = models.QuantizationSearchParams(ignore=q.ignore, rescore=q.rescore, oversampling=q.oversampling)
+    return models.SearchParams(hnsw_ef=params.hnsw_ef, exact=params.exact, quantization=quantization)
 
 
 def _filter(filter: Filter) -> models.Filter:
@@ -630,6 +642,7 @@ class QdrantBackend:
                 score_threshold=query.score_threshold,
                 with_payload=query.with_payload,
                 with_vectors=False,
+                search_params=_search_params(query.params),
             )
         return [ScoredPoint(id=_domain_id(hit.id), score=hit.score,
                             payload=dict(hit.payload or {}) if query.with_payload else None)
@@ -726,9 +739,10 @@ class QdrantBackend:
                                    lambda: self._client.delete_payload_index(physical, key, wait=True))
         return await self.get_collection(physical)
 
-    async def optimize(self, collection: str) -> None:
+    async def optimize(self, collection: str) -> IndexBuild:
         """Nothing to do: a Qdrant server indexes by itself (and local mode has no index)."""
         await self.resolve(collection)
+        return IndexBuild()
 
     # -- snapshots ---------------------------------------------------------------------------
     def _refuse_local(self, action: str) -> None:

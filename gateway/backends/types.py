@@ -365,6 +365,29 @@ class Fusion:
 
 
 @dataclass(frozen=True)
+class QuantizationParams:
+    """How a search uses a collection's quantized vectors (Qdrant's `QuantizationSearchParams`)."""
+
+    #: Search the original vectors only, as if the collection were not quantized.
+    ignore: bool = False
+    #: Re-score the candidates found on quantized vectors with the originals (None: the engine's default).
+    rescore: bool | None = None
+    #: Fetch `oversampling × limit` candidates on quantized vectors before rescoring (None: 1).
+    oversampling: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-query search knobs; the defaults are the engine's own behaviour."""
+
+    #: Candidates the HNSW search keeps (higher: better recall, slower); None: the engine's default.
+    hnsw_ef: int | None = None
+    #: Score every point (no index): the true top-k, at full-scan cost.
+    exact: bool = False
+    quantization: QuantizationParams | None = None
+
+
+@dataclass(frozen=True)
 class SearchQuery:
     """A nearest-neighbour query: the `limit` best points after skipping `offset`, best first."""
 
@@ -382,3 +405,24 @@ class SearchQuery:
     text: str | None = None
     #: How HYBRID fuses its lists.
     fusion: Fusion = field(default_factory=Fusion)
+    #: Search knobs (ef, exact, quantization); None: the engine's defaults.
+    params: SearchParams | None = None
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """What one `optimize` did. Durations in seconds; zero where a backend has no such step (a Qdrant
+    server indexes by itself, so there `optimize` builds nothing)."""
+
+    #: Whether the engine changed anything (False: the collection was already optimal, or nothing to do).
+    optimized: bool = False
+    #: The whole call.
+    seconds: float = 0.0
+    #: The build proper (in a child process, for the embedded engine).
+    build_seconds: float = 0.0
+    #: How long writes to the collection waited: the copy before the build, and the swap after it.
+    writes_paused_seconds: float = 0.0
+    #: How long searches waited: the swap of the built shard for the serving one.
+    searches_paused_seconds: float = 0.0
+    #: Writes acknowledged during the build, replayed onto the built copy before the swap.
+    replayed_writes: int = 0

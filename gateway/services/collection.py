@@ -11,6 +11,7 @@ from searchgw.gateway.services.convert import (
     collection_spec_from_proto,
     collection_to_proto,
     duration_from_proto,
+    index_build_to_proto,
     payload_index_from_proto,
     snapshot_to_proto,
 )
@@ -54,7 +55,9 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                                       next_page_token=page.next_page_token)
 
     async def OptimizeCollection(self, request, context) -> pb.OptimizeCollectionResponse:
-        return pb.OptimizeCollectionResponse(collection=collection_to_proto(await self._admin.optimize(request.name)))
+        info, build = await self._admin.optimize(request.name, background=request.background)
+        return pb.OptimizeCollectionResponse(collection=collection_to_proto(info),
+                                             build=None if build is None else index_build_to_proto(build))
 
     async def CreateSnapshot(self, request, context) -> pb.CreateSnapshotResponse:
         return pb.CreateSnapshotResponse(snapshot=snapshot_to_proto(await self._admin.create_snapshot(request.name)))

@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 
@@ -44,6 +46,7 @@ from searchgw.gateway.backends import (
     Tokenizer,
     ValuesCount,
 )
+from searchgw.gateway.backends.types import IndexBuild, QuantizationParams, SearchParams
 from searchgw.gateway.core import RouteInfo
 from searchgw.gateway.experiments import (
     CONTROL as EXPERIMENT_CONTROL,
@@ -146,6 +149,28 @@ def timestamp_to_proto(epoch_seconds: float) -> timestamp_pb2.Timestamp:
     return message
 
 
+_FLOAT32_LE = np.dtype("<f4")  # the wire's floats; numpy's float32 on every platform we run on
+
+
+def vector_from_proto(message: common_pb.Vector) -> np.ndarray:
+    """A Vector's values as one (read-only) float32 array, read from its packed wire form in one copy
+    (about half the cost of converting the repeated field value by value); any other encoding is
+    converted the slow way."""
+    raw = message.SerializeToString()
+    if raw[:1] == b"\x0a":  # field 1, length-delimited: the packed floats
+        size, start, shift = 0, 1, 0
+        while start < len(raw) and start < 6:
+            byte = raw[start]
+            size |= (byte & 0x7F) << shift
+            start += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        if start + size == len(raw) and size % 4 == 0:
+            return np.frombuffer(raw, dtype=_FLOAT32_LE, offset=start, count=size // 4)
+    return np.array(message.values, dtype=np.float32)
+
+
 # -- filters ---------------------------------------------------------------------------------
 
 
@@ -222,6 +247,24 @@ def _field_condition(message: common_pb.FieldCondition, field: str) -> FieldCond
 
 def filter_from_proto(message: common_pb.Filter, field: str = "filter") -> Filter:
     return _FilterReader().filter(message, field, 1)
+
+
+def index_build_to_proto(build: IndexBuild) -> coll_pb.IndexBuildReport:
+    return coll_pb.IndexBuildReport(
+        optimized=build.optimized, duration=duration_to_proto(build.seconds),
+        build_duration=duration_to_proto(build.build_seconds), writes_paused=duration_to_proto(build.writes_paused_seconds),
+        searches_paused=duration_to_proto(build.searches_paused_seconds), replayed_writes=build.replayed_writes)
+
+
+def search_params_from_proto(message: search_pb.SearchParams) -> SearchParams:
+    """SearchRequest.params: zero `hnsw_ef` and unset optionals mean the engine's defaults (limits are
+    checked by `rules.checked_params`)."""
+    quantization = None
+    if message.HasField("quantization"):
+        q = message.quantization
+        quantization = QuantizationParams(ignore=q.ignore, rescore=q.rescore if q.HasField("rescore") else None,
+                                          oversampling=q.oversampling if q.HasField("oversampling") else None)
+    return SearchParams(hnsw_ef=message.hnsw_ef or None, exact=message.exact, quantization=quantization)
 
 
 def _set_bounds(target: Any, bounds: Any) -> None:

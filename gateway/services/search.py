@@ -17,6 +17,8 @@ from searchgw.gateway.services.convert import (
     point_id_from_proto,
     route_to_proto,
     scored_point_to_proto,
+    search_params_from_proto,
+    vector_from_proto,
     stored_point_to_proto,
     search_mode_from_proto,
 )
@@ -87,23 +89,30 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
     async def Search(self, request: pb.SearchRequest, context) -> pb.SearchResponse:
         labels = current_rpc().labels
         labels["collection"] = request.collection
-        metadata = dict(context.invocation_metadata() or ())
+        metadata_key = forced = None
+        for key, value in context.invocation_metadata() or ():  # read once, for the two headers
+            if key == ROUTING_KEY_HEADER:
+                metadata_key = value
+            elif key == FORCED_ARM_HEADER:
+                forced = value
         query = request.WhichOneof("query")
+        routing_key = request.routing_key
         params = SearchParams(
             collection=request.collection,
             text=request.text if query == "text" else None,
-            vector=request.vector.values if query == "vector" else None,
+            vector=vector_from_proto(request.vector) if query == "vector" else None,
             limit=request.limit,
-            routing_key=request.routing_key,
-            metadata_key=metadata.get(ROUTING_KEY_HEADER, ""),
-            forced_arm=parse_forced_arm(metadata.get(FORCED_ARM_HEADER)),
-            peer=context.peer() or "",
+            routing_key=routing_key,
+            metadata_key=metadata_key or "",
+            forced_arm=parse_forced_arm(forced),
+            peer="" if routing_key or metadata_key else context.peer() or "",  # only an unkeyed call needs it
             filter=filter_from_proto(request.filter) if request.HasField("filter") else None,
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=request.with_payload,
             page_token=request.page_token,
             mode=search_mode_from_proto(request.mode),
             fusion=fusion_from_proto(request.fusion),
+            search_params=search_params_from_proto(request.params) if request.HasField("params") else None,
         )
         outcome = await self._core.search(params, deadline=_deadline(context, self._clock),
                                           on_route=lambda arm: labels.__setitem__("arm", arm.value))

@@ -65,8 +65,10 @@ async def add_health_and_reflection(server: grpc.aio.Server, state: ServingState
     )
 
 
-def server_options(*, max_message_bytes: int, keepalive_time_s: float, keepalive_timeout_s: float) -> list[tuple]:
-    """Channel arguments for a server: message size limits and HTTP/2 keepalive."""
+def server_options(*, max_message_bytes: int, keepalive_time_s: float, keepalive_timeout_s: float,
+                   reuse_port: bool = False) -> list[tuple]:
+    """Channel arguments for a server: message size limits and HTTP/2 keepalive; `reuse_port` lets
+    several processes listen on one port (SO_REUSEPORT: the kernel spreads connections over them)."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -74,7 +76,7 @@ def server_options(*, max_message_bytes: int, keepalive_time_s: float, keepalive
         ("grpc.keepalive_timeout_ms", int(keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 

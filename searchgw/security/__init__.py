@@ -11,6 +11,7 @@
 from searchgw.security._interceptor import (
     OPEN_METHOD_PREFIXES,
     AuthInterceptor,
+    admission_for,
     interceptors_for,
     is_open_method,
     peer_host,
@@ -24,6 +25,7 @@ __all__ = [
     "SCOPES",
     "AuthInterceptor",
     "Principal",
+    "admission_for",
     "RateLimiter",
     "TokenStore",
     "bind",

@@ -2,6 +2,6 @@
 
 from searchgw.telemetry.logs import configure_logging
 from searchgw.telemetry.metrics import MetricsEndpoint
-from searchgw.telemetry.tracing import configure_tracing, server_tracing_interceptor
+from searchgw.telemetry.tracing import configure_tracing, server_tracing_interceptor, tracing_records
 
-__all__ = ["MetricsEndpoint", "configure_logging", "configure_tracing", "server_tracing_interceptor"]
+__all__ = ["MetricsEndpoint", "configure_logging", "configure_tracing", "server_tracing_interceptor", "tracing_records"]

@@ -45,6 +45,25 @@ def configure_tracing(service_name: str, exporter: str = "none",
     return _configured
 
 
+def tracing_records() -> bool:
+    """True when a TracerProvider that records spans is installed (an SDK one). Without one every
+    span is a no-op, yet opening one still costs the request path a context attach and detach, so the
+    hot path skips its inner spans then (`InstrumentedBackend`, SearchCore). Once true, true for good
+    (OpenTelemetry's global provider is set at most once)."""
+    global _records
+    if not _records:
+        # The global provider itself: get_tracer_provider() reads an environment variable on every call
+        # until one is set.
+        provider = getattr(trace, "_TRACER_PROVIDER", None) if hasattr(trace, "_TRACER_PROVIDER") \
+            else trace.get_tracer_provider()
+        _records = provider is not None and not isinstance(provider, (trace.ProxyTracerProvider,
+                                                                      trace.NoOpTracerProvider))
+    return _records
+
+
+_records = False
+
+
 def server_tracing_interceptor():
     """The OpenTelemetry server interceptor (W3C trace context from metadata), minus health checks:
     probes would flood traces, and its wrapper cannot carry Health/Watch's `context.write` stream."""

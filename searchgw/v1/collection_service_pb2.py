@@ -26,19 +26,19 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$searchgw/v1/collection_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\nHnswConfig\x12\t\n\x01m\x18\x01 \x01(\r\x12\x14\n\x0c\x65\x66_construct\x18\x02 \x01(\r\x12\x1b\n\x13\x66ull_scan_threshold\x18\x03 \x01(\r\":\n\x12ScalarQuantization\x12\x10\n\x08quantile\x18\x01 \x01(\x02\x12\x12\n\nalways_ram\x18\x02 \x01(\x08\"\xd6\x02\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.searchgw.v1.Distance\x12%\n\x04hnsw\x18\x04 \x01(\x0b\x32\x17.searchgw.v1.HnswConfig\x12<\n\x13scalar_quantization\x18\x05 \x01(\x0b\x32\x1f.searchgw.v1.ScalarQuantization\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\x12\x14\n\x0cpoints_count\x18\x07 \x01(\x04\x12\x0f\n\x07\x61liases\x18\x08 \x03(\t\x12\x32\n\x0fpayload_indexes\x18\n \x03(\x0b\x32\x19.searchgw.v1.PayloadIndex\x12%\n\x04\x62m25\x18\t \x01(\x0b\x32\x17.searchgw.v1.Bm25Config\"F\n\x17\x43reateCollectionRequest\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.searchgw.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"7\n\x12UpdateAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"2\n\x13UpdateAliasResponse\x12\x1b\n\x13previous_collection\x18\x01 \x01(\t\"#\n\x12\x44\x65leteAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAliasResponse\";\n\x12ListAliasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"*\n\x05\x41lias\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"S\n\x13ListAliasesResponse\x12#\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x12.searchgw.v1.Alias\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x19OptimizeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x1aOptimizeCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"\x83\x01\n\x08Snapshot\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\"%\n\x15\x43reateSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x16\x43reateSnapshotResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.searchgw.v1.Snapshot\"Q\n\x14ListSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x15ListSnapshotsResponse\x12(\n\tsnapshots\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x16RestoreSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"F\n\x17RestoreSnapshotResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"=\n\x15\x44\x65leteSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"j\n\x15PruneSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tkeep_last\x18\x02 \x01(\r\x12*\n\x07max_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x16PruneSnapshotsResponse\x12&\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12#\n\x04kept\x18\x02 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\"\xaf\x02\n\x0fTextIndexParams\x12\x39\n\ttokenizer\x18\x01 \x01(\x0e\x32&.searchgw.v1.TextIndexParams.Tokenizer\x12\x16\n\tlowercase\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x10min_token_length\x18\x03 \x01(\r\x12\x18\n\x10max_token_length\x18\x04 \x01(\r\"\x86\x01\n\tTokenizer\x12\x19\n\x15TOKENIZER_UNSPECIFIED\x10\x00\x12\x12\n\x0eTOKENIZER_WORD\x10\x01\x12\x18\n\x14TOKENIZER_WHITESPACE\x10\x02\x12\x14\n\x10TOKENIZER_PREFIX\x10\x03\x12\x1a\n\x16TOKENIZER_MULTILINGUAL\x10\x04\x42\x0c\n\n_lowercase\"t\n\x0cPayloadIndex\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x1d.searchgw.v1.PayloadIndexType\x12*\n\x04text\x18\x03 \x01(\x0b\x32\x1c.searchgw.v1.TextIndexParams\"Y\n\x19\x43reatePayloadIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12(\n\x05index\x18\x02 \x01(\x0b\x32\x19.searchgw.v1.PayloadIndex\"I\n\x1a\x43reatePayloadIndexResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"<\n\x19\x44\x65letePayloadIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"I\n\x1a\x44\x65letePayloadIndexResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"\x80\x01\n\nBm25Config\x12\n\n\x02k1\x18\x01 \x01(\x02\x12\x0e\n\x01\x62\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07\x61vg_len\x18\x03 \x01(\x02\x12\x10\n\x08language\x18\x04 \x01(\t\x12-\n\ttokenizer\x18\x05 \x01(\x0e\x32\x1a.searchgw.v1.Bm25TokenizerB\x04\n\x02_b*x\n\x08\x44istance\x12\x18\n\x14\x44ISTANCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISTANCE_COSINE\x10\x01\x12\x10\n\x0c\x44ISTANCE_DOT\x10\x02\x12\x13\n\x0f\x44ISTANCE_EUCLID\x10\x03\x12\x16\n\x12\x44ISTANCE_MANHATTAN\x10\x04*\x8c\x02\n\x10PayloadIndexType\x12\"\n\x1ePAYLOAD_INDEX_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPAYLOAD_INDEX_TYPE_KEYWORD\x10\x01\x12\x1e\n\x1aPAYLOAD_INDEX_TYPE_INTEGER\x10\x02\x12\x1c\n\x18PAYLOAD_INDEX_TYPE_FLOAT\x10\x03\x12\x1b\n\x17PAYLOAD_INDEX_TYPE_BOOL\x10\x04\x12\x1f\n\x1bPAYLOAD_INDEX_TYPE_DATETIME\x10\x05\x12\x1b\n\x17PAYLOAD_INDEX_TYPE_UUID\x10\x06\x12\x1b\n\x17PAYLOAD_INDEX_TYPE_TEXT\x10\x07*\x88\x01\n\rBm25Tokenizer\x12\x1e\n\x1a\x42M25_TOKENIZER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42M25_TOKENIZER_WORD\x10\x01\x12\x1d\n\x19\x42M25_TOKENIZER_WHITESPACE\x10\x02\x12\x1f\n\x1b\x42M25_TOKENIZER_MULTILINGUAL\x10\x03\x32\xfd\n\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.searchgw.v1.CreateCollectionRequest\x1a%.searchgw.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.searchgw.v1.GetCollectionRequest\x1a\".searchgw.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.searchgw.v1.ListCollectionsRequest\x1a$.searchgw.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.searchgw.v1.DeleteCollectionRequest\x1a%.searchgw.v1.DeleteCollectionResponse\x12P\n\x0bUpdateAlias\x12\x1f.searchgw.v1.UpdateAliasRequest\x1a .searchgw.v1.UpdateAliasResponse\x12P\n\x0b\x44\x65leteAlias\x12\x1f.searchgw.v1.DeleteAliasRequest\x1a .searchgw.v1.DeleteAliasResponse\x12P\n\x0bListAliases\x12\x1f.searchgw.v1.ListAliasesRequest\x1a .searchgw.v1.ListAliasesResponse\x12\x65\n\x12OptimizeCollection\x12&.searchgw.v1.OptimizeCollectionRequest\x1a\'.searchgw.v1.OptimizeCollectionResponse\x12Y\n\x0e\x43reateSnapshot\x12\".searchgw.v1.CreateSnapshotRequest\x1a#.searchgw.v1.CreateSnapshotResponse\x12V\n\rListSnapshots\x12!.searchgw.v1.ListSnapshotsRequest\x1a\".searchgw.v1.ListSnapshotsResponse\x12\\\n\x0fRestoreSnapshot\x12#.searchgw.v1.RestoreSnapshotRequest\x1a$.searchgw.v1.RestoreSnapshotResponse\x12Y\n\x0e\x44\x65leteSnapshot\x12\".searchgw.v1.DeleteSnapshotRequest\x1a#.searchgw.v1.DeleteSnapshotResponse\x12Y\n\x0ePruneSnapshots\x12\".searchgw.v1.PruneSnapshotsRequest\x1a#.searchgw.v1.PruneSnapshotsResponse\x12\x65\n\x12\x43reatePayloadIndex\x12&.searchgw.v1.CreatePayloadIndexRequest\x1a\'.searchgw.v1.CreatePayloadIndexResponse\x12\x65\n\x12\x44\x65letePayloadIndex\x12&.searchgw.v1.DeletePayloadIndexRequest\x1a\'.searchgw.v1.DeletePayloadIndexResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$searchgw/v1/collection_service.proto\x12\x0bsearchgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\nHnswConfig\x12\t\n\x01m\x18\x01 \x01(\r\x12\x14\n\x0c\x65\x66_construct\x18\x02 \x01(\r\x12\x1b\n\x13\x66ull_scan_threshold\x18\x03 \x01(\r\":\n\x12ScalarQuantization\x12\x10\n\x08quantile\x18\x01 \x01(\x02\x12\x12\n\nalways_ram\x18\x02 \x01(\x08\"\xd6\x02\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.searchgw.v1.Distance\x12%\n\x04hnsw\x18\x04 \x01(\x0b\x32\x17.searchgw.v1.HnswConfig\x12<\n\x13scalar_quantization\x18\x05 \x01(\x0b\x32\x1f.searchgw.v1.ScalarQuantization\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\x12\x14\n\x0cpoints_count\x18\x07 \x01(\x04\x12\x0f\n\x07\x61liases\x18\x08 \x03(\t\x12\x32\n\x0fpayload_indexes\x18\n \x03(\x0b\x32\x19.searchgw.v1.PayloadIndex\x12%\n\x04\x62m25\x18\t \x01(\x0b\x32\x17.searchgw.v1.Bm25Config\"F\n\x17\x43reateCollectionRequest\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.searchgw.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"7\n\x12UpdateAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"2\n\x13UpdateAliasResponse\x12\x1b\n\x13previous_collection\x18\x01 \x01(\t\"#\n\x12\x44\x65leteAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAliasResponse\";\n\x12ListAliasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"*\n\x05\x41lias\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"S\n\x13ListAliasesResponse\x12#\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x12.searchgw.v1.Alias\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x19OptimizeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nbackground\x18\x02 \x01(\x08\"w\n\x1aOptimizeCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\x12,\n\x05\x62uild\x18\x02 \x01(\x0b\x32\x1d.searchgw.v1.IndexBuildReport\"\x83\x01\n\x08Snapshot\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\"%\n\x15\x43reateSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x16\x43reateSnapshotResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.searchgw.v1.Snapshot\"Q\n\x14ListSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x15ListSnapshotsResponse\x12(\n\tsnapshots\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x16RestoreSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"F\n\x17RestoreSnapshotResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"=\n\x15\x44\x65leteSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\"j\n\x15PruneSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tkeep_last\x18\x02 \x01(\r\x12*\n\x07max_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x16PruneSnapshotsResponse\x12&\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\x12#\n\x04kept\x18\x02 \x03(\x0b\x32\x15.searchgw.v1.Snapshot\"\xaf\x02\n\x0fTextIndexParams\x12\x39\n\ttokenizer\x18\x01 \x01(\x0e\x32&.searchgw.v1.TextIndexParams.Tokenizer\x12\x16\n\tlowercase\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x10min_token_length\x18\x03 \x01(\r\x12\x18\n\x10max_token_length\x18\x04 \x01(\r\"\x86\x01\n\tTokenizer\x12\x19\n\x15TOKENIZER_UNSPECIFIED\x10\x00\x12\x12\n\x0eTOKENIZER_WORD\x10\x01\x12\x18\n\x14TOKENIZER_WHITESPACE\x10\x02\x12\x14\n\x10TOKENIZER_PREFIX\x10\x03\x12\x1a\n\x16TOKENIZER_MULTILINGUAL\x10\x04\x42\x0c\n\n_lowercase\"t\n\x0cPayloadIndex\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x04type\x18\x02 \x01(\x0e\x32\x1d.searchgw.v1.PayloadIndexType\x12*\n\x04text\x18\x03 \x01(\x0b\x32\x1c.searchgw.v1.TextIndexParams\"Y\n\x19\x43reatePayloadIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12(\n\x05index\x18\x02 \x01(\x0b\x32\x19.searchgw.v1.PayloadIndex\"I\n\x1a\x43reatePayloadIndexResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"<\n\x19\x44\x65letePayloadIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"I\n\x1a\x44\x65letePayloadIndexResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.searchgw.v1.Collection\"\x80\x01\n\nBm25Config\x12\n\n\x02k1\x18\x01 \x01(\x02\x12\x0e\n\x01\x62\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07\x61vg_len\x18\x03 \x01(\x02\x12\x10\n\x08language\x18\x04 \x01(\t\x12-\n\ttokenizer\x18\x05 \x01(\x0e\x32\x1a.searchgw.v1.Bm25TokenizerB\x04\n\x02_b\"\x84\x02\n\x10IndexBuildReport\x12\x11\n\toptimized\x18\x01 \x01(\x08\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0e\x62uild_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rwrites_paused\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fsearches_paused\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0freplayed_writes\x18\x06 \x01(\x04*x\n\x08\x44istance\x12\x18\n\x14\x44ISTANCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISTANCE_COSINE\x10\x01\x12\x10\n\x0c\x44ISTANCE_DOT\x10\x02\x12\x13\n\x0f\x44ISTANCE_EUCLID\x10\x03\x12\x16\n\x12\x44ISTANCE_MANHATTAN\x10\x04*\x8c\x02\n\x10PayloadIndexType\x12\"\n\x1ePAYLOAD_INDEX_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPAYLOAD_INDEX_TYPE_KEYWORD\x10\x01\x12\x1e\n\x1aPAYLOAD_INDEX_TYPE_INTEGER\x10\x02\x12\x1c\n\x18PAYLOAD_INDEX_TYPE_FLOAT\x10\x03\x12\x1b\n\x17PAYLOAD_INDEX_TYPE_BOOL\x10\x04\x12\x1f\n\x1bPAYLOAD_INDEX_TYPE_DATETIME\x10\x05\x12\x1b\n\x17PAYLOAD_INDEX_TYPE_UUID\x10\x06\x12\x1b\n\x17PAYLOAD_INDEX_TYPE_TEXT\x10\x07*\x88\x01\n\rBm25Tokenizer\x12\x1e\n\x1a\x42M25_TOKENIZER_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42M25_TOKENIZER_WORD\x10\x01\x12\x1d\n\x19\x42M25_TOKENIZER_WHITESPACE\x10\x02\x12\x1f\n\x1b\x42M25_TOKENIZER_MULTILINGUAL\x10\x03\x32\xfd\n\n\x11\x43ollectionService\x12_\n\x10\x43reateCollection\x12$.searchgw.v1.CreateCollectionRequest\x1a%.searchgw.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.searchgw.v1.GetCollectionRequest\x1a\".searchgw.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.searchgw.v1.ListCollectionsRequest\x1a$.searchgw.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.searchgw.v1.DeleteCollectionRequest\x1a%.searchgw.v1.DeleteCollectionResponse\x12P\n\x0bUpdateAlias\x12\x1f.searchgw.v1.UpdateAliasRequest\x1a .searchgw.v1.UpdateAliasResponse\x12P\n\x0b\x44\x65leteAlias\x12\x1f.searchgw.v1.DeleteAliasRequest\x1a .searchgw.v1.DeleteAliasResponse\x12P\n\x0bListAliases\x12\x1f.searchgw.v1.ListAliasesRequest\x1a .searchgw.v1.ListAliasesResponse\x12\x65\n\x12OptimizeCollection\x12&.searchgw.v1.OptimizeCollectionRequest\x1a\'.searchgw.v1.OptimizeCollectionResponse\x12Y\n\x0e\x43reateSnapshot\x12\".searchgw.v1.CreateSnapshotRequest\x1a#.searchgw.v1.CreateSnapshotResponse\x12V\n\rListSnapshots\x12!.searchgw.v1.ListSnapshotsRequest\x1a\".searchgw.v1.ListSnapshotsResponse\x12\\\n\x0fRestoreSnapshot\x12#.searchgw.v1.RestoreSnapshotRequest\x1a$.searchgw.v1.RestoreSnapshotResponse\x12Y\n\x0e\x44\x65leteSnapshot\x12\".searchgw.v1.DeleteSnapshotRequest\x1a#.searchgw.v1.DeleteSnapshotResponse\x12Y\n\x0ePruneSnapshots\x12\".searchgw.v1.PruneSnapshotsRequest\x1a#.searchgw.v1.PruneSnapshotsResponse\x12\x65\n\x12\x43reatePayloadIndex\x12&.searchgw.v1.CreatePayloadIndexRequest\x1a\'.searchgw.v1.CreatePayloadIndexResponse\x12\x65\n\x12\x44\x65letePayloadIndex\x12&.searchgw.v1.DeletePayloadIndexRequest\x1a\'.searchgw.v1.DeletePayloadIndexResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'searchgw.v1.collection_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DISTANCE']._serialized_start=3270
-  _globals['_DISTANCE']._serialized_end=3390
-  _globals['_PAYLOADINDEXTYPE']._serialized_start=3393
-  _globals['_PAYLOADINDEXTYPE']._serialized_end=3661
-  _globals['_BM25TOKENIZER']._serialized_start=3664
-  _globals['_BM25TOKENIZER']._serialized_end=3800
+  _globals['_DISTANCE']._serialized_start=3599
+  _globals['_DISTANCE']._serialized_end=3719
+  _globals['_PAYLOADINDEXTYPE']._serialized_start=3722
+  _globals['_PAYLOADINDEXTYPE']._serialized_end=3990
+  _globals['_BM25TOKENIZER']._serialized_start=3993
+  _globals['_BM25TOKENIZER']._serialized_end=4129
   _globals['_HNSWCONFIG']._serialized_start=118
   _globals['_HNSWCONFIG']._serialized_end=192
   _globals['_SCALARQUANTIZATION']._serialized_start=194
@@ -76,47 +76,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTALIASESRESPONSE']._serialized_start=1358
   _globals['_LISTALIASESRESPONSE']._serialized_end=1441
   _globals['_OPTIMIZECOLLECTIONREQUEST']._serialized_start=1443
-  _globals['_OPTIMIZECOLLECTIONREQUEST']._serialized_end=1484
-  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_start=1486
-  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_end=1559
-  _globals['_SNAPSHOT']._serialized_start=1562
-  _globals['_SNAPSHOT']._serialized_end=1693
-  _globals['_CREATESNAPSHOTREQUEST']._serialized_start=1695
-  _globals['_CREATESNAPSHOTREQUEST']._serialized_end=1732
-  _globals['_CREATESNAPSHOTRESPONSE']._serialized_start=1734
-  _globals['_CREATESNAPSHOTRESPONSE']._serialized_end=1799
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=1801
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=1882
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=1884
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=1974
-  _globals['_RESTORESNAPSHOTREQUEST']._serialized_start=1976
-  _globals['_RESTORESNAPSHOTREQUEST']._serialized_end=2038
-  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_start=2040
-  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_end=2110
-  _globals['_DELETESNAPSHOTREQUEST']._serialized_start=2112
-  _globals['_DELETESNAPSHOTREQUEST']._serialized_end=2173
-  _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=2175
-  _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=2199
-  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_start=2201
-  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_end=2307
-  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_start=2309
-  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_end=2410
-  _globals['_TEXTINDEXPARAMS']._serialized_start=2413
-  _globals['_TEXTINDEXPARAMS']._serialized_end=2716
-  _globals['_TEXTINDEXPARAMS_TOKENIZER']._serialized_start=2568
-  _globals['_TEXTINDEXPARAMS_TOKENIZER']._serialized_end=2702
-  _globals['_PAYLOADINDEX']._serialized_start=2718
-  _globals['_PAYLOADINDEX']._serialized_end=2834
-  _globals['_CREATEPAYLOADINDEXREQUEST']._serialized_start=2836
-  _globals['_CREATEPAYLOADINDEXREQUEST']._serialized_end=2925
-  _globals['_CREATEPAYLOADINDEXRESPONSE']._serialized_start=2927
-  _globals['_CREATEPAYLOADINDEXRESPONSE']._serialized_end=3000
-  _globals['_DELETEPAYLOADINDEXREQUEST']._serialized_start=3002
-  _globals['_DELETEPAYLOADINDEXREQUEST']._serialized_end=3062
-  _globals['_DELETEPAYLOADINDEXRESPONSE']._serialized_start=3064
-  _globals['_DELETEPAYLOADINDEXRESPONSE']._serialized_end=3137
-  _globals['_BM25CONFIG']._serialized_start=3140
-  _globals['_BM25CONFIG']._serialized_end=3268
-  _globals['_COLLECTIONSERVICE']._serialized_start=3803
-  _globals['_COLLECTIONSERVICE']._serialized_end=5208
+  _globals['_OPTIMIZECOLLECTIONREQUEST']._serialized_end=1504
+  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_start=1506
+  _globals['_OPTIMIZECOLLECTIONRESPONSE']._serialized_end=1625
+  _globals['_SNAPSHOT']._serialized_start=1628
+  _globals['_SNAPSHOT']._serialized_end=1759
+  _globals['_CREATESNAPSHOTREQUEST']._serialized_start=1761
+  _globals['_CREATESNAPSHOTREQUEST']._serialized_end=1798
+  _globals['_CREATESNAPSHOTRESPONSE']._serialized_start=1800
+  _globals['_CREATESNAPSHOTRESPONSE']._serialized_end=1865
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=1867
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=1948
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=1950
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=2040
+  _globals['_RESTORESNAPSHOTREQUEST']._serialized_start=2042
+  _globals['_RESTORESNAPSHOTREQUEST']._serialized_end=2104
+  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_start=2106
+  _globals['_RESTORESNAPSHOTRESPONSE']._serialized_end=2176
+  _globals['_DELETESNAPSHOTREQUEST']._serialized_start=2178
+  _globals['_DELETESNAPSHOTREQUEST']._serialized_end=2239
+  _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=2241
+  _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=2265
+  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_start=2267
+  _globals['_PRUNESNAPSHOTSREQUEST']._serialized_end=2373
+  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_start=2375
+  _globals['_PRUNESNAPSHOTSRESPONSE']._serialized_end=2476
+  _globals['_TEXTINDEXPARAMS']._serialized_start=2479
+  _globals['_TEXTINDEXPARAMS']._serialized_end=2782
+  _globals['_TEXTINDEXPARAMS_TOKENIZER']._serialized_start=2634
+  _globals['_TEXTINDEXPARAMS_TOKENIZER']._serialized_end=2768
+  _globals['_PAYLOADINDEX']._serialized_start=2784
+  _globals['_PAYLOADINDEX']._serialized_end=2900
+  _globals['_CREATEPAYLOADINDEXREQUEST']._serialized_start=2902
+  _globals['_CREATEPAYLOADINDEXREQUEST']._serialized_end=2991
+  _globals['_CREATEPAYLOADINDEXRESPONSE']._serialized_start=2993
+  _globals['_CREATEPAYLOADINDEXRESPONSE']._serialized_end=3066
+  _globals['_DELETEPAYLOADINDEXREQUEST']._serialized_start=3068
+  _globals['_DELETEPAYLOADINDEXREQUEST']._serialized_end=3128
+  _globals['_DELETEPAYLOADINDEXRESPONSE']._serialized_start=3130
+  _globals['_DELETEPAYLOADINDEXRESPONSE']._serialized_end=3203
+  _globals['_BM25CONFIG']._serialized_start=3206
+  _globals['_BM25CONFIG']._serialized_end=3334
+  _globals['_INDEXBUILDREPORT']._serialized_start=3337
+  _globals['_INDEXBUILDREPORT']._serialized_end=3597
+  _globals['_COLLECTIONSERVICE']._serialized_start=4132
+  _globals['_COLLECTIONSERVICE']._serialized_end=5537
 # @@protoc_insertion_point(module_scope)

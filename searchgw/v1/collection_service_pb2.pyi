@@ -195,16 +195,20 @@ class ListAliasesResponse(_message.Message):
     def __init__(self, aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class OptimizeCollectionRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "background")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    background: bool
+    def __init__(self, name: _Optional[str] = ..., background: _Optional[bool] = ...) -> None: ...
 
 class OptimizeCollectionResponse(_message.Message):
-    __slots__ = ("collection",)
+    __slots__ = ("collection", "build")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
     collection: Collection
-    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+    build: IndexBuildReport
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ..., build: _Optional[_Union[IndexBuildReport, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("name", "collection", "size_bytes", "create_time", "checksum")
@@ -369,3 +373,19 @@ class Bm25Config(_message.Message):
     language: str
     tokenizer: Bm25Tokenizer
     def __init__(self, k1: _Optional[float] = ..., b: _Optional[float] = ..., avg_len: _Optional[float] = ..., language: _Optional[str] = ..., tokenizer: _Optional[_Union[Bm25Tokenizer, str]] = ...) -> None: ...
+
+class IndexBuildReport(_message.Message):
+    __slots__ = ("optimized", "duration", "build_duration", "writes_paused", "searches_paused", "replayed_writes")
+    OPTIMIZED_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    BUILD_DURATION_FIELD_NUMBER: _ClassVar[int]
+    WRITES_PAUSED_FIELD_NUMBER: _ClassVar[int]
+    SEARCHES_PAUSED_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_WRITES_FIELD_NUMBER: _ClassVar[int]
+    optimized: bool
+    duration: _duration_pb2.Duration
+    build_duration: _duration_pb2.Duration
+    writes_paused: _duration_pb2.Duration
+    searches_paused: _duration_pb2.Duration
+    replayed_writes: int
+    def __init__(self, optimized: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., build_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., writes_paused: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., searches_paused: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., replayed_writes: _Optional[int] = ...) -> None: ...

@@ -30,7 +30,7 @@ FUSION_METHOD_RRF: FusionMethod
 FUSION_METHOD_DBSF: FusionMethod
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token", "mode", "fusion")
+    __slots__ = ("collection", "text", "vector", "limit", "routing_key", "filter", "score_threshold", "with_payload", "page_token", "mode", "fusion", "params")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class SearchRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: _common_pb2.Vector
@@ -53,7 +54,8 @@ class SearchRequest(_message.Message):
     page_token: str
     mode: SearchMode
     fusion: Fusion
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
+    params: SearchParams
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., limit: _Optional[int] = ..., routing_key: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., score_threshold: _Optional[float] = ..., with_payload: _Optional[bool] = ..., page_token: _Optional[str] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ...) -> None: ...
 
 class ScoredPoint(_message.Message):
     __slots__ = ("id", "score", "payload")
@@ -228,3 +230,23 @@ class Fusion(_message.Message):
     rrf_k: int
     prefetch_limit: int
     def __init__(self, method: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[int] = ..., prefetch_limit: _Optional[int] = ...) -> None: ...
+
+class SearchParams(_message.Message):
+    __slots__ = ("hnsw_ef", "exact", "quantization")
+    HNSW_EF_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    hnsw_ef: int
+    exact: bool
+    quantization: QuantizationSearchParams
+    def __init__(self, hnsw_ef: _Optional[int] = ..., exact: _Optional[bool] = ..., quantization: _Optional[_Union[QuantizationSearchParams, _Mapping]] = ...) -> None: ...
+
+class QuantizationSearchParams(_message.Message):
+    __slots__ = ("ignore", "rescore", "oversampling")
+    IGNORE_FIELD_NUMBER: _ClassVar[int]
+    RESCORE_FIELD_NUMBER: _ClassVar[int]
+    OVERSAMPLING_FIELD_NUMBER: _ClassVar[int]
+    ignore: bool
+    rescore: bool
+    oversampling: float
+    def __init__(self, ignore: _Optional[bool] = ..., rescore: _Optional[bool] = ..., oversampling: _Optional[float] = ...) -> None: ...

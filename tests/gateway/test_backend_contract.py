@@ -29,6 +29,7 @@ from searchgw.gateway.backends import (
     VectorBackend,
     open_backend,
 )
+from searchgw.gateway.backends.types import QuantizationParams, SearchParams
 from tests.gateway.backend_helpers import DIM, UUID_5, cosine_ranking, filled, spec, unit_vectors
 
 
@@ -398,3 +399,64 @@ async def test_scroll_of_an_empty_or_unknown_collection(backend):
     with pytest.raises(InvalidArgument) as caught:
         await backend.scroll("empty", offset=-1)
     assert caught.value.field == "offset"
+
+
+# -- search knobs (SearchQuery.params) ----------------------------------------------------------
+async def _indexed(backend: VectorBackend, count: int = 400, **overrides) -> np.ndarray:
+    """A collection small HNSW settings index for real (the smallest full-scan threshold, so an indexed
+    segment is searched through its graph), built."""
+    vectors = unit_vectors(count, seed=11)
+    await backend.create_collection(spec(hnsw_m=4, hnsw_ef_construct=4, full_scan_threshold=10, **overrides))
+    await backend.upsert("c", [Point(id=i, vector=v) for i, v in enumerate(vectors)])
+    await backend.optimize("c")
+    return vectors
+
+
+async def test_an_exact_search_returns_the_true_top_k_of_an_indexed_collection(backend):
+    vectors = await _indexed(backend)
+    for query in unit_vectors(20, seed=12):
+        hits = await backend.search("c", SearchQuery(vector=query, limit=10, params=SearchParams(exact=True)))
+        order, scores = cosine_ranking(vectors, query)
+        assert [hit.id for hit in hits] == order[:10].tolist()
+        assert [hit.score for hit in hits] == pytest.approx(scores[:10].tolist(), abs=1e-4)
+
+
+async def test_a_large_ef_finds_at_least_what_a_tiny_one_does(backend):
+    vectors = await _indexed(backend)
+    found = {1: 0, 4096: 0}
+    for query in unit_vectors(20, seed=13):
+        true = set(cosine_ranking(vectors, query)[0][:10].tolist())
+        for ef in found:
+            hits = await backend.search("c", SearchQuery(vector=query, limit=10, params=SearchParams(hnsw_ef=ef)))
+            assert len(hits) == 10
+            found[ef] += len(true & {hit.id for hit in hits})
+    assert found[4096] >= found[1]
+    assert found[4096] >= 0.95 * 200  # ef far above the collection size: (nearly) the exact answer
+
+
+async def test_quantization_knobs_search_a_quantized_collection(backend):
+    vectors = await _indexed(backend, scalar_quantization=ScalarQuantization(always_ram=True))
+    knobs = [QuantizationParams(rescore=True, oversampling=4.0), QuantizationParams(rescore=False),
+             QuantizationParams(ignore=True)]
+    for knob in knobs:
+        hits = await backend.search("c", SearchQuery(vector=vectors[7], limit=3,
+                                                     params=SearchParams(hnsw_ef=256, quantization=knob)))
+        assert hits[0].id == 7, knob  # a stored vector finds itself
+    exact = await backend.search("c", SearchQuery(vector=vectors[7], limit=10, params=SearchParams(
+        exact=True, quantization=QuantizationParams(ignore=True))))
+    assert [hit.id for hit in exact] == cosine_ranking(vectors, vectors[7])[0][:10].tolist()
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    (SearchParams(hnsw_ef=0), "params.hnsw_ef"),
+    (SearchParams(hnsw_ef=4097), "params.hnsw_ef"),
+    (SearchParams(hnsw_ef=True), "params.hnsw_ef"),
+    (SearchParams(quantization=QuantizationParams(oversampling=0.5)), "params.quantization.oversampling"),
+    (SearchParams(quantization=QuantizationParams(oversampling=16.5)), "params.quantization.oversampling"),
+    (SearchParams(quantization=QuantizationParams(oversampling=float("nan"))), "params.quantization.oversampling"),
+])
+async def test_knobs_beyond_their_limits_are_refused_naming_the_field(backend, params, field):
+    vectors = await filled(backend, count=5)
+    with pytest.raises(InvalidArgument) as raised:
+        await backend.search("c", SearchQuery(vector=vectors[0], params=params))
+    assert raised.value.field == field

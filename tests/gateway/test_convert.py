@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+
+import numpy as np
 import pytest
 
 from searchgw.gateway.backends import CollectionInfo, CollectionSpec, Distance, FieldCondition, Filter, HasId, Range
@@ -113,3 +116,20 @@ def test_rollouts_round_trip_their_client_fields_and_show_every_output():
     assert decision.kind == decision.KIND_CHECK_FAILED and decision.canary.errors == 10
     assert decision.primary.latency_seconds == pytest.approx(0.002) and not decision.canary.HasField("latency_seconds")
     assert message.stage_elapsed.ToNanoseconds() == 12_500_000_000
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 31, 32, 384, 4096])
+def test_a_vector_is_read_off_the_wire_as_float32_whatever_its_length(size):
+    values = [float(i) / 7 - 3.5 for i in range(size)]
+    array = convert.vector_from_proto(common_pb2.Vector(values=values))
+    assert array.dtype == np.float32 and array.shape == (size,)
+    assert array.tolist() == np.array(values, dtype=np.float32).tolist()
+
+
+def test_a_vector_keeps_what_the_rules_refuse_and_reads_the_unpacked_encoding_too():
+    nan = convert.vector_from_proto(common_pb2.Vector(values=[float("nan"), 1.0]))
+    assert np.isnan(nan[0]) and nan[1] == 1.0  # the rules refuse it later, naming the field
+    # proto3 parsers must accept repeated floats sent unpacked (one tag per value)
+    unpacked = b"".join(b"\x0d" + struct.pack("<f", v) for v in (0.5, -2.0, 3.25))
+    message = common_pb2.Vector.FromString(unpacked)
+    assert convert.vector_from_proto(message).tolist() == [0.5, -2.0, 3.25]

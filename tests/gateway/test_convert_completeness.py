@@ -32,6 +32,7 @@ PARTS = {
     "searchgw.v1.PointIdList": "searchgw.v1.Filter",  # a has_id condition's ids
     "searchgw.v1.KeywordList": "searchgw.v1.FieldCondition",  # an any_keyword match
     "searchgw.v1.Range": "searchgw.v1.FieldCondition",  # a range match
+    "searchgw.v1.QuantizationSearchParams": "searchgw.v1.SearchParams",  # search_params_from_proto
     "searchgw.v1.DatetimeRange": "searchgw.v1.FieldCondition",  # a datetime_range match
     "searchgw.v1.ValuesCount": "searchgw.v1.FieldCondition",  # a values_count match
     "searchgw.v1.MinShould": "searchgw.v1.Filter",  # a filter's min_should clause
@@ -60,7 +61,6 @@ PASS_THROUGH = {
     "searchgw.v1.Alias": "two names; ListAliases builds it from the alias → collection mapping (services/collection.py)",
     "searchgw.v1.PointInput": "Upsert reads each point field by field, naming points[i] in errors (services/search.py); "
                               "its id and payload go through point_id_from_proto / payload_from_proto",
-    "searchgw.v1.Vector": "a list of floats; Search and Upsert read `.values` directly (services/search.py)",
 }
 
 

@@ -99,6 +99,8 @@ async def test_pages_do_not_overlap_and_a_tampered_token_is_refused(rig):
     second = await client.search("docs-v1", text="food", limit=3, page_token=first.next_page_token)
     assert first.next_page_token
     assert not {p.id.num for p in first.points} & {p.id.num for p in second.points}
+    # the second page holds the last 3 of the 6 points: full, yet no token to an empty third page
+    assert len(second.points) == 3 and second.next_page_token == ""
     with pytest.raises(SearchgwError) as info:
         await client.search("docs-v1", text="food", limit=3, page_token=first.next_page_token[:-2] + "xx")
     assert (info.value.code_name, info.value.field) == ("INVALID_ARGUMENT", "page_token")

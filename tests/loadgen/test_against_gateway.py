@@ -35,3 +35,36 @@ async def test_loadgen_counts_agree_with_the_gateway_per_arm_and_code(rig):
                                        keys="uniform", key_count=200, seed=8, progress_interval_s=0.2))
     codes = json.loads(broken.to_json())["codes"]
     assert set(codes) == {"OK", "UNAVAILABLE"}  # primary's failures reach clients, the canary's answer
+
+
+async def test_loadgen_recall_mode_reports_recall_and_latency_per_setting(rig):
+    import numpy as np
+
+    server, client = await rig.start()
+    vectors = np.random.default_rng(3).standard_normal((200, 8)).astype(np.float32)
+    await client.create_collection("vecs", dimension=8)
+    await client.upsert("vecs", [{"id": i, "vector": v.tolist()} for i, v in enumerate(vectors)])
+    config = LoadConfig(target=server.address, rpc="search", vector=True, dimension=8, collection="vecs",
+                        mode="closed", concurrency=2, duration_s=0.3, warmup_s=0.0, seed=5, hnsw_ef=32,
+                        recall=True, recall_queries=25, recall_ef=(4, 128), progress_interval_s=0.2)
+    report = await run_load(config)
+    data = json.loads(report.to_json())
+    assert [row["setting"] for row in data["recall"]] == ["exact", "configured", "hnsw_ef=4", "hnsw_ef=128"]
+    assert all(row["queries"] == 25 and row["latency_ms"]["p99"] > 0 for row in data["recall"])
+    # an unindexed collection is searched exhaustively: every setting finds the exact top-k
+    assert [row["recall"] for row in data["recall"]] == [1.0, 1.0, 1.0, 1.0]
+    assert "recall@10" in report.format_table()
+    assert set(data["codes"]) == {"OK"}  # the load itself ran with params.hnsw_ef=32, accepted
+
+
+async def test_loadgen_recall_mode_fails_clearly_on_knobs_the_gateway_refuses(rig):
+    import pytest
+
+    from searchgw.loadgen import LoadgenError
+
+    server, client = await rig.start()
+    await client.create_collection("vecs", dimension=8)
+    config = LoadConfig(target=server.address, rpc="search", vector=True, dimension=8, collection="vecs",
+                        duration_s=0.2, warmup_s=0.0, seed=5, recall=True, recall_queries=3, recall_ef=(5000,))
+    with pytest.raises(LoadgenError, match="hnsw_ef=5000.*INVALID_ARGUMENT"):
+        await run_load(config)

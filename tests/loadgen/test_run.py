@@ -218,8 +218,10 @@ async def test_json_report_parses_and_has_every_field():
     assert set(data) == {
         "schema", "started_at", "config", "measured_s", "wall_s", "calls", "ok", "errors", "error_rate",
         "calls_per_s", "ok_per_s", "target_calls_per_s", "warmup_calls", "late_starts", "max_start_lag_ms",
-        "latency_ms", "codes", "arms", "fallbacks", "load_generator", "latency_histogram"}
+        "latency_ms", "codes", "arms", "fallbacks", "load_generator", "latency_histogram",
+        "recall"}  # None unless --recall
     assert data["schema"] == REPORT_SCHEMA
+    assert data["recall"] is None
     assert data["config"]["token"] == "***" and data["config"]["mode"] == "open"
     assert data["config"]["seed"] == 7
     assert set(data["latency_ms"]) == {"p50", "p90", "p99", "p99.9", "min", "max", "mean"}

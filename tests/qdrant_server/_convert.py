@@ -217,3 +217,21 @@ def engine_filter(filter: qdrant_common_pb2.Filter, where: str = "filter") -> qe
                                    for i, c in enumerate(filter.min_should.conditions)], filter.min_should.min_count)
     return qe.Filter(must=clause("must"), should=clause("should"), must_not=clause("must_not"),
                      min_should=min_should)
+
+
+def search_params(params: points_pb2.SearchParams, where: str = "params") -> qe.SearchParams:
+    """QueryPoints.params: hnsw_ef, exact and quantization (ignore, rescore, oversampling)."""
+    refuse_set_fields(params, {"hnsw_ef", "exact", "quantization", "indexed_only"}, where)
+    if params.indexed_only:  # qdrant-client sends it, false, whenever it sends params
+        raise unimplemented(f"{where}.indexed_only")
+    quantization = None
+    if params.HasField("quantization"):
+        q = params.quantization
+        refuse_set_fields(q, {"ignore", "rescore", "oversampling"}, f"{where}.quantization")
+        if q.HasField("oversampling") and q.oversampling < 1:
+            raise invalid(f"{where}.quantization.oversampling: {q.oversampling} is below 1")
+        quantization = qe.QuantizationSearchParams(
+            ignore=q.ignore, rescore=q.rescore if q.HasField("rescore") else None,
+            oversampling=q.oversampling if q.HasField("oversampling") else None)
+    return qe.SearchParams(hnsw_ef=params.hnsw_ef if params.HasField("hnsw_ef") else None,
+                           exact=params.exact, quantization=quantization)

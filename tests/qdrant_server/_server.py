@@ -45,6 +45,7 @@ from tests.qdrant_server._convert import (
     point_id,
     point_vector,
     refuse_set_fields,
+    search_params,
     unimplemented,
 )
 from tests.qdrant_server._store import TOKENIZERS, Store, retrieved_point, scored_point
@@ -251,7 +252,8 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
     @rpc
     async def Query(self, request: points_pb2.QueryPoints, context: Any) -> points_pb2.QueryResponse:
         refuse_set_fields(request, {"collection_name", "query", "filter", "score_threshold", "limit", "offset",
-                                    "with_payload", "with_vectors", "timeout", "using", "prefetch"}, "QueryPoints")
+                                    "with_payload", "with_vectors", "timeout", "using", "prefetch",
+                                    "params"}, "QueryPoints")
         if request.with_vectors.WhichOneof("selector_options") not in (None, "enable") or request.with_vectors.enable:
             raise unimplemented("with_vectors")
         # nearest to a dense vector, a sparse vector or a qdrant/bm25 document; or a fusion of prefetches
@@ -274,6 +276,7 @@ class PointsServicer(_Servicer, points_service_pb2_grpc.PointsServicer):
             score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
             with_payload=with_payload,
             with_vector=False,
+            params=search_params(request.params) if request.HasField("params") else None,
         )
         if names:
             await self.engine.run(self.engine.store.check_sparse_names, request.collection_name, names)

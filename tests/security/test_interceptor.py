@@ -95,11 +95,26 @@ class Recorder:
         self.calls.append((method, code, dict(labels)))
 
 
+#: How the two are wired: as two interceptors (the embedder), or as one (the gateway hands the
+#: AuthInterceptor to DomainErrorInterceptor as its `admission`); every test here runs both ways.
+WIRINGS = {"chained": lambda recorder, auth: [DomainErrorInterceptor(recorder), auth],
+           "one interceptor": lambda recorder, auth: [DomainErrorInterceptor(recorder, admission=auth,
+                                                                              tracing=True)]}
+_wiring = ["chained"]
+
+
+@pytest.fixture(autouse=True, params=list(WIRINGS))
+def wiring(request):
+    _wiring[0] = request.param
+    yield request.param
+    _wiring[0] = "chained"
+
+
 @contextlib.asynccontextmanager
 async def serving(auth: AuthInterceptor):
     recorder = Recorder()
     servicer = StubEmbedder()
-    server = grpc.aio.server(interceptors=[DomainErrorInterceptor(recorder), auth])
+    server = grpc.aio.server(interceptors=WIRINGS[_wiring[0]](recorder, auth))
     pb_grpc.add_EmbedServiceServicer_to_server(servicer, server)
     server.add_generic_rpc_handlers((STREAM_SERVICE,))
     state = ServingState(["searchgw.v1.EmbedService"])
