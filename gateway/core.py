@@ -463,8 +463,8 @@ class SearchCore:
         experiments.record_search(route, "OK", self._clock() - started)
         params_vector = None if params.vector is None else np.asarray(params.vector, dtype=np.float32)
         search_id = experiments.issue_search_id(route) if route.counted else ""
-        if route.counted and not route.is_control and not offset:
-            self._offer_experiment_shadow(params, held, route, points, limit)
+        if route.counted and not route.is_control and not query.offset:
+            self._offer_experiment_shadow(params, held, route, points, limit, query)
         info = RouteInfo(arm, route.collection, experiment=route.experiment, variant=route.arm)
         trace.get_current_span().set_attributes({
             "searchgw.arm": arm.value, "searchgw.collection": route.collection,
@@ -545,7 +545,7 @@ class SearchCore:
             log.exception("offering a shadow search failed", extra={"rollout": route.rollout})
 
     def _offer_experiment_shadow(self, params: SearchParams, held: HeldAlias, route: ArmRoute,
-                                 points: Sequence[ScoredPoint], limit: int) -> None:
+                                 points: Sequence[ScoredPoint], limit: int, served_query: SearchQuery) -> None:
         """With a variant's answer computed: if the experiment samples this search, run it on control in
         the background (embedded with control's own model) and compare control's top k with the variant's.
         Never waits, never raises into the caller's search; the shadow search is not counted for any arm."""
@@ -561,14 +561,14 @@ class SearchCore:
                 return
             control = held.control.collection
             depth = min(policy.k, limit)
-            query = replace(params, page_token="")
+            query = replace(served_query, limit=depth, offset=0)  # the served query (checked filter), top k
             served_ids = [point.id for point in points[:depth]]
 
             async def served() -> Sequence[PointId]:
                 return served_ids
 
             async def on_control() -> Sequence[PointId]:  # embedded with control's own model
-                return [point.id for point in await self._search_physical(control, query, depth, 0, None)]
+                return [point.id for point in await self._search_physical(control, params, query, None)]
 
             job = shadow_comparison(on_control, served, depth, policy.rbo_p)  # control's ranking first
 
