@@ -741,6 +741,8 @@ class ExperimentManager:
         """Make a save of another replica current here, keeping what this replica has counted and not yet
         handed over (live counts − pushed, and its pending shadow comparisons)."""
         name = stored.name
+        before = self._experiments.get(name)
+        moved = before is None or before.state is not stored.state  # else: the leader's latest analysis
         self._experiments[name] = stored
         live = self._live.get(name)
         if not stored.state.holds_alias:
@@ -769,7 +771,7 @@ class ExperimentManager:
             live.quality.add_pending(pending)
             live.vetoed = frozenset(v.name for v in stored.variants if live.quality.veto(v.name) is not None)
         live.verdict = None  # the stored verdict (verdict() reads it) until this replica folds
-        log.info("experiment adopted from the shared store", extra={
+        (log.info if moved else log.debug)("experiment adopted from the shared store", extra={
             "experiment": name, "state": stored.state.name, "winner": stored.winner or None})
         self._publish()
         self._announce(stored, live)
