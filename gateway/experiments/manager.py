@@ -105,8 +105,8 @@ class ExperimentObserver(Protocol):
 
 
 class QualityGuard(Protocol):
-    """A result-quality check of a variant against control (issue 15.4's shadow quality plugs in here: e.g.
-    median overlap@10 of shadow queries on both arms below 0.6 over enough samples). `veto` returns the
+    """A result-quality check of a variant against control (the default, `quality.ShadowQualityGuard`: the
+    rollouts' sign test on the median overlap@k of shadow searches, when the policy turns it on). `veto` returns the
     reason, with its numbers, when the variant must not win, or None. Called at every fold, on the event loop:
     it reads numbers gathered elsewhere, it does not search."""
 
