@@ -502,13 +502,15 @@ def _quality_flag(name: str) -> str:
     return "--shadow-sample-rate" if name == "shadow_sample_rate" else f"--quality-{name.replace('_', '-')}"
 
 
-def _add_quality_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("result quality (AnalysisPolicy.quality: shadow comparisons and their guard; "
-                                      "docs/canary.md)")
+def _add_quality_flags(parser: argparse.ArgumentParser,
+                       title: str = "result quality (AnalysisPolicy.quality: shadow comparisons and their guard; "
+                                    "docs/canary.md)") -> argparse._ArgumentGroup:
+    group = parser.add_argument_group(title)
     for name, help_text in _QUALITY_HELP.items():
         kind = int if name in ("k", "min_samples") else float
         group.add_argument(_quality_flag(name), dest=f"quality__{name}", type=_policy_number(kind),
                            metavar="N" if kind is int else "X", help=help_text)
+    return group
 
 
 def _quality_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -1249,6 +1251,11 @@ def register_experiment(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--latency-threshold", type=_seconds, default=0.0,
                         help="searches slower than this count as slow (e.g. 100ms is 0.1) [0.1]")
     create.add_argument("--interval", type=_seconds, default=0.0, help="how often the tests are updated [5s]")
+    quality = _add_quality_flags(create, "shadow quality (ExperimentPolicy.quality: a share of each variant's searches "
+                                         "also runs on control, off the request path; docs/experiments.md)")
+    quality.add_argument("--quality-guard", action="store_true",
+                         help="a variant whose results differ from control's cannot win (off by default: turn it on "
+                              "when a variant should rank like control, e.g. an index rebuild)")
     for op, text, example in (
             ("get", "the experiment: state, each arm's numbers, the tests and the verdict", "searchgw experiment get e1"),
             ("start", "split the traffic (or resume a paused experiment)", "searchgw experiment start e1"),
@@ -1304,11 +1311,18 @@ def experiment_lines(experiment) -> list[str]:
         tests = "  ".join(f"{t.name} p={t.p_value:.3g}{'*' if t.rejected else ''} ratio={_number(t.estimate)} "
                           f"[{_number(t.lower)}, {_number(t.upper)}]" for t in verdict.tests)
         lines.append(f"tests      {verdict.arm} {_enum_name(verdict, 'status').lower()}: {tests}")
+        if verdict.HasField("quality"):
+            q = verdict.quality
+            median = f"{q.median_overlap:.2f}" if q.HasField("median_overlap") else "-"
+            rbo = f"{q.mean_rbo:.2f}" if q.HasField("mean_rbo") else "-"
+            lines.append(f"quality    {verdict.arm}: overlap@{q.k} median {median}, mean RBO {rbo} over {q.samples} "
+                         f"shadow comparisons{'; VETOED' if verdict.veto else ''}")
     return lines
 
 
 async def _experiment(client, args) -> int:
     from searchgw.gateway.client import every_page
+    from searchgw.v1 import rollout_service_pb2 as roll_pb
 
     timeout = args.timeout
     if args.op == "create":
@@ -1316,7 +1330,8 @@ async def _experiment(client, args) -> int:
         experiment = await client.create_experiment(
             args.name, args.collection, args.variant, control_collection=args.control,
             control_split_bps=args.control_split_bps, alpha=args.alpha, goal=args.goal, outcome_kinds=kinds,
-            latency_threshold_s=args.latency_threshold, interval_s=args.interval, timeout=timeout)
+            latency_threshold_s=args.latency_threshold, interval_s=args.interval,
+            quality=roll_pb.QualityPolicy(**_quality_from(args)), quality_guard=args.quality_guard, timeout=timeout)
     elif args.op == "get":
         experiment = await client.get_experiment(args.name, timeout=timeout)
     elif args.op == "list":

@@ -394,11 +394,15 @@ class GatewayClient:
     async def create_experiment(self, name: str, collection: str, variants: Sequence[str | tuple[str, str, int]], *,
                                 control_collection: str = "", control_split_bps: int = 0, alpha: float = 0.0,
                                 goal: str = "", outcome_kinds: Sequence[str] = (), latency_threshold_s: float = 0.0,
-                                interval_s: float = 0.0, timeout: float | None = None) -> exp_pb.Experiment:
-        """`variants`: collection names (named v1, v2, ..., an even split), or (name, collection, split_bps)."""
+                                interval_s: float = 0.0, quality: roll_pb.QualityPolicy | None = None,
+                                quality_guard: bool = False, timeout: float | None = None) -> exp_pb.Experiment:
+        """`variants`: collection names (named v1, v2, ..., an even split), or (name, collection, split_bps).
+        `quality`: shadow comparisons of each variant with control; `quality_guard`: a variant whose results
+        differ from control's cannot win."""
         arms = [exp_pb.ExperimentArm(collection=v) if isinstance(v, str)
                 else exp_pb.ExperimentArm(name=v[0], collection=v[1], split_bps=v[2]) for v in variants]
-        policy = exp_pb.ExperimentPolicy(alpha=alpha, goal=goal, outcome_kinds=list(outcome_kinds))
+        policy = exp_pb.ExperimentPolicy(alpha=alpha, goal=goal, outcome_kinds=list(outcome_kinds), quality=quality,
+                                         quality_guard=quality_guard)
         if latency_threshold_s:
             policy.latency_threshold.CopyFrom(_duration(latency_threshold_s))
         if interval_s:

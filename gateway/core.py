@@ -43,7 +43,9 @@ Experiments (`searchgw.gateway.experiments`, docs/experiments.md): a search to a
 holds is routed by it (`_search_experiment`: the arm its routing key hashes to while it RUNS, control
 otherwise), its ending counted for that arm, and the answer carries a signed `search_id` for
 ReportOutcome; writes to the alias reach every arm, like a rollout's dual writes. An experiment and a
-rollout never hold one alias at once.
+rollout never hold one alias at once. When the experiment's policy samples shadow quality, a sampled
+share of a variant's searches also runs on control through the same `ShadowSampler`, off the request
+path (`_offer_experiment_shadow`), and the comparison is counted for that variant.
 
 Long texts (docs/chunking.md): a text over its model's limit is refused naming its field (`text`,
 `points[i].text`), never truncated. `upsert_chunked` writes each point's text as chunks cut by each
@@ -520,6 +522,8 @@ class SearchCore:
         experiments.record_search(route, "OK", self._clock() - started)
         params_vector = None if params.vector is None else np.asarray(params.vector, dtype=np.float32)
         search_id = experiments.issue_search_id(route) if route.counted else ""
+        if route.counted and not route.is_control and not query.offset:
+            self._offer_experiment_shadow(params, held, route, points, limit, query)
         info = RouteInfo(arm, route.collection, experiment=route.experiment, variant=route.arm)
         trace.get_current_span().set_attributes({
             "searchgw.arm": arm.value, "searchgw.collection": route.collection,
@@ -599,6 +603,43 @@ class SearchCore:
             self.shadow.submit(rollout, job, record)
         except Exception:
             log.exception("offering a shadow search failed", extra={"rollout": route.rollout})
+
+    def _offer_experiment_shadow(self, params: SearchParams, held: HeldAlias, route: ArmRoute,
+                                 points: Sequence[ScoredPoint], limit: int, served_query: SearchQuery) -> None:
+        """With a variant's answer computed: if the experiment samples this search, run it on control in
+        the background (embedded with control's own model) and compare control's top k with the variant's.
+        Never waits, never raises into the caller's search; the shadow search is not counted for any arm."""
+        experiments = self._experiments
+        try:
+            policy = None if experiments is None else experiments.shadow_policy(route.experiment)
+            if experiments is None or policy is None or not self.shadow.sampled(policy.shadow_sample_rate):
+                return
+            observe = self._metrics.observe_experiment_shadow_query
+            label = route.experiment
+            if params.vector is not None and self._spaces_differ(held.control.collection, route.collection):
+                self.shadow.skip(label, SKIPPED_VECTOR, observe=lambda _, outcome: observe(label, route.arm, outcome))
+                return
+            control = held.control.collection
+            depth = min(policy.k, limit)
+            query = replace(served_query, limit=depth, offset=0)  # the served query (checked filter), top k
+            served_ids = [point.id for point in points[:depth]]
+
+            async def served() -> Sequence[PointId]:
+                return served_ids
+
+            async def on_control() -> Sequence[PointId]:  # embedded with control's own model
+                return [point.id for point in await self._search_physical(control, params, query, None)]
+
+            job = shadow_comparison(on_control, served, depth, policy.rbo_p)  # control's ranking first
+
+            def record(comparison: ShadowComparison) -> None:
+                experiments.record_comparison(label, route.arm, comparison.overlap, comparison.rbo,
+                                              comparison.differing)
+                self._metrics.observe_experiment_comparison(label, route.arm, comparison.overlap, comparison.rbo)
+
+            self.shadow.submit(label, job, record, observe=lambda _, outcome: observe(label, route.arm, outcome))
+        except Exception:
+            log.exception("offering an experiment's shadow search failed", extra={"experiment": route.experiment})
 
     def _spaces_differ(self, primary: str, canary: str) -> bool:
         """Whether the arms hold different vector spaces (a model canary); True when unknown."""

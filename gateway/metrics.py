@@ -341,6 +341,22 @@ class GatewayMetrics:
             "searchgw_experiment_test_rejected", "1 when the test rejected at the experiment's alpha / N",
             ["experiment", "arm", "test"], registry=r)
         self._experiment_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self.experiment_shadow_queries = Counter(
+            "searchgw_experiment_shadow_queries", "Sampled searches of a variant also run on control, off the request "
+            "path, by outcome: compared, failed, dropped_busy (the shared shadow sampler was full), skipped_vector",
+            ["experiment", "arm", "outcome"], registry=r)
+        self.experiment_shadow_overlap = Histogram(
+            "searchgw_experiment_shadow_overlap_ratio", "overlap@k between control and a variant per shadow comparison",
+            ["experiment", "arm"], buckets=_AGREEMENT_BUCKETS, registry=r)
+        self.experiment_shadow_rbo = Histogram(
+            "searchgw_experiment_shadow_rbo_ratio", "Rank-biased overlap between control and a variant per shadow "
+            "comparison", ["experiment", "arm"], buckets=_AGREEMENT_BUCKETS, registry=r)
+        self.experiment_quality_median_overlap = Gauge(
+            "searchgw_experiment_quality_median_overlap", "A variant's median overlap@k with control over its shadow "
+            "comparisons so far (at the last analysis)", ["experiment", "arm"], registry=r)
+        self.experiment_quality_vetoed = Gauge(
+            "searchgw_experiment_quality_vetoed", "1 when the quality guard keeps the variant from winning",
+            ["experiment", "arm"], registry=r)
         self.experiment_winner = Gauge("searchgw_experiment_winner", "1 for the arm the tests name the winner",
                                        ["experiment", "arm"], registry=r)
 
@@ -353,6 +369,13 @@ class GatewayMetrics:
                 self.experiment_search_duration.labels(experiment, arm))
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_experiment_shadow_query(self, experiment: str, arm: str, outcome: str) -> None:
+        self.experiment_shadow_queries.labels(experiment, arm, outcome).inc()
+
+    def observe_experiment_comparison(self, experiment: str, arm: str, overlap: float, rbo: float) -> None:
+        self.experiment_shadow_overlap.labels(experiment, arm).observe(overlap)
+        self.experiment_shadow_rbo.labels(experiment, arm).observe(rbo)
 
     def observe_experiment_outcome(self, experiment: str, arm: str, kind: str, status: str) -> None:
         self.experiment_outcomes.labels(experiment, arm, kind, status).inc()
@@ -372,3 +395,7 @@ class GatewayMetrics:
                 labels = (experiment.name, variant.variant, comparison.comparison.value)
                 self.experiment_test_p_value.labels(*labels).set(comparison.result.p_value)
                 self.experiment_test_rejected.labels(*labels).set(1 if comparison.result.rejected else 0)
+        for name, quality in verdict.quality.items():
+            if quality.median_overlap is not None:
+                self.experiment_quality_median_overlap.labels(experiment.name, name).set(quality.median_overlap)
+            self.experiment_quality_vetoed.labels(experiment.name, name).set(1 if name in verdict.vetoes else 0)

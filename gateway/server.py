@@ -78,6 +78,7 @@ from searchgw.gateway.rollout.backfill import Backfill
 from searchgw.gateway.rollout.preflight import PreflightRunner
 from searchgw.gateway.routing import FORCED_ARM_HEADER, Router
 from searchgw.gateway.routing.writes import WriteOrder
+from searchgw.gateway.experiments.cluster import RedisExperimentCounts
 from searchgw.gateway.experiments import (
     ExperimentManager,
     ExperimentStore,
@@ -295,7 +296,10 @@ async def create_server(
         search_ids=SearchIds(settings.page_token_secret.encode()), outcome_ttl_s=settings.outcome_ttl_s,
         max_tracked_search_ids=settings.outcome_max_search_ids, observer=metrics, write_order=write_order,
         creation_lock=controller.creation_lock, rollout_on=controller.active_rollout_on, vector_space=vector_space,
-        page_tokens=page_tokens, tick_interval=settings.controller_tick_s)
+        page_tokens=page_tokens, tick_interval=settings.controller_tick_s,
+        # several replicas: the rollouts' leader judges the experiments too; the others share their counts
+        leadership=shared.leadership if shared is not None else None,
+        shared_counts=RedisExperimentCounts(shared.store.client) if shared is not None else None)
     controller.alias_guards.append(experiments.refuse_rollout)
     core = SearchCore(served_backend, specs, router, controller, embedder, settings, metrics, clock=clock,
                       page_tokens=page_tokens, write_order=write_order, experiments=experiments)

@@ -10,7 +10,9 @@ A job is any coroutine function; `shadow_comparison(first, second, k, rbo_p)` bu
 two "run this query on arm X" callables and compares their top k (`rollout.quality.compare_rankings`:
 overlap@k and rank-biased overlap, the pre-flight's implementations, and the ids that differ).
 SearchCore uses it for rollouts (the served arm's answer against the other arm's, see
-`SearchCore._offer_shadow`); an experiment can use it for control against a variant the same way:
+`SearchCore._offer_shadow`) and for experiments (control's answer against the serving variant's,
+`SearchCore._offer_experiment_shadow`, counted under the experiment's own metrics through `observe=`);
+both share the one sampler, so `max_in_flight` bounds all shadow work together:
 
     sampler = ShadowSampler(4, observe=count_outcome)
     if sampler.sampled(0.05):
@@ -86,42 +88,44 @@ class ShadowSampler:
         """Whether this search is in the sample (probability `rate`)."""
         return rate > 0 and self.max_in_flight > 0 and self._random() < rate
 
-    def skip(self, label: str, outcome: str) -> None:
+    def skip(self, label: str, outcome: str, *, observe: Observe | None = None) -> None:
         """Count a sampled search that has nothing to compare (`outcome` says why)."""
-        self._observe(label, outcome)
+        (observe or self._observe)(label, outcome)
 
     def submit(self, label: str, job: Callable[[], Awaitable[ResultT]],
-               on_result: Callable[[ResultT], None]) -> bool:
+               on_result: Callable[[ResultT], None], *, observe: Observe | None = None) -> bool:
         """Run `job` in the background and hand its result to `on_result`; False (counted as
-        `dropped_busy`) when `max_in_flight` jobs are running already. Call from the event loop."""
+        `dropped_busy`) when `max_in_flight` jobs are running already. Call from the event loop.
+        `observe` counts this job's outcome instead of the sampler's own (an experiment's metrics)."""
+        observe = observe or self._observe
         if len(self._tasks) >= self.max_in_flight:
-            self._observe(label, DROPPED_BUSY)
+            observe(label, DROPPED_BUSY)
             return False
         # A context of its own: the job is no part of the request that offered it (its trace and log
         # context end with the answer).
-        task = asyncio.get_running_loop().create_task(self._run(label, job, on_result), name=f"shadow-{label}",
+        task = asyncio.get_running_loop().create_task(self._run(label, job, on_result, observe), name=f"shadow-{label}",
                                                       context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
     async def _run(self, label: str, job: Callable[[], Awaitable[ResultT]],
-                   on_result: Callable[[ResultT], None]) -> None:
+                   on_result: Callable[[ResultT], None], observe: Observe) -> None:
         try:
             result = await job()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a shadow job never fails anyone: count it and go on
             log.debug("shadow search failed", extra={"label": label, "error": repr(exc)})
-            self._observe(label, FAILED)
+            observe(label, FAILED)
             return
         try:
             on_result(result)
         except Exception:
             log.exception("recording a shadow comparison failed", extra={"label": label})
-            self._observe(label, FAILED)
+            observe(label, FAILED)
             return
-        self._observe(label, COMPARED)
+        observe(label, COMPARED)
 
     async def drain(self) -> None:
         """Wait for the jobs running now (tests, and a clean stop)."""

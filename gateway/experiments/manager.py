@@ -23,6 +23,16 @@ Counting: each routed search's ending (status code name, latency) is added to it
 the tests (significance.ExperimentEvidence), records the verdict, and saves the experiment (counts and
 test state), so a restart continues where it was. A change of verdict is logged with its numbers and
 kept as a decision.
+
+Several replicas (`leadership`, `shared_counts`, a versioned store; experiments/cluster.py): each tick
+first adopts the other replicas' newer saves (`_sync`/`_adopt`). Only the leader folds and saves; a
+follower shares its counts instead. Per experiment, `base` is what the store has, `pushed` that plus what
+this replica has shared since: live counts − `pushed` is what only this replica knows, kept across an
+adoption and handed over at its next share (or saved, when it leads), so nothing is lost or counted
+twice when the leader changes.
+
+Shadow quality (experiments/quality.py): SearchCore records a variant's comparisons with control
+(`record_comparison`); they are folded with the counts, and the default `QualityGuard` reads them.
 """
 
 from __future__ import annotations
@@ -34,13 +44,19 @@ import dataclasses
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import xxhash
 
 from searchgw.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from searchgw.gateway.experiments.cluster import (
+    CountsDelta,
+    ExperimentCounts,
+    VersionedExperimentStore,
+    add_counts,
+)
 from searchgw.gateway.experiments.model import (
     CONTROL,
     ArmCounts,
@@ -52,10 +68,13 @@ from searchgw.gateway.experiments.model import (
     validate_new_experiment,
 )
 from searchgw.gateway.experiments.outcomes import OutcomeLedger, OutcomeStatus, SearchIds
+from searchgw.gateway.experiments.quality import ExperimentQuality, ShadowQualityGuard
 from searchgw.gateway.experiments.significance import ExperimentEvidence, ExperimentVerdict, SliceCounts
-from searchgw.gateway.experiments.store import ExperimentStore
+from searchgw.gateway.experiments.store import ExperimentChanged, ExperimentStore
 from searchgw.gateway.paging import Page, PageTokens
+from searchgw.gateway.rollout.cluster import Leadership
 from searchgw.gateway.rollout.model import check_arm_spaces, check_reason
+from searchgw.gateway.rollout.quality import QualityPolicy, QualitySummary
 from searchgw.gateway.routing.buckets import BUCKETS, BucketLayout, salt_prefix
 from searchgw.gateway.routing.writes import WriteOrder
 from searchgw.gateway.rules import check_rollout_name
@@ -86,8 +105,8 @@ class ExperimentObserver(Protocol):
 
 
 class QualityGuard(Protocol):
-    """A result-quality check of a variant against control (issue 15.4's shadow quality plugs in here: e.g.
-    median overlap@10 of shadow queries on both arms below 0.6 over enough samples). `veto` returns the
+    """A result-quality check of a variant against control (the default, `quality.ShadowQualityGuard`: the
+    rollouts' sign test on the median overlap@k of shadow searches, when the policy turns it on). `veto` returns the
     reason, with its numbers, when the variant must not win, or None. Called at every fold, on the event loop:
     it reads numbers gathered elsewhere, it does not search."""
 
@@ -104,6 +123,16 @@ class _LiveCounts:
         self.searches, self.errors, self.slow = counts.searches, counts.errors, counts.slow
         self.latency_sum_s = counts.latency_sum_s
         self.outcomes: dict[str, list[float]] = {k: [t.count, t.value_sum] for k, t in counts.outcomes.items()}
+
+    def add(self, counts: ArmCounts) -> None:
+        self.searches += counts.searches
+        self.errors += counts.errors
+        self.slow += counts.slow
+        self.latency_sum_s += counts.latency_sum_s
+        for kind, totals in counts.outcomes.items():
+            mine = self.outcomes.setdefault(kind, [0, 0.0])
+            mine[0] += totals.count
+            mine[1] += totals.value_sum
 
     def frozen(self) -> ArmCounts:
         return ArmCounts(self.searches, self.errors, self.slow, self.latency_sum_s,
@@ -161,8 +190,16 @@ class _Live:
     def __init__(self, experiment: Experiment, now: float) -> None:
         self.experiment = experiment
         self.counts = {arm.name: _LiveCounts(experiment.counts.get(arm.name)) for arm in experiment.arms}
+        #: Several replicas: the counts the store has (as of the save this replica last adopted or made), and
+        #: those plus what this replica shared since. live counts − `pushed` is what nobody else knows yet.
+        self.base: dict[str, ArmCounts] = {arm.name: experiment.counts.get(arm.name, ArmCounts())
+                                           for arm in experiment.arms}
+        self.pushed = dict(self.base)
         self.evidence = ExperimentEvidence.from_json(experiment.policy.alpha, [v.name for v in experiment.variants],
                                                      experiment.evidence)
+        self.quality = ExperimentQuality(experiment, _stored_quality(experiment))
+        #: The variants vetoed at the last fold (a new veto is logged and kept as a decision once).
+        self.vetoed = frozenset(v.name for v in experiment.variants if self.quality.veto(v.name) is not None)
         self.verdict: ExperimentVerdict | None = None
         self.next_fold = now + experiment.policy.interval_s
         self.watchers: set[asyncio.Queue[Experiment | None]] = set()
@@ -189,8 +226,15 @@ class ExperimentManager:
         page_tokens: PageTokens | None = None,
         tick_interval: float = 1.0,
         quality_guard: QualityGuard | None = None,
+        leadership: Leadership | None = None,
+        shared_counts: ExperimentCounts | None = None,
     ) -> None:
-        self.quality_guard = quality_guard
+        """Several replicas (`--state redis`): `leadership` (the rollouts' lease) says whether this replica
+        judges, `shared_counts` carries the followers' counts to it, and `store` must then be versioned
+        (`VersionedExperimentStore`, polled at every tick). Without them this replica does everything."""
+        #: Judges the variants' shadow quality (default: the policy's own guard over the shadow comparisons
+        #: SearchCore records here; it vetoes only when the experiment's policy turns it on).
+        self.quality_guard: QualityGuard = quality_guard or ShadowQualityGuard(self.quality_of)
         self._store = store
         self._switch_alias = switch_alias
         self._resolve_alias = resolve_alias
@@ -209,6 +253,13 @@ class ExperimentManager:
         self._live: dict[str, _Live] = {}
         self._held: dict[str, HeldAlias] = {}
         self._task: asyncio.Task[None] | None = None
+        self._leadership = leadership
+        self._shared_counts = shared_counts
+        self._versioned: VersionedExperimentStore | None = None
+        if shared_counts is not None:
+            if not all(hasattr(store, m) for m in ("versions", "known_version", "read")):
+                raise TypeError("shared experiment counts need a versioned store (RedisExperimentStore)")
+            self._versioned = store  # type: ignore[assignment]
 
     # -- the request path -------------------------------------------------------------------------
     def held(self, alias: str) -> HeldAlias | None:
@@ -264,6 +315,26 @@ class ExperimentManager:
             counts.slow += 1  # a failed search counts as slow: a variant cannot look fast by failing
         if self._observer is not None:
             self._observer.observe_experiment_search(route.experiment, route.arm, code, seconds)
+
+    # -- shadow quality (SearchCore runs the shadow searches; experiments/quality.py counts them) ------------
+    def shadow_policy(self, experiment: str) -> QualityPolicy | None:
+        """The quality policy of a RUNNING experiment that samples shadow searches; None otherwise."""
+        live = self._live.get(experiment)
+        if live is None or live.experiment.state is not _RUNNING or not live.quality.enabled:
+            return None
+        return live.experiment.policy.quality
+
+    def record_comparison(self, experiment: str, variant: str, overlap: float, rbo: float,
+                          differing: Sequence[str] = ()) -> None:
+        """Count one shadow comparison of `variant` with control (event loop; no I/O). Dropped when the
+        experiment no longer runs (it ended while the shadow search ran)."""
+        live = self._live.get(experiment)
+        if live is not None and live.experiment.state is _RUNNING:
+            live.quality.record(variant, overlap, rbo, differing)
+
+    def quality_of(self, experiment: str) -> ExperimentQuality | None:
+        live = self._live.get(experiment)
+        return None if live is None else live.quality
 
     def issue_search_id(self, route: ArmRoute) -> str:
         return self.search_ids.issue(route.experiment, route.index, self._wall_clock())
@@ -395,7 +466,12 @@ class ExperimentManager:
                 counts={}, evidence={}, decisions=())
             experiment = experiment.with_decision(ExperimentDecision(
                 wall, "created", _arms_text(experiment), actor or ANONYMOUS_ACTOR))
-            await self._store.save(experiment)
+            try:
+                await self._store.save(experiment)
+            except ExperimentChanged:
+                raise AlreadyExists(f"an experiment named {spec.name!r} already exists (created at another "
+                                    f"replica); pick another name", reason="EXPERIMENT_EXISTS",
+                                    metadata={"experiment": spec.name}) from None
             self._experiments[experiment.name] = experiment
             self._live[experiment.name] = _Live(experiment, self._clock())
             self._publish()
@@ -415,12 +491,12 @@ class ExperimentManager:
 
     async def pause(self, name: str, reason: str = "", actor: str = "") -> Experiment:
         async with self._transition(name, "pause", {_RUNNING}) as live:
-            self._fold(live)
+            await self._settle(live)
             return await self._move(live, _PAUSED, "paused", reason, actor)
 
     async def stop(self, name: str, reason: str = "", actor: str = "") -> Experiment:
         async with self._transition(name, "stop", _HOLDING) as live:
-            self._fold(live)
+            await self._settle(live)
             return await self._move(live, _STOPPED, "stopped", reason, actor, end_time=self._wall_clock())
 
     async def conclude(self, name: str, arm: str = "", promote: bool = False, reason: str = "",
@@ -428,7 +504,7 @@ class ExperimentManager:
         """End the experiment with `arm` (default: the verdict's winner); with `promote`, the alias
         switches to that arm's collection. FailedPrecondition NO_WINNER when there is none and no arm is named."""
         async with self._transition(name, "conclude", _HOLDING) as live:
-            self._fold(live)
+            await self._settle(live)
             experiment = live.experiment
             chosen = arm or experiment.winner
             if not chosen:
@@ -453,6 +529,8 @@ class ExperimentManager:
     @contextlib.asynccontextmanager
     async def _transition(self, name: str, action: str, allowed: frozenset[ExperimentState] | set[ExperimentState]
                           ) -> AsyncIterator[_Live]:
+        if self._versioned is not None:
+            await self._refresh(name)  # act on the newest saved state (another replica may have moved it)
         experiment = self.get(name)
         live = self._live.get(name)
         if live is None or experiment.state not in allowed:
@@ -473,6 +551,7 @@ class ExperimentManager:
         decision = ExperimentDecision(self._wall_clock(), kind, reason, actor or ANONYMOUS_ACTOR)
         moved = experiment.with_decision(decision, state=state, **changes)
         await self._store.save(moved)  # a failed save changes nothing
+        self._saved(live, moved)
         live.experiment = moved
         self._experiments[moved.name] = moved
         if not state.holds_alias:
@@ -503,11 +582,18 @@ class ExperimentManager:
         control = live.counts[CONTROL].slice(goal)
         variants = {v.name: live.counts[v.name].slice(goal) for v in experiment.variants}
         changed = live.evidence.fold(control, variants)
+        changed = live.quality.fold() or changed
         guard = self.quality_guard
-        vetoes = {v.name: reason for v in experiment.variants
-                  if guard is not None and (reason := guard.veto(experiment, v)) is not None}
-        live.verdict = verdict = live.evidence.verdict(goal, control, variants, vetoes)
+        vetoes = {v.name: reason for v in experiment.variants if (reason := guard.veto(experiment, v)) is not None}
+        live.verdict = verdict = _with_quality(live.evidence.verdict(goal, control, variants, vetoes),
+                                               live.quality.summaries())
         updated = dataclasses.replace(self._with_counts(live), summary=verdict.summary)
+        for name in sorted(set(vetoes) - live.vetoed):
+            updated = updated.with_decision(ExperimentDecision(self._wall_clock(), "vetoed",
+                                                               f"{name}: {vetoes[name]}", "controller"))
+            log.warning("experiment variant vetoed by the quality guard", extra={
+                "experiment": experiment.name, "variant": name, "reason": vetoes[name]})
+        live.vetoed = frozenset(vetoes)
         if verdict.winner != experiment.winner:
             updated = updated.with_decision(ExperimentDecision(self._wall_clock(), "verdict", verdict.summary,
                                                                "controller"), winner=verdict.winner)
@@ -522,26 +608,173 @@ class ExperimentManager:
         return changed
 
     def _with_counts(self, live: _Live) -> Experiment:
+        if not self.judges:  # a follower saves the counts it adopted: its own travel through the shared counts
+            return dataclasses.replace(live.experiment, counts=dict(live.base))
+        evidence: dict[str, object] = dict(live.evidence.to_json())
+        if live.quality.enabled:
+            evidence["quality"] = live.quality.to_json()
         return dataclasses.replace(live.experiment, counts={arm: c.frozen() for arm, c in live.counts.items()},
-                                   evidence=live.evidence.to_json())
+                                   evidence=evidence)
 
     async def tick(self) -> None:
-        """Fold and save every running experiment whose interval has passed."""
+        """Fold and save every running experiment whose interval has passed. With several replicas: first
+        adopt the others' saves; a follower then shares its counts instead (the leader folds them)."""
+        if self._versioned is not None:
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("could not read the shared experiments (the next tick tries again)")
         now = self._clock()
         for live in list(self._live.values()):
+            if not self.judges:
+                async with live.lock:
+                    if live.experiment.name in self._live:
+                        await self._share_quietly(live)
+                continue
             if live.experiment.state is not _RUNNING or now < live.next_fold:
                 continue
             async with live.lock:
                 if live.experiment.state is not _RUNNING:
                     continue
                 live.next_fold = now + live.experiment.policy.interval_s
+                try:
+                    await self._gather(live)
+                except Exception:
+                    log.exception("could not gather the shared counts of experiment %s", live.experiment.name)
                 if self._fold(live):
                     try:
                         await self._store.save(live.experiment)
+                        self._saved(live, live.experiment)
                     except Exception:
                         log.exception("could not save experiment %s (the counts stay in memory; the next fold "
                                       "tries again)", live.experiment.name)
                     self._announce(live.experiment, live)
+
+    # -- several replicas (experiments/cluster.py) -----------------------------------------------------
+    @property
+    def judges(self) -> bool:
+        """Whether this replica folds the tests and saves verdicts (alone, or the leader)."""
+        return self._leadership is None or self._leadership.is_leader
+
+    def _saved(self, live: _Live, saved: Experiment) -> None:
+        """`saved` is in the store: its counts are what the store has (and what this replica accounted for)."""
+        if self.judges:
+            live.base = dict(saved.counts)
+            live.pushed = dict(saved.counts)
+
+    def _unshared(self, live: _Live) -> dict[str, ArmCounts]:
+        return {arm: add_counts(c.frozen(), live.pushed.get(arm, ArmCounts()), -1) for arm, c in live.counts.items()}
+
+    async def _share(self, live: _Live) -> None:
+        """A follower: hand what it counted since it last did to the leader (through the shared counts)."""
+        if self._shared_counts is None:
+            return
+        delta = CountsDelta(self._unshared(live), live.quality.take_pending())
+        if delta.empty:
+            return
+        try:
+            await self._shared_counts.share(live.experiment.name, delta)
+        except Exception:
+            live.quality.add_pending(delta.quality)  # kept for the next try
+            raise
+        live.pushed = {arm: c.frozen() for arm, c in live.counts.items()}
+
+    async def _share_quietly(self, live: _Live) -> None:
+        try:
+            await self._share(live)
+        except Exception:
+            log.exception("could not share the counts of experiment %s (kept; the next tick tries again)",
+                          live.experiment.name)
+
+    async def _gather(self, live: _Live) -> None:
+        """The leader: add every follower's shared counts to its own (before folding)."""
+        if self._shared_counts is None:
+            return
+        delta = await self._shared_counts.gather(live.experiment.name)
+        for arm, counts in delta.arms.items():
+            if arm in live.counts:
+                live.counts[arm].add(counts)
+        live.quality.add_pending(delta.quality)
+
+    async def _settle(self, live: _Live) -> None:
+        """Before a transition: the leader gathers and folds; a follower shares what it counted."""
+        if self.judges:
+            if live.experiment.state is _RUNNING:
+                try:
+                    await self._gather(live)
+                except Exception:
+                    log.exception("could not gather the shared counts of experiment %s", live.experiment.name)
+            self._fold(live)
+        else:
+            await self._share_quietly(live)
+
+    async def _final_counts(self, live: _Live, stored: Experiment) -> Experiment:
+        """The leader, adopting an end saved at another replica: its counts gathered and saved into it (the
+        verdict stays the one the experiment ended with)."""
+        try:
+            await self._gather(live)
+            final = dataclasses.replace(stored, counts={arm: c.frozen() for arm, c in live.counts.items()})
+            await self._store.save(final)
+        except Exception:
+            log.exception("could not save the final counts of experiment %s", stored.name)
+            return stored
+        self._experiments[stored.name] = final
+        return final
+
+    async def _sync(self) -> None:
+        """Adopt every experiment whose stored version is newer than the one this replica knows."""
+        store = self._versioned
+        assert store is not None
+        for name, version in sorted((await store.versions()).items()):
+            if version > store.known_version(name):
+                await self._refresh(name)
+
+    async def _refresh(self, name: str) -> None:
+        store = self._versioned
+        assert store is not None
+        known = store.known_version(name)
+        stored = await store.read(name)
+        if stored is not None and store.known_version(name) > known:
+            await self._adopt(stored)
+
+    async def _adopt(self, stored: Experiment) -> None:
+        """Make a save of another replica current here, keeping what this replica has counted and not yet
+        handed over (live counts − pushed, and its pending shadow comparisons)."""
+        name = stored.name
+        before = self._experiments.get(name)
+        moved = before is None or before.state is not stored.state  # else: the leader's latest analysis
+        self._experiments[name] = stored
+        live = self._live.get(name)
+        if not stored.state.holds_alias:
+            if live is not None and self.judges and stored.state.value > live.experiment.state.value:
+                stored = await self._final_counts(live, stored)
+            if live is not None:
+                del self._live[name]
+                self._publish()
+                for queue in live.watchers:
+                    queue.put_nowait(stored)
+            return
+        if live is None:
+            live = self._live[name] = _Live(stored, self._clock())
+        else:
+            unshared = self._unshared(live)
+            pending = live.quality.take_pending()
+            live.experiment = stored
+            live.counts = {arm.name: _LiveCounts(add_counts(stored.counts.get(arm.name, ArmCounts()),
+                                                            unshared.get(arm.name, ArmCounts())))
+                           for arm in stored.arms}
+            live.base = {arm.name: stored.counts.get(arm.name, ArmCounts()) for arm in stored.arms}
+            live.pushed = dict(live.base)
+            live.evidence = ExperimentEvidence.from_json(stored.policy.alpha, [v.name for v in stored.variants],
+                                                         stored.evidence)
+            live.quality = ExperimentQuality(stored, _stored_quality(stored))
+            live.quality.add_pending(pending)
+            live.vetoed = frozenset(v.name for v in stored.variants if live.quality.veto(v.name) is not None)
+        live.verdict = None  # the stored verdict (verdict() reads it) until this replica folds
+        (log.info if moved else log.debug)("experiment adopted from the shared store", extra={
+            "experiment": name, "state": stored.state.name, "winner": stored.winner or None})
+        self._publish()
+        self._announce(stored, live)
 
     async def restore(self) -> None:
         """Load every experiment; those that held their alias hold it again (RUNNING ones keep running)."""
@@ -573,9 +806,10 @@ class ExperimentManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for live in list(self._live.values()):
-            self._fold(live)
             with contextlib.suppress(Exception):
-                await self._store.save(live.experiment)
+                await self._settle(live)
+                if self.judges:
+                    await self._store.save(live.experiment)
             for queue in live.watchers:
                 queue.put_nowait(None)
 
@@ -589,9 +823,26 @@ class ExperimentManager:
                                                 experiment.evidence)
         goal = experiment.policy.goal
         counts = {arm: _LiveCounts(c).slice(goal) for arm, c in experiment.counts.items()}
-        return evidence.verdict(goal, counts.get(CONTROL, SliceCounts()),
-                                {v.name: counts.get(v.name, SliceCounts()) for v in experiment.variants})
+        quality = ExperimentQuality(experiment, _stored_quality(experiment))
+        vetoes = {v.name: reason for v in experiment.variants if (reason := quality.veto(v.name)) is not None}
+        return _with_quality(evidence.verdict(goal, counts.get(CONTROL, SliceCounts()),
+                                              {v.name: counts.get(v.name, SliceCounts()) for v in experiment.variants},
+                                              vetoes), quality.summaries())
 
 
 def _arms_text(experiment: Experiment) -> str:
     return ", ".join(f"{arm.name}={arm.collection} ({arm.split_bps / 100:g} %)" for arm in experiment.arms)
+
+
+def _stored_quality(experiment: Experiment) -> Mapping[str, object] | None:
+    stored = experiment.evidence.get("quality")
+    return stored if isinstance(stored, Mapping) else None
+
+
+def _with_quality(verdict: ExperimentVerdict, quality: Mapping[str, QualitySummary]) -> ExperimentVerdict:
+    """The verdict with each variant's shadow quality, in its summary too (a vetoed variant's numbers are
+    in its veto already)."""
+    if not quality:
+        return verdict
+    notes = "".join(f"; {name} {summary.summary}" for name, summary in quality.items() if name not in verdict.vetoes)
+    return dataclasses.replace(verdict, summary=verdict.summary + notes, quality=quality)

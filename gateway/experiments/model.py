@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from searchgw.errors import InvalidArgument
 from searchgw.gateway.rollout.model import DEFAULT_ERROR_CODES
+from searchgw.gateway.rollout.quality import QualityPolicy
 from searchgw.gateway.routing.buckets import BUCKETS
 from searchgw.gateway.rules import MAX_ROLLOUT_NAME_LENGTH, check_name, check_rollout_name
 
@@ -82,6 +83,12 @@ class ExperimentPolicy:
     interval_s: float = DEFAULT_INTERVAL_S
     #: Status codes (by name) that count as a variant's errors.
     error_codes: tuple[str, ...] = DEFAULT_ERROR_CODES
+    #: Shadow quality: the share of a variant's searches also run on control (off the request path) and
+    #: how the two top k are compared (`experiments.quality`). A zero sample rate (the default): none.
+    quality: QualityPolicy = QualityPolicy()
+    #: Whether a variant whose results differ from control's (the quality guard rejected) cannot win.
+    #: Off by default: a variant is usually meant to rank differently.
+    quality_guard: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +237,14 @@ def _validated_policy(policy: ExperimentPolicy) -> ExperimentPolicy:
     interval = policy.interval_s or DEFAULT_INTERVAL_S
     if not (math.isfinite(interval) and 0.1 <= interval <= 3600):
         raise InvalidArgument("experiment.policy.interval", f"{interval} s; must lie in [0.1, 3600]")
+    quality = policy.quality.with_defaults()
+    quality.validate("experiment.policy.quality")
+    if policy.quality_guard and not quality.enabled:
+        raise InvalidArgument("experiment.policy.quality_guard", "the quality guard judges shadow comparisons: set "
+                                                                 "quality.shadow_sample_rate > 0 (e.g. 0.05)")
     return ExperimentPolicy(alpha=alpha, goal=goal, outcome_kinds=kinds, latency_threshold_s=threshold,
-                            interval_s=interval, error_codes=tuple(policy.error_codes) or DEFAULT_ERROR_CODES)
+                            interval_s=interval, error_codes=tuple(policy.error_codes) or DEFAULT_ERROR_CODES,
+                            quality=quality, quality_guard=policy.quality_guard)
 
 
 __all__ = [

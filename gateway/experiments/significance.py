@@ -35,11 +35,12 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from searchgw.gateway.rollout.quality import QualitySummary
 from searchgw.gateway.rollout.sequential import RATIO_GRID, RATIO_PRIOR_SCALE, RateRatioTest, TestResult
 
 _LOG_GRID = np.log(RATIO_GRID)
@@ -129,6 +130,10 @@ class ExperimentVerdict:
     winner: str
     summary: str
     variants: tuple[VariantVerdict, ...]
+    #: Variant → why the quality guard keeps it from winning (with the numbers).
+    vetoes: Mapping[str, str] = field(default_factory=dict)
+    #: Variant → its shadow comparisons with control (empty when the policy samples none; the manager's).
+    quality: Mapping[str, QualitySummary] = field(default_factory=dict)
 
 
 class VariantEvidence:
@@ -207,6 +212,7 @@ class ExperimentEvidence:
         winners = [v for v in verdicts if v.status is VariantStatus.BETTER]
         threshold = f"α/N = {self.alpha:g}/{len(verdicts)} = {self.variant_alpha:.4g}"
         control_rate = _rate(control_counts.goal, control_counts.searches)
+        vetoed = "".join(f"; {name} vetoed: {reason}" for name, reason in vetoes.items() if name in self.variants)
         if winners:
             best = max(winners, key=lambda v: _finite(v.get(Comparison.GOAL_BETTER).result.estimate))
             test = best.get(Comparison.GOAL_BETTER).result
@@ -217,7 +223,7 @@ class ExperimentEvidence:
             others = [v.variant for v in winners if v is not best]
             if others:
                 summary += f"; also better than control: {', '.join(others)}"
-            return ExperimentVerdict(best.variant, summary, verdicts)
+            return ExperimentVerdict(best.variant, summary + vetoed, verdicts, vetoes)
         parts = []
         for v in verdicts:
             test = v.get(Comparison.GOAL_BETTER).result
@@ -225,8 +231,7 @@ class ExperimentEvidence:
             parts.append(f"{v.variant} {v.status.name.lower()}: {goal} per search "
                          f"{_rate(mine.goal, mine.searches):.4g} vs {control_rate:.4g}, ratio {_Rate(test.estimate):.3g} "
                          f"[{test.lower:.3g}, {test.upper:.3g}], p {test.p_value:.3g}")
-        vetoed = "".join(f"; {name} vetoed: {reason}" for name, reason in vetoes.items() if name in self.variants)
-        return ExperimentVerdict("", f"no winner yet ({threshold}): " + "; ".join(parts) + vetoed, verdicts)
+        return ExperimentVerdict("", f"no winner yet ({threshold}): " + "; ".join(parts) + vetoed, verdicts, vetoes)
 
     def to_json(self) -> dict[str, Any]:
         return {"variants": {name: evidence.to_json() for name, evidence in self.variants.items()},

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from searchgw.errors import Unavailable
+from searchgw.errors import FailedPrecondition, Unavailable
 from searchgw.gateway.experiments.model import (
     ArmCounts,
     ArmSpec,
@@ -29,6 +29,7 @@ from searchgw.gateway.experiments.model import (
     ExperimentState,
     OutcomeTotals,
 )
+from searchgw.gateway.rollout.quality import QualityPolicy
 
 ResultT = TypeVar("ResultT")
 
@@ -143,34 +144,89 @@ class SqliteExperimentStore:
         return [experiment_from_json(json.loads(body)) for (body,) in rows]
 
 
+class ExperimentChanged(FailedPrecondition):
+    """A save lost a race: another replica saved the experiment since this one last read it."""
+
+
+#: Saves an experiment only if its stored version is the one this replica knows (0: none stored yet):
+#: SET body, bump the version in the `experiment-versions` hash, add the name. Returns the new version,
+#: or -1 and the stored version when another replica saved first.
+_SAVE_SCRIPT = """
+local stored = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if stored ~= tonumber(ARGV[3]) then return {-1, stored} end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return {redis.call('HINCRBY', KEYS[2], ARGV[1], 1), 0}
+"""
+
+
 class RedisExperimentStore:
-    """Experiments in Redis (the `--state redis://…` control plane), beside the rollouts."""
+    """Experiments in Redis (the `--state redis://…` control plane), beside the rollouts.
+
+    Shared by the replicas: every experiment has a version (hash `experiment-versions`), raised by each
+    save; a save is compare-and-set on the version this replica last read or wrote (`ExperimentChanged`
+    otherwise), and `versions()` (one HGETALL) is what the replicas poll to adopt each other's saves."""
 
     def __init__(self, client: Any, prefix: str = "searchgw:") -> None:
         self.client = client
         self._prefix = prefix
+        self._versions: dict[str, int] = {}
+        self._save_script = client.register_script(_SAVE_SCRIPT)
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}experiment:{name}"
 
     async def save(self, experiment: Experiment) -> None:
+        name = experiment.name
+        expected = self._versions.get(name, 0)
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(f"{self._prefix}experiment:{experiment.name}", json.dumps(experiment_to_json(experiment)))
-                pipe.sadd(f"{self._prefix}experiments", experiment.name)
-                await pipe.execute()
+            version, stored = await self._save_script(
+                keys=[self._key(name), f"{self._prefix}experiment-versions", f"{self._prefix}experiments"],
+                args=[name, json.dumps(experiment_to_json(experiment)), expected])
         except Exception as exc:  # redis errors and connection failures alike
             raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
+        if int(version) < 0:
+            raise ExperimentChanged(f"experiment {name!r} was changed at another replica (version {stored}, this "
+                                    f"replica had {expected}); read it again and retry", reason="EXPERIMENT_CHANGED",
+                                    metadata={"experiment": name})
+        self._versions[name] = int(version)
+
+    async def versions(self) -> dict[str, int]:
+        """Every experiment's stored version."""
+        try:
+            found = await self.client.hgetall(f"{self._prefix}experiment-versions")
+        except Exception as exc:
+            raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
+        return {_text(k): int(v) for k, v in found.items()}
+
+    def known_version(self, name: str) -> int:
+        return self._versions.get(name, 0)
+
+    async def read(self, name: str) -> Experiment | None:
+        """The stored experiment, its version now known to this replica (the next save is against it)."""
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.get(self._key(name))
+                pipe.hget(f"{self._prefix}experiment-versions", name)
+                body, version = await pipe.execute()
+        except Exception as exc:
+            raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
+        if body is None:
+            return None
+        self._versions[name] = int(version or 0)
+        return experiment_from_json(json.loads(body))
 
     async def load_all(self) -> list[Experiment]:
         try:
-            names = sorted(await self.client.smembers(f"{self._prefix}experiments"))
-            bodies = await self.client.mget([f"{self._prefix}experiment:{_text(n)}" for n in names]) if names else []
+            names = sorted(_text(n) for n in await self.client.smembers(f"{self._prefix}experiments"))
         except Exception as exc:
             raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
-        found = [experiment_from_json(json.loads(body)) for body in bodies if body]
+        found = [e for name in names if (e := await self.read(name)) is not None]
         return sorted(found, key=lambda e: (e.create_time, e.name))
 
     async def get(self, name: str) -> Experiment | None:
         try:
-            body = await self.client.get(f"{self._prefix}experiment:{name}")
+            body = await self.client.get(self._key(name))
         except Exception as exc:
             raise Unavailable(f"the experiment store (Redis) failed: {exc}") from exc
         return None if body is None else experiment_from_json(json.loads(body))
@@ -193,7 +249,8 @@ def experiment_to_json(experiment: Experiment) -> dict[str, Any]:
         "arms": [[arm.name, arm.collection, arm.split_bps] for arm in experiment.arms],
         "policy": {"alpha": policy.alpha, "goal": policy.goal, "outcome_kinds": list(policy.outcome_kinds),
                    "latency_threshold_s": policy.latency_threshold_s, "interval_s": policy.interval_s,
-                   "error_codes": list(policy.error_codes)},
+                   "error_codes": list(policy.error_codes), "quality": policy.quality.to_json(),
+                   "quality_guard": policy.quality_guard},
         "state": experiment.state.name, "salt": experiment.salt, "create_time": experiment.create_time,
         "update_time": experiment.update_time, "start_time": experiment.start_time,
         "end_time": experiment.end_time, "winner": experiment.winner, "summary": experiment.summary,
@@ -215,7 +272,9 @@ def experiment_from_json(data: dict[str, Any]) -> Experiment:
         policy=ExperimentPolicy(alpha=policy["alpha"], goal=policy["goal"],
                                 outcome_kinds=tuple(policy["outcome_kinds"]),
                                 latency_threshold_s=policy["latency_threshold_s"], interval_s=policy["interval_s"],
-                                error_codes=tuple(policy["error_codes"])),
+                                error_codes=tuple(policy["error_codes"]),
+                                quality=QualityPolicy.from_json(policy.get("quality")),
+                                quality_guard=bool(policy.get("quality_guard", False))),
         state=ExperimentState[data["state"]], salt=data["salt"], create_time=data["create_time"],
         update_time=data["update_time"], start_time=data["start_time"], end_time=data["end_time"],
         winner=data["winner"], summary=data["summary"], concluded_arm=data["concluded_arm"],

@@ -255,7 +255,9 @@ class QualityEvidence:
         # below the threshold arrives, and `update` keeps its largest value then
         return self.guard.max_log_e >= math.log(1.0 / self.guard.alpha)
 
-    def summary(self) -> QualitySummary:
+    def summary(self, arm: str = "canary", baseline: str = "primary") -> QualitySummary:
+        """The numbers and the guard's reading; `arm` and `baseline` name the two sides in the sentence
+        (a rollout's canary and primary; an experiment's variant and control)."""
         policy = self.policy
         samples, below = self.samples, self.below
         result = self.guard.result()
@@ -270,8 +272,8 @@ class QualityEvidence:
             numbers += f" ({below / samples * 100:.0f}%, limit {policy.max_below_share * 100:g}%)"
         ids = ", ".join(f"{item} ({count}x)" for item, count in top[:5])
         if rejected:
-            verdict = (f"e {_num(result.e_value)}, max ≥ {_num(1 / policy.alpha)}: the canary's results differ "
-                       f"from primary's" + (f"; ids differing most often: {ids}" if ids else ""))
+            verdict = (f"e {_num(result.e_value)}, max ≥ {_num(1 / policy.alpha)}: the {arm}'s results differ "
+                       f"from {baseline}'s" + (f"; ids differing most often: {ids}" if ids else ""))
         elif samples < policy.min_samples:
             verdict = f"waiting for {policy.min_samples} comparisons (no verdict on fewer)"
         else:

@@ -765,7 +765,8 @@ def experiment_from_proto(message: experiment_pb.Experiment) -> Experiment:
             alpha=policy.alpha, goal=policy.goal, outcome_kinds=tuple(policy.outcome_kinds),
             latency_threshold_s=duration_from_proto(policy.latency_threshold) if policy.HasField(
                 "latency_threshold") else 0.0,
-            interval_s=duration_from_proto(policy.interval) if policy.HasField("interval") else 0.0))
+            interval_s=duration_from_proto(policy.interval) if policy.HasField("interval") else 0.0,
+            quality=quality_policy_from_proto(policy.quality), quality_guard=policy.quality_guard))
 
 
 _EXPERIMENT_STATE: dict[ExperimentState, Any] = {
@@ -795,7 +796,8 @@ def experiment_to_proto(experiment: Experiment, verdict: ExperimentVerdict | Non
         policy=experiment_pb.ExperimentPolicy(
             alpha=policy.alpha, goal=policy.goal, outcome_kinds=list(policy.outcome_kinds),
             latency_threshold=duration_to_proto(policy.latency_threshold_s),
-            interval=duration_to_proto(policy.interval_s)),
+            interval=duration_to_proto(policy.interval_s), quality=quality_policy_to_proto(policy.quality),
+            quality_guard=policy.quality_guard),
         state=_EXPERIMENT_STATE[experiment.state], winner=experiment.winner, summary=experiment.summary,
         concluded_arm=experiment.concluded_arm, promoted=experiment.promoted,
         create_time=timestamp_to_proto(experiment.create_time), update_time=timestamp_to_proto(experiment.update_time))
@@ -818,7 +820,11 @@ def experiment_to_proto(experiment: Experiment, verdict: ExperimentVerdict | Non
                 tests=[experiment_pb.ComparisonTest(
                     name=c.comparison.value, e_value=_bound(c.result.e_value), p_value=_bound(c.result.p_value),
                     rejected=c.result.rejected, estimate=c.result.estimate, lower=c.result.lower,
-                    upper=c.result.upper, alpha=c.alpha) for c in variant.comparisons]))
+                    upper=c.result.upper, alpha=c.alpha) for c in variant.comparisons],
+                veto=verdict.vetoes.get(variant.variant, "")))
+            quality = verdict.quality.get(variant.variant)
+            if quality is not None:
+                message.verdicts[-1].quality.CopyFrom(quality_report_to_proto(quality))
     if with_decisions:
         message.decisions.extend(experiment_pb.ExperimentDecision(
             time=timestamp_to_proto(d.time), kind=d.kind, reason=d.reason, actor=d.actor)

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from searchgw.v1 import rollout_service_pb2 as _rollout_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -22,18 +23,22 @@ class ExperimentArm(_message.Message):
     def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., split_bps: _Optional[int] = ...) -> None: ...
 
 class ExperimentPolicy(_message.Message):
-    __slots__ = ("alpha", "goal", "outcome_kinds", "latency_threshold", "interval")
+    __slots__ = ("alpha", "goal", "outcome_kinds", "latency_threshold", "interval", "quality", "quality_guard")
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     GOAL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_KINDS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_GUARD_FIELD_NUMBER: _ClassVar[int]
     alpha: float
     goal: str
     outcome_kinds: _containers.RepeatedScalarFieldContainer[str]
     latency_threshold: _duration_pb2.Duration
     interval: _duration_pb2.Duration
-    def __init__(self, alpha: _Optional[float] = ..., goal: _Optional[str] = ..., outcome_kinds: _Optional[_Iterable[str]] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    quality: _rollout_service_pb2.QualityPolicy
+    quality_guard: bool
+    def __init__(self, alpha: _Optional[float] = ..., goal: _Optional[str] = ..., outcome_kinds: _Optional[_Iterable[str]] = ..., latency_threshold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., quality: _Optional[_Union[_rollout_service_pb2.QualityPolicy, _Mapping]] = ..., quality_guard: _Optional[bool] = ...) -> None: ...
 
 class OutcomeCount(_message.Message):
     __slots__ = ("kind", "count", "value_sum", "rate")
@@ -86,7 +91,7 @@ class ComparisonTest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., e_value: _Optional[float] = ..., p_value: _Optional[float] = ..., rejected: _Optional[bool] = ..., estimate: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., alpha: _Optional[float] = ...) -> None: ...
 
 class VariantVerdict(_message.Message):
-    __slots__ = ("arm", "status", "tests")
+    __slots__ = ("arm", "status", "tests", "quality", "veto")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[VariantVerdict.Status]
@@ -104,10 +109,14 @@ class VariantVerdict(_message.Message):
     ARM_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TESTS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    VETO_FIELD_NUMBER: _ClassVar[int]
     arm: str
     status: VariantVerdict.Status
     tests: _containers.RepeatedCompositeFieldContainer[ComparisonTest]
-    def __init__(self, arm: _Optional[str] = ..., status: _Optional[_Union[VariantVerdict.Status, str]] = ..., tests: _Optional[_Iterable[_Union[ComparisonTest, _Mapping]]] = ...) -> None: ...
+    quality: _rollout_service_pb2.QualityReport
+    veto: str
+    def __init__(self, arm: _Optional[str] = ..., status: _Optional[_Union[VariantVerdict.Status, str]] = ..., tests: _Optional[_Iterable[_Union[ComparisonTest, _Mapping]]] = ..., quality: _Optional[_Union[_rollout_service_pb2.QualityReport, _Mapping]] = ..., veto: _Optional[str] = ...) -> None: ...
 
 class ExperimentDecision(_message.Message):
     __slots__ = ("time", "kind", "reason", "actor")

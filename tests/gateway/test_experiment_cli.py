@@ -17,7 +17,8 @@ async def test_create_start_search_report_get_and_conclude_from_the_command_line
     await client.update_alias("docs", "docs-v1")
     addr = ("--addr", server.address)
     code, out, err = await searchgw("experiment", "create", "e1", "--collection", "docs", "--variant", "m32=docs-m32",
-                                    "--variant", "int8=docs-int8", "--interval", "1s", *addr)
+                                    "--variant", "int8=docs-int8", "--interval", "1s", "--shadow-sample-rate", "0.05",
+                                    "--quality-min-samples", "50", "--quality-guard", *addr)
     print(out)
     assert code == 0, err
     assert "experiment e1: docs split control=docs-v1, m32=docs-m32, int8=docs-int8 (33.34% / 33.33% / 33.33%)" in out
@@ -45,6 +46,9 @@ async def test_create_start_search_report_get_and_conclude_from_the_command_line
     assert code == 0, err
     assert "verdict    no winner yet" in out and "1 (100.00%)" in out and "tests      m32 undecided" in out
     assert "nan" not in out  # an arm without searches has no rate: shown as "-"
+    policy = (await client.get_experiment("e1")).policy
+    assert (policy.quality.shadow_sample_rate, policy.quality.min_samples, policy.quality_guard) == (0.05, 50, True)
+    assert re.search(r"quality    m32: overlap@10 median (-|[01]\.\d\d), mean RBO (-|[01]\.\d\d) over [01] shadow", out)
     code, out, _ = await searchgw("experiment", "list", *addr)
     assert code == 0 and "e1" in out and "RUNNING" in out
     code, out, err = await searchgw("experiment", "conclude", "e1", "--promote", *addr)

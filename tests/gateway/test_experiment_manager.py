@@ -136,3 +136,51 @@ async def test_aa_runs_through_the_real_manager_name_a_false_winner_at_most_alph
     bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
     print(f"real manager, A/A: {false_winners}/{runs} runs named a winner ({rate:.3f}); allowed ≤ {bound:.3f}")
     assert rate <= bound
+
+
+async def test_shadow_quality_vetoes_a_diverging_variant_once_and_a_restart_keeps_the_evidence():
+    """Comparisons as SearchCore records them: variant a's top k disagree with control's, b's agree. With the
+    guard on, a is vetoed at the fold that has the evidence (one "vetoed" decision), b is not; the numbers
+    survive a restart, and the restarted manager does not veto a again."""
+    from searchgw.gateway.rollout.quality import QualityPolicy
+
+    clock, store, aliases = ManualClock(), MemoryExperimentStore(), {"docs": "docs-c"}
+    spec = dataclasses.replace(SPEC, policy=ExperimentPolicy(
+        interval_s=10.0, quality=QualityPolicy(shadow_sample_rate=0.05, min_samples=10), quality_guard=True))
+    experiments = manager(store, clock, aliases)
+    await experiments.create(spec)
+    assert experiments.shadow_policy("e") is None  # not running: no shadow searches
+    await experiments.start("e")
+    assert experiments.shadow_policy("e").shadow_sample_rate == 0.05
+    for _ in range(9):
+        experiments.record_comparison("e", "a", 0.1, 0.05, ("7", "9"))
+        experiments.record_comparison("e", "b", 1.0, 1.0)
+    clock.advance(10.0)
+    await experiments.tick()
+    assert "a" not in experiments.verdict("e").vetoes  # fewer than min_samples: no verdict
+    for _ in range(11):
+        experiments.record_comparison("e", "a", 0.2, 0.1, ("7",))
+        experiments.record_comparison("e", "b", 0.9, 0.95)
+    clock.advance(10.0)
+    await experiments.tick()
+    verdict = experiments.verdict("e")
+    assert set(verdict.vetoes) == {"a"} and "the variant's results differ from control's" in verdict.vetoes["a"]
+    assert verdict.quality["a"].samples == 20 and verdict.quality["a"].differing_ids[0] == ("7", 20)
+    assert verdict.quality["b"].median_overlap == 0.9 and not verdict.quality["b"].rejected
+    assert "a vetoed: quality: overlap@10 median 0.20" in experiments.get("e").summary
+    clock.advance(10.0)
+    await experiments.tick()
+    assert [d.kind for d in experiments.get("e").decisions].count("vetoed") == 1
+    # a restart continues with the same evidence and does not announce the veto again
+    again = manager(store, clock, aliases)
+    await again.restore()
+    assert again.verdict("e").quality == verdict.quality and set(again.verdict("e").vetoes) == {"a"}
+    again.record_comparison("e", "a", 0.0, 0.0)
+    clock.advance(10.0)
+    await again.tick()
+    assert again.verdict("e").quality["a"].samples == 21
+    assert [d.kind for d in again.get("e").decisions].count("vetoed") == 1
+    # an ended experiment still answers with its quality
+    await again.stop("e")
+    assert again.verdict("e").quality["a"].samples == 21 and set(again.verdict("e").vetoes) == {"a"}
+    again.record_comparison("e", "a", 0.0, 0.0)  # ended: dropped

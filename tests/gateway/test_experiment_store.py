@@ -20,6 +20,7 @@ from searchgw.gateway.experiments import (
     SqliteExperimentStore,
 )
 from searchgw.gateway.rollout import SqliteRolloutStore
+from searchgw.gateway.rollout.quality import QualityPolicy
 from searchgw.gateway.rollout.redis_store import connect
 from tests.redis_rig import RedisServer
 
@@ -29,7 +30,9 @@ def experiment(name: str = "e1", create_time: float = 100.0) -> Experiment:
         name=name, collection="docs", control=ArmSpec("control", "docs-v1", 5000),
         variants=(ArmSpec("m32", "docs-m32", 2500), ArmSpec("int8", "docs-int8", 2500)),
         policy=ExperimentPolicy(alpha=0.01, goal="buy", outcome_kinds=("click", "buy"), latency_threshold_s=0.2,
-                                interval_s=2.0, error_codes=("UNAVAILABLE",)),
+                                interval_s=2.0, error_codes=("UNAVAILABLE",),
+                                quality=QualityPolicy(shadow_sample_rate=0.05, k=20, min_overlap=0.7),
+                                quality_guard=True),
         state=ExperimentState.RUNNING, salt="abc123", create_time=create_time, update_time=create_time + 5,
         start_time=create_time + 1, winner="m32", summary="winner m32: ...",
         counts={"control": ArmCounts(10, 1, 2, 0.5, {"buy": OutcomeTotals(3, 30.5)}),
@@ -85,3 +88,29 @@ async def test_experiments_share_the_rollouts_sqlite_file_without_touching_its_t
     reopened = SqliteRolloutStore(path)
     assert await reopened.load_all() == []  # the schema version check still passes
     await reopened.close()
+
+
+async def test_redis_saves_are_compare_and_set_on_the_version_a_replica_knows(tmp_path):
+    """Two replicas' stores on one redis-server: a save made without having read the other's newer one is
+    refused (FAILED_PRECONDITION EXPERIMENT_CHANGED) and changes nothing; after reading it, it succeeds."""
+    from searchgw.gateway.experiments.store import ExperimentChanged
+
+    server = await RedisServer(tmp_path / "redis").start()
+    first, second = connect(server.url), connect(server.url)
+    try:
+        mine, theirs = RedisExperimentStore(first), RedisExperimentStore(second)
+        await mine.save(experiment())
+        assert await theirs.versions() == {"e1": 1}
+        assert (await theirs.read("e1")) == experiment() and theirs.known_version("e1") == 1
+        await theirs.save(experiment(create_time=150.0))
+        with pytest.raises(ExperimentChanged) as refused:
+            await mine.save(experiment(create_time=999.0))
+        assert refused.value.reason == "EXPERIMENT_CHANGED"
+        assert (await mine.get("e1")).create_time == 150.0 and await mine.versions() == {"e1": 2}
+        await mine.read("e1")
+        await mine.save(experiment(create_time=999.0))
+        assert (await theirs.get("e1")).create_time == 999.0 and await theirs.versions() == {"e1": 3}
+    finally:
+        await first.aclose()
+        await second.aclose()
+        await server.stop()
