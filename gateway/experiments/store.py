@@ -11,13 +11,10 @@ searches it served (see docs/experiments.md, "Several replicas").
 
 from __future__ import annotations
 
-import asyncio
 import json
 import pathlib
 import sqlite3
-import threading
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from searchgw.errors import FailedPrecondition, Unavailable
 from searchgw.gateway.experiments.model import (
@@ -30,8 +27,8 @@ from searchgw.gateway.experiments.model import (
     OutcomeTotals,
 )
 from searchgw.gateway.rollout.quality import QualityPolicy
+from searchgw.gateway.rollout.store import SqliteFile
 
-ResultT = TypeVar("ResultT")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -77,56 +74,29 @@ class MemoryExperimentStore:
         return None
 
 
+def _make_schema(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+
+
 class SqliteExperimentStore:
     """Experiments in a SQLite file (normally the rollouts' file)."""
 
     def __init__(self, path: str | pathlib.Path) -> None:
-        self.path = pathlib.Path(path)
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._file = SqliteFile(path, "the experiment store", _make_schema, busy_timeout_s=10.0)
+        self.path = self._file.path
 
     async def save(self, experiment: Experiment) -> None:
-        await self._run(self._save, experiment)
+        await self._file.run(self._save, experiment)
 
     async def load_all(self) -> list[Experiment]:
-        return await self._run(self._load, None)
+        return await self._file.run(self._load, None)
 
     async def get(self, name: str) -> Experiment | None:
-        found = await self._run(self._load, name)
+        found = await self._file.run(self._load, name)
         return found[0] if found else None
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._close)
-
-    async def _run(self, work: Callable[[sqlite3.Connection, Any], ResultT], argument: Any) -> ResultT:
-        def locked() -> ResultT:
-            with self._lock:
-                if self._db is None:
-                    self._db = self._open()
-                return work(self._db, argument)
-
-        try:
-            return await asyncio.to_thread(locked)
-        except (sqlite3.Error, OSError) as exc:
-            raise Unavailable(f"the experiment store {self.path} failed: {exc}") from exc
-
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        await self._file.close()
 
     @staticmethod
     def _save(db: sqlite3.Connection, experiment: Experiment) -> None:

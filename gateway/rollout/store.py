@@ -94,28 +94,24 @@ class MemoryRolloutStore:
         return self._rollouts.get(name)
 
 
-class SqliteRolloutStore:
-    """A RolloutStore in one SQLite file (see the module docstring for the durability rules)."""
+class SqliteFile:
+    """One SQLite file, used one call at a time from worker threads (never on the event loop).
 
-    def __init__(self, path: str | pathlib.Path) -> None:
+    Opened on first use (WAL journal, `synchronous=FULL`, then `prepare(db)` makes or checks the schema);
+    a failing SQLite or file system is Unavailable naming `what` (e.g. "the rollout store") and the path.
+    The rollout store and the experiment store each hold one, on the same file by default."""
+
+    def __init__(self, path: str | pathlib.Path, what: str, prepare: Callable[[sqlite3.Connection], None], *,
+                 busy_timeout_s: float = 5.0) -> None:
         self.path = pathlib.Path(path)
+        self._what = what
+        self._prepare = prepare
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None  # opened in the worker thread on first use
 
-    async def save(self, rollout: Rollout) -> None:
-        await self._run(self._save, rollout)
-
-    async def load_all(self) -> list[Rollout]:
-        return await self._run(self._load, None)
-
-    async def get(self, name: str) -> Rollout | None:
-        found = await self._run(self._load, name)
-        return found[0] if found else None
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._close)
-
-    async def _run(self, work: Callable[[sqlite3.Connection, Any], ResultT], argument: Any) -> ResultT:
+    async def run(self, work: Callable[[sqlite3.Connection, Any], ResultT], argument: Any) -> ResultT:
+        """`work(db, argument)` in a worker thread, alone on the connection."""
         def locked() -> ResultT:
             with self._lock:
                 if self._db is None:
@@ -125,21 +121,18 @@ class SqliteRolloutStore:
         try:
             return await asyncio.to_thread(locked)
         except (sqlite3.Error, OSError) as exc:
-            raise Unavailable(f"the rollout store {self.path} failed: {exc}") from exc
+            raise Unavailable(f"{self._what} {self.path} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise Unavailable(f"the rollout store {self.path} has schema version {version}; this gateway "
-                                  f"knows up to {SCHEMA_VERSION} (a newer gateway wrote it)")
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._prepare(db)
         except BaseException:
             db.close()
             raise
@@ -150,6 +143,36 @@ class SqliteRolloutStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+class SqliteRolloutStore:
+    """A RolloutStore in one SQLite file (see the module docstring for the durability rules)."""
+
+    def __init__(self, path: str | pathlib.Path) -> None:
+        self._file = SqliteFile(path, "the rollout store", self._prepare)
+        self.path = self._file.path
+
+    async def save(self, rollout: Rollout) -> None:
+        await self._file.run(self._save, rollout)
+
+    async def load_all(self) -> list[Rollout]:
+        return await self._file.run(self._load, None)
+
+    async def get(self, name: str) -> Rollout | None:
+        found = await self._file.run(self._load, name)
+        return found[0] if found else None
+
+    async def close(self) -> None:
+        await self._file.close()
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA foreign_keys=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise Unavailable(f"the rollout store {self.path} has schema version {version}; this gateway "
+                              f"knows up to {SCHEMA_VERSION} (a newer gateway wrote it)")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @staticmethod
     def _save(db: sqlite3.Connection, rollout: Rollout) -> None:
