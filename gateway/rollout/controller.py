@@ -554,19 +554,25 @@ class RolloutController:
         active = self._active.get(rollout)
         if active is None:
             return
+        new_key = bool(key) and active.evidence.first_sight(key)
+        pair = self._slices_now(active)
+        if arm is _CANARY:
+            pair[1].record(code_name, latency_s, new_key)
+            if active.running_since is not None:
+                active.canary_requests += 1
+        else:
+            pair[0].record(code_name, latency_s, new_key)
+
+    def _slices_now(self, active: _Active) -> list[ArmSlice]:
+        """The [primary, canary] counts of the current second (made on its first use; the last one is
+        kept at hand, so the common case is one comparison)."""
         second = int(self._clock())
         if second != active.last_second:
             pair = active.seconds.get(second)
             if pair is None:
                 pair = active.seconds[second] = [ArmSlice(), ArmSlice()]
             active.last_second, active.last_pair = second, pair
-        new_key = bool(key) and active.evidence.first_sight(key)
-        if arm is _CANARY:
-            active.last_pair[1].record(code_name, latency_s, new_key)
-            if active.running_since is not None:
-                active.canary_requests += 1
-        else:
-            active.last_pair[0].record(code_name, latency_s, new_key)
+        return active.last_pair
 
     def quality_policy(self, rollout: str) -> QualityPolicy | None:
         """The shadow-comparison policy of an active rollout that takes traffic, when it samples any
@@ -584,13 +590,7 @@ class RolloutController:
         active = self._active.get(rollout)
         if active is None or active.rollout.state in PREPARATION_STATES or active.evidence.quality is None:
             return
-        second = int(self._clock())
-        if second != active.last_second:
-            pair = active.seconds.get(second)
-            if pair is None:
-                pair = active.seconds[second] = [ArmSlice(), ArmSlice()]
-            active.last_second, active.last_pair = second, pair
-        active.last_pair[1].record_comparison(overlap, rbo)
+        self._slices_now(active)[1].record_comparison(overlap, rbo)
         if differing:
             active.evidence.quality.differing.add(differing)
 
