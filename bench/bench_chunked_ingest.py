@@ -98,7 +98,9 @@ class ChunkedIngestResults:
 
 async def run(documents: int, rounds: int) -> ChunkedIngestResults:
     model = EmbeddingModel.load(default_model_dir(CACHE), DEFAULT_MODEL_NAME, intra_op_threads=2)
-    embedder = await create_embedder(EmbedderSettings(port=0, metrics_port=-1, cache_dir=CACHE, log_format="text"))
+    # cache off: every round embeds (a repeated round would otherwise be answered from the LRU cache)
+    embedder = await create_embedder(EmbedderSettings(port=0, metrics_port=-1, cache_dir=CACHE, cache_size=0,
+                                                      log_format="text"))
     await embedder.load([model])
 
     def tokens(text: str) -> int:
