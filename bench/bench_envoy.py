@@ -270,6 +270,20 @@ async def run(quick: bool = False, log=print) -> EnvoyResults:
             await backend.close()
 
 
+#: Issue 16: the gateway's sticky split at least as fast as Envoy's weighted split, 16 callers.
+TARGET_VS_ENVOY = 1.0
+
+
+def goal(results: EnvoyResults):
+    """The issue-16 row: gateway / Envoy weighted 50/50 calls/s at 16 callers (bench_gateway's Goal)."""
+    from bench.bench_gateway import Goal
+
+    concurrency = max(CONCURRENCIES)
+    ratio = results.runs[("gateway", concurrency)].calls_per_s / results.runs[("envoy", concurrency)].calls_per_s
+    return Goal(f"{SIZE} points, {concurrency} callers: gateway (50 % canary) / Envoy 1.40 weighted split calls/s",
+                f"{ratio:.2f}x", f">= {TARGET_VS_ENVOY:.2f}x", ratio >= TARGET_VS_ENVOY)
+
+
 def print_results(results: EnvoyResults) -> None:
     runs = results.runs
     print(f"\n{results.machine.line()}; {SIZE} points x {DIM}, Search limit 10, keys as x-routing-key")

