@@ -590,7 +590,7 @@ def render(machine: Machine, quick: bool, embedder: bench_embedder.EmbedderResul
     # figures, kept by hand in bench/rollout_decisions.md (the simulation runs in the test suite, the
     # live run takes ~3 minutes of its own).
     add((Path(__file__).resolve().parent / "rollout_decisions.md").read_text(encoding="utf-8").strip() + "\n")
-    # The hot path's step-by-step figures and the --workers scaling, kept by hand in bench/hotpath.md
+    # The hot path's step-by-step figures, the --workers scaling and the lone Embed, kept by hand in bench/hotpath.md
     # (they compare commits, and bench_workers needs redis-server and the Qdrant-protocol test server).
     add((Path(__file__).resolve().parent / "hotpath.md").read_text(encoding="utf-8").strip() + "\n")
     # Scale (10k → 1M vectors, index builds while serving): measured by bench/bench_scale.py and
