@@ -44,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import LoadRunner, Machine, configure_like_production, loadavg_text  # noqa: E402
+from bench.bench_gateway import Goal  # noqa: E402
 from bench._gateway import DIM, SharedBackend, analysis, build_dataset, gateway_settings  # noqa: E402
 from bench.bench_gateway_load import start_bare_server  # noqa: E402
 from searchgw.gateway.backends import EdgeBackend, SearchQuery  # noqa: E402
@@ -274,10 +275,8 @@ async def run(quick: bool = False, log=print) -> EnvoyResults:
 TARGET_VS_ENVOY = 1.0
 
 
-def goal(results: EnvoyResults):
+def goal(results: EnvoyResults) -> Goal:
     """The issue-16 row: gateway / Envoy weighted 50/50 calls/s at 16 callers (bench_gateway's Goal)."""
-    from bench.bench_gateway import Goal
-
     concurrency = max(CONCURRENCIES)
     ratio = results.runs[("gateway", concurrency)].calls_per_s / results.runs[("envoy", concurrency)].calls_per_s
     return Goal(f"{SIZE} points, {concurrency} callers: gateway (50 % canary) / Envoy 1.40 weighted split calls/s",

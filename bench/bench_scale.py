@@ -279,20 +279,26 @@ def run(sizes: list[int], queries: int, efs: tuple[int, ...], work_dir: Path, js
     return results
 
 
-def capacity(results: list[SizeResult]) -> dict[str, float]:
-    """MiB of serving memory per million vectors for each storage: the slope of the collection's RSS
-    against its size (least squares over the measured sizes ≥ 100k, or all when fewer)."""
+def fitted_rows(results: list[SizeResult], storage: str) -> list[SizeResult]:
+    """The rows a per-million slope is fitted over: the sizes from 100k up when two were measured, else all."""
+    rows = [r for r in results if r.storage == storage]
+    big = [r for r in rows if r.points >= 100_000]
+    return big if len(big) >= 2 else rows
+
+
+def capacity(results: list[SizeResult], measure: str = "rss_collection_mib") -> dict[str, float]:
+    """MiB of `measure` (serving memory by default; `disk_mib` for the shard on disk) per million vectors
+    for each storage: its least-squares slope against the collection's size over `fitted_rows` (one
+    row: its own ratio)."""
     slopes = {}
     for storage in STORAGES:
-        rows = [r for r in results if r.storage == storage]
-        big = [r for r in rows if r.points >= 100_000]
-        rows = big if len(big) >= 2 else rows
+        rows = fitted_rows(results, storage)
         if len(rows) >= 2:
             x = np.array([r.points for r in rows], dtype=float)
-            y = np.array([r.rss_collection_mib for r in rows])
+            y = np.array([getattr(r, measure) for r in rows])
             slopes[storage] = float(np.polyfit(x, y, 1)[0] * 1e6)
         elif rows:
-            slopes[storage] = rows[0].rss_collection_mib / rows[0].points * 1e6
+            slopes[storage] = getattr(rows[0], measure) / rows[0].points * 1e6
     return slopes
 
 
@@ -389,13 +395,7 @@ def render(results: list[SizeResult], index_build_log: str = "", command: str = 
                        f"| {m['mode']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['recall']:.3f} |" for m in r.modes)
                    + "\n\n</details>\n")
     slopes = capacity(results)
-    disk = {}
-    for storage in STORAGES:
-        rows_ = [r for r in results if r.storage == storage]
-        big = [r for r in rows_ if r.points >= 100_000]
-        rows_ = big if len(big) >= 2 else rows_
-        if len(rows_) >= 2:
-            disk[storage] = float(np.polyfit([r.points for r in rows_], [r.disk_mib for r in rows_], 1)[0] * 1e6)
+    disk = capacity(results, "disk_mib")
     raw = DIMENSION * 4 * 1e6 / 2**20
     out.append("**Capacity** (from the measurements above: the slope of each quantity against the number of points "
                "— least squares over the sizes from 100k up when two were measured, else over all sizes; the raw "
