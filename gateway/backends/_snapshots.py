@@ -76,7 +76,8 @@ def _stamp_time(stamp: str) -> float:
 
 
 # -- small durable-file helpers ------------------------------------------------------------------
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -223,7 +224,7 @@ class SnapshotStore:
         except FileNotFoundError:  # deleted meanwhile
             raise NotFound(f"snapshot {name!r} does not exist") from None
         archive.with_name(archive.name + _CHECKSUM_SUFFIX).unlink(missing_ok=True)
-        _fsync_directory(archive.parent)
+        fsync_directory(archive.parent)
 
     def write(self, shard_dir: Path, spec: CollectionSpec, points_count: int,
               wall_clock: Callable[[], float]) -> SnapshotInfo:
@@ -254,8 +255,8 @@ class SnapshotStore:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync_directory(directory)
-        _fsync_directory(self.root)
+        fsync_directory(directory)
+        fsync_directory(self.root)
         return self._info(spec.name, archive, stamp)
 
     def unpack(self, name: str, target: Path) -> tuple[CollectionSpec, int]:
@@ -278,7 +279,7 @@ class SnapshotStore:
             if expected and hashing.sha256.hexdigest() != expected:
                 raise SnapshotCorrupt("its SHA-256 differs from the one recorded when it was taken")
             for directory, _, _ in os.walk(target):
-                _fsync_directory(Path(directory))
+                fsync_directory(Path(directory))
             return _spec_from_json(manifest["collection"]), int(manifest["points_count"])
         except SnapshotCorrupt as exc:
             shutil.rmtree(target, ignore_errors=True)

@@ -81,7 +81,7 @@ from searchgw.gateway.backends._batching import MicroBatcher
 from searchgw.gateway.backends._catalog import Catalog
 from searchgw.gateway.backends._grouping import grouped_search
 from searchgw.gateway.backends._index_build import BuildProcess, JournalEntry
-from searchgw.gateway.backends._snapshots import SnapshotStore
+from searchgw.gateway.backends._snapshots import SnapshotStore, fsync_directory
 from searchgw.gateway.backends.types import (
     BM25_VECTOR,
     Bm25Config,
@@ -397,14 +397,6 @@ def _copy_shard(engine: qe.EdgeShard, path: Path, copy: Path) -> None:
     shutil.copytree(path, copy)
 
 
-def _fsync_directory(path: Path) -> None:
-    directory = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> tuple[qe.EdgeShard, SearchgwError | None]:
     """Close the serving shard, put the built copy in its place, open it. The serving directory moves
     aside first (`retired`, next to the copy): a crash between the two renames leaves it there, and
@@ -418,14 +410,14 @@ def _swap(engine: qe.EdgeShard, path: Path, copy: Path) -> tuple[qe.EdgeShard, S
     except BaseException:
         os.rename(retired, path)
         return qe.EdgeShard.load(str(path)), Unavailable("the built index could not be moved into place")
-    _fsync_directory(path.parent)
-    _fsync_directory(copy.parent)
+    fsync_directory(path.parent)
+    fsync_directory(copy.parent)
     try:
         return qe.EdgeShard.load(str(path)), None
     except Exception as exc:  # the built copy does not open: put the serving shard back
         os.rename(path, copy.parent / "failed")
         os.rename(retired, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
         return qe.EdgeShard.load(str(path)), Unavailable(f"the built index does not open ({exc}); the collection "
                                                           "is served as before the build")
 
@@ -439,7 +431,7 @@ def _recover_builds(builds: Path, collections: Path) -> None:
         serving, retired = collections / work.name, work / "retired"
         if not serving.exists() and retired.is_dir():
             os.rename(retired, serving)
-            _fsync_directory(collections)
+            fsync_directory(collections)
         shutil.rmtree(work, ignore_errors=True)
 
 
